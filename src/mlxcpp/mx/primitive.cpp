@@ -1,0 +1,60 @@
+#include "mlxcpp/mx/primitive.h"
+
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+
+namespace mx {
+
+namespace {
+struct Registry {
+  std::mutex mu;
+  std::unordered_map<std::type_index, GpuKernel> kernels;
+};
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+}  // namespace
+
+namespace gpu_registry {
+void add(std::type_index type, GpuKernel kernel) {
+  std::lock_guard<std::mutex> lk(registry().mu);
+  registry().kernels[type] = kernel;
+}
+GpuKernel find(std::type_index type) {
+  std::lock_guard<std::mutex> lk(registry().mu);
+  auto it = registry().kernels.find(type);
+  return it == registry().kernels.end() ? nullptr : it->second;
+}
+}  // namespace gpu_registry
+
+void Primitive::eval_gpu(const std::vector<array>& inputs, std::vector<array>& outputs) {
+  auto k = gpu_registry::find(typeid(*this));
+  if (!k) {
+    throw std::runtime_error(std::string("[") + name() + "] has no GPU kernel in this build");
+  }
+  k(*this, inputs, outputs);
+}
+
+std::vector<array> Primitive::jvp(const std::vector<array>&, const std::vector<array>&,
+                                  const std::vector<int>&) {
+  throw std::invalid_argument(std::string("[") + name() + "] is not differentiable (no jvp rule)");
+}
+
+std::vector<array> Primitive::vjp(const std::vector<array>&, const std::vector<array>&,
+                                  const std::vector<int>&, const std::vector<array>&) {
+  throw std::invalid_argument(std::string("[") + name() + "] is not differentiable (no vjp rule)");
+}
+
+std::pair<std::vector<array>, std::vector<int>> Primitive::vmap(const std::vector<array>&,
+                                                                const std::vector<int>&) {
+  throw std::invalid_argument(std::string("[") + name() + "] cannot be batched by vmap");
+}
+
+std::vector<Shape> Primitive::output_shapes(const std::vector<array>&) {
+  throw std::invalid_argument(std::string("[") + name() + "] cannot infer output shapes");
+}
+
+}  // namespace mx

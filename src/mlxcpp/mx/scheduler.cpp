@@ -1,0 +1,278 @@
+#include "mlxcpp/mx/scheduler.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mlxcpp/mx/event.h"
+
+namespace mx {
+namespace {
+
+thread_local bool t_on_worker = false;
+
+// One worker thread per stream, running its tasks in order.
+class StreamWorker {
+ public:
+  StreamWorker() : thread_([this] { loop(); }) {}
+  ~StreamWorker() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  void enqueue(std::function<void()> f) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      tasks_.push_back(std::move(f));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void loop() {
+    t_on_worker = true;
+    for (;;) {
+      std::function<void()> f;
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return stop_ || !tasks_.empty(); });
+        if (tasks_.empty()) return;
+        f = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      f();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+struct StreamTable {
+  std::mutex mu;
+  std::vector<Stream> streams;
+  std::vector<std::unique_ptr<StreamWorker>> workers;
+  Device default_device{Device::cpu};
+  std::vector<int> default_streams{-1, -1};  // per device type
+
+  Stream add(Device d) {
+    std::lock_guard<std::mutex> lk(mu);
+    int idx = static_cast<int>(streams.size());
+    streams.emplace_back(idx, d);
+    workers.push_back(std::make_unique<StreamWorker>());
+    return streams.back();
+  }
+  StreamWorker& worker(const Stream& s) {
+    std::lock_guard<std::mutex> lk(mu);
+    if (s.index < 0 || s.index >= static_cast<int>(workers.size())) {
+      throw std::invalid_argument("[scheduler] unknown stream " + std::to_string(s.index));
+    }
+    return *workers[s.index];
+  }
+};
+
+StreamTable& table() {
+  static StreamTable t;
+  return t;
+}
+
+// Fork-join pool: the caller takes part, helpers grab chunks from a counter.
+class ThreadPool {
+ public:
+  ThreadPool() {
+    unsigned n = std::thread::hardware_concurrency();
+    nthreads_ = n == 0 ? 1 : static_cast<int>(n);
+    for (int i = 1; i < nthreads_; ++i) helpers_.emplace_back([this] { helper_loop(); });
+  }
+  ~ThreadPool() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : helpers_) t.join();
+  }
+  int size() const { return nthreads_; }
+
+  void run(size_t nchunks, const std::function<void(size_t)>& f) {
+    std::unique_lock<std::mutex> job_lock(job_mu_, std::try_to_lock);
+    if (!job_lock.owns_lock() || nthreads_ == 1) {  // pool busy (another stream): run here
+      for (size_t i = 0; i < nchunks; ++i) f(i);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      job_ = &f;
+      nchunks_ = nchunks;
+      next_.store(0);
+      pending_ = nchunks;
+      ++generation_;
+    }
+    cv_.notify_all();
+    work();
+    std::unique_lock<std::mutex> lk(mu_);
+    done_cv_.wait(lk, [&] { return pending_ == 0 && active_ == 0; });
+    job_ = nullptr;
+  }
+
+ private:
+  // Helpers count as active while they hold the job, so run() cannot return
+  // (and a new job replace this one) while one of them may still call it.
+  void work() {
+    size_t done = 0;
+    const std::function<void(size_t)>* f;
+    size_t n;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (!job_) return;
+      f = job_;
+      n = nchunks_;
+      ++active_;
+    }
+    for (;;) {
+      size_t i = next_.fetch_add(1);
+      if (i >= n) break;
+      (*f)(i);
+      ++done;
+    }
+    std::lock_guard<std::mutex> lk(mu_);
+    pending_ -= done;
+    --active_;
+    if (pending_ == 0 && active_ == 0) done_cv_.notify_all();
+  }
+  void helper_loop() {
+    size_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return stop_ || (generation_ != seen && job_ != nullptr); });
+        if (stop_) return;
+        seen = generation_;
+      }
+      work();
+    }
+  }
+  int nthreads_;
+  std::vector<std::thread> helpers_;
+  std::mutex job_mu_;
+  std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  const std::function<void(size_t)>* job_ = nullptr;
+  size_t nchunks_ = 0;
+  std::atomic<size_t> next_{0};
+  size_t pending_ = 0;
+  int active_ = 0;
+  size_t generation_ = 0;
+  bool stop_ = false;
+};
+
+ThreadPool& pool() {
+  static ThreadPool p;
+  return p;
+}
+
+}  // namespace
+
+namespace scheduler {
+
+void enqueue(const Stream& s, std::function<void()> task) {
+  table().worker(s).enqueue(std::move(task));
+}
+
+bool on_worker_thread() { return t_on_worker; }
+
+int num_threads() { return pool().size(); }
+
+void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& f) {
+  if (n == 0) return;
+  size_t nt = static_cast<size_t>(pool().size());
+  if (grain == 0) grain = 1;
+  size_t nchunks = std::min(nt, (n + grain - 1) / grain);
+  if (nchunks <= 1) {
+    f(0, n);
+    return;
+  }
+  size_t per = (n + nchunks - 1) / nchunks;
+  pool().run(nchunks, [&](size_t c) {
+    size_t b = c * per, e = std::min(n, b + per);
+    if (b < e) f(b, e);
+  });
+}
+
+}  // namespace scheduler
+
+// ---- devices and streams ----
+
+const Device& default_device() { return table().default_device; }
+
+void set_default_device(const Device& d) {
+  if (!is_available(d)) {
+    throw std::invalid_argument("[set_default_device] the gpu is not available in this build");
+  }
+  table().default_device = d;
+}
+
+bool gpu_is_available();  // defined by the GPU backend, or by backend/no_gpu
+
+bool is_available(const Device& d) { return d.type == Device::cpu || gpu_is_available(); }
+
+Stream default_stream(Device d) {
+  auto& t = table();
+  int k = static_cast<int>(d.type);
+  {
+    std::lock_guard<std::mutex> lk(t.mu);
+    if (t.default_streams[k] >= 0) return t.streams[t.default_streams[k]];
+  }
+  if (!is_available(d)) throw std::invalid_argument("[default_stream] the gpu is not available");
+  Stream s = t.add(d);
+  std::lock_guard<std::mutex> lk(t.mu);
+  if (t.default_streams[k] < 0) t.default_streams[k] = s.index;
+  return t.streams[t.default_streams[k]];
+}
+
+void set_default_stream(Stream s) {
+  auto& t = table();
+  std::lock_guard<std::mutex> lk(t.mu);
+  t.default_streams[static_cast<int>(s.device.type)] = s.index;
+}
+
+Stream new_stream(Device d) {
+  if (!is_available(d)) throw std::invalid_argument("[new_stream] the gpu is not available");
+  return table().add(d);
+}
+
+void synchronize(Stream s) {
+  auto e = std::make_shared<Event>();
+  scheduler::enqueue(s, [e] { e->signal(); });
+  e->wait();
+}
+
+void synchronize() { synchronize(default_stream(default_device())); }
+
+Stream to_stream(StreamOrDevice s) {
+  if (std::holds_alternative<Stream>(s)) return std::get<Stream>(s);
+  if (std::holds_alternative<Device>(s)) return default_stream(std::get<Device>(s));
+  return default_stream(default_device());
+}
+
+std::ostream& operator<<(std::ostream& os, const Device& d) {
+  return os << "Device(" << (d.type == Device::cpu ? "cpu" : "gpu") << ", " << d.index << ")";
+}
+
+std::ostream& operator<<(std::ostream& os, const Stream& s) {
+  return os << "Stream(" << s.device << ", " << s.index << ")";
+}
+
+}  // namespace mx

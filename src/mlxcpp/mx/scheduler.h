@@ -1,0 +1,22 @@
+// Runs work on streams: each stream has a worker thread and a FIFO of tasks.
+// A CPU thread pool (parallel_for) lets large kernels use every core.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+
+#include "mlxcpp/mx/device.h"
+
+namespace mx::scheduler {
+
+void enqueue(const Stream& s, std::function<void()> task);
+// Whether the calling thread is a stream worker (kernels must not block on
+// other streams' work from there).
+bool on_worker_thread();
+
+// Calls f(begin, end) over [0, n) split into chunks of at least `grain`
+// elements across the CPU pool; runs inline when n is small.
+void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& f);
+int num_threads();
+
+}  // namespace mx::scheduler
