@@ -44,6 +44,12 @@ class BufferCache {
     size_t rounded = round_size(size == 0 ? 1 : size);
     {
       std::lock_guard<std::mutex> lk(mu_);
+      if (active_ + rounded > memory_limit_) {
+        throw std::runtime_error("[malloc] allocating " + std::to_string(size) +
+                                 " bytes would exceed the memory limit of " +
+                                 std::to_string(memory_limit_) + " bytes (" +
+                                 std::to_string(active_) + " active)");
+      }
       auto it = free_.find(rounded);
       if (it != free_.end() && !it->second.empty()) {
         void* p = it->second.back();
@@ -52,15 +58,8 @@ class BufferCache {
         note_active(rounded);
         return p;
       }
-      if (active_ + rounded > memory_limit_) {
-        release_cached(cache_bytes_);
-        if (active_ + rounded > memory_limit_) {
-          throw std::runtime_error("[malloc] allocating " + std::to_string(size) +
-                                   " bytes would exceed the memory limit of " +
-                                   std::to_string(memory_limit_) + " bytes (" +
-                                   std::to_string(active_) + " active)");
-        }
-      }
+      // Make room for a fresh block by returning cached ones first.
+      if (active_ + cache_bytes_ + rounded > memory_limit_) release_cached(cache_bytes_);
     }
     void* base = nullptr;
     if (posix_memalign(&base, kAlign, rounded + kHeader) != 0) {

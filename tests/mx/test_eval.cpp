@@ -1,0 +1,111 @@
+// Lazy evaluation, streams and the memory functions.
+#include <thread>
+
+#include "common/check.h"
+#include "mlxcpp/mx/scheduler.h"
+
+using mx::array;
+
+TEST(Eval, OpsAreLazyUntilEvaluated) {
+  array a({1.0f, 2.0f});
+  array b = a + 1.0f;
+  EXPECT_EQ(b.status(), array::Status::unscheduled);
+  EXPECT_TRUE(b.has_primitive());
+  EXPECT_EQ(b.shape(), mx::Shape{2});  // shapes are known at once
+  mx::eval(b);
+  EXPECT_EQ(b.status(), array::Status::available);
+  EXPECT_FALSE(b.has_primitive());  // the graph is detached after evaluation
+  mxtest::expect_close(b, {2, 3}, {2});
+}
+
+TEST(Eval, DeepChainDoesNotOverflowTheStack) {
+  array x(0.0f);
+  for (int i = 0; i < 100000; ++i) x = x + 1.0f;
+  EXPECT_EQ(x.item<float>(), 100000.0f);
+  // Freeing an unevaluated deep graph must not recurse either.
+  array y(0.0f);
+  for (int i = 0; i < 100000; ++i) y = y * 1.0f;
+}
+
+TEST(Eval, IntermediatesAreFreedDuringEvaluation) {
+  mx::clear_cache();
+  size_t before = mx::get_active_memory();
+  array x = mx::zeros({1 << 20});  // 4 MiB
+  for (int i = 0; i < 50; ++i) x = mx::exp(x * 0.5f);
+  mx::reset_peak_memory();
+  mx::eval(x);
+  // Fifty 4 MiB intermediates would need 200 MiB; releasing them as the tape
+  // runs keeps the peak to a few buffers.
+  EXPECT_LT(mx::get_peak_memory() - before, size_t{16} << 20);
+}
+
+TEST(Eval, AsyncEvalThenRead) {
+  array x = mx::arange(1000.0f);
+  array y = mx::sqrt(x * x);
+  mx::async_eval({y});
+  array z = y + 1.0f;  // builds on an array whose evaluation is in flight
+  mxtest::expect_close(mx::slice(z, {998}, {1000}), {999, 1000}, {2});
+  EXPECT_EQ(y.status(), array::Status::available);
+}
+
+TEST(Eval, ErrorsInKernelsReachTheCaller) {
+  array x = mx::floor_divide(array({1}), array({0}));  // integer division by zero is defined (0)
+  EXPECT_EQ(x.item<int>(), 0);
+  size_t old = mx::set_memory_limit(size_t{1} << 20);
+  array big = mx::zeros({1 << 20});
+  EXPECT_THROW(big.eval(), std::runtime_error);
+  EXPECT_THROW(big.eval(), std::runtime_error);  // the failure sticks to the array
+  mx::set_memory_limit(old);
+}
+
+TEST(Eval, StreamsRunInOrderOnTheirOwnThreads) {
+  auto s1 = mx::new_stream(mx::Device::cpu);
+  auto s2 = mx::new_stream(mx::Device::cpu);
+  EXPECT_NE(s1.index, s2.index);
+  array a = mx::add(array({1.0f}), array({2.0f}), s1);
+  array b = mx::multiply(a, array({3.0f}), s2);  // depends on work of another stream
+  mxtest::expect_close(b, {9}, {1});
+  mx::synchronize(s1);
+  mx::synchronize(s2);
+  EXPECT_EQ(mx::default_device(), mx::Device(mx::Device::cpu));
+  EXPECT_FALSE(mx::is_available(mx::Device::gpu));
+  EXPECT_THROW(mx::set_default_device(mx::Device::gpu), std::invalid_argument);
+}
+
+TEST(Eval, ParallelForCoversTheRangeOnce) {
+  std::vector<int> hits(100000, 0);
+  mx::scheduler::parallel_for(hits.size(), 1000, [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) hits[i]++;
+  });
+  for (int h : hits) ASSERT_EQ(h, 1);
+}
+
+TEST(Memory, CacheActivePeakAndLimits) {
+  mx::clear_cache();
+  EXPECT_EQ(mx::get_cache_memory(), 0u);
+  size_t active0 = mx::get_active_memory();
+  {
+    array x = mx::zeros({1 << 18});
+    x.eval();
+    EXPECT_GE(mx::get_active_memory(), active0 + (size_t{1} << 20));
+  }
+  EXPECT_GE(mx::get_cache_memory(), size_t{1} << 20);  // the freed buffer is cached
+  {
+    size_t cached = mx::get_cache_memory();
+    array y = mx::zeros({1 << 18});  // reuses the cached buffer
+    y.eval();
+    EXPECT_LE(mx::get_cache_memory() + (size_t{1} << 20), cached);
+  }
+  mx::clear_cache();
+  EXPECT_EQ(mx::get_cache_memory(), 0u);
+  size_t old = mx::set_memory_limit(size_t{1} << 20);
+  EXPECT_THROW(mx::zeros({1 << 20}).eval(), std::runtime_error);
+  mx::set_memory_limit(old);
+  mx::set_cache_limit(0);
+  {
+    array z = mx::zeros({1 << 10});
+    z.eval();
+  }
+  EXPECT_EQ(mx::get_cache_memory(), 0u);
+  mx::set_cache_limit(mx::get_memory_limit());
+}
