@@ -101,7 +101,8 @@ TEST(Array, PrintsLikeMlx) {
   EXPECT_EQ(os.str(), "array(1.5, dtype=float32)");
   os.str("");
   os << mx::reshape(mx::arange(8), {2, 2, 2});
-  EXPECT_EQ(os.str(), "array([[[0, 1],\n        [2, 3]],\n\n       [[4, 5],\n        [6, 7]]], dtype=int32)");
+  EXPECT_EQ(os.str(),
+            "array([[[0, 1],\n        [2, 3]],\n\n       [[4, 5],\n        [6, 7]]], dtype=int32)");
   os.str("");
   os << mx::arange(2000);
   EXPECT_EQ(os.str(), "array([0, 1, 2, ..., 1997, 1998, 1999], dtype=int32)");
@@ -134,9 +135,9 @@ TEST(Dtype, HalfConversionsRoundToNearestEven) {
   EXPECT_EQ(mx::float16_t(65504.0f).bits, 0x7bff);
   EXPECT_EQ(mx::float16_t(65520.0f).bits, 0x7c00);  // rounds up to inf
   EXPECT_EQ(mx::float16_t(-2.0f).bits, 0xc000);
-  EXPECT_EQ(mx::float16_t(1.0f + 1.0f / 2048).bits, 0x3c00);  // tie, even
-  EXPECT_EQ(mx::float16_t(1.0f + 3.0f / 2048).bits, 0x3c02);  // tie, even (up)
-  EXPECT_EQ(mx::float16_t(5.960464477539063e-08f).bits, 0x0001);  // smallest subnormal
+  EXPECT_EQ(mx::float16_t(1.0f + 1.0f / 2048).bits, 0x3c00);        // tie, even
+  EXPECT_EQ(mx::float16_t(1.0f + 3.0f / 2048).bits, 0x3c02);        // tie, even (up)
+  EXPECT_EQ(mx::float16_t(5.960464477539063e-08f).bits, 0x0001);    // smallest subnormal
   EXPECT_EQ(mx::float16_t(2.98023223876953125e-08f).bits, 0x0000);  // half of it: tie to 0
   EXPECT_TRUE(std::isnan(static_cast<float>(mx::float16_t(std::nanf("")))));
   EXPECT_EQ(mx::bfloat16_t(1.0f).bits, 0x3f80);

@@ -111,10 +111,10 @@ TEST(Elementwise, BinaryMatchesNumpy) {
     auto& c = refs().at("binary").at(name);
     auto z = c.at("z").get<std::vector<double>>();
     int n = static_cast<int>(z.size());
-    mxtest::expect_close(fn(from_json(c.at("x"), mx::float64), from_json(c.at("y"), mx::float64)), z,
-                         {n}, 1e-12, 1e-12);
-    mxtest::expect_close(fn(from_json(c.at("x"), mx::float32), from_json(c.at("y"), mx::float32)), z,
-                         {n}, 1e-5, 1e-5);
+    mxtest::expect_close(fn(from_json(c.at("x"), mx::float64), from_json(c.at("y"), mx::float64)),
+                         z, {n}, 1e-12, 1e-12);
+    mxtest::expect_close(fn(from_json(c.at("x"), mx::float32), from_json(c.at("y"), mx::float32)),
+                         z, {n}, 1e-5, 1e-5);
   }
 }
 
@@ -147,7 +147,7 @@ TEST(Elementwise, TypePromotion) {
 }
 
 TEST(Elementwise, BroadcastingAndStridedInputs) {
-  array a = mx::reshape(mx::arange(6.0), {2, 3});      // [[0,1,2],[3,4,5]]
+  array a = mx::reshape(mx::arange(6.0), {2, 3});  // [[0,1,2],[3,4,5]]
   array b({10.0f, 20.0f, 30.0f});
   mxtest::expect_close(a + b, {10, 21, 32, 13, 24, 35}, {2, 3});
   array col = mx::reshape(array({1.0f, 2.0f}), {2, 1});
@@ -226,11 +226,12 @@ TEST(Elementwise, WhereAndClip) {
 TEST(Elementwise, AsTypeRoundsAndConverts) {
   // bfloat16 keeps 8 bits of mantissa: 1 + 2^-8 rounds to even (1), 1 + 3*2^-8 rounds up.
   array x({1.0f + 1.0f / 256, 1.0f + 3.0f / 256, 65504.0f, 70000.0f});
-  mxtest::expect_close(mx::astype(x, mx::bfloat16), {1.0, 1.0 + 4.0 / 256, 65536.0, 70144.0}, {4}, 0, 0);
-  mxtest::expect_close(mx::astype(x, mx::float16),
-                       {1.0 + 1.0 / 256, 1.0 + 3.0 / 256, 65504.0,
-                        std::numeric_limits<double>::infinity()},
-                       {4}, 0, 0);
+  mxtest::expect_close(mx::astype(x, mx::bfloat16), {1.0, 1.0 + 4.0 / 256, 65536.0, 70144.0}, {4},
+                       0, 0);
+  mxtest::expect_close(
+      mx::astype(x, mx::float16),
+      {1.0 + 1.0 / 256, 1.0 + 3.0 / 256, 65504.0, std::numeric_limits<double>::infinity()}, {4}, 0,
+      0);
   mxtest::expect_close(mx::astype(array({-1.7f, 2.9f}), mx::int32), {-1, 2}, {2}, 0, 0);
   mxtest::expect_close(mx::astype(array({0.0f, 0.1f}), mx::bool_), {0, 1}, {2}, 0, 0);
   // float16 subnormals survive the round trip.
@@ -238,4 +239,3 @@ TEST(Elementwise, AsTypeRoundsAndConverts) {
   mxtest::expect_close(mx::astype(mx::astype(tiny, mx::float16), mx::float32),
                        {5.960464477539063e-08, 6.103515625e-05}, {2}, 0, 0);
 }
-

@@ -45,12 +45,13 @@ void write_bytes(const std::string& path, const std::string& s) {
 }  // namespace
 
 TEST(Npy, LoadsWhatNumpyWrote) {
-  for (auto name : {"f32", "f64_fortran", "i64_big_endian", "u8", "b1", "f16", "i32_scalar", "empty"}) {
+  for (auto name :
+       {"f32", "f64_fortran", "i64_big_endian", "u8", "b1", "f16", "i32_scalar", "empty"}) {
     SCOPED_TRACE(name);
     array a = mx::load(data_dir() + name + ".npy");
     auto& e = expected().at(name);
-    mxtest::expect_close(a, e.at("data").get<std::vector<double>>(),
-                         e.at("shape").get<mx::Shape>(), 0, 0);
+    mxtest::expect_close(a, e.at("data").get<std::vector<double>>(), e.at("shape").get<mx::Shape>(),
+                         0, 0);
   }
   EXPECT_EQ(mx::load(data_dir() + "i64_big_endian.npy").dtype(), mx::int64);
   EXPECT_EQ(mx::load(data_dir() + "f16.npy").dtype(), mx::float16);
@@ -97,17 +98,18 @@ TEST(Safetensors, LoadsZeroCopyWithMetadata) {
                        expected().at("f32").at("data").get<std::vector<double>>(), {3, 4}, 0, 0);
   array bf = arrays.at("model.norm.weight");
   EXPECT_EQ(bf.dtype(), mx::bfloat16);
-  mxtest::expect_close(bf, expected().at("safetensors").at("model.norm.weight").get<std::vector<double>>(),
-                       {3}, 0, 0);
+  mxtest::expect_close(
+      bf, expected().at("safetensors").at("model.norm.weight").get<std::vector<double>>(), {3}, 0,
+      0);
   mxtest::expect_close(arrays.at("model.ids"), {5, -6}, {2}, 0, 0);
   mxtest::expect_close(arrays.at("model.mask"), {1, 0, 1}, {3}, 0, 0);
 }
 
 TEST(Safetensors, SaveThenLoadRoundTripsEveryDtype) {
   mx::ArrayMap in;
-  for (auto d : {mx::bool_, mx::uint8, mx::uint16, mx::uint32, mx::uint64, mx::int8, mx::int16,
-                 mx::int32, mx::int64, mx::float16, mx::float32, mx::float64, mx::bfloat16,
-                 mx::complex64}) {
+  for (auto d :
+       {mx::bool_, mx::uint8, mx::uint16, mx::uint32, mx::uint64, mx::int8, mx::int16, mx::int32,
+        mx::int64, mx::float16, mx::float32, mx::float64, mx::bfloat16, mx::complex64}) {
     in.insert_or_assign(mx::dtype_name(d), mx::astype(mx::reshape(mx::arange(6), {2, 3}), d));
   }
   in.insert_or_assign("strided", mx::transpose(mx::reshape(mx::arange(6.0f), {2, 3})));

@@ -92,7 +92,9 @@ class BufferCache {
     if (cache_bytes_ > cache_limit_) release_cached(cache_bytes_ - cache_limit_);
   }
 
-  static size_t block_size(void* p) { return *reinterpret_cast<size_t*>(static_cast<char*>(p) - kHeader); }
+  static size_t block_size(void* p) {
+    return *reinterpret_cast<size_t*>(static_cast<char*>(p) - kHeader);
+  }
 
   size_t active() {
     std::lock_guard<std::mutex> lk(mu_);

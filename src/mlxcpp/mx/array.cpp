@@ -41,7 +41,7 @@ T read_scalar(const array& a) {
   });
 }
 
-#define MX_INSTANTIATE(T)                                           \
+#define MX_INSTANTIATE(T)                                        \
   template void convert_from<T>(const T*, void*, size_t, Dtype); \
   template T read_scalar<T>(const array&);
 MX_INSTANTIATE(bool)
@@ -255,7 +255,8 @@ void array::set_data(allocator::Buffer buffer, size_t data_size, Strides strides
 void array::copy_shared_buffer(const array& other, const Strides& strides, Flags flags,
                                size_t data_size, int64_t offset) {
   desc_->data = other.desc_->data;
-  desc_->data_ptr = static_cast<char*>(other.desc_->data_ptr) + offset * static_cast<int64_t>(itemsize());
+  desc_->data_ptr =
+      static_cast<char*>(other.desc_->data_ptr) + offset * static_cast<int64_t>(itemsize());
   desc_->strides = strides;
   desc_->flags = flags;
   desc_->data_size = data_size;

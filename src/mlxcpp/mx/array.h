@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <iosfwd>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -44,8 +45,9 @@ class array {
   template <typename It>
   array(It data, Shape shape, Dtype dtype);
   // Takes ownership of an external buffer; `deleter` runs when no array uses it.
-  array(allocator::Buffer data, Shape shape, Dtype dtype,
-        Deleter deleter = [](allocator::Buffer b) { allocator::free(b); });
+  array(
+      allocator::Buffer data, Shape shape, Dtype dtype,
+      Deleter deleter = [](allocator::Buffer b) { allocator::free(b); });
   // Wraps memory owned elsewhere (e.g. an mmap) with explicit strides; `owner`
   // keeps it alive.
   array(void* data, Shape shape, Dtype dtype, std::shared_ptr<void> owner);
@@ -138,9 +140,11 @@ class array {
   size_t buffer_size() const;  // bytes in the backing buffer
 
   // Kernel-side setters.
-  void set_data(allocator::Buffer buffer, Deleter d = [](allocator::Buffer b) { allocator::free(b); });
-  void set_data(allocator::Buffer buffer, size_t data_size, Strides strides, Flags flags,
-                Deleter d = [](allocator::Buffer b) { allocator::free(b); });
+  void set_data(
+      allocator::Buffer buffer, Deleter d = [](allocator::Buffer b) { allocator::free(b); });
+  void set_data(
+      allocator::Buffer buffer, size_t data_size, Strides strides, Flags flags,
+      Deleter d = [](allocator::Buffer b) { allocator::free(b); });
   // Makes this array a view of `other`'s buffer with the given layout;
   // `offset` is in elements of this array's dtype.
   void copy_shared_buffer(const array& other, const Strides& strides, Flags flags, size_t data_size,
@@ -226,6 +230,9 @@ class array::ArrayIterator {
   const array& arr_;
   int idx_;
 };
+
+// Prints like MLX: array([[1, 2],\n       [3, 4]], dtype=int32). Evaluates `a`.
+std::ostream& operator<<(std::ostream& os, array a);
 
 namespace detail {
 // Converts `n` elements of type T at `src` to `dtype` at `dst`.

@@ -35,27 +35,41 @@ constexpr V kPromote[Dtype::num_types][Dtype::num_types] = {
 // clang-format on
 
 constexpr std::array<const char*, Dtype::num_types> kNames = {
-    "bool",  "uint8",   "uint16",  "uint32",  "uint64",  "int8",     "int16",
-    "int32", "int64",   "float16", "float32", "float64", "bfloat16", "complex64"};
+    "bool",  "uint8", "uint16",  "uint32",  "uint64",  "int8",     "int16",
+    "int32", "int64", "float16", "float32", "float64", "bfloat16", "complex64"};
 
 }  // namespace
 
 Dtype dtype_from_val(Dtype::Val v) {
   switch (v) {
-    case V::bool_: return bool_;
-    case V::uint8: return uint8;
-    case V::uint16: return uint16;
-    case V::uint32: return uint32;
-    case V::uint64: return uint64;
-    case V::int8: return int8;
-    case V::int16: return int16;
-    case V::int32: return int32;
-    case V::int64: return int64;
-    case V::float16: return float16;
-    case V::float32: return float32;
-    case V::float64: return float64;
-    case V::bfloat16: return bfloat16;
-    case V::complex64: return complex64;
+    case V::bool_:
+      return bool_;
+    case V::uint8:
+      return uint8;
+    case V::uint16:
+      return uint16;
+    case V::uint32:
+      return uint32;
+    case V::uint64:
+      return uint64;
+    case V::int8:
+      return int8;
+    case V::int16:
+      return int16;
+    case V::int32:
+      return int32;
+    case V::int64:
+      return int64;
+    case V::float16:
+      return float16;
+    case V::float32:
+      return float32;
+    case V::float64:
+      return float64;
+    case V::bfloat16:
+      return bfloat16;
+    case V::complex64:
+      return complex64;
   }
   throw std::invalid_argument("[dtype] unknown dtype value");
 }
@@ -66,20 +80,26 @@ Dtype promote_types(Dtype a, Dtype b) {
 
 Dtype::Kind kind(Dtype d) {
   switch (d.val) {
-    case V::bool_: return Dtype::Kind::b;
+    case V::bool_:
+      return Dtype::Kind::b;
     case V::uint8:
     case V::uint16:
     case V::uint32:
-    case V::uint64: return Dtype::Kind::u;
+    case V::uint64:
+      return Dtype::Kind::u;
     case V::int8:
     case V::int16:
     case V::int32:
-    case V::int64: return Dtype::Kind::i;
+    case V::int64:
+      return Dtype::Kind::i;
     case V::float16:
     case V::float32:
-    case V::float64: return Dtype::Kind::f;
-    case V::bfloat16: return Dtype::Kind::V;
-    case V::complex64: return Dtype::Kind::c;
+    case V::float64:
+      return Dtype::Kind::f;
+    case V::bfloat16:
+      return Dtype::Kind::V;
+    case V::complex64:
+      return Dtype::Kind::c;
   }
   return Dtype::Kind::b;
 }
@@ -90,22 +110,31 @@ bool issubdtype(Dtype::Category a, Dtype::Category b) {
   using C = Dtype::Category;
   if (a == b || b == C::generic) return true;
   switch (b) {
-    case C::number: return a != C::generic;
-    case C::inexact: return a == C::floating || a == C::complexfloating;
-    case C::integer: return a == C::signedinteger || a == C::unsignedinteger;
-    default: return false;
+    case C::number:
+      return a != C::generic;
+    case C::inexact:
+      return a == C::floating || a == C::complexfloating;
+    case C::integer:
+      return a == C::signedinteger || a == C::unsignedinteger;
+    default:
+      return false;
   }
 }
 
 bool issubdtype(Dtype a, Dtype::Category c) {
   using C = Dtype::Category;
   switch (kind(a)) {
-    case Dtype::Kind::b: return c == C::generic;
-    case Dtype::Kind::u: return issubdtype(C::unsignedinteger, c);
-    case Dtype::Kind::i: return issubdtype(C::signedinteger, c);
+    case Dtype::Kind::b:
+      return c == C::generic;
+    case Dtype::Kind::u:
+      return issubdtype(C::unsignedinteger, c);
+    case Dtype::Kind::i:
+      return issubdtype(C::signedinteger, c);
     case Dtype::Kind::f:
-    case Dtype::Kind::V: return issubdtype(C::floating, c);
-    case Dtype::Kind::c: return issubdtype(C::complexfloating, c);
+    case Dtype::Kind::V:
+      return issubdtype(C::floating, c);
+    case Dtype::Kind::c:
+      return issubdtype(C::complexfloating, c);
   }
   return false;
 }

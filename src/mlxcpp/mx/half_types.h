@@ -24,7 +24,8 @@ struct bfloat16_t {
 
   static uint16_t from_float(float f) {
     uint32_t u = std::bit_cast<uint32_t>(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);  // quiet NaN
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+      return static_cast<uint16_t>((u >> 16) | 0x40u);  // quiet NaN
     u += 0x7fffu + ((u >> 16) & 1u);
     return static_cast<uint16_t>(u >> 16);
   }
@@ -71,10 +72,10 @@ struct float16_t {
     uint32_t u = std::bit_cast<uint32_t>(f);
     uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
     uint32_t a = u & 0x7fffffffu;
-    if (a > 0x7f800000u) return sign | 0x7e00u;  // NaN
+    if (a > 0x7f800000u) return sign | 0x7e00u;   // NaN
     if (a >= 0x477ff000u) return sign | 0x7c00u;  // overflow (incl. rounding up) -> inf
-    if (a < 0x38800000u) {  // result is subnormal or zero
-      if (a < 0x33000000u) return sign;  // below half the smallest subnormal
+    if (a < 0x38800000u) {                        // result is subnormal or zero
+      if (a < 0x33000000u) return sign;           // below half the smallest subnormal
       uint32_t e = a >> 23;
       uint32_t m = (a & 0x7fffffu) | 0x800000u;
       uint32_t shift = 126 - e;  // 113 - e + 13
@@ -85,7 +86,7 @@ struct float16_t {
       return sign | static_cast<uint16_t>(r);
     }
     uint32_t r = a + 0xfffu + ((a >> 13) & 1u);  // round to nearest even on bit 13
-    r -= 0x38000000u;                             // rebias 127 -> 15
+    r -= 0x38000000u;                            // rebias 127 -> 15
     return sign | static_cast<uint16_t>(r >> 13);
   }
 };

@@ -28,7 +28,7 @@ void save_safetensors(const std::string& path, const ArrayMap& arrays,
 SafetensorsLoad load_sharded_safetensors(const std::string& path);
 
 // NumPy formats. bfloat16 has no NumPy type: saving it raises an error.
-array load(const std::string& path);  // .npy
+array load(const std::string& path);                 // .npy
 void save(const std::string& path, const array& a);  // .npy
 ArrayMap load_npz(const std::string& path);
 void save_npz(const std::string& path, const ArrayMap& arrays, bool compressed = false);

@@ -3,7 +3,9 @@
 // values when the result is evaluated.
 #pragma once
 
+#include <initializer_list>
 #include <optional>
+#include <type_traits>
 #include <string>
 #include <utility>
 #include <variant>
@@ -82,11 +84,29 @@ array atleast_3d(const array& a, S s = {});
 // Slicing: start/stop/strides per axis, NumPy's clamping rules.
 array slice(const array& a, Shape start, Shape stop, Shape strides, S s = {});
 array slice(const array& a, Shape start, Shape stop, S s = {});
+// Braced lists pick the static overloads (a braced list could also build an array start).
+inline array slice(const array& a, std::initializer_list<int> start, std::initializer_list<int> stop,
+                   std::initializer_list<int> strides, S s = {}) {
+  return slice(a, Shape(start), Shape(stop), Shape(strides), s);
+}
+inline array slice(const array& a, std::initializer_list<int> start, std::initializer_list<int> stop,
+                   S s = {}) {
+  return slice(a, Shape(start), Shape(stop), s);
+}
 // Slice with a start given as an array (for caches), sizes static.
 array slice(const array& a, const array& start, std::vector<int> axes, Shape slice_size, S s = {});
 array slice_update(const array& src, const array& update, Shape start, Shape stop, Shape strides,
                    S s = {});
 array slice_update(const array& src, const array& update, Shape start, Shape stop, S s = {});
+inline array slice_update(const array& src, const array& update, std::initializer_list<int> start,
+                          std::initializer_list<int> stop, std::initializer_list<int> strides,
+                          S s = {}) {
+  return slice_update(src, update, Shape(start), Shape(stop), Shape(strides), s);
+}
+inline array slice_update(const array& src, const array& update, std::initializer_list<int> start,
+                          std::initializer_list<int> stop, S s = {}) {
+  return slice_update(src, update, Shape(start), Shape(stop), s);
+}
 array slice_update(const array& src, const array& update, const array& start, std::vector<int> axes,
                    S s = {});
 
@@ -206,13 +226,16 @@ array clip(const array& a, const std::optional<array>& a_min, const std::optiona
            S s = {});
 
 // C++ operators; a scalar operand becomes an array of its own type (as MLX's C++ API).
+template <typename T>
+concept Scalar = std::is_arithmetic_v<T> || std::is_same_v<T, float16_t> ||
+                 std::is_same_v<T, bfloat16_t> || std::is_same_v<T, complex64_t>;
 #define MX_BINARY_OPERATOR(OP, FN)                    \
   array operator OP(const array& a, const array& b);  \
-  template <typename T>                               \
+  template <Scalar T>                                 \
   array operator OP(T a, const array& b) {            \
     return FN(array(a), b);                           \
   }                                                   \
-  template <typename T>                               \
+  template <Scalar T>                                 \
   array operator OP(const array& a, T b) {            \
     return FN(a, array(b));                           \
   }
@@ -326,6 +349,13 @@ array scatter_max(const array& a, const std::vector<array>& indices, const array
                   const std::vector<int>& axes, S s = {});
 array scatter_min(const array& a, const std::vector<array>& indices, const array& updates,
                   const std::vector<int>& axes, S s = {});
+// Single index array forms (as MLX's C++ API).
+array gather(const array& a, const array& indices, int axis, const Shape& slice_sizes, S s = {});
+array scatter(const array& a, const array& indices, const array& updates, int axis, S s = {});
+array scatter_add(const array& a, const array& indices, const array& updates, int axis, S s = {});
+array scatter_prod(const array& a, const array& indices, const array& updates, int axis, S s = {});
+array scatter_max(const array& a, const array& indices, const array& updates, int axis, S s = {});
+array scatter_min(const array& a, const array& indices, const array& updates, int axis, S s = {});
 
 // ---------------------------------------------------------------- sorting
 array sort(const array& a, int axis, S s = {});

@@ -42,7 +42,7 @@ class Primitive {
   // Batched version: inputs carry a batch axis at `axes` (-1: not batched).
   // Returns the outputs and their batch axes.
   virtual std::pair<std::vector<array>, std::vector<int>> vmap(const std::vector<array>& inputs,
-                                                              const std::vector<int>& axes);
+                                                               const std::vector<int>& axes);
 
   virtual const char* name() const = 0;
   virtual void print(std::ostream& os) { os << name(); }

@@ -79,6 +79,16 @@ std::function<array(const array&, const array&)> vmap(
 std::function<std::vector<array>(const std::vector<array>&)> checkpoint(
     const std::function<std::vector<array>(const std::vector<array>&)>& fun);
 
+// ---- custom derivatives ----
+// Computes fun, but reverse mode calls fun_vjp(primals, cotangents, outputs),
+// which returns one cotangent per primal, instead of differentiating fun.
+// Forward mode and vmap go through fun itself (vmap keeps fun_vjp, batched).
+std::function<std::vector<array>(const std::vector<array>&)> custom_vjp(
+    std::function<std::vector<array>(const std::vector<array>&)> fun,
+    std::function<std::vector<array>(const std::vector<array>&, const std::vector<array>&,
+                                     const std::vector<array>&)>
+        fun_vjp);
+
 namespace detail {
 // While > 0, evaluated arrays keep their graph (a transform is tracing).
 bool in_tracing();

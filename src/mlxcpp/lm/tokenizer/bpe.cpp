@@ -27,61 +27,51 @@ void Vocab::set(int32_t id, std::string token) {
   present_[id] = true;
 }
 
-void Vocab::build(const char* what) {
-  map_.clear();
-  map_.reserve(tokens_.size());
-  for (size_t id = 0; id < tokens_.size(); ++id) {
-    if (!present_[id]) continue;
-    // HF keeps the last id for a repeated token string; so do we.
-    map_[tokens_[id]] = static_cast<int32_t>(id);
+void Vocab::build() {
+  if (built_) return;
+  map_.build(tokens_, present_);
+  built_ = true;
+}
+
+MergeIds BpeModel::resolve_merge(const Vocab& vocab, std::string_view a, std::string_view b,
+                                 const std::string& prefix, std::string& scratch,
+                                 const std::string& where) {
+  auto ia = vocab.find(a);
+  auto ib = vocab.find(b);
+  if (!ia || !ib) {
+    throw std::runtime_error(where + ": token '" + std::string(ia ? b : a) +
+                             "' is not in the vocabulary");
   }
-  (void)what;
+  scratch.assign(a);
+  if (!prefix.empty() && b.substr(0, prefix.size()) == prefix) {
+    scratch.append(b.substr(prefix.size()));
+  } else {
+    scratch.append(b);
+  }
+  auto im = vocab.find(scratch);
+  if (!im) {
+    throw std::runtime_error(where + ": merged token '" + scratch + "' is not in the vocabulary");
+  }
+  return {*ia, *ib, *im};
 }
 
-namespace {
-inline uint64_t pair_key(int32_t a, int32_t b) {
-  return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
-}
-}  // namespace
-
-BpeModel::BpeModel(Vocab vocab, const std::vector<std::pair<std::string, std::string>>& merges,
+BpeModel::BpeModel(std::unique_ptr<Vocab> vocab, const std::vector<MergeIds>& merges,
                    BpeOptions options)
     : vocab_(std::move(vocab)), options_(std::move(options)) {
-  vocab_.build("model.vocab");
-  if (options_.unk_token) {
-    unk_id_ = vocab_.find(*options_.unk_token);
-    // HF accepts a missing unk token until one is needed; mirror that by leaving it unset.
-  }
-  merges_.reserve(merges.size());
-  size_t prefix_len = options_.continuing_subword_prefix.size();
+  vocab_->build();
+  if (options_.unk_token) unk_id_ = vocab_->find(*options_.unk_token);
+  merges_.reserve(merges.size() + 1);
   for (size_t rank = 0; rank < merges.size(); ++rank) {
-    const auto& [a, b] = merges[rank];
-    auto ia = vocab_.find(a);
-    auto ib = vocab_.find(b);
-    if (!ia || !ib) {
-      throw std::runtime_error("model.merges[" + std::to_string(rank) + "]: token '" +
-                               (ia ? b : a) + "' is not in the vocabulary");
-    }
-    std::string merged = a;
-    if (prefix_len && b.compare(0, prefix_len, options_.continuing_subword_prefix) == 0) {
-      merged.append(b, prefix_len, std::string::npos);
-    } else {
-      merged += b;
-    }
-    auto im = vocab_.find(merged);
-    if (!im) {
-      throw std::runtime_error("model.merges[" + std::to_string(rank) + "]: merged token '" +
-                               merged + "' is not in the vocabulary");
-    }
     // As in HF (a map collected in order), a repeated pair keeps its last rank.
-    merges_.insert_or_assign(pair_key(*ia, *ib), std::make_pair(static_cast<int32_t>(rank), *im));
+    merges_.set(merges[rank].left, merges[rank].right,
+                {static_cast<int32_t>(rank), merges[rank].merged});
   }
   if (options_.byte_fallback) {
     byte_ids_.assign(256, -1);
     char name[8];
     for (int b = 0; b < 256; ++b) {
       std::snprintf(name, sizeof(name), "<0x%02X>", b);
-      if (auto id = vocab_.find(name)) byte_ids_[b] = *id;
+      if (auto id = vocab_->find(name)) byte_ids_[b] = *id;
     }
   }
 }
@@ -96,10 +86,10 @@ void BpeModel::merge_symbols(std::vector<int32_t>& syms) const {
       int32_t best_rank = INT32_MAX, best_id = -1;
       size_t best_pos = 0;
       for (size_t i = 0; i + 1 < len; ++i) {
-        auto it = merges_.find(pair_key(syms[i], syms[i + 1]));
-        if (it != merges_.end() && it->second.first < best_rank) {
-          best_rank = it->second.first;
-          best_id = it->second.second;
+        auto* m = merges_.get(syms[i], syms[i + 1]);
+        if (m && m->rank < best_rank) {
+          best_rank = m->rank;
+          best_id = m->id;
           best_pos = i;
         }
       }
@@ -127,8 +117,7 @@ void BpeModel::merge_symbols(std::vector<int32_t>& syms) const {
   std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
   auto push = [&](int32_t pos) {
     if (pos < 0 || next[pos] < 0) return;
-    auto it = merges_.find(pair_key(syms[pos], syms[next[pos]]));
-    if (it != merges_.end()) heap.push({it->second.first, pos, it->second.second});
+    if (auto* m = merges_.get(syms[pos], syms[next[pos]])) heap.push({m->rank, pos, m->id});
   };
   for (size_t i = 0; i + 1 < n; ++i) push(static_cast<int32_t>(i));
   while (!heap.empty()) {
@@ -136,8 +125,8 @@ void BpeModel::merge_symbols(std::vector<int32_t>& syms) const {
     heap.pop();
     if (!alive[c.pos] || next[c.pos] < 0) continue;
     int32_t right = next[c.pos];
-    auto it = merges_.find(pair_key(syms[c.pos], syms[right]));
-    if (it == merges_.end() || it->second.second != c.id) continue;  // stale
+    auto* m = merges_.get(syms[c.pos], syms[right]);
+    if (!m || m->id != c.id) continue;  // stale
     syms[c.pos] = c.id;
     alive[right] = false;
     next[c.pos] = next[right];
@@ -152,7 +141,7 @@ void BpeModel::merge_symbols(std::vector<int32_t>& syms) const {
 
 void BpeModel::tokenize_uncached(std::string_view w, std::vector<int32_t>& ids) const {
   if (options_.ignore_merges) {
-    if (auto id = vocab_.find(w)) {
+    if (auto id = vocab_->find(w)) {
       ids.push_back(*id);
       return;
     }
@@ -171,13 +160,13 @@ void BpeModel::tokenize_uncached(std::string_view w, std::vector<int32_t>& ids) 
     std::string_view ch = w.substr(start, i - start);
     std::optional<int32_t> id;
     if (plain) {
-      id = vocab_.find(ch);
+      id = vocab_->find(ch);
     } else {
       scratch.clear();
       if (start > 0) scratch += options_.continuing_subword_prefix;
       scratch += ch;
       if (i == w.size()) scratch += options_.end_of_word_suffix;
-      id = vocab_.find(scratch);
+      id = vocab_->find(scratch);
     }
     if (id) {
       if (pending_unk) {

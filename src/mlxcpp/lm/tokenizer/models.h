@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "mlxcpp/lm/tokenizer/components.h"
+#include "mlxcpp/lm/tokenizer/flat_map.h"
 
 namespace lm {
 
@@ -23,12 +24,14 @@ class Vocab {
   void reserve(size_t n);
   // Sets token `id`; throws on a duplicate id.
   void set(int32_t id, std::string token);
-  // Finishes loading: builds the lookup map. Gaps in the ids are allowed.
-  void build(const char* what);
+  // Finishes loading: builds the lookup map (once; later calls do nothing). Gaps in the ids are
+  // allowed. The Vocab must not be moved afterwards (the map points at its strings).
+  void build();
+  bool built() const { return built_; }
   std::optional<int32_t> find(std::string_view token) const {
-    auto it = map_.find(token);
-    if (it == map_.end()) return std::nullopt;
-    return it->second;
+    int32_t id = map_.get(token);
+    if (id < 0) return std::nullopt;
+    return id;
   }
   const std::string* token(int32_t id) const {
     if (id < 0 || static_cast<size_t>(id) >= tokens_.size() || !present_[id]) return nullptr;
@@ -39,7 +42,13 @@ class Vocab {
  private:
   std::vector<std::string> tokens_;
   std::vector<bool> present_;
-  std::unordered_map<std::string_view, int32_t> map_;
+  FlatStringMap map_;
+  bool built_ = false;
+};
+
+// One merge rule with its tokens resolved to ids.
+struct MergeIds {
+  int32_t left, right, merged;
 };
 
 struct BpeOptions {
@@ -53,25 +62,27 @@ struct BpeOptions {
 
 class BpeModel : public Model {
  public:
-  // merges: pairs of token strings in priority order.
-  BpeModel(Vocab vocab, const std::vector<std::pair<std::string, std::string>>& merges,
-           BpeOptions options);
+  // `vocab` must already be built (and is moved in). merges: in priority order.
+  BpeModel(std::unique_ptr<Vocab> vocab, const std::vector<MergeIds>& merges, BpeOptions options);
+  // Resolves a merge rule's strings against a built vocabulary; `where` names it in errors.
+  static MergeIds resolve_merge(const Vocab& vocab, std::string_view a, std::string_view b,
+                                const std::string& prefix, std::string& scratch,
+                                const std::string& where);
   void tokenize(std::string_view piece, std::vector<int32_t>& ids) const override;
   std::optional<int32_t> token_to_id(std::string_view token) const override {
-    return vocab_.find(token);
+    return vocab_->find(token);
   }
-  const std::string* id_to_token(int32_t id) const override { return vocab_.token(id); }
-  size_t vocab_size() const override { return vocab_.size(); }
+  const std::string* id_to_token(int32_t id) const override { return vocab_->token(id); }
+  size_t vocab_size() const override { return vocab_->size(); }
 
  private:
   void tokenize_uncached(std::string_view piece, std::vector<int32_t>& ids) const;
   void merge_symbols(std::vector<int32_t>& syms) const;
 
-  Vocab vocab_;
+  std::unique_ptr<Vocab> vocab_;
   BpeOptions options_;
   std::optional<int32_t> unk_id_;
-  // (left id, right id) -> (rank, merged id)
-  std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges_;
+  MergeMap merges_;
   std::vector<int32_t> byte_ids_;  // <0xXX> token ids for byte fallback, -1 when missing
 
   // Pre-token results: most words repeat, so BPE runs once per distinct word.
@@ -83,6 +94,7 @@ class UnigramModel : public Model {
  public:
   UnigramModel(std::vector<std::pair<std::string, double>> pieces, std::optional<int32_t> unk_id,
                bool byte_fallback);
+  UnigramModel(const UnigramModel&) = delete;
   void tokenize(std::string_view piece, std::vector<int32_t>& ids) const override;
   std::optional<int32_t> token_to_id(std::string_view token) const override {
     return vocab_.find(token);
@@ -101,17 +113,17 @@ class UnigramModel : public Model {
 
 class WordPieceModel : public Model {
  public:
-  WordPieceModel(Vocab vocab, std::string unk_token, std::string continuing_subword_prefix,
+  WordPieceModel(std::unique_ptr<Vocab> vocab, std::string unk_token, std::string continuing_subword_prefix,
                  size_t max_input_chars_per_word);
   void tokenize(std::string_view piece, std::vector<int32_t>& ids) const override;
   std::optional<int32_t> token_to_id(std::string_view token) const override {
-    return vocab_.find(token);
+    return vocab_->find(token);
   }
-  const std::string* id_to_token(int32_t id) const override { return vocab_.token(id); }
-  size_t vocab_size() const override { return vocab_.size(); }
+  const std::string* id_to_token(int32_t id) const override { return vocab_->token(id); }
+  size_t vocab_size() const override { return vocab_->size(); }
 
  private:
-  Vocab vocab_;
+  std::unique_ptr<Vocab> vocab_;
   std::string unk_token_;
   std::string prefix_;
   size_t max_chars_;

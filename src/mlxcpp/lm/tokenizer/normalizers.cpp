@@ -8,6 +8,13 @@ std::string UnicodeNormalizer::normalize(std::string s) const {
 
 std::string LowercaseNormalizer::normalize(std::string s) const { return unicode::lowercase(s); }
 
+std::string ByteLevelNormalizer::normalize(std::string s) const {
+  std::string out;
+  out.reserve(s.size() * 2);
+  for (unsigned char b : s) out += unicode::byte_to_utf8(b);
+  return out;
+}
+
 std::string StripNormalizer::normalize(std::string s) const {
   size_t begin = 0, end = s.size();
   if (left_) {

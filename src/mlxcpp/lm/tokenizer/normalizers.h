@@ -26,6 +26,12 @@ class LowercaseNormalizer : public Normalizer {
   std::string normalize(std::string s) const override;
 };
 
+// Maps every byte to GPT-2's printable code points (the ByteLevel normalizer).
+class ByteLevelNormalizer : public Normalizer {
+ public:
+  std::string normalize(std::string s) const override;
+};
+
 class StripNormalizer : public Normalizer {
  public:
   StripNormalizer(bool left, bool right) : left_(left), right_(right) {}

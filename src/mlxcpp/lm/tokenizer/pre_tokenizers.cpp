@@ -146,7 +146,8 @@ void MetaspacePreTokenizer::pre_tokenize(Pieces& pieces) const {
   }
 }
 
-WhitespacePreTokenizer::WhitespacePreTokenizer() : regex_(R"(\w+|[^\w\s]+)") {}
+WhitespacePreTokenizer::WhitespacePreTokenizer()
+    : regex_(R"(\w+|[^\w\s]+)", Regex::Flavor::RustRegex) {}
 
 void WhitespacePreTokenizer::pre_tokenize(Pieces& pieces) const {
   split_pieces(pieces, SplitBehavior::Removed, true,

@@ -26,15 +26,58 @@ pcre2_match_data* thread_match_data() {
 }
 }  // namespace
 
-Regex::Regex(const std::string& pattern) : pattern_(pattern), impl_(std::make_unique<Impl>()) {
+namespace {
+// HF compiles patterns with Oniguruma, whose Unicode \w is the Unicode "word" class (Alphabetic,
+// marks, decimal numbers, connector punctuation, joiners); PCRE2's UCP \w is narrower. Rewrite
+// \w and \W (outside character classes) and \w inside classes to the explicit class.
+std::string translate(const std::string& p, Regex::Flavor flavor) {
+  const char* kWord = flavor == Regex::Flavor::RustRegex
+                          ? "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}"
+                          : "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}";
+  std::string out;
+  out.reserve(p.size() + 16);
+  bool in_class = false;
+  for (size_t i = 0; i < p.size(); ++i) {
+    char c = p[i];
+    if (c == '\\' && i + 1 < p.size()) {
+      char n = p[i + 1];
+      if (n == 'w') {
+        out += in_class ? std::string(kWord) : "[" + std::string(kWord) + "]";
+      } else if (n == 'W' && !in_class) {
+        out += "[^" + std::string(kWord) + "]";
+      } else {
+        out += c;
+        out += n;
+      }
+      ++i;
+      continue;
+    }
+    if (c == '[' && !in_class) {
+      in_class = true;
+      out += c;
+      // A ']' right after '[' or '[^' is a literal member.
+      if (i + 1 < p.size() && p[i + 1] == '^') out += p[++i];
+      if (i + 1 < p.size() && p[i + 1] == ']') out += p[++i];
+      continue;
+    }
+    if (c == ']' && in_class) in_class = false;
+    out += c;
+  }
+  return out;
+}
+}  // namespace
+
+Regex::Regex(const std::string& original, Flavor flavor)
+    : pattern_(original), impl_(std::make_unique<Impl>()) {
   int err = 0;
   PCRE2_SIZE offset = 0;
+  std::string pattern = translate(original, flavor);
   impl_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
                               PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &err, &offset, nullptr);
   if (!impl_->code) {
     PCRE2_UCHAR buf[256];
     pcre2_get_error_message(err, buf, sizeof(buf));
-    throw std::runtime_error("invalid regex '" + pattern + "' at offset " +
+    throw std::runtime_error("invalid regex '" + original + "' at offset " +
                              std::to_string(offset) + ": " + reinterpret_cast<char*>(buf));
   }
   impl_->jit = pcre2_jit_compile(impl_->code, PCRE2_JIT_COMPLETE) == 0;

@@ -12,8 +12,12 @@ namespace lm {
 
 class Regex {
  public:
+  // Which engine's \\w the pattern means: HF compiles Split/Replace patterns with Oniguruma
+  // (\\w = Alphabetic, marks, Nd, Pc) and a few built-in ones with Rust's regex crate (which also
+  // counts the joiners U+200C/U+200D).
+  enum class Flavor { Oniguruma, RustRegex };
   // Throws std::runtime_error naming the pattern and the error position.
-  explicit Regex(const std::string& pattern);
+  explicit Regex(const std::string& pattern, Flavor flavor = Flavor::Oniguruma);
   ~Regex();
   Regex(const Regex&) = delete;
   Regex& operator=(const Regex&) = delete;

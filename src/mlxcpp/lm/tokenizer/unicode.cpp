@@ -176,6 +176,20 @@ std::string lowercase(std::string_view s) {
   return out;
 }
 
+std::string uppercase(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    char32_t c = next_codepoint(s, i);
+    if (c < 0x80) {
+      out += static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
+    } else {
+      append_utf8(out, static_cast<char32_t>(utf8proc_toupper(static_cast<utf8proc_int32_t>(c))));
+    }
+  }
+  return out;
+}
+
 std::string normalize(std::string_view s, Form form) {
   bool ascii = true;
   for (char ch : s) {

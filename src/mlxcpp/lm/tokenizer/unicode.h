@@ -37,6 +37,8 @@ bool is_chinese_char(char32_t c);
 // Rust char::to_lowercase, appended as UTF-8 (U+0130 lowercases to two code points).
 void append_lowercase(std::string& out, char32_t c);
 std::string lowercase(std::string_view s);
+// Simple (one-to-one) uppercase mapping, code point by code point.
+std::string uppercase(std::string_view s);
 
 enum class Form { NFC, NFD, NFKC, NFKD };
 std::string normalize(std::string_view s, Form form);

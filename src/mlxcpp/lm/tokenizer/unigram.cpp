@@ -19,7 +19,7 @@ UnigramModel::UnigramModel(std::vector<std::pair<std::string, double>> pieces,
     scores_.push_back(pieces[id].second);
     vocab_.set(static_cast<int32_t>(id), std::move(pieces[id].first));
   }
-  vocab_.build("model.vocab");
+  vocab_.build();
   if (unk_id_ && (*unk_id_ < 0 || static_cast<size_t>(*unk_id_) >= scores_.size())) {
     throw std::runtime_error("model.unk_id " + std::to_string(*unk_id_) +
                              " is outside the vocabulary");
@@ -76,7 +76,7 @@ void UnigramModel::tokenize(std::string_view s, std::vector<int32_t>& ids) const
   for (size_t end = n; end > 0;) {
     const Node& node = best[end];
     size_t start = static_cast<size_t>(node.start);
-    bool unk = !unk_id_ || node.id == *unk_id_;
+    bool unk = node.id == -1 || (unk_id_ && node.id == *unk_id_);
     if (unk && !segs.empty() && segs.back().id == -2) {
       segs.back().b = start;
     } else {
@@ -116,19 +116,19 @@ void UnigramModel::tokenize(std::string_view s, std::vector<int32_t>& ids) const
   }
 }
 
-WordPieceModel::WordPieceModel(Vocab vocab, std::string unk_token,
+WordPieceModel::WordPieceModel(std::unique_ptr<Vocab> vocab, std::string unk_token,
                                std::string continuing_subword_prefix,
                                size_t max_input_chars_per_word)
     : vocab_(std::move(vocab)),
       unk_token_(std::move(unk_token)),
       prefix_(std::move(continuing_subword_prefix)),
       max_chars_(max_input_chars_per_word) {
-  vocab_.build("model.vocab");
+  vocab_->build();
 }
 
 void WordPieceModel::tokenize(std::string_view w, std::vector<int32_t>& ids) const {
   auto unk = [&]() {
-    auto id = vocab_.find(unk_token_);
+    auto id = vocab_->find(unk_token_);
     if (!id) throw std::runtime_error("WordPiece unk_token '" + unk_token_ + "' is not in the vocabulary");
     ids.push_back(*id);
   };
@@ -144,7 +144,7 @@ void WordPieceModel::tokenize(std::string_view w, std::vector<int32_t>& ids) con
       scratch.clear();
       if (start > 0) scratch += prefix_;
       scratch.append(w.substr(start, end - start));
-      if ((found = vocab_.find(scratch))) break;
+      if ((found = vocab_->find(scratch))) break;
       // Step back one whole character.
       --end;
       while (end > start && (static_cast<unsigned char>(w[end]) & 0xC0) == 0x80) --end;

@@ -52,22 +52,37 @@ Dtype dtype_from_descr(const std::string& d, bool& swap, const std::string& name
 
 std::string descr_of(Dtype d) {
   switch (d.val) {
-    case Dtype::Val::bool_: return "|b1";
-    case Dtype::Val::uint8: return "|u1";
-    case Dtype::Val::uint16: return "<u2";
-    case Dtype::Val::uint32: return "<u4";
-    case Dtype::Val::uint64: return "<u8";
-    case Dtype::Val::int8: return "|i1";
-    case Dtype::Val::int16: return "<i2";
-    case Dtype::Val::int32: return "<i4";
-    case Dtype::Val::int64: return "<i8";
-    case Dtype::Val::float16: return "<f2";
-    case Dtype::Val::float32: return "<f4";
-    case Dtype::Val::float64: return "<f8";
-    case Dtype::Val::complex64: return "<c8";
-    case Dtype::Val::bfloat16: break;
+    case Dtype::Val::bool_:
+      return "|b1";
+    case Dtype::Val::uint8:
+      return "|u1";
+    case Dtype::Val::uint16:
+      return "<u2";
+    case Dtype::Val::uint32:
+      return "<u4";
+    case Dtype::Val::uint64:
+      return "<u8";
+    case Dtype::Val::int8:
+      return "|i1";
+    case Dtype::Val::int16:
+      return "<i2";
+    case Dtype::Val::int32:
+      return "<i4";
+    case Dtype::Val::int64:
+      return "<i8";
+    case Dtype::Val::float16:
+      return "<f2";
+    case Dtype::Val::float32:
+      return "<f4";
+    case Dtype::Val::float64:
+      return "<f8";
+    case Dtype::Val::complex64:
+      return "<c8";
+    case Dtype::Val::bfloat16:
+      break;
   }
-  throw std::invalid_argument("[save] NumPy has no bfloat16 type; save as safetensors or convert with astype");
+  throw std::invalid_argument(
+      "[save] NumPy has no bfloat16 type; save as safetensors or convert with astype");
 }
 
 // Finds the value text of 'key' in the header dict.
@@ -102,7 +117,8 @@ namespace io {
 
 array parse_npy(const uint8_t* data, size_t size, const std::string& name) {
   static const uint8_t magic[] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
-  if (size < 10 || std::memcmp(data, magic, 6) != 0) throw npy_error(name, "not a .npy file (bad magic)");
+  if (size < 10 || std::memcmp(data, magic, 6) != 0)
+    throw npy_error(name, "not a .npy file (bad magic)");
   int major = data[6];
   size_t header_len, start;
   if (major == 1) {
@@ -121,7 +137,8 @@ array parse_npy(const uint8_t* data, size_t size, const std::string& name) {
   bool swap = false;
   Dtype dtype = dtype_from_descr(dict_value(h, "descr", name), swap, name);
   std::string fortran = dict_value(h, "fortran_order", name);
-  if (fortran != "True" && fortran != "False") throw npy_error(name, "bad fortran_order '" + fortran + "'");
+  if (fortran != "True" && fortran != "False")
+    throw npy_error(name, "bad fortran_order '" + fortran + "'");
   std::string tuple = dict_value(h, "shape", name);
   Shape shape;
   uint64_t numel = 1;
@@ -137,7 +154,8 @@ array parse_npy(const uint8_t* data, size_t size, const std::string& name) {
           throw npy_error(name, "bad dimension '" + tok + "' in shape " + tuple);
         }
         uint64_t d = std::stoull(tok);
-        if (d > static_cast<uint64_t>(INT32_MAX)) throw npy_error(name, "dimension too large in " + tuple);
+        if (d > static_cast<uint64_t>(INT32_MAX))
+          throw npy_error(name, "dimension too large in " + tuple);
         shape.push_back(static_cast<ShapeElem>(d));
         numel *= d;
         if (numel > (uint64_t{1} << 48)) throw npy_error(name, "shape " + tuple + " is too large");
@@ -181,9 +199,11 @@ std::string npy_bytes(const array& in) {
   array a = copy(in);
   a.eval();
   std::string shape = "(";
-  for (size_t i = 0; i < a.ndim(); ++i) shape += std::to_string(a.shape(i)) + (a.ndim() == 1 ? "," : (i + 1 < a.ndim() ? ", " : ""));
+  for (size_t i = 0; i < a.ndim(); ++i)
+    shape += std::to_string(a.shape(i)) + (a.ndim() == 1 ? "," : (i + 1 < a.ndim() ? ", " : ""));
   shape += ")";
-  std::string header = "{'descr': '" + descr_of(a.dtype()) + "', 'fortran_order': False, 'shape': " + shape + ", }";
+  std::string header =
+      "{'descr': '" + descr_of(a.dtype()) + "', 'fortran_order': False, 'shape': " + shape + ", }";
   size_t total = 10 + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');
   header.push_back('\n');
@@ -219,8 +239,10 @@ void save_npz(const std::string& path, const ArrayMap& arrays, bool compressed) 
   for (auto& n : names) {
     std::string file = n + ".npy";
     std::string raw = npy_bytes(arrays.at(n));
-    if (raw.size() > 0xffffffffu) throw std::invalid_argument("[save_npz] array '" + n + "' is too large for a zip entry");
-    uint32_t crc = crc32(0, reinterpret_cast<const Bytef*>(raw.data()), static_cast<uInt>(raw.size()));
+    if (raw.size() > 0xffffffffu)
+      throw std::invalid_argument("[save_npz] array '" + n + "' is too large for a zip entry");
+    uint32_t crc =
+        crc32(0, reinterpret_cast<const Bytef*>(raw.data()), static_cast<uInt>(raw.size()));
     std::string stored = raw;
     uint16_t method = 0;
     if (compressed) {
@@ -302,7 +324,8 @@ ArrayMap load_npz(const std::string& path) {
   if (eocd == std::string::npos) throw fail("no zip end-of-central-directory record (truncated?)");
   uint32_t entries = get16(d + eocd + 10);
   uint32_t cd_size = get32(d + eocd + 12), cd_off = get32(d + eocd + 16);
-  if (static_cast<uint64_t>(cd_off) + cd_size > eocd) throw fail("central directory lies outside the file");
+  if (static_cast<uint64_t>(cd_off) + cd_size > eocd)
+    throw fail("central directory lies outside the file");
   ArrayMap out;
   size_t p = cd_off;
   for (uint32_t e = 0; e < entries; ++e) {
@@ -318,7 +341,8 @@ ArrayMap load_npz(const std::string& path) {
     if (static_cast<uint64_t>(local) + 30 > size || get32(d + local) != 0x04034b50) {
       throw fail("bad local header for '" + file + "'");
     }
-    uint64_t data_off = static_cast<uint64_t>(local) + 30 + get16(d + local + 26) + get16(d + local + 28);
+    uint64_t data_off =
+        static_cast<uint64_t>(local) + 30 + get16(d + local + 26) + get16(d + local + 28);
     if (data_off + csize > size) throw fail("data of '" + file + "' runs past the end of the file");
     std::string raw;
     if (method == 0) {
@@ -335,15 +359,21 @@ ArrayMap load_npz(const std::string& path) {
       int rc = inflate(&zs, Z_FINISH);
       size_t produced = zs.total_out;
       inflateEnd(&zs);
-      if (rc != Z_STREAM_END || produced != usize) throw fail("cannot inflate '" + file + "' (corrupt data)");
+      if (rc != Z_STREAM_END || produced != usize)
+        throw fail("cannot inflate '" + file + "' (corrupt data)");
     } else {
-      throw fail("entry '" + file + "' uses unsupported compression method " + std::to_string(method));
+      throw fail("entry '" + file + "' uses unsupported compression method " +
+                 std::to_string(method));
     }
-    if (crc32(0, reinterpret_cast<const Bytef*>(raw.data()), static_cast<uInt>(raw.size())) != crc) {
+    if (crc32(0, reinterpret_cast<const Bytef*>(raw.data()), static_cast<uInt>(raw.size())) !=
+        crc) {
       throw fail("CRC mismatch in '" + file + "' (corrupt data)");
     }
-    std::string key = file.size() > 4 && file.substr(file.size() - 4) == ".npy" ? file.substr(0, file.size() - 4) : file;
-    out.insert_or_assign(key, io::parse_npy(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), path + ":" + file));
+    std::string key = file.size() > 4 && file.substr(file.size() - 4) == ".npy"
+                          ? file.substr(0, file.size() - 4)
+                          : file;
+    out.insert_or_assign(key, io::parse_npy(reinterpret_cast<const uint8_t*>(raw.data()),
+                                            raw.size(), path + ":" + file));
   }
   for (auto& [k, v] : out) v.eval();
   return out;

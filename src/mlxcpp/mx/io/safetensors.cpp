@@ -24,10 +24,9 @@ constexpr uint64_t kMaxHeader = 100'000'000;
 
 Dtype dtype_from_safetensors(const std::string& s, const std::string& where) {
   static const std::unordered_map<std::string, Dtype> table = {
-      {"BOOL", bool_},    {"U8", uint8},    {"U16", uint16},  {"U32", uint32},
-      {"U64", uint64},    {"I8", int8},     {"I16", int16},   {"I32", int32},
-      {"I64", int64},     {"F16", float16}, {"F32", float32}, {"F64", float64},
-      {"BF16", bfloat16}, {"C64", complex64}};
+      {"BOOL", bool_},  {"U8", uint8},    {"U16", uint16},    {"U32", uint32},   {"U64", uint64},
+      {"I8", int8},     {"I16", int16},   {"I32", int32},     {"I64", int64},    {"F16", float16},
+      {"F32", float32}, {"F64", float64}, {"BF16", bfloat16}, {"C64", complex64}};
   auto it = table.find(s);
   if (it == table.end()) throw std::runtime_error(where + ": unsupported dtype '" + s + "'");
   return it->second;
@@ -35,20 +34,34 @@ Dtype dtype_from_safetensors(const std::string& s, const std::string& where) {
 
 std::string dtype_to_safetensors(Dtype d) {
   switch (d.val) {
-    case Dtype::Val::bool_: return "BOOL";
-    case Dtype::Val::uint8: return "U8";
-    case Dtype::Val::uint16: return "U16";
-    case Dtype::Val::uint32: return "U32";
-    case Dtype::Val::uint64: return "U64";
-    case Dtype::Val::int8: return "I8";
-    case Dtype::Val::int16: return "I16";
-    case Dtype::Val::int32: return "I32";
-    case Dtype::Val::int64: return "I64";
-    case Dtype::Val::float16: return "F16";
-    case Dtype::Val::float32: return "F32";
-    case Dtype::Val::float64: return "F64";
-    case Dtype::Val::bfloat16: return "BF16";
-    case Dtype::Val::complex64: return "C64";
+    case Dtype::Val::bool_:
+      return "BOOL";
+    case Dtype::Val::uint8:
+      return "U8";
+    case Dtype::Val::uint16:
+      return "U16";
+    case Dtype::Val::uint32:
+      return "U32";
+    case Dtype::Val::uint64:
+      return "U64";
+    case Dtype::Val::int8:
+      return "I8";
+    case Dtype::Val::int16:
+      return "I16";
+    case Dtype::Val::int32:
+      return "I32";
+    case Dtype::Val::int64:
+      return "I64";
+    case Dtype::Val::float16:
+      return "F16";
+    case Dtype::Val::float32:
+      return "F32";
+    case Dtype::Val::float64:
+      return "F64";
+    case Dtype::Val::bfloat16:
+      return "BF16";
+    case Dtype::Val::complex64:
+      return "C64";
   }
   return "";
 }
@@ -65,7 +78,8 @@ SafetensorsLoad parse_safetensors(const uint8_t* data, size_t size, const std::s
   if (size < 8) throw fail("file is " + std::to_string(size) + " bytes, too short for a header");
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | data[i];
-  if (header_len > kMaxHeader) throw fail("header length " + std::to_string(header_len) + " is too large");
+  if (header_len > kMaxHeader)
+    throw fail("header length " + std::to_string(header_len) + " is too large");
   if (header_len > size - 8) {
     throw fail("header length " + std::to_string(header_len) + " runs past the end of the file (" +
                std::to_string(size) + " bytes): the file is truncated");
@@ -124,11 +138,12 @@ SafetensorsLoad parse_safetensors(const uint8_t* data, size_t size, const std::s
     uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
     if (begin > end || end > body_size) {
       throw fail(where + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
-                 "] lie outside the " + std::to_string(body_size) + " data bytes (truncated file?)");
+                 "] lie outside the " + std::to_string(body_size) +
+                 " data bytes (truncated file?)");
     }
     if (end - begin != numel * size_of(dtype)) {
-      throw fail(where + ": data_offsets span " + std::to_string(end - begin) + " bytes but shape " +
-                 jshape.dump() + " of " + dtype_name(dtype) + " needs " +
+      throw fail(where + ": data_offsets span " + std::to_string(end - begin) +
+                 " bytes but shape " + jshape.dump() + " of " + dtype_name(dtype) + " needs " +
                  std::to_string(numel * size_of(dtype)));
     }
     spans.emplace_back(begin, end);
@@ -139,7 +154,8 @@ SafetensorsLoad parse_safetensors(const uint8_t* data, size_t size, const std::s
       std::memcpy(buf.raw_ptr(), ptr, end - begin);
       result.first.insert_or_assign(key, array(buf, std::move(shape), dtype));
     } else {
-      result.first.insert_or_assign(key, array(const_cast<uint8_t*>(ptr), std::move(shape), dtype, owner));
+      result.first.insert_or_assign(
+          key, array(const_cast<uint8_t*>(ptr), std::move(shape), dtype, owner));
     }
   }
   std::sort(spans.begin(), spans.end());
@@ -199,29 +215,34 @@ SafetensorsLoad load_sharded_safetensors(const std::string& path) {
   if (fs::is_directory(p)) {
     index = p / "model.safetensors.index.json";
     if (!fs::exists(index)) {
-      if (fs::exists(p / "model.safetensors")) return load_safetensors((p / "model.safetensors").string());
-      throw std::runtime_error("[load_sharded_safetensors] '" + path +
-                               "' holds neither model.safetensors.index.json nor model.safetensors");
+      if (fs::exists(p / "model.safetensors"))
+        return load_safetensors((p / "model.safetensors").string());
+      throw std::runtime_error(
+          "[load_sharded_safetensors] '" + path +
+          "' holds neither model.safetensors.index.json nor model.safetensors");
     }
   }
   std::ifstream f(index);
-  if (!f) throw std::runtime_error("[load_sharded_safetensors] cannot open '" + index.string() + "'");
+  if (!f)
+    throw std::runtime_error("[load_sharded_safetensors] cannot open '" + index.string() + "'");
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(f);
   } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error("[load_sharded_safetensors] '" + index.string() + "' is not valid JSON: " + e.what());
+    throw std::runtime_error("[load_sharded_safetensors] '" + index.string() +
+                             "' is not valid JSON: " + e.what());
   }
   if (!j.contains("weight_map") || !j["weight_map"].is_object()) {
-    throw std::runtime_error("[load_sharded_safetensors] '" + index.string() + "' has no 'weight_map' object");
+    throw std::runtime_error("[load_sharded_safetensors] '" + index.string() +
+                             "' has no 'weight_map' object");
   }
   fs::path dir = index.parent_path();
   std::unordered_map<std::string, SafetensorsLoad> shards;
   SafetensorsLoad out;
   for (auto& [tensor, shard] : j["weight_map"].items()) {
     if (!shard.is_string()) {
-      throw std::runtime_error("[load_sharded_safetensors] '" + index.string() + "': weight_map entry '" +
-                               tensor + "' is not a file name");
+      throw std::runtime_error("[load_sharded_safetensors] '" + index.string() +
+                               "': weight_map entry '" + tensor + "' is not a file name");
     }
     std::string file = shard.get<std::string>();
     auto it = shards.find(file);
@@ -231,8 +252,9 @@ SafetensorsLoad load_sharded_safetensors(const std::string& path) {
     }
     auto t = it->second.first.find(tensor);
     if (t == it->second.first.end()) {
-      throw std::runtime_error("[load_sharded_safetensors] tensor '" + tensor + "' is not in shard '" +
-                               (dir / file).string() + "' as the index says");
+      throw std::runtime_error("[load_sharded_safetensors] tensor '" + tensor +
+                               "' is not in shard '" + (dir / file).string() +
+                               "' as the index says");
     }
     out.first.insert_or_assign(tensor, t->second);
   }

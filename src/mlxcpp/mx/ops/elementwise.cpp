@@ -146,10 +146,13 @@ array nan_to_num(const array& a, float nan, std::optional<float> posinf,
   if (!is_floating_point(d)) return a;
   auto big = [&](bool positive) -> double {
     switch (d.val) {
-      case Dtype::Val::float16: return positive ? 65504.0 : -65504.0;
-      case Dtype::Val::bfloat16: return positive ? 3.3895313892515355e38 : -3.3895313892515355e38;
+      case Dtype::Val::float16:
+        return positive ? 65504.0 : -65504.0;
+      case Dtype::Val::bfloat16:
+        return positive ? 3.3895313892515355e38 : -3.3895313892515355e38;
       case Dtype::Val::float64:
-        return positive ? std::numeric_limits<double>::max() : std::numeric_limits<double>::lowest();
+        return positive ? std::numeric_limits<double>::max()
+                        : std::numeric_limits<double>::lowest();
       default:
         return positive ? std::numeric_limits<float>::max() : std::numeric_limits<float>::lowest();
     }
@@ -224,9 +227,8 @@ array bitwise(const array& a, const array& b, S s, const char* name,
               array (*make)(const array&, const array&, Dtype, S)) {
   Dtype d = promote_types(a.dtype(), b.dtype());
   if (is_inexact(d)) {
-    throw std::invalid_argument(std::string("[") + name +
-                                "] needs integer or bool arrays, got " + dtype_name(a.dtype()) +
-                                " and " + dtype_name(b.dtype()));
+    throw std::invalid_argument(std::string("[") + name + "] needs integer or bool arrays, got " +
+                                dtype_name(a.dtype()) + " and " + dtype_name(b.dtype()));
   }
   return make(a, b, d, s);
 }
@@ -329,7 +331,8 @@ MX_DEFINE_OPERATOR(>>, right_shift)
 array astype(array a, Dtype dtype, S s) {
   if (a.dtype() == dtype) return a;
   Shape shape = a.shape();
-  return array(std::move(shape), dtype, std::make_shared<AsType>(to_stream(s), dtype), {std::move(a)});
+  return array(std::move(shape), dtype, std::make_shared<AsType>(to_stream(s), dtype),
+               {std::move(a)});
 }
 
 array copy(array a, S s) {

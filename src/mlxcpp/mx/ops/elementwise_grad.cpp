@@ -39,7 +39,7 @@ array scalar_like(double v, const array& x) { return array(v, x.dtype()); }
 
 // Unary primitives whose derivative is rule(x, t); vjp applies the same rule
 // to the cotangent (the derivative is a real scalar factor).
-#define MX_UNARY_GRAD(NAME, OPFN, RULE)                                                           \
+#define MX_UNARY_GRAD(NAME, OPFN, RULE)                                                          \
   std::vector<array> NAME::jvp(const std::vector<array>& primals,                                \
                                const std::vector<array>& tangents, const std::vector<int>&) {    \
     const array& x = primals[0];                                                                 \
@@ -66,14 +66,15 @@ MX_ZERO_GRAD(BitwiseInvert, bitwise_invert)
 MX_UNARY_GRAD(Square, square, multiply(t, multiply(scalar_like(2, x), x, stream()), stream()))
 MX_UNARY_GRAD(Sqrt, sqrt,
               divide(t, multiply(scalar_like(2, x), sqrt(x, stream()), stream()), stream()))
-MX_UNARY_GRAD(Rsqrt, rsqrt,
-              multiply(t, divide(scalar_like(-0.5, x), multiply(x, sqrt(x, stream()), stream()),
-                                 stream()),
-                       stream()))
+MX_UNARY_GRAD(
+    Rsqrt, rsqrt,
+    multiply(t, divide(scalar_like(-0.5, x), multiply(x, sqrt(x, stream()), stream()), stream()),
+             stream()))
 MX_UNARY_GRAD(Exp, exp, multiply(t, exp(x, stream()), stream()))
 MX_UNARY_GRAD(Expm1, expm1, multiply(t, exp(x, stream()), stream()))
 MX_UNARY_GRAD(Log, log, divide(t, x, stream()))
-MX_UNARY_GRAD(Log2, log2, divide(t, multiply(x, scalar_like(std::numbers::ln2, x), stream()), stream()))
+MX_UNARY_GRAD(Log2, log2,
+              divide(t, multiply(x, scalar_like(std::numbers::ln2, x), stream()), stream()))
 MX_UNARY_GRAD(Log10, log10,
               divide(t, multiply(x, scalar_like(std::numbers::ln10, x), stream()), stream()))
 MX_UNARY_GRAD(Log1p, log1p, divide(t, add(x, scalar_like(1, x), stream()), stream()))
@@ -83,17 +84,18 @@ MX_UNARY_GRAD(Tan, tan, divide(t, square(cos(x, stream()), stream()), stream()))
 MX_UNARY_GRAD(ArcSin, arcsin,
               divide(t, sqrt(subtract(scalar_like(1, x), square(x, stream()), stream()), stream()),
                      stream()))
-MX_UNARY_GRAD(ArcCos, arccos,
-              negative(divide(t,
-                              sqrt(subtract(scalar_like(1, x), square(x, stream()), stream()),
-                                   stream()),
-                              stream()),
-                       stream()))
-MX_UNARY_GRAD(ArcTan, arctan, divide(t, add(scalar_like(1, x), square(x, stream()), stream()), stream()))
+MX_UNARY_GRAD(
+    ArcCos, arccos,
+    negative(divide(t, sqrt(subtract(scalar_like(1, x), square(x, stream()), stream()), stream()),
+                    stream()),
+             stream()))
+MX_UNARY_GRAD(ArcTan, arctan,
+              divide(t, add(scalar_like(1, x), square(x, stream()), stream()), stream()))
 MX_UNARY_GRAD(Sinh, sinh, multiply(t, cosh(x, stream()), stream()))
 MX_UNARY_GRAD(Cosh, cosh, multiply(t, sinh(x, stream()), stream()))
 MX_UNARY_GRAD(Tanh, tanh,
-              multiply(t, subtract(scalar_like(1, x), square(tanh(x, stream()), stream()), stream()),
+              multiply(t,
+                       subtract(scalar_like(1, x), square(tanh(x, stream()), stream()), stream()),
                        stream()))
 MX_UNARY_GRAD(ArcSinh, arcsinh,
               divide(t, sqrt(add(square(x, stream()), scalar_like(1, x), stream()), stream()),
@@ -121,7 +123,8 @@ MX_UNARY_GRAD(ErfInv, erfinv,
                        stream()))
 MX_ZERO_GRAD(Floor, floor)
 MX_ZERO_GRAD(Ceil, ceil)
-MX_UNARY_GRAD(Round, [](const array& a, S s) { return round(a, 0, s); }, zeros_like(x, stream()))
+MX_UNARY_GRAD(
+    Round, [](const array& a, S s) { return round(a, 0, s); }, zeros_like(x, stream()))
 MX_ZERO_GRAD(IsNaN, isnan)
 MX_ZERO_GRAD(IsInf, isinf)
 MX_ZERO_GRAD(IsPosInf, isposinf)
@@ -130,7 +133,8 @@ MX_UNARY_GRAD(Conjugate, conjugate, conjugate(t, stream()))
 MX_UNARY_GRAD(Real, real, real(t, stream()))
 MX_UNARY_GRAD(Imag, imag, imag(t, stream()))
 MX_UNARY_GRAD(StopGradient, stop_gradient, zeros_like(x, stream()))
-MX_UNARY_GRAD(Copy, [](const array& a, S s) { return copy(a, s); }, t)
+MX_UNARY_GRAD(
+    Copy, [](const array& a, S s) { return copy(a, s); }, t)
 #undef MX_ZERO_GRAD
 #undef MX_UNARY_GRAD
 
@@ -193,8 +197,9 @@ MX_ZERO_BINARY_GRAD(FloorDivide, floor_divide)
 MX_BINARY_GRAD(Remainder, remainder, c,
                negative(multiply(c, floor_divide(x, y, stream()), stream()), stream()))
 MX_BINARY_GRAD(Power, power,
-               multiply(c, multiply(y, power(x, subtract(y, array(1, y.dtype()), stream()), stream()),
-                                    stream()),
+               multiply(c,
+                        multiply(y, power(x, subtract(y, array(1, y.dtype()), stream()), stream()),
+                                 stream()),
                         stream()),
                multiply(c,
                         multiply(power(x, y, stream()),

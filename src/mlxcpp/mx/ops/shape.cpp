@@ -94,8 +94,8 @@ array reshape(const array& a, Shape shape, S s) {
     known = a.size();
   }
   if (known != a.size()) {
-    throw std::invalid_argument("[reshape] cannot reshape an array of shape " + shape_str(a.shape()) +
-                                " into shape " + shape_str(shape));
+    throw std::invalid_argument("[reshape] cannot reshape an array of shape " +
+                                shape_str(a.shape()) + " into shape " + shape_str(shape));
   }
   if (shape == a.shape()) return a;
   Shape sh = shape;
@@ -126,8 +126,10 @@ array unflatten(const array& a, int axis, Shape shape, S s) {
   int infer = -1;
   int64_t known = 1;
   for (size_t i = 0; i < shape.size(); ++i) {
-    if (shape[i] == -1) infer = static_cast<int>(i);
-    else known *= shape[i];
+    if (shape[i] == -1)
+      infer = static_cast<int>(i);
+    else
+      known *= shape[i];
   }
   if (infer >= 0) out[ax + infer] = static_cast<int>(a.shape(ax) / std::max<int64_t>(known, 1));
   return reshape(a, out, s);
@@ -176,7 +178,9 @@ array expand_dims(const array& a, const std::vector<int>& axes, S s) {
   return reshape(a, shape, s);
 }
 
-array expand_dims(const array& a, int axis, S s) { return expand_dims(a, std::vector<int>{axis}, s); }
+array expand_dims(const array& a, int axis, S s) {
+  return expand_dims(a, std::vector<int>{axis}, s);
+}
 
 array transpose(const array& a, std::vector<int> axes, S s) {
   int nd = static_cast<int>(a.ndim());
@@ -279,9 +283,10 @@ array slice(const array& a, Shape start, Shape stop, Shape strides, S s) {
     for (size_t i = 0; i < a.ndim(); ++i) trivial &= strides[i] == 1;
     if (trivial) return a;
   }
-  return array(std::move(out), a.dtype(),
-               std::make_shared<Slice>(to_stream(s), std::move(start), std::move(stop), std::move(strides)),
-               {a});
+  return array(
+      std::move(out), a.dtype(),
+      std::make_shared<Slice>(to_stream(s), std::move(start), std::move(stop), std::move(strides)),
+      {a});
 }
 
 array slice(const array& a, Shape start, Shape stop, S s) {
@@ -324,7 +329,9 @@ array arange(double start, double stop, double step, Dtype dtype, S s) {
 array arange(double start, double stop, double step, S s) {
   return arange(start, stop, step, float32, s);
 }
-array arange(double start, double stop, Dtype dtype, S s) { return arange(start, stop, 1.0, dtype, s); }
+array arange(double start, double stop, Dtype dtype, S s) {
+  return arange(start, stop, 1.0, dtype, s);
+}
 array arange(double start, double stop, S s) { return arange(start, stop, 1.0, float32, s); }
 array arange(double stop, Dtype dtype, S s) { return arange(0.0, stop, 1.0, dtype, s); }
 array arange(double stop, S s) { return arange(0.0, stop, 1.0, float32, s); }
@@ -336,7 +343,8 @@ array arange(int start, int stop, S s) { return arange(start, stop, 1, s); }
 array arange(int stop, S s) { return arange(0, stop, 1, s); }
 
 array linspace(double start, double stop, int num, Dtype dtype, S s) {
-  if (num < 0) throw std::invalid_argument("[linspace] num must be non-negative, got " + std::to_string(num));
+  if (num < 0)
+    throw std::invalid_argument("[linspace] num must be non-negative, got " + std::to_string(num));
   if (num == 1) return astype(array({static_cast<float>(start)}), dtype, s);
   array t = divide(arange(0, num, float32, s), array(static_cast<float>(std::max(num - 1, 1))), s);
   array out = add(multiply(t, array(static_cast<float>(stop - start)), s),
@@ -346,7 +354,8 @@ array linspace(double start, double stop, int num, Dtype dtype, S s) {
 
 array full(Shape shape, array vals, Dtype dtype, S s) {
   for (auto d : shape) {
-    if (d < 0) throw std::invalid_argument("[full] negative dimension in shape " + shape_str(shape));
+    if (d < 0)
+      throw std::invalid_argument("[full] negative dimension in shape " + shape_str(shape));
   }
   auto in = broadcast_to(astype(std::move(vals), dtype, s), shape, s);
   return array(std::move(shape), dtype, std::make_shared<Full>(to_stream(s)), {in});
@@ -359,7 +368,9 @@ array zeros(const Shape& shape, Dtype dtype, S s) { return full(shape, array(0, 
 array zeros_like(const array& a, S s) { return zeros(a.shape(), a.dtype(), s); }
 array ones(const Shape& shape, Dtype dtype, S s) { return full(shape, array(1, dtype), dtype, s); }
 array ones_like(const array& a, S s) { return ones(a.shape(), a.dtype(), s); }
-array full_like(const array& a, array vals, S s) { return full(a.shape(), std::move(vals), a.dtype(), s); }
+array full_like(const array& a, array vals, S s) {
+  return full(a.shape(), std::move(vals), a.dtype(), s);
+}
 
 // ---------------------------------------------------------------- primitive rules
 
@@ -451,7 +462,8 @@ std::vector<array> Slice::jvp(const std::vector<array>&, const std::vector<array
 }
 std::vector<array> Slice::vjp(const std::vector<array>& primals, const std::vector<array>& cot,
                               const std::vector<int>&, const std::vector<array>&) {
-  return {slice_update(zeros_like(primals[0], stream()), cot[0], start_, stop_, strides_, stream())};
+  return {
+      slice_update(zeros_like(primals[0], stream()), cot[0], start_, stop_, strides_, stream())};
 }
 std::pair<std::vector<array>, std::vector<int>> Slice::vmap(const std::vector<array>& inputs,
                                                             const std::vector<int>& axes) {
@@ -481,13 +493,15 @@ std::vector<array> SliceUpdate::vjp(const std::vector<array>& primals,
   }
   return out;
 }
-std::vector<array> SliceUpdate::jvp(const std::vector<array>& primals,
-                                    const std::vector<array>& t, const std::vector<int>& argnums) {
+std::vector<array> SliceUpdate::jvp(const std::vector<array>& primals, const std::vector<array>& t,
+                                    const std::vector<int>& argnums) {
   array src_t = zeros_like(primals[0], stream());
   array upd_t = zeros_like(primals[1], stream());
   for (size_t k = 0; k < argnums.size(); ++k) {
-    if (argnums[k] == 0) src_t = t[k];
-    else upd_t = t[k];
+    if (argnums[k] == 0)
+      src_t = t[k];
+    else
+      upd_t = t[k];
   }
   return {slice_update(src_t, upd_t, start_, stop_, strides_, stream())};
 }
@@ -526,7 +540,9 @@ std::pair<std::vector<array>, std::vector<int>> Arange::vmap(const std::vector<a
   throw std::invalid_argument("[Arange] has no inputs to batch over");
 }
 
-bool Full::is_equivalent(const Primitive& o) const { return dynamic_cast<const Full*>(&o) != nullptr; }
+bool Full::is_equivalent(const Primitive& o) const {
+  return dynamic_cast<const Full*>(&o) != nullptr;
+}
 std::vector<array> Full::jvp(const std::vector<array>&, const std::vector<array>& t,
                              const std::vector<int>&) {
   return {copy(t[0], stream())};

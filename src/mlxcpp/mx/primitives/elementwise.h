@@ -20,8 +20,8 @@ std::pair<std::vector<array>, std::vector<int>> vmap_elementwise(
   std::vector<array> jvp(const std::vector<array>& primals, const std::vector<array>& tangents,   \
                          const std::vector<int>& argnums) override;                               \
   std::vector<array> vjp(const std::vector<array>& primals, const std::vector<array>& cotangents, \
-                         const std::vector<int>& argnums,                                         \
-                         const std::vector<array>& outputs) override;                             \
+                         const std::vector<int>& argnums, const std::vector<array>& outputs)      \
+      override;                                                                                   \
   std::pair<std::vector<array>, std::vector<int>> vmap(const std::vector<array>& inputs,          \
                                                        const std::vector<int>& axes) override;    \
   const char* name() const override { return #NAME; }                                             \
@@ -29,14 +29,14 @@ std::pair<std::vector<array>, std::vector<int>> vmap_elementwise(
     return {inputs[0].shape()};                                                                   \
   }
 
-#define MX_ELEMENTWISE_PRIMITIVE(NAME)      \
-  class NAME : public UnaryPrimitive {      \
-   public:                                  \
-    explicit NAME(Stream s) : UnaryPrimitive(s) {} \
-    MX_ELEMENTWISE_PRIMITIVE_BODY(NAME)     \
+#define MX_ELEMENTWISE_PRIMITIVE(NAME)                          \
+  class NAME : public UnaryPrimitive {                          \
+   public:                                                      \
+    explicit NAME(Stream s) : UnaryPrimitive(s) {}              \
+    MX_ELEMENTWISE_PRIMITIVE_BODY(NAME)                         \
     bool is_equivalent(const Primitive& other) const override { \
-      return typeid(other) == typeid(*this); \
-    } \
+      return typeid(other) == typeid(*this);                    \
+    }                                                           \
   };
 
 // unary
@@ -128,7 +128,9 @@ class Copy : public UnaryPrimitive {
  public:
   explicit Copy(Stream s) : UnaryPrimitive(s) {}
   MX_ELEMENTWISE_PRIMITIVE_BODY(Copy)
-  bool is_equivalent(const Primitive& other) const override { return typeid(other) == typeid(*this); }
+  bool is_equivalent(const Primitive& other) const override {
+    return typeid(other) == typeid(*this);
+  }
 };
 
 }  // namespace mx

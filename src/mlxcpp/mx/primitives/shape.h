@@ -11,8 +11,8 @@ namespace mx {
   std::vector<array> jvp(const std::vector<array>& primals, const std::vector<array>& tangents,   \
                          const std::vector<int>& argnums) override;                               \
   std::vector<array> vjp(const std::vector<array>& primals, const std::vector<array>& cotangents, \
-                         const std::vector<int>& argnums,                                         \
-                         const std::vector<array>& outputs) override;                             \
+                         const std::vector<int>& argnums, const std::vector<array>& outputs)      \
+      override;                                                                                   \
   std::pair<std::vector<array>, std::vector<int>> vmap(const std::vector<array>& inputs,          \
                                                        const std::vector<int>& axes) override;    \
   const char* name() const override { return #NAME; }                                             \
@@ -49,7 +49,10 @@ class Transpose : public UnaryPrimitive {
 class Slice : public UnaryPrimitive {
  public:
   Slice(Stream s, Shape start, Shape stop, Shape strides)
-      : UnaryPrimitive(s), start_(std::move(start)), stop_(std::move(stop)), strides_(std::move(strides)) {}
+      : UnaryPrimitive(s),
+        start_(std::move(start)),
+        stop_(std::move(stop)),
+        strides_(std::move(strides)) {}
   MX_PRIMITIVE_COMMON(Slice)
 
  private:
@@ -60,7 +63,10 @@ class Slice : public UnaryPrimitive {
 class SliceUpdate : public UnaryPrimitive {
  public:
   SliceUpdate(Stream s, Shape start, Shape stop, Shape strides)
-      : UnaryPrimitive(s), start_(std::move(start)), stop_(std::move(stop)), strides_(std::move(strides)) {}
+      : UnaryPrimitive(s),
+        start_(std::move(start)),
+        stop_(std::move(stop)),
+        strides_(std::move(strides)) {}
   MX_PRIMITIVE_COMMON(SliceUpdate)
 
  private:

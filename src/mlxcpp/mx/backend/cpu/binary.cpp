@@ -119,8 +119,10 @@ void Remainder::eval_cpu(const std::vector<array>& in, array& out) {
 void Power::eval_cpu(const std::vector<array>& in, array& out) {
   same_type<NumberType>("power", in, out, [](auto x, auto y) {
     using T = decltype(x);
-    if constexpr (std::is_integral_v<T>) return int_pow(x, y);
-    else return static_cast<T>(std::pow(x, y));
+    if constexpr (std::is_integral_v<T>)
+      return int_pow(x, y);
+    else
+      return static_cast<T>(std::pow(x, y));
   });
 }
 
@@ -195,13 +197,16 @@ void LogicalOr::eval_cpu(const std::vector<array>& in, array& out) {
   binary_loop<bool, bool>(in[0], in[1], out, [](bool x, bool y) { return x || y; });
 }
 void BitwiseAnd::eval_cpu(const std::vector<array>& in, array& out) {
-  same_type<cpu::IntegerOrBool>("bitwise_and", in, out, [](auto x, auto y) { return static_cast<decltype(x)>(x & y); });
+  same_type<cpu::IntegerOrBool>("bitwise_and", in, out,
+                                [](auto x, auto y) { return static_cast<decltype(x)>(x & y); });
 }
 void BitwiseOr::eval_cpu(const std::vector<array>& in, array& out) {
-  same_type<cpu::IntegerOrBool>("bitwise_or", in, out, [](auto x, auto y) { return static_cast<decltype(x)>(x | y); });
+  same_type<cpu::IntegerOrBool>("bitwise_or", in, out,
+                                [](auto x, auto y) { return static_cast<decltype(x)>(x | y); });
 }
 void BitwiseXor::eval_cpu(const std::vector<array>& in, array& out) {
-  same_type<cpu::IntegerOrBool>("bitwise_xor", in, out, [](auto x, auto y) { return static_cast<decltype(x)>(x ^ y); });
+  same_type<cpu::IntegerOrBool>("bitwise_xor", in, out,
+                                [](auto x, auto y) { return static_cast<decltype(x)>(x ^ y); });
 }
 void LeftShift::eval_cpu(const std::vector<array>& in, array& out) {
   same_type<cpu::Integer>("left_shift", in, out, [](auto x, auto y) {
@@ -238,17 +243,18 @@ void Select::eval_cpu(const std::vector<array>& in, array& out) {
     const T* px = x.data<T>();
     const T* py = y.data<T>();
     T* po = out.data<T>();
-    scheduler::parallel_for(rows, std::max<int64_t>(1, cpu::kParallelGrain / inner), [&](size_t b, size_t e) {
-      cpu::StridedCursor cur(outer, {&os[0], &os[1], &os[2]}, static_cast<int64_t>(b));
-      for (size_t r = b; r < e; ++r) {
-        const bool* cc = pc + cur.offset(0);
-        const T* xx = px + cur.offset(1);
-        const T* yy = py + cur.offset(2);
-        T* oo = po + r * inner;
-        for (int64_t i = 0; i < inner; ++i) oo[i] = cc[i * sc] ? xx[i * sx] : yy[i * sy];
-        cur.step();
-      }
-    });
+    scheduler::parallel_for(
+        rows, std::max<int64_t>(1, cpu::kParallelGrain / inner), [&](size_t b, size_t e) {
+          cpu::StridedCursor cur(outer, {&os[0], &os[1], &os[2]}, static_cast<int64_t>(b));
+          for (size_t r = b; r < e; ++r) {
+            const bool* cc = pc + cur.offset(0);
+            const T* xx = px + cur.offset(1);
+            const T* yy = py + cur.offset(2);
+            T* oo = po + r * inner;
+            for (int64_t i = 0; i < inner; ++i) oo[i] = cc[i * sc] ? xx[i * sx] : yy[i * sy];
+            cur.step();
+          }
+        });
   });
 }
 

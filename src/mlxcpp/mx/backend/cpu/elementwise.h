@@ -43,15 +43,17 @@ void unary_loop(const array& a, array& out, const Op& op) {
   Shape outer(shape.begin(), shape.end() - 1);
   Strides so(strides[0].begin(), strides[0].end() - 1);
   int64_t rows = static_cast<int64_t>(a.size()) / inner;
-  scheduler::parallel_for(rows, std::max<int64_t>(1, kParallelGrain / inner), [&](size_t b, size_t e) {
-    StridedCursor cur(outer, {&so}, static_cast<int64_t>(b));
-    for (size_t r = b; r < e; ++r) {
-      const In* sp = src + cur.offset(0);
-      Out* dp = dst + r * inner;
-      for (int64_t i = 0; i < inner; ++i) dp[i] = apply_op<Out>(op, sp[i * is]);
-      cur.step();
-    }
-  });
+  scheduler::parallel_for(rows, std::max<int64_t>(1, kParallelGrain / inner),
+                          [&](size_t b, size_t e) {
+                            StridedCursor cur(outer, {&so}, static_cast<int64_t>(b));
+                            for (size_t r = b; r < e; ++r) {
+                              const In* sp = src + cur.offset(0);
+                              Out* dp = dst + r * inner;
+                              for (int64_t i = 0; i < inner; ++i)
+                                dp[i] = apply_op<Out>(op, sp[i * is]);
+                              cur.step();
+                            }
+                          });
 }
 
 template <typename In, typename Out, typename Op>
@@ -64,8 +66,8 @@ void binary_loop(const array& a, const array& b, array& out, const Op& op) {
   if (same || (a_scalar && b.flags().contiguous) || (b_scalar && a.flags().contiguous)) {
     const array& ref = (a_scalar && !b_scalar) ? b : a;
     const array& other = (&ref == &a) ? b : a;
-    if (out.itemsize() == other.itemsize() && other.is_donatable() && other.data_size() == ref.data_size() &&
-        other.strides() == ref.strides()) {
+    if (out.itemsize() == other.itemsize() && other.is_donatable() &&
+        other.data_size() == ref.data_size() && other.strides() == ref.strides()) {
       out.copy_shared_buffer(other);
     } else {
       allocate_like(ref, out);
@@ -94,26 +96,32 @@ void binary_loop(const array& a, const array& b, array& out, const Op& op) {
   auto [shape, strides] = collapse_contiguous_dims(a.shape(), {a.strides(), b.strides()});
   int64_t inner = shape.back(), sa = strides[0].back(), sb = strides[1].back();
   Shape outer(shape.begin(), shape.end() - 1);
-  Strides oa(strides[0].begin(), strides[0].end() - 1), ob(strides[1].begin(), strides[1].end() - 1);
+  Strides oa(strides[0].begin(), strides[0].end() - 1),
+      ob(strides[1].begin(), strides[1].end() - 1);
   int64_t rows = static_cast<int64_t>(a.size()) / inner;
-  scheduler::parallel_for(rows, std::max<int64_t>(1, kParallelGrain / inner), [&](size_t s, size_t e) {
-    StridedCursor cur(outer, {&oa, &ob}, static_cast<int64_t>(s));
-    for (size_t r = s; r < e; ++r) {
-      const In* x = pa + cur.offset(0);
-      const In* y = pb + cur.offset(1);
-      Out* d = dst + r * inner;
-      if (sa == 1 && sb == 1) {
-        for (int64_t i = 0; i < inner; ++i) d[i] = apply_op<Out>(op, x[i], y[i]);
-      } else if (sb == 0) {
-        for (int64_t i = 0; i < inner; ++i) d[i] = apply_op<Out>(op, x[i * sa], y[0]);
-      } else if (sa == 0) {
-        for (int64_t i = 0; i < inner; ++i) d[i] = apply_op<Out>(op, x[0], y[i * sb]);
-      } else {
-        for (int64_t i = 0; i < inner; ++i) d[i] = apply_op<Out>(op, x[i * sa], y[i * sb]);
-      }
-      cur.step();
-    }
-  });
+  scheduler::parallel_for(rows, std::max<int64_t>(1, kParallelGrain / inner),
+                          [&](size_t s, size_t e) {
+                            StridedCursor cur(outer, {&oa, &ob}, static_cast<int64_t>(s));
+                            for (size_t r = s; r < e; ++r) {
+                              const In* x = pa + cur.offset(0);
+                              const In* y = pb + cur.offset(1);
+                              Out* d = dst + r * inner;
+                              if (sa == 1 && sb == 1) {
+                                for (int64_t i = 0; i < inner; ++i)
+                                  d[i] = apply_op<Out>(op, x[i], y[i]);
+                              } else if (sb == 0) {
+                                for (int64_t i = 0; i < inner; ++i)
+                                  d[i] = apply_op<Out>(op, x[i * sa], y[0]);
+                              } else if (sa == 0) {
+                                for (int64_t i = 0; i < inner; ++i)
+                                  d[i] = apply_op<Out>(op, x[0], y[i * sb]);
+                              } else {
+                                for (int64_t i = 0; i < inner; ++i)
+                                  d[i] = apply_op<Out>(op, x[i * sa], y[i * sb]);
+                              }
+                              cur.step();
+                            }
+                          });
 }
 
 // Runs `body(TypeTag<T>)` for the input dtype, restricted by the op's
@@ -125,7 +133,8 @@ void dispatch_supported(Dtype d, const char* op, F&& f) {
     if constexpr (Supports<T>::value) {
       f(tag);
     } else {
-      throw std::invalid_argument(std::string("[") + op + "] does not support dtype " + dtype_name(d));
+      throw std::invalid_argument(std::string("[") + op + "] does not support dtype " +
+                                  dtype_name(d));
     }
   });
 }
@@ -139,7 +148,8 @@ struct IntegerOrBool : std::bool_constant<std::is_integral_v<T>> {};
 template <typename T>
 struct Integer : std::bool_constant<std::is_integral_v<T> && !std::is_same_v<T, bool>> {};
 template <typename T>
-struct Inexact : std::bool_constant<is_half_v<T> || std::is_floating_point_v<T> || is_complex_v<T>> {};
+struct Inexact
+    : std::bool_constant<is_half_v<T> || std::is_floating_point_v<T> || is_complex_v<T>> {};
 template <typename T>
 struct FloatingOnly : std::bool_constant<is_half_v<T> || std::is_floating_point_v<T>> {};
 

@@ -67,8 +67,7 @@ void allocate_row_contiguous(array& out) {
 }
 
 void allocate_like(const array& in, array& out) {
-  if (in.itemsize() == out.itemsize() && in.is_donatable() &&
-      in.flags().contiguous) {
+  if (in.itemsize() == out.itemsize() && in.is_donatable() && in.flags().contiguous) {
     out.copy_shared_buffer(in);
     return;
   }
@@ -106,7 +105,8 @@ void copy_typed(const array& src, array& dst) {
   int64_t ss = strides[0].back(), ds = strides[1].back();
   int64_t rows = static_cast<int64_t>(n) / inner;
   Shape outer(shape.begin(), shape.end() - 1);
-  Strides so(strides[0].begin(), strides[0].end() - 1), dso(strides[1].begin(), strides[1].end() - 1);
+  Strides so(strides[0].begin(), strides[0].end() - 1),
+      dso(strides[1].begin(), strides[1].end() - 1);
   scheduler::parallel_for(rows, std::max<int64_t>(1, (1 << 16) / inner), [&](size_t b, size_t e) {
     StridedCursor cur(outer, {&so, &dso}, static_cast<int64_t>(b));
     for (size_t r = b; r < e; ++r) {

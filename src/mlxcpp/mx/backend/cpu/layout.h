@@ -11,8 +11,8 @@ namespace mx::cpu {
 
 // Merges adjacent dims that are contiguous in all of `strides` (and drops
 // size-1 dims). Returns the collapsed shape and the collapsed strides of each.
-std::pair<Shape, std::vector<Strides>> collapse_contiguous_dims(const Shape& shape,
-                                                                const std::vector<Strides>& strides);
+std::pair<Shape, std::vector<Strides>> collapse_contiguous_dims(
+    const Shape& shape, const std::vector<Strides>& strides);
 
 // Offset (in elements) of the flat row-major index `i` under `strides`.
 inline int64_t elem_to_loc(int64_t i, const Shape& shape, const Strides& strides) {

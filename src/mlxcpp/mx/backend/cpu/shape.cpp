@@ -36,7 +36,8 @@ void Broadcast::eval_cpu(const std::vector<array>& inputs, array& out) {
     strides[i + diff] = in.shape(i) == 1 ? 0 : in.strides()[i];
   }
   auto flags = detail::view_flags(out.shape(), strides, false);
-  if (out.size() > in.size()) flags.contiguous = flags.row_contiguous = flags.col_contiguous = false;
+  if (out.size() > in.size())
+    flags.contiguous = flags.row_contiguous = flags.col_contiguous = false;
   out.copy_shared_buffer(in, strides, flags, in.data_size());
 }
 
@@ -54,13 +55,16 @@ void Reshape::eval_cpu(const std::vector<array>& inputs, array& out) {
   cpu::allocate_row_contiguous(out);
   // Copy in row-major order of the input into the new shape.
   array tmp(in.shape(), in.dtype(), nullptr, {});
-  tmp.copy_shared_buffer(out, [&] {
-    Strides s(in.ndim(), 1);
-    for (int i = static_cast<int>(in.ndim()) - 2; i >= 0; --i) {
-      s[i] = s[i + 1] * std::max<int64_t>(in.shape(i + 1), 1);
-    }
-    return s;
-  }(), array::Flags{true, true, false}, out.size());
+  tmp.copy_shared_buffer(
+      out,
+      [&] {
+        Strides s(in.ndim(), 1);
+        for (int i = static_cast<int>(in.ndim()) - 2; i >= 0; --i) {
+          s[i] = s[i + 1] * std::max<int64_t>(in.shape(i + 1), 1);
+        }
+        return s;
+      }(),
+      array::Flags{true, true, false}, out.size());
   cpu::copy_into(in, tmp);
 }
 

@@ -21,8 +21,10 @@ struct NumberType : std::bool_constant<!std::is_same_v<T, bool>> {};
 template <typename T>
 T erfinv_impl(T y) {
   double x = static_cast<double>(y);
-  if (x <= -1) return x == -1 ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::quiet_NaN();
-  if (x >= 1) return x == 1 ? std::numeric_limits<T>::infinity() : std::numeric_limits<T>::quiet_NaN();
+  if (x <= -1)
+    return x == -1 ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::quiet_NaN();
+  if (x >= 1)
+    return x == 1 ? std::numeric_limits<T>::infinity() : std::numeric_limits<T>::quiet_NaN();
   double w = -std::log((1.0 - x) * (1.0 + x)), r;
   if (w < 5.0) {
     w -= 2.5;
@@ -71,9 +73,9 @@ void run_to_bool(const char* name, const array& in, array& out, Op op) {
 
 }  // namespace
 
-#define MX_FLOAT_UNARY(NAME, EXPR)                                                        \
-  void NAME::eval_cpu(const std::vector<array>& inputs, array& out) {                     \
-    run_same_type<cpu::Inexact>(#NAME, inputs[0], out, [](auto x) { return EXPR; });      \
+#define MX_FLOAT_UNARY(NAME, EXPR)                                                   \
+  void NAME::eval_cpu(const std::vector<array>& inputs, array& out) {                \
+    run_same_type<cpu::Inexact>(#NAME, inputs[0], out, [](auto x) { return EXPR; }); \
   }
 
 MX_FLOAT_UNARY(Sqrt, std::sqrt(x))
@@ -96,8 +98,8 @@ MX_FLOAT_UNARY(ArcCosh, std::acosh(x))
 MX_FLOAT_UNARY(ArcTanh, std::atanh(x))
 #undef MX_FLOAT_UNARY
 
-#define MX_REAL_FLOAT_UNARY(NAME, EXPR)                                                    \
-  void NAME::eval_cpu(const std::vector<array>& inputs, array& out) {                      \
+#define MX_REAL_FLOAT_UNARY(NAME, EXPR)                                                   \
+  void NAME::eval_cpu(const std::vector<array>& inputs, array& out) {                     \
     run_same_type<cpu::FloatingOnly>(#NAME, inputs[0], out, [](auto x) { return EXPR; }); \
   }
 MX_REAL_FLOAT_UNARY(Expm1, std::expm1(x))
@@ -160,9 +162,8 @@ void Sign::eval_cpu(const std::vector<array>& inputs, array& out) {
 }
 
 void LogicalNot::eval_cpu(const std::vector<array>& inputs, array& out) {
-  run_to_bool<cpu::AnyType>("logical_not", inputs[0], out, [](auto x) {
-    return !cast_value<bool>(x);
-  });
+  run_to_bool<cpu::AnyType>("logical_not", inputs[0], out,
+                            [](auto x) { return !cast_value<bool>(x); });
 }
 
 void BitwiseInvert::eval_cpu(const std::vector<array>& inputs, array& out) {
@@ -181,18 +182,24 @@ void Square::eval_cpu(const std::vector<array>& inputs, array& out) {
 }
 
 void Floor::eval_cpu(const std::vector<array>& inputs, array& out) {
-  if (is_complex(inputs[0].dtype())) throw std::invalid_argument("[floor] not supported for complex64");
+  if (is_complex(inputs[0].dtype()))
+    throw std::invalid_argument("[floor] not supported for complex64");
   run_same_type<NumberType>("floor", inputs[0], out, [](auto x) {
-    if constexpr (std::is_floating_point_v<decltype(x)>) return std::floor(x);
-    else return x;
+    if constexpr (std::is_floating_point_v<decltype(x)>)
+      return std::floor(x);
+    else
+      return x;
   });
 }
 
 void Ceil::eval_cpu(const std::vector<array>& inputs, array& out) {
-  if (is_complex(inputs[0].dtype())) throw std::invalid_argument("[ceil] not supported for complex64");
+  if (is_complex(inputs[0].dtype()))
+    throw std::invalid_argument("[ceil] not supported for complex64");
   run_same_type<NumberType>("ceil", inputs[0], out, [](auto x) {
-    if constexpr (std::is_floating_point_v<decltype(x)>) return std::ceil(x);
-    else return x;
+    if constexpr (std::is_floating_point_v<decltype(x)>)
+      return std::ceil(x);
+    else
+      return x;
   });
 }
 
@@ -213,15 +220,21 @@ void Round::eval_cpu(const std::vector<array>& inputs, array& out) {
 namespace {
 template <typename T>
 bool isnan_value(T x) {
-  if constexpr (std::is_floating_point_v<T>) return std::isnan(x);
-  else if constexpr (is_complex_v<T>) return std::isnan(x.real()) || std::isnan(x.imag());
-  else return false;
+  if constexpr (std::is_floating_point_v<T>)
+    return std::isnan(x);
+  else if constexpr (is_complex_v<T>)
+    return std::isnan(x.real()) || std::isnan(x.imag());
+  else
+    return false;
 }
 template <typename T>
 bool isinf_value(T x) {
-  if constexpr (std::is_floating_point_v<T>) return std::isinf(x);
-  else if constexpr (is_complex_v<T>) return std::isinf(x.real()) || std::isinf(x.imag());
-  else return false;
+  if constexpr (std::is_floating_point_v<T>)
+    return std::isinf(x);
+  else if constexpr (is_complex_v<T>)
+    return std::isinf(x.real()) || std::isinf(x.imag());
+  else
+    return false;
 }
 }  // namespace
 
@@ -233,20 +246,25 @@ void IsInf::eval_cpu(const std::vector<array>& inputs, array& out) {
 }
 void IsPosInf::eval_cpu(const std::vector<array>& inputs, array& out) {
   run_to_bool<cpu::NotComplex>("isposinf", inputs[0], out, [](auto x) {
-    if constexpr (std::is_floating_point_v<decltype(x)>) return std::isinf(x) && x > 0;
-    else return false;
+    if constexpr (std::is_floating_point_v<decltype(x)>)
+      return std::isinf(x) && x > 0;
+    else
+      return false;
   });
 }
 void IsNegInf::eval_cpu(const std::vector<array>& inputs, array& out) {
   run_to_bool<cpu::NotComplex>("isneginf", inputs[0], out, [](auto x) {
-    if constexpr (std::is_floating_point_v<decltype(x)>) return std::isinf(x) && x < 0;
-    else return false;
+    if constexpr (std::is_floating_point_v<decltype(x)>)
+      return std::isinf(x) && x < 0;
+    else
+      return false;
   });
 }
 
 void Conjugate::eval_cpu(const std::vector<array>& inputs, array& out) {
   if (inputs[0].dtype() == complex64) {
-    unary_loop<complex64_t, complex64_t>(inputs[0], out, [](complex64_t x) { return std::conj(x); });
+    unary_loop<complex64_t, complex64_t>(inputs[0], out,
+                                         [](complex64_t x) { return std::conj(x); });
   } else {
     run_same_type<cpu::AnyType>("conjugate", inputs[0], out, [](auto x) { return x; });
   }

@@ -1,0 +1,37 @@
+#!/bin/sh
+# Runs mlxcpp_bench_core and prints ours against the baseline measured in the
+# same run. Usage: bench/run_core.sh [path/to/mlxcpp_bench_core] [extra benchmark flags]
+set -eu
+BIN=${1:-build/bench/mlxcpp_bench_core}
+[ $# -gt 0 ] && shift
+OUT=$(mktemp)
+trap 'rm -f "$OUT"' EXIT
+"$BIN" --benchmark_out="$OUT" --benchmark_out_format=json "$@" >/dev/null
+python3 - "$OUT" <<'PY'
+import json, sys
+
+# name prefix -> (what ours and the baseline are, goal on the ratio)
+GOALS = {
+    "BM_AddFloat32": ("GB/s", "memcpy", ">= 0.80"),
+    "BM_GemmFloat32": ("GFLOP/s", "cblas_sgemm", ">= 0.95"),
+    "BM_GemvBfloat16": ("GB/s", "read-sum floor", ">= 0.70"),
+}
+data = json.load(open(sys.argv[1]))
+ctx = data["context"]
+print(f"{ctx.get('host_name', '?')}: {ctx['num_cpus']} CPUs @ {ctx['mhz_per_cpu']} MHz, {ctx['date']}")
+print(f"{'benchmark':<44} {'ours':>10} {'baseline':>10} {'unit':>8} {'ratio':>7}  goal")
+for b in data["benchmarks"]:
+    name = b["name"].replace("/real_time", "").replace("/iterations:", " it:")
+    key = b["name"].split("/")[0]
+    if key == "BM_GraphOverhead":
+        ns = b["ns_per_op"]
+        print(f"{name:<44} {ns:>10.0f} {'':>10} {'ns/op':>8} {'':>7}  <= 1000 ns/op "
+              f"({'met' if ns <= 1000 else 'MISSED'}; build {b['build_ns_per_op']:.0f} + eval {b['eval_ns_per_op']:.0f})")
+        continue
+    unit, base, goal = GOALS[key]
+    ours = next(v for k, v in b.items() if k.startswith("ours_"))
+    bv = next(v for k, v in b.items() if k.startswith("base_"))
+    met = b["ratio"] >= float(goal.split()[1])
+    print(f"{name:<44} {ours:>10.2f} {bv:>10.2f} {unit:>8} {b['ratio']:>7.3f}  {goal} vs {base} "
+          f"({'met' if met else 'MISSED'})")
+PY

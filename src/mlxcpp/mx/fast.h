@@ -1,0 +1,56 @@
+// Fused transformer ops with MLX's names and semantics (mlx::core::fast): each
+// is one primitive with a fused kernel and a vjp, the hot path of every model.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "mlxcpp/mx/array.h"
+#include "mlxcpp/mx/device.h"
+
+namespace mx::fast {
+
+// x * rsqrt(mean(x^2, -1) + eps) * weight over the last axis. The result has
+// the promoted type of x and weight; 16-bit inputs accumulate in float32.
+array rms_norm(const array& x, const std::optional<array>& weight, float eps,
+               StreamOrDevice s = {});
+
+// (x - mean) * rsqrt(var + eps) * weight + bias over the last axis.
+array layer_norm(const array& x, const std::optional<array>& weight,
+                 const std::optional<array>& bias, float eps, StreamOrDevice s = {});
+
+// Rotary position embedding of x (..., L, D), ndim >= 3, over the first `dims`
+// features of the last axis (the rest pass through). traditional rotates the
+// interleaved pairs (2i, 2i+1), otherwise the halves (i, i + dims/2). Position
+// of row l is offset + l (offset: an integer scalar or one per x.shape(0)); the
+// angle is scale * position * base^(-2i/dims), or scale * position / freqs[i]
+// when freqs (dims/2 values) is given instead of base.
+array rope(const array& x, int dims, bool traditional, std::optional<float> base, float scale,
+           int offset, const std::optional<array>& freqs = std::nullopt, StreamOrDevice s = {});
+array rope(const array& x, int dims, bool traditional, std::optional<float> base, float scale,
+           const array& offset, const std::optional<array>& freqs = std::nullopt,
+           StreamOrDevice s = {});
+
+// softmax(scale * Q K^T + mask) V for queries (B, Hq, Lq, D), keys (B, Hkv, Lk, D)
+// and values (B, Hkv, Lk, Dv) with Hq a multiple of Hkv (grouped-query heads).
+// mask_mode: "" (no mask, or mask_arr when given), "array" (mask_arr) or
+// "causal": query i sees keys j <= i + Lk - Lq (aligned to the end, as when
+// the keys include a cache). mask_arr broadcasts to (B, Hq, Lq, Lk): a bool
+// mask keeps the true entries, any other dtype is added to the scores.
+// sinks (Hq,): one extra logit per head that joins the softmax denominator.
+// sliding_window W (an mlxcpp extension for local-attention layers): query i
+// also sees only keys j > i + Lk - Lq - W, i.e. the last W positions up to its
+// own; combine it with "causal".
+// A query row that sees no key at all gets the mean of all values (MLX masks
+// with the lowest finite score rather than -inf).
+array scaled_dot_product_attention(const array& queries, const array& keys, const array& values,
+                                   float scale, const std::string& mask_mode = "",
+                                   std::optional<array> mask_arr = {},
+                                   const std::optional<array>& sinks = {},
+                                   std::optional<int> sliding_window = std::nullopt,
+                                   StreamOrDevice s = {});
+// With an array mask (bool: keep, otherwise additive).
+array scaled_dot_product_attention(const array& queries, const array& keys, const array& values,
+                                   float scale, const array& mask, StreamOrDevice s = {});
+
+}  // namespace mx::fast

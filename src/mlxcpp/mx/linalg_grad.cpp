@@ -1,0 +1,321 @@
+// Derivatives and batching rules of the linear-algebra primitives. The
+// factorizations read one triangle of symmetric inputs (cholesky, eigh) or of
+// triangular ones (tri_inv); their derivatives are those of exactly that
+// function, so entries outside the triangle get zero gradient.
+#include <typeinfo>
+
+#include "mlxcpp/mx/linalg.h"
+#include "mlxcpp/mx/ops.h"
+#include "mlxcpp/mx/primitives/linalg.h"
+
+namespace mx {
+
+namespace {
+
+array mT(const array& x, const Stream& s) { return swapaxes(x, -1, -2, s); }
+
+// 1 where column - row <= k (numpy's tril mask), in x's dtype.
+array tril_mask(int n, int k, Dtype d, const Stream& s) {
+  array rows = reshape(arange(0.0, static_cast<double>(n), 1.0, int32, s), {n, 1}, s);
+  array cols = arange(0.0, static_cast<double>(n), 1.0, int32, s);
+  return astype(less_equal(subtract(cols, rows, s), array(k), s), d, s);
+}
+array tril_k(const array& x, int k, const Stream& s) {
+  return multiply(x, tril_mask(x.shape(-1), k, x.dtype(), s), s);
+}
+array triu_k(const array& x, int k, const Stream& s) {
+  return subtract(x, tril_k(x, k - 1, s), s);
+}
+array diag_part(const array& x, const Stream& s) {
+  return subtract(tril_k(x, 0, s), tril_k(x, -1, s), s);
+}
+// The strictly lower triangle plus half the diagonal (Murray's Phi).
+array phi(const array& x, const Stream& s) {
+  return add(tril_k(x, -1, s), multiply(array(0.5, x.dtype()), diag_part(x, s), s), s);
+}
+// Gradient of a function that reads only one triangle of a symmetric input,
+// from the gradient g that treats the input as a full symmetric matrix.
+array to_triangle(const array& g, bool upper, const Stream& s) {
+  array both = add(g, mT(g, s), s);
+  return add(upper ? triu_k(both, 1, s) : tril_k(both, -1, s), diag_part(g, s), s);
+}
+// The symmetric matrix a function reading one triangle of `t` sees.
+array from_triangle(const array& t, bool upper, const Stream& s) {
+  array off = upper ? triu_k(t, 1, s) : tril_k(t, -1, s);
+  return add(add(off, mT(off, s), s), diag_part(t, s), s);
+}
+// a[..., :rows, :cols]
+array leading_block(const array& a, int rows, int cols, const Stream& s) {
+  Shape start(a.ndim(), 0), stop = a.shape();
+  stop[a.ndim() - 2] = rows;
+  stop[a.ndim() - 1] = cols;
+  return slice(a, start, stop, s);
+}
+
+// Batches a primitive whose kernel already loops over leading dimensions.
+std::pair<std::vector<array>, std::vector<int>> vmap_leading(
+    const std::vector<array>& inputs, const std::vector<int>& axes,
+    const std::function<std::vector<array>(const std::vector<array>&)>& op, const Stream& s) {
+  int batch = -1;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (axes[i] >= 0) batch = inputs[i].shape(axes[i]);
+  }
+  std::vector<array> moved;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (axes[i] >= 0) {
+      moved.push_back(moveaxis(inputs[i], axes[i], 0, s));
+    } else {
+      Shape shape = inputs[i].shape();
+      shape.insert(shape.begin(), batch);
+      moved.push_back(broadcast_to(expand_dims(inputs[i], 0, s), shape, s));
+    }
+  }
+  auto outs = op(moved);
+  return {outs, std::vector<int>(outs.size(), 0)};
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- Inverse
+
+std::vector<array> Inverse::jvp(const std::vector<array>& primals,
+                                const std::vector<array>& tangents, const std::vector<int>&) {
+  const Stream& s = stream();
+  array y = tri_ ? linalg::tri_inv(primals[0], upper_, s) : linalg::inv(primals[0], s);
+  array t = tangents[0];
+  if (tri_) t = upper_ ? triu_k(t, 0, s) : tril_k(t, 0, s);
+  return {negative(matmul(matmul(y, t, s), y, s), s)};
+}
+
+std::vector<array> Inverse::vjp(const std::vector<array>&, const std::vector<array>& cotangents,
+                                const std::vector<int>&, const std::vector<array>& outputs) {
+  const Stream& s = stream();
+  array yt = mT(outputs[0], s);
+  array g = negative(matmul(matmul(yt, cotangents[0], s), yt, s), s);
+  if (tri_) g = upper_ ? triu_k(g, 0, s) : tril_k(g, 0, s);
+  return {g};
+}
+
+std::pair<std::vector<array>, std::vector<int>> Inverse::vmap(const std::vector<array>& inputs,
+                                                              const std::vector<int>& axes) {
+  return vmap_leading(inputs, axes, [&](const std::vector<array>& x) {
+    return std::vector<array>{tri_ ? linalg::tri_inv(x[0], upper_, stream())
+                                   : linalg::inv(x[0], stream())};
+  }, stream());
+}
+
+bool Inverse::is_equivalent(const Primitive& other) const {
+  auto* o = dynamic_cast<const Inverse*>(&other);
+  return o && o->tri_ == tri_ && o->upper_ == upper_;
+}
+
+// ---------------------------------------------------------------- Cholesky
+// With A = L L^T: L^-1 dA L^-T = X + X^T for the lower-triangular X = L^-1 dL,
+// so dL = L Phi(L^-1 dA L^-T) and, by transposition, the symmetric gradient is
+// L^-T Phi(L^T gL) L^-1 (Murray, "Differentiation of the Cholesky decomposition").
+
+std::vector<array> Cholesky::jvp(const std::vector<array>& primals,
+                                 const std::vector<array>& tangents, const std::vector<int>&) {
+  const Stream& s = stream();
+  array c = linalg::cholesky(primals[0], upper_, s);
+  array l = upper_ ? mT(c, s) : c;
+  array linv = linalg::tri_inv(l, false, s);
+  array da = from_triangle(tangents[0], upper_, s);
+  array dl = matmul(l, phi(matmul(matmul(linv, da, s), mT(linv, s), s), s), s);
+  return {upper_ ? mT(dl, s) : dl};
+}
+
+std::vector<array> Cholesky::vjp(const std::vector<array>&, const std::vector<array>& cotangents,
+                                 const std::vector<int>&, const std::vector<array>& outputs) {
+  const Stream& s = stream();
+  array l = upper_ ? mT(outputs[0], s) : outputs[0];
+  array gl = upper_ ? mT(cotangents[0], s) : cotangents[0];
+  array linv = linalg::tri_inv(l, false, s);
+  array p = phi(matmul(mT(l, s), gl, s), s);
+  array sym = matmul(matmul(mT(linv, s), p, s), linv, s);
+  return {to_triangle(sym, upper_, s)};
+}
+
+std::pair<std::vector<array>, std::vector<int>> Cholesky::vmap(const std::vector<array>& inputs,
+                                                               const std::vector<int>& axes) {
+  return vmap_leading(inputs, axes, [&](const std::vector<array>& x) {
+    return std::vector<array>{linalg::cholesky(x[0], upper_, stream())};
+  }, stream());
+}
+
+bool Cholesky::is_equivalent(const Primitive& other) const {
+  auto* o = dynamic_cast<const Cholesky*>(&other);
+  return o && o->upper_ == upper_;
+}
+
+// ---------------------------------------------------------------- Solve
+
+std::vector<array> Solve::jvp(const std::vector<array>& primals,
+                              const std::vector<array>& tangents,
+                              const std::vector<int>& argnums) {
+  const Stream& s = stream();
+  array x = linalg::solve(primals[0], primals[1], s);
+  std::optional<array> rhs;
+  for (size_t i = 0; i < argnums.size(); ++i) {
+    array term = argnums[i] == 0 ? negative(matmul(tangents[i], x, s), s) : tangents[i];
+    rhs = rhs ? add(*rhs, term, s) : term;
+  }
+  return {linalg::solve(primals[0], *rhs, s)};
+}
+
+std::vector<array> Solve::vjp(const std::vector<array>& primals,
+                              const std::vector<array>& cotangents,
+                              const std::vector<int>& argnums, const std::vector<array>& outputs) {
+  const Stream& s = stream();
+  array gb = linalg::solve(mT(primals[0], s), cotangents[0], s);
+  std::vector<array> out;
+  for (int a : argnums) {
+    out.push_back(a == 0 ? negative(matmul(gb, mT(outputs[0], s), s), s) : gb);
+  }
+  return out;
+}
+
+std::pair<std::vector<array>, std::vector<int>> Solve::vmap(const std::vector<array>& inputs,
+                                                            const std::vector<int>& axes) {
+  return vmap_leading(inputs, axes, [&](const std::vector<array>& x) {
+    return std::vector<array>{linalg::solve(x[0], x[1], stream())};
+  }, stream());
+}
+
+bool Solve::is_equivalent(const Primitive& other) const {
+  return typeid(other) == typeid(*this);
+}
+
+// ---------------------------------------------------------------- QR
+// For M >= N (square R): with M = R gR^T - gQ^T Q and copyltu(M) its lower
+// triangle mirrored upwards, gA = (gQ + Q copyltu(M)) R^-T (Liao et al. 2019).
+
+std::vector<array> QRF::vjp(const std::vector<array>& primals,
+                            const std::vector<array>& cotangents, const std::vector<int>&,
+                            const std::vector<array>& outputs) {
+  const Stream& s = stream();
+  const array& a = primals[0];
+  if (a.shape(-2) < a.shape(-1)) {
+    throw std::invalid_argument(
+        "[linalg::qr] the vjp needs at least as many rows as columns; got shape (" +
+        std::to_string(a.shape(-2)) + ", " + std::to_string(a.shape(-1)) + ") matrices");
+  }
+  const array& q = outputs[0];
+  const array& r = outputs[1];
+  array m = subtract(matmul(r, mT(cotangents[1], s), s), matmul(mT(cotangents[0], s), q, s), s);
+  array copyltu = add(tril_k(m, 0, s), mT(tril_k(m, -1, s), s), s);
+  array b = add(cotangents[0], matmul(q, copyltu, s), s);
+  return {matmul(b, mT(linalg::tri_inv(r, true, s), s), s)};
+}
+
+std::pair<std::vector<array>, std::vector<int>> QRF::vmap(const std::vector<array>& inputs,
+                                                          const std::vector<int>& axes) {
+  return vmap_leading(inputs, axes, [&](const std::vector<array>& x) {
+    auto [q, r] = linalg::qr(x[0], stream());
+    return std::vector<array>{q, r};
+  }, stream());
+}
+
+bool QRF::is_equivalent(const Primitive& other) const { return typeid(other) == typeid(*this); }
+
+// ---------------------------------------------------------------- SVD
+// d s_i = u_i^T dA v_i, so the singular values pull back as U_k diag(gS) Vt_k.
+
+std::vector<array> SVD::jvp(const std::vector<array>& primals,
+                            const std::vector<array>& tangents, const std::vector<int>&) {
+  if (compute_uv_) {
+    throw std::invalid_argument(
+        "[linalg::svd] forward-mode derivatives are defined for svd(a, false) only");
+  }
+  const Stream& s = stream();
+  const array& a = primals[0];
+  int m = a.shape(-2), n = a.shape(-1), k = std::min(m, n);
+  auto usv = linalg::svd(a, true, s);
+  array u = leading_block(usv[0], m, k, s);
+  array v = mT(leading_block(usv[2], k, n, s), s);
+  return {sum(multiply(u, matmul(tangents[0], v, s), s), -2, false, s)};
+}
+
+std::vector<array> SVD::vjp(const std::vector<array>& primals,
+                            const std::vector<array>& cotangents, const std::vector<int>&,
+                            const std::vector<array>& outputs) {
+  const Stream& s = stream();
+  const array& a = primals[0];
+  int m = a.shape(-2), n = a.shape(-1), k = std::min(m, n);
+  std::vector<array> usv = compute_uv_ ? outputs : linalg::svd(a, true, s);
+  array gs = compute_uv_ ? cotangents[1] : cotangents[0];
+  array u = leading_block(usv[0], m, k, s);
+  array vt = leading_block(usv[2], k, n, s);
+  return {matmul(multiply(u, expand_dims(gs, -2, s), s), vt, s)};
+}
+
+std::pair<std::vector<array>, std::vector<int>> SVD::vmap(const std::vector<array>& inputs,
+                                                          const std::vector<int>& axes) {
+  return vmap_leading(inputs, axes, [&](const std::vector<array>& x) {
+    return linalg::svd(x[0], compute_uv_, stream());
+  }, stream());
+}
+
+bool SVD::is_equivalent(const Primitive& other) const {
+  auto* o = dynamic_cast<const SVD*>(&other);
+  return o && o->compute_uv_ == compute_uv_;
+}
+
+// ---------------------------------------------------------------- Eigh
+// dw_i = v_i^T dA v_i and dV = V (F o V^T dA V) with F_ij = 1 / (w_j - w_i),
+// giving the symmetric gradient V (diag(gw) + F o V^T gV) V^T.
+
+std::vector<array> Eigh::jvp(const std::vector<array>& primals,
+                             const std::vector<array>& tangents, const std::vector<int>&) {
+  if (compute_eigenvectors_) {
+    throw std::invalid_argument(
+        "[linalg::eigh] forward-mode derivatives are defined for eigvalsh only");
+  }
+  const Stream& s = stream();
+  std::string uplo(1, uplo_);
+  auto [w, v] = linalg::eigh(primals[0], uplo, s);
+  array da = from_triangle(tangents[0], uplo_ == 'U', s);
+  return {sum(multiply(v, matmul(da, v, s), s), -2, false, s)};
+}
+
+std::vector<array> Eigh::vjp(const std::vector<array>& primals,
+                             const std::vector<array>& cotangents, const std::vector<int>&,
+                             const std::vector<array>& outputs) {
+  const Stream& s = stream();
+  std::string uplo(1, uplo_);
+  array w = outputs[0];
+  std::optional<array> v;
+  if (compute_eigenvectors_) {
+    v = outputs[1];
+  } else {
+    v = linalg::eigh(primals[0], uplo, s).second;
+  }
+  // diag(gw): the mask in diag_part broadcasts the row of gw to a square.
+  array inner = diag_part(expand_dims(cotangents[0], -2, s), s);
+  if (compute_eigenvectors_) {
+    array diff = subtract(expand_dims(w, -2, s), expand_dims(w, -1, s), s);  // [i, j] = w_j - w_i
+    array off = subtract(array(1.0, w.dtype()), diag_part(ones_like(diff, s), s), s);
+    array f = where(astype(off, bool_, s), reciprocal(diff, s), array(0.0, w.dtype()), s);
+    inner = add(inner, multiply(f, matmul(mT(*v, s), cotangents[1], s), s), s);
+  }
+  array g = matmul(matmul(*v, inner, s), mT(*v, s), s);
+  g = multiply(array(0.5, g.dtype()), add(g, mT(g, s), s), s);
+  return {to_triangle(g, uplo_ == 'U', s)};
+}
+
+std::pair<std::vector<array>, std::vector<int>> Eigh::vmap(const std::vector<array>& inputs,
+                                                           const std::vector<int>& axes) {
+  return vmap_leading(inputs, axes, [&](const std::vector<array>& x) {
+    std::string uplo(1, uplo_);
+    if (!compute_eigenvectors_) return std::vector<array>{linalg::eigvalsh(x[0], uplo, stream())};
+    auto [w, v] = linalg::eigh(x[0], uplo, stream());
+    return std::vector<array>{w, v};
+  }, stream());
+}
+
+bool Eigh::is_equivalent(const Primitive& other) const {
+  auto* o = dynamic_cast<const Eigh*>(&other);
+  return o && o->uplo_ == uplo_ && o->compute_eigenvectors_ == compute_eigenvectors_;
+}
+
+}  // namespace mx

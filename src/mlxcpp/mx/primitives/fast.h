@@ -1,0 +1,174 @@
+// Primitives of the fused ops in mx::fast. Each forward primitive has a fused
+// backward primitive (its vjp), so training never falls back to the unfused
+// graph; the backward primitives themselves are not differentiable again.
+#pragma once
+
+#include <optional>
+
+#include "mlxcpp/mx/primitive.h"
+
+namespace mx::fast {
+
+// inputs: x[, weight]. Normalizes the last axis.
+class RMSNorm : public UnaryPrimitive {
+ public:
+  RMSNorm(Stream s, float eps, bool has_weight)
+      : UnaryPrimitive(s), eps_(eps), has_weight_(has_weight) {}
+  void eval_cpu(const std::vector<array>& inputs, array& out) override;
+  std::vector<array> jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
+                         const std::vector<int>& argnums) override;
+  std::vector<array> vjp(const std::vector<array>& primals, const std::vector<array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<array>& outputs) override;
+  std::pair<std::vector<array>, std::vector<int>> vmap(const std::vector<array>& inputs,
+                                                       const std::vector<int>& axes) override;
+  const char* name() const override { return "RMSNorm"; }
+  bool is_equivalent(const Primitive& other) const override;
+  std::vector<Shape> output_shapes(const std::vector<array>& inputs) override {
+    return {inputs[0].shape()};
+  }
+  float eps() const { return eps_; }
+  bool has_weight() const { return has_weight_; }
+
+ private:
+  float eps_;
+  bool has_weight_;
+};
+
+// inputs: x[, weight], cotangent. outputs: dx[, dweight].
+class RMSNormVJP : public Primitive {
+ public:
+  RMSNormVJP(Stream s, float eps, bool has_weight)
+      : Primitive(s), eps_(eps), has_weight_(has_weight) {}
+  void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
+  const char* name() const override { return "RMSNormVJP"; }
+  bool is_equivalent(const Primitive& other) const override;
+
+ private:
+  float eps_;
+  bool has_weight_;
+};
+
+// inputs: x[, weight][, bias].
+class LayerNorm : public UnaryPrimitive {
+ public:
+  LayerNorm(Stream s, float eps, bool has_weight, bool has_bias)
+      : UnaryPrimitive(s), eps_(eps), has_weight_(has_weight), has_bias_(has_bias) {}
+  void eval_cpu(const std::vector<array>& inputs, array& out) override;
+  std::vector<array> jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
+                         const std::vector<int>& argnums) override;
+  std::vector<array> vjp(const std::vector<array>& primals, const std::vector<array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<array>& outputs) override;
+  std::pair<std::vector<array>, std::vector<int>> vmap(const std::vector<array>& inputs,
+                                                       const std::vector<int>& axes) override;
+  const char* name() const override { return "LayerNorm"; }
+  bool is_equivalent(const Primitive& other) const override;
+  std::vector<Shape> output_shapes(const std::vector<array>& inputs) override {
+    return {inputs[0].shape()};
+  }
+  float eps() const { return eps_; }
+  bool has_weight() const { return has_weight_; }
+  bool has_bias() const { return has_bias_; }
+
+ private:
+  float eps_;
+  bool has_weight_;
+  bool has_bias_;
+};
+
+// inputs: x[, weight], cotangent. outputs: dx[, dweight][, dbias].
+class LayerNormVJP : public Primitive {
+ public:
+  LayerNormVJP(Stream s, float eps, bool has_weight, bool has_bias)
+      : Primitive(s), eps_(eps), has_weight_(has_weight), has_bias_(has_bias) {}
+  void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
+  const char* name() const override { return "LayerNormVJP"; }
+  bool is_equivalent(const Primitive& other) const override;
+
+ private:
+  float eps_;
+  bool has_weight_;
+  bool has_bias_;
+};
+
+// inputs: x, offset (int32 scalar or (x.shape(0),))[, freqs (float32, dims/2)].
+// forward = false applies the inverse rotation (the vjp).
+class RoPE : public UnaryPrimitive {
+ public:
+  RoPE(Stream s, int dims, bool traditional, float base, float scale, bool forward)
+      : UnaryPrimitive(s),
+        dims_(dims),
+        traditional_(traditional),
+        base_(base),
+        scale_(scale),
+        forward_(forward) {}
+  void eval_cpu(const std::vector<array>& inputs, array& out) override;
+  std::vector<array> jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
+                         const std::vector<int>& argnums) override;
+  std::vector<array> vjp(const std::vector<array>& primals, const std::vector<array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<array>& outputs) override;
+  std::pair<std::vector<array>, std::vector<int>> vmap(const std::vector<array>& inputs,
+                                                       const std::vector<int>& axes) override;
+  const char* name() const override { return "RoPE"; }
+  bool is_equivalent(const Primitive& other) const override;
+  std::vector<Shape> output_shapes(const std::vector<array>& inputs) override {
+    return {inputs[0].shape()};
+  }
+
+ private:
+  int dims_;
+  bool traditional_;
+  float base_;
+  float scale_;
+  bool forward_;
+};
+
+// What masks an attention primitive applies besides its array inputs.
+struct AttentionMask {
+  bool causal = false;
+  int window = 0;  // 0: no sliding window
+  bool has_array = false;
+  bool has_sinks = false;
+  bool operator==(const AttentionMask&) const = default;
+};
+
+// inputs: q, k, v[, mask (broadcast to (B, Hq, Lq, Lk))][, sinks (Hq,)].
+class ScaledDotProductAttention : public UnaryPrimitive {
+ public:
+  ScaledDotProductAttention(Stream s, float scale, AttentionMask mask)
+      : UnaryPrimitive(s), scale_(scale), mask_(mask) {}
+  void eval_cpu(const std::vector<array>& inputs, array& out) override;
+  std::vector<array> vjp(const std::vector<array>& primals, const std::vector<array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<array>& outputs) override;
+  std::vector<array> jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
+                         const std::vector<int>& argnums) override;
+  std::pair<std::vector<array>, std::vector<int>> vmap(const std::vector<array>& inputs,
+                                                       const std::vector<int>& axes) override;
+  const char* name() const override { return "ScaledDotProductAttention"; }
+  bool is_equivalent(const Primitive& other) const override;
+  std::vector<Shape> output_shapes(const std::vector<array>& inputs) override;
+
+ private:
+  float scale_;
+  AttentionMask mask_;
+};
+
+// inputs: the forward inputs, then the cotangent of the output.
+// outputs: dq, dk, dv.
+class ScaledDotProductAttentionVJP : public Primitive {
+ public:
+  ScaledDotProductAttentionVJP(Stream s, float scale, AttentionMask mask)
+      : Primitive(s), scale_(scale), mask_(mask) {}
+  void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
+  const char* name() const override { return "ScaledDotProductAttentionVJP"; }
+  bool is_equivalent(const Primitive& other) const override;
+
+ private:
+  float scale_;
+  AttentionMask mask_;
+};
+
+}  // namespace mx::fast
