@@ -1,6 +1,7 @@
 // Encodes and decodes the reference corpus with the real tokenizers (Gemma 3, Llama 3, Llama 3.1,
 // Qwen 3) and the small tokenizers built by tools/reference/make_tokenizer_refs.py, and compares
-// with the ids and text Hugging Face `tokenizers` produced (tests/data/tokenizers/**/reference.json).
+// with the ids and text Hugging Face `tokenizers` produced
+// (tests/data/tokenizers/**/reference.json).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -42,7 +43,8 @@ void check_reference(const std::string& rel) {
   for (auto& p : ref["pairs"]) {
     auto [ids, types] = tok.encode_pair(p["a"].get<std::string>(), p["b"].get<std::string>(), true);
     EXPECT_EQ(ids, p["ids"].get<std::vector<int32_t>>()) << rel << " pair " << p.dump();
-    EXPECT_EQ(types, p["type_ids"].get<std::vector<int32_t>>()) << rel << " pair types " << p.dump();
+    EXPECT_EQ(types, p["type_ids"].get<std::vector<int32_t>>())
+        << rel << " pair types " << p.dump();
   }
 }
 
@@ -99,11 +101,13 @@ TEST(Tokenizer, BadFilesGiveClearErrors) {
   expect_error("{\"normalizer\": null}", "model");
   expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]}})", "merges[0]");
   expect_error(R"({"model": {"type": "Nope", "vocab": {}}})", "model.type");
-  expect_error(R"({"normalizer": {"type": "Weird"}, "model": {"type": "BPE", "vocab": {}, "merges": []}})",
-               "normalizer");
-  expect_error(R"({"pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(("}, "behavior": "Isolated"},
+  expect_error(
+      R"({"normalizer": {"type": "Weird"}, "model": {"type": "BPE", "vocab": {}, "merges": []}})",
+      "normalizer");
+  expect_error(
+      R"({"pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(("}, "behavior": "Isolated"},
                  "model": {"type": "BPE", "vocab": {}, "merges": []}})",
-               "((");
+      "((");
 }
 
 }  // namespace

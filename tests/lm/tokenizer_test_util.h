@@ -10,6 +10,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <unistd.h>
+
 namespace lm::testing {
 
 inline std::filesystem::path data_dir() { return std::filesystem::path(MLXCPP_TEST_DATA); }
@@ -20,8 +22,8 @@ inline std::filesystem::path model_dir(const std::string& rel) {
   fs::path src = data_dir() / rel;
   if (!fs::exists(src)) throw std::runtime_error("missing test data " + src.string());
   static const fs::path root = [] {
-    fs::path r = fs::temp_directory_path() /
-                 ("mlxcpp_tok_" + std::to_string(static_cast<long>(::getpid())));
+    fs::path r =
+        fs::temp_directory_path() / ("mlxcpp_tok_" + std::to_string(static_cast<long>(::getpid())));
     fs::create_directories(r);
     return r;
   }();

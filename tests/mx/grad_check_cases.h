@@ -9,6 +9,7 @@
 
 #include "mlxcpp/mx.h"
 #include "mlxcpp/mx/fast.h"
+#include "mlxcpp/mx/fft.h"
 #include "mlxcpp/mx/linalg.h"
 
 namespace gradcheck {
@@ -446,6 +447,35 @@ inline std::vector<GradCase> linalg_cases() {
           small, {}, {3, 3}, {3, 2}),
       un("tri_inv", [=](const array& x) { return linalg::tri_inv(triu(shifted(x)), true); }, small,
          {3, 3}),
+  };
+}
+
+// Transforms compute in complex64, so these run at float32 precision: they are
+// linear, so a large step costs no truncation error and keeps rounding small.
+inline std::vector<GradCase> fft_cases() {
+  using namespace mx;  // NOLINT
+  // A real function of a complex array that sees both parts.
+  auto re_im = [](const array& c) { return astype(real(c) + 2.0f * imag(c), float64); };
+  auto cplx = [](const array& re, const array& im) {
+    return astype(re, complex64) + astype(im, complex64) * array(complex64_t(0.0f, 1.0f));
+  };
+  auto make = [](std::string name, std::vector<Shape> shapes, std::function<array(const Arrays&)> f) {
+    return GradCase{std::move(name), std::move(shapes), std::move(f), {}, true, 1e-2, 1e-3, 1e-2};
+  };
+  return {
+      make("fft", {{2, 4}}, [=](const Arrays& x) { return re_im(fft::fft(x[0])); }),
+      make("fft_complex_input", {{2, 4}, {2, 4}},
+           [=](const Arrays& x) { return re_im(fft::fft(cplx(x[0], x[1]), 0)); }),
+      make("fft_padded", {{3}}, [=](const Arrays& x) { return re_im(fft::fft(x[0], 5, 0)); }),
+      make("ifft", {{2, 4}, {2, 4}},
+           [=](const Arrays& x) { return re_im(fft::ifft(cplx(x[0], x[1]))); }),
+      make("fft2", {{2, 3, 4}}, [=](const Arrays& x) { return re_im(fft::fft2(x[0])); }),
+      make("rfft", {{2, 6}}, [=](const Arrays& x) { return re_im(fft::rfft(x[0])); }),
+      make("rfft_odd", {{5}}, [=](const Arrays& x) { return re_im(fft::rfft(x[0])); }),
+      make("irfft", {{2, 4}, {2, 4}},
+           [=](const Arrays& x) { return astype(fft::irfft(cplx(x[0], x[1])), float64); }),
+      make("irfftn", {{2, 3}, {2, 3}},
+           [=](const Arrays& x) { return astype(fft::irfftn(cplx(x[0], x[1])), float64); }),
   };
 }
 

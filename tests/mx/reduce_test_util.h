@@ -96,8 +96,8 @@ inline array f64(const std::vector<double>& v, const Shape& shape) {
 // Checks out.primitive()'s vjp and jvp (out = f(x), x float64) against
 // central differences of f along random directions.
 inline void check_derivatives(const std::function<array(const array&)>& f,
-                              const std::vector<double>& xv, const Shape& shape,
-                              double tol = 1e-6, unsigned seed = 7) {
+                              const std::vector<double>& xv, const Shape& shape, double tol = 1e-6,
+                              unsigned seed = 7) {
   array x = f64(xv, shape);
   array out = f(x);
   ASSERT_TRUE(out.has_primitive());
@@ -155,11 +155,12 @@ inline void check_derivatives(const std::function<array(const array&)>& f,
 // f to each slice.
 inline void check_vmap(const std::function<array(const array&)>& f, const array& xb, int axis) {
   int nb = xb.shape(axis);
-  array slice0 = mx::squeeze(mx::slice(xb, Shape(xb.ndim(), 0), [&] {
-                               Shape s = xb.shape();
-                               s[axis] = 1;
-                               return s;
-                             }()),
+  array slice0 = mx::squeeze(mx::slice(xb, Shape(xb.ndim(), 0),
+                                       [&] {
+                                         Shape s = xb.shape();
+                                         s[axis] = 1;
+                                         return s;
+                                       }()),
                              axis);
   array probe = f(slice0);
   ASSERT_TRUE(probe.has_primitive());

@@ -30,7 +30,8 @@ const nlohmann::json& refs() {
 
 array complex_array(const std::vector<double>& re, const std::vector<double>& im, Shape shape) {
   std::vector<mx::complex64_t> v(re.size());
-  for (size_t i = 0; i < v.size(); ++i) v[i] = {static_cast<float>(re[i]), static_cast<float>(im[i])};
+  for (size_t i = 0; i < v.size(); ++i)
+    v[i] = {static_cast<float>(re[i]), static_cast<float>(im[i])};
   return array(v, std::move(shape), mx::complex64);
 }
 
@@ -63,8 +64,8 @@ void expect_case(const array& got, const nlohmann::json& c, double tol = 2e-5) {
 array run_case(const nlohmann::json& c) {
   std::string fn = c["fn"];
   const auto& p = c["params"];
-  bool real_in = fn == "rfft" || fn == "rfft2" || fn == "rfftn" || fn == "fftshift" ||
-                 fn == "ifftshift";
+  bool real_in =
+      fn == "rfft" || fn == "rfft2" || fn == "rfftn" || fn == "fftshift" || fn == "ifftshift";
   array x = case_input(c, !real_in);
   int axis = p.contains("axis") ? p["axis"].get<int>() : -1;
   if (fn == "fft") return p.contains("n") ? fft::fft(x, p["n"], axis) : fft::fft(x, axis);
@@ -106,8 +107,8 @@ TEST(FFT, OutputDtypesAndShapes) {
   EXPECT_EQ(fft::irfft(mx::astype(mx::ones({3, 5}), mx::complex64)).shape(), (Shape{3, 8}));
   // Integer, bfloat16 and float64 inputs are converted.
   expect_complex(fft::fft(array({1, 2, 3, 4})), {10, -2, -2, -2}, {0, 2, 0, -2}, {4}, 1e-6);
-  expect_complex(fft::fft(mx::astype(array({1.f, 2.f, 3.f, 4.f}), mx::bfloat16)),
-                 {10, -2, -2, -2}, {0, 2, 0, -2}, {4}, 1e-6);
+  expect_complex(fft::fft(mx::astype(array({1.f, 2.f, 3.f, 4.f}), mx::bfloat16)), {10, -2, -2, -2},
+                 {0, 2, 0, -2}, {4}, 1e-6);
   expect_complex(fft::rfft(mx::astype(array({1.f, 0.f, -1.f, 0.f}), mx::float64)), {0, 2, 0},
                  {0, 0, 0}, {3}, 1e-6);
 }
@@ -139,8 +140,8 @@ TEST(FFT, LargeLengthsAgainstDirectDFT) {
     auto gr = to_vector(mx::real(got)), gi = to_vector(mx::imag(got));
     double worst = 0;
     for (int k = 0; k < n; ++k) {
-      worst = std::max(worst, static_cast<double>(std::abs(
-                                  std::complex<long double>(gr[k], gi[k]) - ref[k])));
+      worst = std::max(
+          worst, static_cast<double>(std::abs(std::complex<long double>(gr[k], gi[k]) - ref[k])));
     }
     // float32 inputs and outputs: |X| ~ sqrt(2n), so ~1e-6 relative.
     EXPECT_LT(worst, 1e-4 * std::sqrt(n)) << n;
@@ -230,10 +231,10 @@ void check_vjp(const Fn& f, const array& x, uint64_t seed) {
 
 TEST(FFTGrad, VjpMatchesFiniteDifferences) {
   array z = mx::astype(mx::random::normal({2, 6}, mx::float32, mx::random::key(1)), mx::complex64);
-  z = mx::add(z, mx::multiply(mx::astype(mx::random::normal({2, 6}, mx::float32,
-                                                              mx::random::key(2)),
-                                         mx::complex64),
-                              array(mx::complex64_t(0, 1))));
+  z = mx::add(
+      z, mx::multiply(
+             mx::astype(mx::random::normal({2, 6}, mx::float32, mx::random::key(2)), mx::complex64),
+             array(mx::complex64_t(0, 1))));
   array r = mx::random::normal({2, 6}, mx::float32, mx::random::key(3));
   check_vjp([](const array& x) { return fft::fft(x); }, z, 10);
   check_vjp([](const array& x) { return fft::ifft(x, 0); }, z, 11);

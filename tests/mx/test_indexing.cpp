@@ -451,6 +451,56 @@ TEST(IndexingGrad, ScatterMaxMinVjpMatchFiniteDifferences) {
   check_vjp(fmin, {a, u}, 1, 2);
 }
 
+// Checks the jvp of `f` for a tangent on input `arg` against central differences.
+void check_jvp(const std::function<array(const std::vector<array>&)>& f,
+               const std::vector<array>& inputs, int arg, int prim_arg) {
+  array out = f(inputs);
+  array t(random_values(inputs[arg].size(), 17), inputs[arg].shape());
+  auto jt = out.primitive().jvp(out.inputs(), {t}, {prim_arg});
+  ASSERT_EQ(jt.size(), 1u);
+  ASSERT_EQ(jt[0].shape(), out.shape());
+  const double eps = 1e-6;
+  auto shifted = [&](double h) {
+    auto in = inputs;
+    in[arg] = inputs[arg] + t * h;
+    return to_vector(f(in));
+  };
+  auto plus = shifted(eps), minus = shifted(-eps), got = to_vector(jt[0]);
+  for (size_t k = 0; k < got.size(); ++k) {
+    EXPECT_NEAR(got[k], (plus[k] - minus[k]) / (2 * eps), 1e-6) << "element " << k;
+  }
+}
+
+TEST(IndexingGrad, ScatterProdMatchesFiniteDifferences) {
+  // Duplicates, one position with a single zero update and one with two.
+  array a = array({0.5, -1.5, 2.0, 0.75}, {4});
+  array u = array({0.8, 0.0, -1.2, 0.0, 1.5, 0.0, 0.6}, {7, 1});
+  array idx = array({0, 1, 0, 2, 1, 2, 3});
+  auto f = [&](const std::vector<array>& in) { return mx::scatter_prod(in[0], idx, in[1], 0); };
+  check_vjp(f, {a, u}, 0, 0);
+  check_vjp(f, {a, u}, 1, 2);
+  check_jvp(f, {a, u}, 0, 0);
+  check_jvp(f, {a, u}, 1, 2);
+}
+
+TEST(IndexingGrad, ScatterJvpsMatchFiniteDifferences) {
+  array a = array({0.1, 0.9, -0.3, 0.5}, {4});
+  array u = array({0.7, -0.8, 0.2, 0.95, 0.3}, {5, 1});
+  array idx = array({0, 1, 2, 1, 0});
+  for (auto op : {mx::scatter_max, mx::scatter_min, mx::scatter_add}) {
+    auto f = [&](const std::vector<array>& in) {
+      return op(in[0], std::vector<array>{idx}, in[1], std::vector<int>{0}, {});
+    };
+    check_jvp(f, {a, u}, 0, 0);
+    check_jvp(f, {a, u}, 1, 2);
+  }
+  array uniq = array({3, 0, 2});
+  auto fs = [&](const std::vector<array>& in) { return mx::scatter(in[0], uniq, in[1], 0); };
+  array u3 = array({1.0, 2.0, 3.0}, {3, 1});
+  check_jvp(fs, {a, u3}, 0, 0);
+  check_jvp(fs, {a, u3}, 1, 2);
+}
+
 TEST(IndexingGrad, ScatterJvp) {
   array a = array({1.0, 2.0, 3.0}, {3});
   array u = array({10.0, 20.0}, {2, 1});

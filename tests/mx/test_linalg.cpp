@@ -58,9 +58,14 @@ TEST(Linalg, VectorNorms) {
   array v = input("norm_vec_2");
   expect_output(linalg::norm(v), "norm_vec_2");
   const double inf = std::numeric_limits<double>::infinity();
-  for (auto [ord, name] : std::vector<std::pair<double, std::string>>{
-           {2, "2"}, {1, "1"}, {inf, "inf"}, {-inf, "-inf"}, {0, "0"}, {3, "3"}, {0.5, "0.5"},
-           {-1, "-1"}}) {
+  for (auto [ord, name] : std::vector<std::pair<double, std::string>>{{2, "2"},
+                                                                      {1, "1"},
+                                                                      {inf, "inf"},
+                                                                      {-inf, "-inf"},
+                                                                      {0, "0"},
+                                                                      {3, "3"},
+                                                                      {0.5, "0.5"},
+                                                                      {-1, "-1"}}) {
     expect_output(linalg::norm(v, ord), "norm_vec_" + name);
     expect_output(linalg::norm(v, ord, 0), "norm_vec_" + name);
   }
@@ -125,8 +130,8 @@ TEST(Linalg, InverseAndSolve) {
   array bv = input("solve_vector", 1);
   array x = linalg::solve(a, bv);
   expect_output(x, "solve_vector");
-  expect_close(mx::squeeze(mx::matmul(a, mx::expand_dims(x, -1)), -1), to_vector(bv), {3, 4},
-               1e-12, 1e-12);
+  expect_close(mx::squeeze(mx::matmul(a, mx::expand_dims(x, -1)), -1), to_vector(bv), {3, 4}, 1e-12,
+               1e-12);
   expect_output(linalg::solve(input("solve_broadcast"), input("solve_broadcast", 1)),
                 "solve_broadcast");
   // float32
@@ -219,28 +224,38 @@ TEST(Linalg, Eigh) {
 TEST(Linalg, Cross) {
   // As MLX, both inputs need the same rank; size-1 axes broadcast.
   expect_output(linalg::cross(input("cross"), mx::reshape(input("cross", 1), {1, 3})), "cross");
-  expect_throws_with([] { linalg::cross(mx::zeros({2, 3}), mx::zeros({3})); },
-                     {"(2, 3)", "(3,)"});
+  expect_throws_with([] { linalg::cross(mx::zeros({2, 3}), mx::zeros({3})); }, {"(2, 3)", "(3,)"});
   expect_output(linalg::cross(input("cross_axis0"), input("cross_axis0", 1), 0), "cross_axis0");
-  expect_throws_with([] { linalg::cross(mx::zeros({2, 3}), mx::zeros({2, 4})); },
-                     {"(2, 3)", "(2, 4)", "size 3"});
+  expect_throws_with(
+      [] {
+        linalg::cross(mx::zeros({2, 3}), mx::zeros({2, 4}));
+      },
+      {"(2, 3)", "(2, 4)", "size 3"});
 }
 
 TEST(Linalg, Errors) {
   expect_throws_with([] { linalg::inv(mx::zeros({2, 3})); }, {"[linalg::inv]", "(2, 3)"});
   expect_throws_with([] { linalg::inv(mx::zeros({3})); }, {"(3,)"});
   expect_throws_with([] { linalg::inv(array({1, 2, 3, 4}, {2, 2})); }, {"int32"});
-  expect_throws_with([] { linalg::inv(array({1.f, 2.f, 2.f, 4.f}, {2, 2})).eval(); },
-                     {"singular"});
+  expect_throws_with([] { linalg::inv(array({1.f, 2.f, 2.f, 4.f}, {2, 2})).eval(); }, {"singular"});
   auto batch = mx::stack({mx::eye(2), array({1.f, 2.f, 2.f, 4.f}, {2, 2})});
   expect_throws_with([&] { linalg::inv(batch).eval(); }, {"matrix 1 of the batch", "singular"});
-  expect_throws_with([] { linalg::cholesky(array({1.f, 2.f, 2.f, 1.f}, {2, 2})).eval(); },
-                     {"positive definite"});
+  expect_throws_with(
+      [] {
+        linalg::cholesky(array({1.f, 2.f, 2.f, 1.f}, {2, 2})).eval();
+      },
+      {"positive definite"});
   expect_throws_with([] { linalg::solve(mx::eye(3), mx::zeros({4, 2})); }, {"(3, 3)", "(4, 2)"});
-  expect_throws_with([] { linalg::solve(mx::zeros({2, 3, 3}), mx::zeros({4, 3, 1})); },
-                     {"(2, 3, 3)", "(4, 3, 1)"});
-  expect_throws_with([] { linalg::solve(array({1.f, 2.f, 2.f, 4.f}, {2, 2}), mx::ones({2})).eval(); },
-                     {"singular"});
+  expect_throws_with(
+      [] {
+        linalg::solve(mx::zeros({2, 3, 3}), mx::zeros({4, 3, 1}));
+      },
+      {"(2, 3, 3)", "(4, 3, 1)"});
+  expect_throws_with(
+      [] {
+        linalg::solve(array({1.f, 2.f, 2.f, 4.f}, {2, 2}), mx::ones({2})).eval();
+      },
+      {"singular"});
   expect_throws_with([] { linalg::eigh(mx::eye(2), "X"); }, {"UPLO", "X"});
   expect_throws_with([] { linalg::cholesky(mx::zeros({2, 3})); }, {"(2, 3)"});
 }
@@ -334,14 +349,18 @@ TEST(LinalgGrad, QR) {
   array a = input("qr_5x3");
   check_vjp([](const array& x) { return linalg::qr(x).first; }, a, 22);
   check_vjp([](const array& x) { return linalg::qr(x).second; }, a, 23);
-  check_vjp([](const array& x) {
-    auto [q, r] = linalg::qr(x);
-    return mx::add(mx::sum(q), mx::sum(r));
-  }, input("qr_2x4x4"), 24);
-  expect_throws_with([] {
-    mx::vjp([](const array& x) { return linalg::qr(x).second; }, mx::ones({2, 3}),
-            mx::ones({2, 3}));
-  }, {"(2, 3)"});
+  check_vjp(
+      [](const array& x) {
+        auto [q, r] = linalg::qr(x);
+        return mx::add(mx::sum(q), mx::sum(r));
+      },
+      input("qr_2x4x4"), 24);
+  expect_throws_with(
+      [] {
+        mx::vjp([](const array& x) { return linalg::qr(x).second; }, mx::ones({2, 3}),
+                mx::ones({2, 3}));
+      },
+      {"(2, 3)"});
 }
 
 TEST(LinalgGrad, Vmap) {

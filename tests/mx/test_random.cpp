@@ -85,10 +85,10 @@ TEST(Random, BitsMatchJax) {
   auto x = random::bits({5}, 2, k0);
   EXPECT_EQ(x.dtype(), mx::uint16);
   mxtest::expect_close(x, {20137, 63263, 64300, 20622, 16513}, {5}, 0, 0);
-  mxtest::expect_close(random::bits({6}, 2, k0), {20137, 63263, 64300, 20622, 16513, 41486}, {6},
-                       0, 0);
-  mxtest::expect_close(random::bits({7}, 2, k0),
-                       {20137, 63263, 1497, 14756, 16513, 41486, 44591}, {7}, 0, 0);
+  mxtest::expect_close(random::bits({6}, 2, k0), {20137, 63263, 64300, 20622, 16513, 41486}, {6}, 0,
+                       0);
+  mxtest::expect_close(random::bits({7}, 2, k0), {20137, 63263, 1497, 14756, 16513, 41486, 44591},
+                       {7}, 0, 0);
   mxtest::expect_close(random::bits({8}, 2, k0),
                        {20137, 63263, 1497, 14756, 16513, 41486, 44591, 19423}, {8}, 0, 0);
   EXPECT_EQ(random::bits({0}, k0).size(), 0u);
@@ -97,27 +97,27 @@ TEST(Random, BitsMatchJax) {
 TEST(Random, VmapOverBatchedKeysMatchesJax) {
   auto key = array({0u, 0u, 1u, 1u}, Shape{2, 2}, mx::uint32);
   auto fn = [](const array& k) { return random::bits({3}, k); };
-  mxtest::expect_close(mx::vmap(fn)(key),
-                       u32({4146024105u, 1351547692u, 2718843009u, 3725146706u, 1802982961u,
-                            1349634643u}),
-                       {2, 3}, 0, 0);
+  mxtest::expect_close(
+      mx::vmap(fn)(key),
+      u32({4146024105u, 1351547692u, 2718843009u, 3725146706u, 1802982961u, 1349634643u}), {2, 3},
+      0, 0);
   // Mapping over axis 1: both columns are the key (0, 1).
-  mxtest::expect_close(mx::vmap(fn, 1)(key),
-                       u32({2441914641u, 1110694964u, 3819641963u, 2441914641u, 1110694964u,
-                            3819641963u}),
-                       {2, 3}, 0, 0);
+  mxtest::expect_close(
+      mx::vmap(fn, 1)(key),
+      u32({2441914641u, 1110694964u, 3819641963u, 2441914641u, 1110694964u, 3819641963u}), {2, 3},
+      0, 0);
   auto keys = array({0u, 0u, 1u, 1u, 2u, 2u, 3u, 3u, 4u, 4u, 5u, 5u}, Shape{3, 2, 2}, mx::uint32);
   auto fn2 = [](const array& k) { return random::bits({2}, k); };
-  mxtest::expect_close(mx::vmap(mx::vmap(fn2))(keys),
-                       u32({928981903u, 3453687069u, 3606183818u, 460005496u, 2799733733u,
-                            856293553u, 4081856343u, 3445925136u, 2775548010u, 1430281703u,
-                            305173070u, 2615843348u}),
-                       {3, 2, 2}, 0, 0);
-  mxtest::expect_close(mx::vmap(mx::vmap(fn2, 1), 0)(keys),
-                       u32({1948878966u, 4237131848u, 1948878966u, 4237131848u, 2531170506u,
-                            1858648356u, 2531170506u, 1858648356u, 740561898u, 4234094099u,
-                            740561898u, 4234094099u}),
-                       {3, 2, 2}, 0, 0);
+  mxtest::expect_close(
+      mx::vmap(mx::vmap(fn2))(keys),
+      u32({928981903u, 3453687069u, 3606183818u, 460005496u, 2799733733u, 856293553u, 4081856343u,
+           3445925136u, 2775548010u, 1430281703u, 305173070u, 2615843348u}),
+      {3, 2, 2}, 0, 0);
+  mxtest::expect_close(
+      mx::vmap(mx::vmap(fn2, 1), 0)(keys),
+      u32({1948878966u, 4237131848u, 1948878966u, 4237131848u, 2531170506u, 1858648356u,
+           2531170506u, 1858648356u, 740561898u, 4234094099u, 740561898u, 4234094099u}),
+      {3, 2, 2}, 0, 0);
 }
 
 TEST(Random, BitsAreAPureFunctionOfKeyAndShape) {
@@ -202,8 +202,7 @@ TEST(Random, UniformDtypesAndBroadcasting) {
   auto x = random::uniform(mx::zeros({3, 1}), mx::ones({1, 3}), {3, 3});
   EXPECT_EQ(x.shape(), (Shape{3, 3}));
   EXPECT_THROW(random::uniform(mx::zeros({3, 3}), array(1.0f), {1, 3}), std::invalid_argument);
-  EXPECT_THROW(random::uniform(mx::zeros({3, 1}), mx::ones({1, 3}), {1, 3}),
-               std::invalid_argument);
+  EXPECT_THROW(random::uniform(mx::zeros({3, 1}), mx::ones({1, 3}), {1, 3}), std::invalid_argument);
   EXPECT_THROW(random::uniform({}, mx::int32), std::invalid_argument);
   EXPECT_EQ(random::uniform({0}).size(), 0u);
 }
@@ -267,10 +266,10 @@ TEST(Random, MultivariateNormal) {
   EXPECT_NEAR(c00 / 100000, 2.0, 0.05);
   EXPECT_NEAR(c01 / 100000, 0.5, 0.03);
   EXPECT_NEAR(c11 / 100000, 1.0, 0.03);
-  EXPECT_EQ(random::multivariate_normal(mx::zeros({3}), mx::zeros({1, 2, 3, 3}), {1000, 2},
-                                        mx::float32)
-                .shape(),
-            (Shape{1000, 2, 3}));
+  EXPECT_EQ(
+      random::multivariate_normal(mx::zeros({3}), mx::zeros({1, 2, 3, 3}), {1000, 2}, mx::float32)
+          .shape(),
+      (Shape{1000, 2, 3}));
   EXPECT_THROW(random::multivariate_normal(mx::zeros({3}), mx::eye(4), {10}, mx::float32),
                std::invalid_argument);
   EXPECT_THROW(random::multivariate_normal(mx::zeros({3}), mx::eye(3), {10}, mx::float16),
@@ -279,8 +278,8 @@ TEST(Random, MultivariateNormal) {
 
 TEST(Random, TruncatedNormal) {
   double lo = -1.0, hi = 2.0;
-  auto v = to_vector(random::truncated_normal(array(lo), array(hi), {100000}, mx::float32,
-                                              random::key(5)));
+  auto v = to_vector(
+      random::truncated_normal(array(lo), array(hi), {100000}, mx::float32, random::key(5)));
   for (double x : v) {
     ASSERT_GE(x, lo);
     ASSERT_LE(x, hi);
@@ -307,8 +306,8 @@ TEST(Random, TruncatedNormal) {
     }
   }
   // Empty interval (upper < lower): clipped to lower, as MLX.
-  mxtest::expect_close(random::truncated_normal(array(2.0f), array(-2.0f), {4}), {2, 2, 2, 2},
-                       {4}, 0, 0);
+  mxtest::expect_close(random::truncated_normal(array(2.0f), array(-2.0f), {4}), {2, 2, 2, 2}, {4},
+                       0, 0);
   auto h = random::truncated_normal(array(-1.0f), array(1.0f), {1000}, mx::bfloat16);
   EXPECT_EQ(h.dtype(), mx::bfloat16);
   for (double e : to_vector(h)) ASSERT_LE(std::abs(e), 1.0);
@@ -327,8 +326,7 @@ TEST(Random, RandintRangeAndFrequencies) {
   }
   // 11 degrees of freedom: P(chi2 > 40) < 1e-4.
   EXPECT_LT(chi_square(counts, std::vector<double>(12, 1.0 / 12)), 40.0);
-  mxtest::expect_close(random::randint(20, -10, {3, 3}), std::vector<double>(9, 20), {3, 3}, 0,
-                       0);
+  mxtest::expect_close(random::randint(20, -10, {3, 3}), std::vector<double>(9, 20), {3, 3}, 0, 0);
   auto neg = to_vector(random::randint(-10, 10, {10000}, mx::int8, random::key(1)));
   for (double e : neg) ASSERT_TRUE(e >= -10 && e < 10);
   auto b = random::randint(0, 2, {1000}, mx::bool_, random::key(2));
@@ -339,8 +337,8 @@ TEST(Random, RandintRangeAndFrequencies) {
   EXPECT_LT(ones, 600);
   // Beyond float32's 24-bit mantissa every integer stays reachable.
   int64_t base = int64_t{1} << 40;
-  auto big = to_vector(random::randint(array(base), array(base + 1024), {20000}, mx::int64,
-                                       random::key(42)));
+  auto big = to_vector(
+      random::randint(array(base), array(base + 1024), {20000}, mx::int64, random::key(42)));
   std::set<double> seen(big.begin(), big.end());
   EXPECT_EQ(seen.size(), 1024u);
   for (double e : big) ASSERT_TRUE(e >= base && e < base + 1024);

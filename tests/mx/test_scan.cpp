@@ -100,16 +100,13 @@ TEST(ScanGrad, AllKindsDirections) {
   for (int axis : {0, 1}) {
     for (bool rev : {false, true}) {
       for (bool inc : {true, false}) {
-        SCOPED_TRACE(::testing::Message() << "axis " << axis << " reverse " << rev
-                                          << " inclusive " << inc);
-        check_derivatives([&](const array& x) { return mx::cumsum(x, axis, rev, inc); }, v,
-                          {3, 5});
+        SCOPED_TRACE(::testing::Message()
+                     << "axis " << axis << " reverse " << rev << " inclusive " << inc);
+        check_derivatives([&](const array& x) { return mx::cumsum(x, axis, rev, inc); }, v, {3, 5});
         check_derivatives([&](const array& x) { return mx::cumprod(x, axis, rev, inc); }, v,
                           {3, 5});
-        check_derivatives([&](const array& x) { return mx::cummax(x, axis, rev, inc); }, v,
-                          {3, 5});
-        check_derivatives([&](const array& x) { return mx::cummin(x, axis, rev, inc); }, v,
-                          {3, 5});
+        check_derivatives([&](const array& x) { return mx::cummax(x, axis, rev, inc); }, v, {3, 5});
+        check_derivatives([&](const array& x) { return mx::cummin(x, axis, rev, inc); }, v, {3, 5});
       }
     }
   }

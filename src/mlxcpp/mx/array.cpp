@@ -95,7 +95,9 @@ array::ArrayDesc::ArrayDesc(Shape shape_, Dtype dtype_, std::shared_ptr<Primitiv
 array::ArrayDesc::~ArrayDesc() {
   // Move the inputs of nodes about to die onto an explicit stack instead of
   // letting destructors recurse through the graph.
-  if (inputs.empty()) return;
+  bool any_last = false;
+  for (auto& i : inputs) any_last |= i.desc_.use_count() == 1;
+  if (!any_last) return;
   std::vector<std::shared_ptr<ArrayDesc>> stack;
   for (auto& i : inputs) {
     if (i.desc_.use_count() == 1) stack.push_back(std::move(i.desc_));
@@ -205,9 +207,7 @@ int64_t array::strides(int dim) const {
 }
 
 void array::eval() {
-  if (status() != Status::available || has_primitive()) {
-    mx::eval({*this});
-  }
+  if (status() != Status::available) mx::eval({*this});
 }
 
 bool array::is_available() const { return status() == Status::available; }
@@ -217,6 +217,11 @@ void array::wait() {
 }
 
 void array::detach() {
+  if (!desc_->group) {
+    desc_->primitive = nullptr;
+    desc_->inputs.clear();
+    return;
+  }
   for (auto& o : outputs()) {
     o.desc_->primitive = nullptr;
     o.desc_->inputs.clear();

@@ -1,8 +1,8 @@
 // Graph evaluation: an iterative topological sort, then one task on a stream
 // that runs the primitives in order and releases nodes as it goes.
+#include <algorithm>
 #include <atomic>
 #include <memory>
-#include <unordered_set>
 
 #include "mlxcpp/mx/event.h"
 #include "mlxcpp/mx/primitive.h"
@@ -22,12 +22,13 @@ TracingScope::~TracingScope() { --g_tracing; }
 
 namespace {
 
-bool needs_eval(const array& a) {
-  return a.status() == array::Status::unscheduled && a.has_primitive();
-}
-
-void run_node(array& node, bool keep_graph) {
-  auto outputs = node.outputs();
+void run_node(array& node, std::vector<array>& outputs, bool keep_graph) {
+  outputs.clear();
+  if (node.has_siblings()) {
+    outputs = node.outputs();
+  } else {
+    outputs.push_back(node);
+  }
   auto& p = node.primitive();
   if (p.stream().device.type == Device::gpu) {
     p.eval_gpu(node.inputs(), outputs);
@@ -36,22 +37,41 @@ void run_node(array& node, bool keep_graph) {
   }
   for (auto& o : outputs) o.set_status(array::Status::available);
   if (!keep_graph) node.detach();
+  outputs.clear();
 }
 
-std::shared_ptr<Event> schedule(std::vector<array> outputs) {
+void mark_scheduled(const array& a, const std::shared_ptr<Event>& event) {
+  auto mark = [&](array o) {
+    o.set_event(event);
+    o.set_status(array::Status::scheduled);
+  };
+  if (a.has_siblings()) {
+    for (auto& o : a.outputs()) mark(o);
+  } else {
+    mark(a);
+  }
+}
+
+std::shared_ptr<Event> schedule(const std::vector<array>& outputs) {
+  auto event = std::make_shared<Event>();
   std::vector<array> tape;
   std::vector<std::shared_ptr<Event>> waits;
-  std::unordered_set<uintptr_t> seen;
 
+  // Nodes are marked scheduled (with this evaluation's event) when first
+  // seen, which doubles as the visited set. Nodes scheduled by an earlier
+  // async_eval are leaves whose events the task waits for.
   auto visit = [&](const array& a) {
-    if (seen.count(a.id())) return false;
-    if (a.status() == array::Status::scheduled) {
-      if (a.event()) waits.push_back(a.event());
-      seen.insert(a.id());
+    auto st = a.status();
+    if (st == array::Status::available) return false;
+    if (st == array::Status::scheduled) {
+      const auto& e = a.event();
+      if (e && e != event && std::find(waits.begin(), waits.end(), e) == waits.end()) {
+        waits.push_back(e);
+      }
       return false;
     }
-    if (!needs_eval(a)) return false;
-    for (auto& o : a.outputs()) seen.insert(o.id());
+    if (!a.has_primitive()) return false;
+    mark_scheduled(a, event);
     return true;
   };
 
@@ -71,37 +91,18 @@ std::shared_ptr<Event> schedule(std::vector<array> outputs) {
       }
     }
   }
-  if (tape.empty()) {
-    if (waits.empty()) return nullptr;
-    auto e = std::make_shared<Event>();
-    auto ws = std::move(waits);
-    scheduler::enqueue(default_stream(default_device()), [e, ws]() {
-      try {
-        for (auto& w : ws) w->wait();
-        e->signal();
-      } catch (...) {
-        e->signal(std::current_exception());
-      }
-    });
-    return e;
-  }
+  if (tape.empty() && waits.empty()) return nullptr;
 
-  auto event = std::make_shared<Event>();
-  for (auto& a : tape) {
-    for (auto& o : a.outputs()) {
-      o.set_event(event);
-      o.set_status(array::Status::scheduled);
-    }
-  }
   bool keep_graph = detail::in_tracing();
-  Stream stream = tape.back().primitive().stream();
+  Stream stream = tape.empty() ? default_stream(default_device()) : tape.back().primitive().stream();
   auto shared_tape = std::make_shared<std::vector<array>>(std::move(tape));
   scheduler::enqueue(stream, [shared_tape, event, waits = std::move(waits), keep_graph]() {
     auto& t = *shared_tape;
+    std::vector<array> scratch;
     try {
       for (auto& w : waits) w->wait();
       for (size_t i = 0; i < t.size(); ++i) {
-        if (t[i].status() != array::Status::available) run_node(t[i], keep_graph);
+        if (t[i].status() != array::Status::available) run_node(t[i], scratch, keep_graph);
         // Drop the tape's reference so intermediates die once consumed.
         { array released = std::move(t[i]); }
       }

@@ -5,7 +5,6 @@
 #include <numeric>
 #include <set>
 #include <sstream>
-#include <typeinfo>
 
 #include "mlxcpp/mx/ops.h"
 #include "mlxcpp/mx/primitives/fft.h"
@@ -55,9 +54,8 @@ array fft_impl(const array& a, Shape n, std::vector<int> axes, bool inverse, boo
   for (int& ax : axes) {
     ax = normalize_axis(ax, ndim, op);
     if (!seen.insert(ax).second) {
-      throw std::invalid_argument(std::string("[") + op + "] repeated axis " +
-                                  std::to_string(ax) + " for an array of shape " +
-                                  shape_str(a.shape()));
+      throw std::invalid_argument(std::string("[") + op + "] repeated axis " + std::to_string(ax) +
+                                  " for an array of shape " + shape_str(a.shape()));
     }
   }
   for (size_t i = 0; i < n.size(); ++i) {
@@ -182,8 +180,7 @@ array apply_fft(const array& x, const std::vector<int>& axes, bool inverse, bool
     out_shape[last] = real_length / 2 + 1;
     in_dtype = float32;
   }
-  return array(out_shape, out_dtype,
-               std::make_shared<FFT>(st, axes, inverse, real, real_length),
+  return array(out_shape, out_dtype, std::make_shared<FFT>(st, axes, inverse, real, real_length),
                {astype(x, in_dtype, st)});
 }
 
@@ -195,9 +192,8 @@ std::vector<array> FFT::jvp(const std::vector<array>&, const std::vector<array>&
   return {apply_fft(tangents[0], axes_, inverse_, real_, real_length_, stream())};
 }
 
-std::vector<array> FFT::vjp(const std::vector<array>& primals,
-                            const std::vector<array>& cotangents, const std::vector<int>&,
-                            const std::vector<array>& outputs) {
+std::vector<array> FFT::vjp(const std::vector<array>& primals, const std::vector<array>& cotangents,
+                            const std::vector<int>&, const std::vector<array>& outputs) {
   const Stream& st = stream();
   const array& g = cotangents[0];
   if (!real_) {
@@ -207,11 +203,14 @@ std::vector<array> FFT::vjp(const std::vector<array>& primals,
   int last = axes_.back();
   if (!inverse_) {
     // rfft = (keep n/2 + 1 bins) o fft o (real -> complex): transpose each step.
-    array padded = fft::fftn(g, [&] {
-      Shape n;
-      for (int ax : axes_) n.push_back(primals[0].shape(ax));
-      return n;
-    }(), axes_, st);
+    array padded = fft::fftn(
+        g,
+        [&] {
+          Shape n;
+          for (int ax : axes_) n.push_back(primals[0].shape(ax));
+          return n;
+        }(),
+        axes_, st);
     return {mx::real(padded, st)};
   }
   // irfft reads the half-spectrum X: y = (1/N) sum_k w_k Re(X_k e^{+i theta}) with

@@ -43,8 +43,7 @@ inline array ifft2(const array& a, const Shape& n, const std::vector<int>& axes,
                    StreamOrDevice s = {}) {
   return ifftn(a, n, axes, s);
 }
-inline array ifft2(const array& a, const std::vector<int>& axes = {-2, -1},
-                   StreamOrDevice s = {}) {
+inline array ifft2(const array& a, const std::vector<int>& axes = {-2, -1}, StreamOrDevice s = {}) {
   return ifftn(a, axes, s);
 }
 
@@ -75,8 +74,7 @@ inline array rfft2(const array& a, const Shape& n, const std::vector<int>& axes,
                    StreamOrDevice s = {}) {
   return rfftn(a, n, axes, s);
 }
-inline array rfft2(const array& a, const std::vector<int>& axes = {-2, -1},
-                   StreamOrDevice s = {}) {
+inline array rfft2(const array& a, const std::vector<int>& axes = {-2, -1}, StreamOrDevice s = {}) {
   return rfftn(a, axes, s);
 }
 inline array irfft2(const array& a, const Shape& n, const std::vector<int>& axes,

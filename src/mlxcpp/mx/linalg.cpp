@@ -26,8 +26,7 @@ std::string shape_str(const Shape& s) {
 void check_float(const array& a, const char* op) {
   if (a.dtype() != float32 && a.dtype() != float64) {
     throw std::invalid_argument(std::string("[linalg::") + op +
-                                "] needs a float32 or float64 array, got " +
-                                dtype_name(a.dtype()));
+                                "] needs a float32 or float64 array, got " + dtype_name(a.dtype()));
   }
 }
 
@@ -95,8 +94,7 @@ array solve(const array& a, const array& b, StreamOrDevice s) {
   if (bm.ndim() < 2 || bm.shape(-2) != n) {
     throw std::invalid_argument("[linalg::solve] a of shape " + shape_str(a.shape()) +
                                 " and b of shape " + shape_str(b.shape()) +
-                                " do not match: b needs " + std::to_string(n) +
-                                " rows");
+                                " do not match: b needs " + std::to_string(n) + " rows");
   }
   Shape batch_a(a.shape().begin(), a.shape().end() - 2);
   Shape batch_b(bm.shape().begin(), bm.shape().end() - 2);
@@ -312,8 +310,10 @@ array norm(const array& a, double ord, const std::optional<std::vector<int>>& ax
     axes.resize(ndim);
     std::iota(axes.begin(), axes.end(), 0);
   } else {
-    throw std::invalid_argument("[linalg::norm] with an ord and no axis, the array must be 1-D or "
-                                "2-D; got shape " + shape_str(a.shape()));
+    throw std::invalid_argument(
+        "[linalg::norm] with an ord and no axis, the array must be 1-D or "
+        "2-D; got shape " +
+        shape_str(a.shape()));
   }
   if (axes.size() == 1) return vector_norm(x, ord, axes, keepdims, st);
   if (axes.size() == 2) return matrix_norm(x, ord, axes[0], axes[1], keepdims, st);
@@ -337,8 +337,10 @@ array norm(const array& a, const std::string& ord, const std::optional<std::vect
                                 shape_str(a.shape()));
   }
   if (axes.size() != 2) {
-    throw std::invalid_argument("[linalg::norm] ord '" + ord + "' is a matrix norm and needs 2 "
-                                "axes, got " + std::to_string(axes.size()));
+    throw std::invalid_argument("[linalg::norm] ord '" + ord +
+                                "' is a matrix norm and needs 2 "
+                                "axes, got " +
+                                std::to_string(axes.size()));
   }
   if (ord == "fro" || ord == "f") {
     return sqrt(sum(square(abs(x, st), st), axes, keepdims, st), st);

@@ -23,9 +23,7 @@ array tril_mask(int n, int k, Dtype d, const Stream& s) {
 array tril_k(const array& x, int k, const Stream& s) {
   return multiply(x, tril_mask(x.shape(-1), k, x.dtype(), s), s);
 }
-array triu_k(const array& x, int k, const Stream& s) {
-  return subtract(x, tril_k(x, k - 1, s), s);
-}
+array triu_k(const array& x, int k, const Stream& s) { return subtract(x, tril_k(x, k - 1, s), s); }
 array diag_part(const array& x, const Stream& s) {
   return subtract(tril_k(x, 0, s), tril_k(x, -1, s), s);
 }
@@ -98,10 +96,13 @@ std::vector<array> Inverse::vjp(const std::vector<array>&, const std::vector<arr
 
 std::pair<std::vector<array>, std::vector<int>> Inverse::vmap(const std::vector<array>& inputs,
                                                               const std::vector<int>& axes) {
-  return vmap_leading(inputs, axes, [&](const std::vector<array>& x) {
-    return std::vector<array>{tri_ ? linalg::tri_inv(x[0], upper_, stream())
-                                   : linalg::inv(x[0], stream())};
-  }, stream());
+  return vmap_leading(
+      inputs, axes,
+      [&](const std::vector<array>& x) {
+        return std::vector<array>{tri_ ? linalg::tri_inv(x[0], upper_, stream())
+                                       : linalg::inv(x[0], stream())};
+      },
+      stream());
 }
 
 bool Inverse::is_equivalent(const Primitive& other) const {
@@ -138,9 +139,12 @@ std::vector<array> Cholesky::vjp(const std::vector<array>&, const std::vector<ar
 
 std::pair<std::vector<array>, std::vector<int>> Cholesky::vmap(const std::vector<array>& inputs,
                                                                const std::vector<int>& axes) {
-  return vmap_leading(inputs, axes, [&](const std::vector<array>& x) {
-    return std::vector<array>{linalg::cholesky(x[0], upper_, stream())};
-  }, stream());
+  return vmap_leading(
+      inputs, axes,
+      [&](const std::vector<array>& x) {
+        return std::vector<array>{linalg::cholesky(x[0], upper_, stream())};
+      },
+      stream());
 }
 
 bool Cholesky::is_equivalent(const Primitive& other) const {
@@ -150,8 +154,7 @@ bool Cholesky::is_equivalent(const Primitive& other) const {
 
 // ---------------------------------------------------------------- Solve
 
-std::vector<array> Solve::jvp(const std::vector<array>& primals,
-                              const std::vector<array>& tangents,
+std::vector<array> Solve::jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
                               const std::vector<int>& argnums) {
   const Stream& s = stream();
   array x = linalg::solve(primals[0], primals[1], s);
@@ -164,8 +167,8 @@ std::vector<array> Solve::jvp(const std::vector<array>& primals,
 }
 
 std::vector<array> Solve::vjp(const std::vector<array>& primals,
-                              const std::vector<array>& cotangents,
-                              const std::vector<int>& argnums, const std::vector<array>& outputs) {
+                              const std::vector<array>& cotangents, const std::vector<int>& argnums,
+                              const std::vector<array>& outputs) {
   const Stream& s = stream();
   array gb = linalg::solve(mT(primals[0], s), cotangents[0], s);
   std::vector<array> out;
@@ -177,22 +180,22 @@ std::vector<array> Solve::vjp(const std::vector<array>& primals,
 
 std::pair<std::vector<array>, std::vector<int>> Solve::vmap(const std::vector<array>& inputs,
                                                             const std::vector<int>& axes) {
-  return vmap_leading(inputs, axes, [&](const std::vector<array>& x) {
-    return std::vector<array>{linalg::solve(x[0], x[1], stream())};
-  }, stream());
+  return vmap_leading(
+      inputs, axes,
+      [&](const std::vector<array>& x) {
+        return std::vector<array>{linalg::solve(x[0], x[1], stream())};
+      },
+      stream());
 }
 
-bool Solve::is_equivalent(const Primitive& other) const {
-  return typeid(other) == typeid(*this);
-}
+bool Solve::is_equivalent(const Primitive& other) const { return typeid(other) == typeid(*this); }
 
 // ---------------------------------------------------------------- QR
 // For M >= N (square R): with M = R gR^T - gQ^T Q and copyltu(M) its lower
 // triangle mirrored upwards, gA = (gQ + Q copyltu(M)) R^-T (Liao et al. 2019).
 
-std::vector<array> QRF::vjp(const std::vector<array>& primals,
-                            const std::vector<array>& cotangents, const std::vector<int>&,
-                            const std::vector<array>& outputs) {
+std::vector<array> QRF::vjp(const std::vector<array>& primals, const std::vector<array>& cotangents,
+                            const std::vector<int>&, const std::vector<array>& outputs) {
   const Stream& s = stream();
   const array& a = primals[0];
   if (a.shape(-2) < a.shape(-1)) {
@@ -210,10 +213,13 @@ std::vector<array> QRF::vjp(const std::vector<array>& primals,
 
 std::pair<std::vector<array>, std::vector<int>> QRF::vmap(const std::vector<array>& inputs,
                                                           const std::vector<int>& axes) {
-  return vmap_leading(inputs, axes, [&](const std::vector<array>& x) {
-    auto [q, r] = linalg::qr(x[0], stream());
-    return std::vector<array>{q, r};
-  }, stream());
+  return vmap_leading(
+      inputs, axes,
+      [&](const std::vector<array>& x) {
+        auto [q, r] = linalg::qr(x[0], stream());
+        return std::vector<array>{q, r};
+      },
+      stream());
 }
 
 bool QRF::is_equivalent(const Primitive& other) const { return typeid(other) == typeid(*this); }
@@ -221,8 +227,8 @@ bool QRF::is_equivalent(const Primitive& other) const { return typeid(other) == 
 // ---------------------------------------------------------------- SVD
 // d s_i = u_i^T dA v_i, so the singular values pull back as U_k diag(gS) Vt_k.
 
-std::vector<array> SVD::jvp(const std::vector<array>& primals,
-                            const std::vector<array>& tangents, const std::vector<int>&) {
+std::vector<array> SVD::jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
+                            const std::vector<int>&) {
   if (compute_uv_) {
     throw std::invalid_argument(
         "[linalg::svd] forward-mode derivatives are defined for svd(a, false) only");
@@ -236,9 +242,8 @@ std::vector<array> SVD::jvp(const std::vector<array>& primals,
   return {sum(multiply(u, matmul(tangents[0], v, s), s), -2, false, s)};
 }
 
-std::vector<array> SVD::vjp(const std::vector<array>& primals,
-                            const std::vector<array>& cotangents, const std::vector<int>&,
-                            const std::vector<array>& outputs) {
+std::vector<array> SVD::vjp(const std::vector<array>& primals, const std::vector<array>& cotangents,
+                            const std::vector<int>&, const std::vector<array>& outputs) {
   const Stream& s = stream();
   const array& a = primals[0];
   int m = a.shape(-2), n = a.shape(-1), k = std::min(m, n);
@@ -251,9 +256,10 @@ std::vector<array> SVD::vjp(const std::vector<array>& primals,
 
 std::pair<std::vector<array>, std::vector<int>> SVD::vmap(const std::vector<array>& inputs,
                                                           const std::vector<int>& axes) {
-  return vmap_leading(inputs, axes, [&](const std::vector<array>& x) {
-    return linalg::svd(x[0], compute_uv_, stream());
-  }, stream());
+  return vmap_leading(
+      inputs, axes,
+      [&](const std::vector<array>& x) { return linalg::svd(x[0], compute_uv_, stream()); },
+      stream());
 }
 
 bool SVD::is_equivalent(const Primitive& other) const {
@@ -265,8 +271,8 @@ bool SVD::is_equivalent(const Primitive& other) const {
 // dw_i = v_i^T dA v_i and dV = V (F o V^T dA V) with F_ij = 1 / (w_j - w_i),
 // giving the symmetric gradient V (diag(gw) + F o V^T gV) V^T.
 
-std::vector<array> Eigh::jvp(const std::vector<array>& primals,
-                             const std::vector<array>& tangents, const std::vector<int>&) {
+std::vector<array> Eigh::jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
+                             const std::vector<int>&) {
   if (compute_eigenvectors_) {
     throw std::invalid_argument(
         "[linalg::eigh] forward-mode derivatives are defined for eigvalsh only");
@@ -305,12 +311,16 @@ std::vector<array> Eigh::vjp(const std::vector<array>& primals,
 
 std::pair<std::vector<array>, std::vector<int>> Eigh::vmap(const std::vector<array>& inputs,
                                                            const std::vector<int>& axes) {
-  return vmap_leading(inputs, axes, [&](const std::vector<array>& x) {
-    std::string uplo(1, uplo_);
-    if (!compute_eigenvectors_) return std::vector<array>{linalg::eigvalsh(x[0], uplo, stream())};
-    auto [w, v] = linalg::eigh(x[0], uplo, stream());
-    return std::vector<array>{w, v};
-  }, stream());
+  return vmap_leading(
+      inputs, axes,
+      [&](const std::vector<array>& x) {
+        std::string uplo(1, uplo_);
+        if (!compute_eigenvectors_)
+          return std::vector<array>{linalg::eigvalsh(x[0], uplo, stream())};
+        auto [w, v] = linalg::eigh(x[0], uplo, stream());
+        return std::vector<array>{w, v};
+      },
+      stream());
 }
 
 bool Eigh::is_equivalent(const Primitive& other) const {

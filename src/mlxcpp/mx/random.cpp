@@ -49,8 +49,8 @@ class KeySequence {
  private:
   KeySequence()
       : key_(key(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                            std::chrono::system_clock::now().time_since_epoch())
-                                            .count()))) {}
+                                           std::chrono::system_clock::now().time_since_epoch())
+                                           .count()))) {}
   std::mutex mu_;
   array key_;
 };
@@ -67,10 +67,14 @@ void check_floating(Dtype dtype, const char* op) {
 // The largest value below 1 in `dtype`, as a double.
 double below_one(Dtype dtype) {
   switch (dtype.val) {
-    case Dtype::Val::float16: return 1.0 - std::ldexp(1.0, -11);
-    case Dtype::Val::bfloat16: return 1.0 - std::ldexp(1.0, -8);
-    case Dtype::Val::float64: return std::nextafter(1.0, 0.0);
-    default: return static_cast<double>(std::nextafter(1.0f, 0.0f));
+    case Dtype::Val::float16:
+      return 1.0 - std::ldexp(1.0, -11);
+    case Dtype::Val::bfloat16:
+      return 1.0 - std::ldexp(1.0, -8);
+    case Dtype::Val::float64:
+      return std::nextafter(1.0, 0.0);
+    default:
+      return static_cast<double>(std::nextafter(1.0f, 0.0f));
   }
 }
 
@@ -96,8 +100,7 @@ int checked_axis(int axis, int ndim, const char* op) {
 }  // namespace
 
 array key(uint64_t seed) {
-  return array({static_cast<uint32_t>(seed >> 32), static_cast<uint32_t>(seed)}, Shape{2},
-               uint32);
+  return array({static_cast<uint32_t>(seed >> 32), static_cast<uint32_t>(seed)}, Shape{2}, uint32);
 }
 
 void seed(uint64_t s) { KeySequence::instance().seed(s); }
@@ -108,14 +111,19 @@ array bits(const Shape& shape, int width, const std::optional<array>& key_in, St
     throw std::invalid_argument("[bits] the key must be uint32, got " + dtype_name(k.dtype()));
   }
   if (k.shape() != Shape{2}) {
-    throw std::invalid_argument("[bits] the key must have shape (2,), got " +
-                                shape_str(k.shape()));
+    throw std::invalid_argument("[bits] the key must have shape (2,), got " + shape_str(k.shape()));
   }
   Dtype dtype = uint32;
   switch (width) {
-    case 4: dtype = uint32; break;
-    case 2: dtype = uint16; break;
-    case 1: dtype = uint8; break;
+    case 4:
+      dtype = uint32;
+      break;
+    case 2:
+      dtype = uint16;
+      break;
+    case 1:
+      dtype = uint8;
+      break;
     default:
       throw std::invalid_argument("[bits] width must be 1, 2 or 4 bytes, got " +
                                   std::to_string(width));
@@ -132,7 +140,9 @@ std::pair<array, array> split(const array& key, StreamOrDevice s) {
 }
 
 array split(const array& key, int num, StreamOrDevice s) {
-  if (num < 0) throw std::invalid_argument("[split] num must be non-negative, got " + std::to_string(num));
+  if (num < 0) {
+    throw std::invalid_argument("[split] num must be non-negative, got " + std::to_string(num));
+  }
   return bits({num, 2}, 4, key, s);
 }
 
@@ -157,8 +167,7 @@ array uniform(const Shape& shape, Dtype dtype, const std::optional<array>& key, 
 }
 
 array normal(const Shape& shape, Dtype dtype, const std::optional<array>& loc,
-             const std::optional<array>& scale, const std::optional<array>& key,
-             StreamOrDevice s) {
+             const std::optional<array>& scale, const std::optional<array>& key, StreamOrDevice s) {
   check_floating(dtype, "normal");
   Stream st = to_stream(s);
   // Inverse-CDF sampling: sqrt(2) * erfinv(U) with U uniform in (-1, 1).
@@ -173,8 +182,7 @@ array normal(const Shape& shape, Dtype dtype, const std::optional<array>& loc,
   if (loc) samples = add(astype(*loc, dtype, st), samples, st);
   if (samples.shape() != shape) {
     throw std::invalid_argument("[normal] loc and scale must broadcast to the shape " +
-                                shape_str(shape) + ", got the shape " +
-                                shape_str(samples.shape()));
+                                shape_str(shape) + ", got the shape " + shape_str(samples.shape()));
   }
   return samples;
 }
@@ -186,9 +194,10 @@ array multivariate_normal(const array& mean, const array& cov, const Shape& shap
                                 dtype_name(dtype));
   }
   if (mean.ndim() < 1 || cov.ndim() < 2) {
-    throw std::invalid_argument("[multivariate_normal] mean needs >= 1 and cov >= 2 dimensions; "
-                                "got mean " + shape_str(mean.shape()) + " and cov " +
-                                shape_str(cov.shape()));
+    throw std::invalid_argument(
+        "[multivariate_normal] mean needs >= 1 and cov >= 2 dimensions; "
+        "got mean " +
+        shape_str(mean.shape()) + " and cov " + shape_str(cov.shape()));
   }
   int n = mean.shape(-1);
   if (cov.shape(-1) != cov.shape(-2) || cov.shape(-1) != n) {
@@ -323,8 +332,8 @@ array categorical(const array& logits, int axis, const Shape& shape,
   return categorical_impl(logits, axis, shape, key, to_stream(s));
 }
 
-array categorical(const array& logits, int axis, int num_samples,
-                  const std::optional<array>& key, StreamOrDevice s) {
+array categorical(const array& logits, int axis, int num_samples, const std::optional<array>& key,
+                  StreamOrDevice s) {
   axis = checked_axis(axis, static_cast<int>(logits.ndim()), "categorical");
   if (num_samples < 0) {
     throw std::invalid_argument("[categorical] num_samples must be non-negative, got " +
@@ -367,7 +376,9 @@ array permutation(const array& x, int axis, const std::optional<array>& key, Str
 }
 
 array permutation(int n, const std::optional<array>& key, StreamOrDevice s) {
-  if (n < 0) throw std::invalid_argument("[permutation] n must be non-negative, got " + std::to_string(n));
+  if (n < 0) {
+    throw std::invalid_argument("[permutation] n must be non-negative, got " + std::to_string(n));
+  }
   // Sorting random bits gives a uniform permutation up to (rare) ties.
   return argsort(bits({n}, key, s), s);
 }
@@ -392,10 +403,7 @@ std::pair<std::vector<array>, std::vector<int>> RandomBits::vmap(const std::vect
   // outputs (B, ..., shape).
   array keys = inputs[0];
   if (axes[0] < 0) return {{keys}, {-1}};
-  int key_axis = static_cast<int>(keys.ndim()) - 1;
-  if (axes[0] == key_axis) {
-    throw std::invalid_argument("[RandomBits] cannot vmap over the last axis of the keys");
-  }
+  // With the mapped axis in front, the key words are the last axis again.
   keys = moveaxis(keys, axes[0], 0, stream());
   Shape out_shape(keys.shape().begin(), keys.shape().end() - 1);
   out_shape.insert(out_shape.end(), shape_.begin(), shape_.end());

@@ -61,8 +61,8 @@ inline array normal(const Shape& shape, float loc, float scale,
                     const std::optional<array>& key = std::nullopt, StreamOrDevice s = {}) {
   return normal(shape, float32, loc, scale, key, s);
 }
-inline array normal(const Shape& shape, Dtype dtype,
-                    const std::optional<array>& key = std::nullopt, StreamOrDevice s = {}) {
+inline array normal(const Shape& shape, Dtype dtype, const std::optional<array>& key = std::nullopt,
+                    StreamOrDevice s = {}) {
   return normal(shape, dtype, std::nullopt, std::nullopt, key, s);
 }
 inline array normal(const Shape& shape, const std::optional<array>& key = std::nullopt,

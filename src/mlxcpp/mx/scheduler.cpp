@@ -193,9 +193,13 @@ void enqueue(const Stream& s, std::function<void()> task) {
 
 bool on_worker_thread() { return t_on_worker; }
 
-int num_threads() { return pool().size(); }
+int num_threads() {
+  static const int n = pool().size();
+  return n;
+}
 
-void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& f) {
+void detail::parallel_for_impl(size_t n, size_t grain,
+                               const std::function<void(size_t, size_t)>& f) {
   if (n == 0) return;
   size_t nt = static_cast<size_t>(pool().size());
   if (grain == 0) grain = 1;

@@ -14,9 +14,23 @@ void enqueue(const Stream& s, std::function<void()> task);
 // other streams' work from there).
 bool on_worker_thread();
 
-// Calls f(begin, end) over [0, n) split into chunks of at least `grain`
-// elements across the CPU pool; runs inline when n is small.
-void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& f);
 int num_threads();
+
+namespace detail {
+void parallel_for_impl(size_t n, size_t grain, const std::function<void(size_t, size_t)>& f);
+}  // namespace detail
+
+// Calls f(begin, end) over [0, n) split into chunks of at least `grain`
+// elements across the CPU pool; small ranges run inline without touching the
+// pool (or allocating a std::function).
+template <typename F>
+inline void parallel_for(size_t n, size_t grain, F&& f) {
+  if (n == 0) return;
+  if (n <= grain || num_threads() == 1) {
+    f(size_t{0}, n);
+    return;
+  }
+  detail::parallel_for_impl(n, grain, std::function<void(size_t, size_t)>(std::forward<F>(f)));
+}
 
 }  // namespace mx::scheduler

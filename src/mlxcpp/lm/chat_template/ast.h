@@ -38,30 +38,30 @@ using ExprPtr = std::unique_ptr<Expr>;
 
 struct Expr {
   enum class Kind {
-    Literal,    // value
-    Name,       // name
-    List,       // items
-    Tuple,      // items
-    Dict,       // items as key, value pairs (even/odd)
-    Attr,       // a.name
-    Item,       // a[b]
-    Slice,      // a[b:c:d] (items: start, stop, step; null entries allowed)
-    Call,       // a(args..., kwargs)
-    Filter,     // a | name(args)
-    Test,       // a is [not] name(args)
-    Unary,      // op a   ("not", "-", "+")
-    Binary,     // a op b
-    Compare,    // a op b (==, !=, <, <=, >, >=, in, not in)
-    Cond,       // b if a else c  (items: cond, then, else)
+    Literal,  // value
+    Name,     // name
+    List,     // items
+    Tuple,    // items
+    Dict,     // items as key, value pairs (even/odd)
+    Attr,     // a.name
+    Item,     // a[b]
+    Slice,    // a[b:c:d] (items: start, stop, step; null entries allowed)
+    Call,     // a(args..., kwargs)
+    Filter,   // a | name(args)
+    Test,     // a is [not] name(args)
+    Unary,    // op a   ("not", "-", "+")
+    Binary,   // a op b
+    Compare,  // a op b (==, !=, <, <=, >, >=, in, not in)
+    Cond,     // b if a else c  (items: cond, then, else)
   };
   Kind kind;
   Pos pos;
-  Value value;          // Literal
-  std::string name;     // Name, Attr, Filter, Test, Unary/Binary/Compare operator
-  bool negated = false; // Test
+  Value value;           // Literal
+  std::string name;      // Name, Attr, Filter, Test, Unary/Binary/Compare operator
+  bool negated = false;  // Test
   ExprPtr a, b;
-  std::vector<ExprPtr> items;                              // positional args / list items
-  std::vector<std::pair<std::string, ExprPtr>> kwargs;     // keyword args
+  std::vector<ExprPtr> items;                           // positional args / list items
+  std::vector<std::pair<std::string, ExprPtr>> kwargs;  // keyword args
 };
 
 struct Stmt;
@@ -75,13 +75,13 @@ struct MacroParam {
 
 struct Stmt {
   enum class Kind {
-    Text,      // text
-    Output,    // {{ expr }}
-    If,        // branches: (cond, body)...; else_body
-    For,       // targets in iter [if filter]; body; else_body
-    Set,       // targets = expr, or ns.attr = expr, or block set (body)
-    Macro,     // name(params) body
-    CallBlock, // {% call [ (params) ] expr %} body
+    Text,         // text
+    Output,       // {{ expr }}
+    If,           // branches: (cond, body)...; else_body
+    For,          // targets in iter [if filter]; body; else_body
+    Set,          // targets = expr, or ns.attr = expr, or block set (body)
+    Macro,        // name(params) body
+    CallBlock,    // {% call [ (params) ] expr %} body
     FilterBlock,  // {% filter name(args) %} body
     Break,
     Continue,
@@ -89,14 +89,14 @@ struct Stmt {
   Kind kind;
   Pos pos;
   std::string text;
-  ExprPtr expr;                     // Output, For iter, Set value, CallBlock call, Filter
-  ExprPtr filter;                   // For's inline if
-  std::vector<std::string> targets; // For / Set targets
-  std::string attr;                 // Set ns.attr
+  ExprPtr expr;                      // Output, For iter, Set value, CallBlock call, Filter
+  ExprPtr filter;                    // For's inline if
+  std::vector<std::string> targets;  // For / Set targets
+  std::string attr;                  // Set ns.attr
   std::vector<std::pair<ExprPtr, Body>> branches;  // If
   Body body, else_body;
-  std::string name;                 // Macro
-  std::vector<MacroParam> params;   // Macro / CallBlock
+  std::string name;                // Macro
+  std::vector<MacroParam> params;  // Macro / CallBlock
 };
 
 struct Template {

@@ -25,7 +25,9 @@ std::vector<std::string> code_points(const std::string& s) {
   return out;
 }
 
-bool is_py_space(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r') || c == 0x1c || c == 0x1d || c == 0x1e || c == 0x1f; }
+bool is_py_space(unsigned char c) {
+  return c == ' ' || (c >= '\t' && c <= '\r') || c == 0x1c || c == 0x1d || c == 0x1e || c == 0x1f;
+}
 
 // Python str.strip family; with no chars, strips whitespace (ASCII and the common Unicode spaces).
 std::string py_strip(const std::string& s, const Value* chars, bool left, bool right) {
@@ -76,7 +78,8 @@ std::string py_title(const std::string& s) {
 
 std::string py_capitalize(const std::string& s) {
   std::string out = py_lower(s);
-  if (!out.empty() && static_cast<unsigned char>(out[0]) < 0x80) out[0] = static_cast<char>(std::toupper(out[0]));
+  if (!out.empty() && static_cast<unsigned char>(out[0]) < 0x80)
+    out[0] = static_cast<char>(std::toupper(out[0]));
   return out;
 }
 
@@ -162,7 +165,8 @@ std::string py_format(const std::string& fmt, CallArgs& a) {
         continue;
       }
       size_t close = fmt.find('}', i);
-      if (close == std::string::npos) throw std::runtime_error("Single '{' encountered in format string");
+      if (close == std::string::npos)
+        throw std::runtime_error("Single '{' encountered in format string");
       std::string field = fmt.substr(i + 1, close - i - 1);
       size_t colon = field.find(':');
       if (colon != std::string::npos) field = field.substr(0, colon);
@@ -196,11 +200,13 @@ Value attribute_path(const Value& v, const std::string& path) {
   size_t start = 0;
   while (true) {
     size_t dot = path.find('.', start);
-    std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    std::string part =
+        path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     if (cur.is_object()) {
       const Value* f = cur.object().find(part);
       cur = f ? *f : Value();
-    } else if (cur.is_array() && !part.empty() && std::isdigit(static_cast<unsigned char>(part[0]))) {
+    } else if (cur.is_array() && !part.empty() &&
+               std::isdigit(static_cast<unsigned char>(part[0]))) {
       cur = py_getitem(cur, Value(static_cast<int64_t>(std::stoll(part))));
     } else {
       cur = Value();
@@ -223,7 +229,8 @@ void sort_values(std::vector<Value>& items, bool reverse, bool case_sensitive,
 }
 
 std::string indent_text(const std::string& s, const Value& width, bool first, bool blank) {
-  std::string pad = width.is_string() ? width.str() : std::string(static_cast<size_t>(width.as_int()), ' ');
+  std::string pad =
+      width.is_string() ? width.str() : std::string(static_cast<size_t>(width.as_int()), ' ');
   std::string out;
   size_t start = 0;
   bool is_first = true;
@@ -289,7 +296,8 @@ Value py_getitem(const Value& obj, const Value& key) {
 
 std::vector<Value> iterate(const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::Array: return v.array();
+    case Value::Kind::Array:
+      return v.array();
     case Value::Kind::Object: {
       std::vector<Value> keys;
       for (auto& [k, x] : v.object().items()) keys.push_back(Value(k));
@@ -300,7 +308,8 @@ std::vector<Value> iterate(const Value& v) {
       for (auto& cp : code_points(v.str())) out.push_back(Value(cp));
       return out;
     }
-    case Value::Kind::Undefined: return {};
+    case Value::Kind::Undefined:
+      return {};
     default:
       throw std::runtime_error(std::string("'") + v.type_name() + "' object is not iterable");
   }
@@ -308,7 +317,8 @@ std::vector<Value> iterate(const Value& v) {
 
 bool py_contains(const Value& c, const Value& item) {
   if (c.is_string()) {
-    if (!item.is_string()) throw std::runtime_error("'in <string>' requires string as left operand");
+    if (!item.is_string())
+      throw std::runtime_error("'in <string>' requires string as left operand");
     return c.str().find(item.str()) != std::string::npos;
   }
   if (c.is_array()) {
@@ -324,10 +334,12 @@ bool py_contains(const Value& c, const Value& item) {
 
 bool has_test(const std::string& n) {
   static const std::set<std::string> kTests = {
-      "defined", "undefined", "none", "string", "number", "integer", "float", "mapping",
-      "iterable", "sequence", "boolean", "true", "false", "eq", "equalto", "==", "ne", "!=",
-      "odd", "even", "divisibleby", "in", "lower", "upper", "callable", "sameas", "gt", "lt",
-      "ge", "le", "greaterthan", "lessthan", ">", "<", ">=", "<="};
+      "defined",     "undefined", "none",        "string",   "number",  "integer",
+      "float",       "mapping",   "iterable",    "sequence", "boolean", "true",
+      "false",       "eq",        "equalto",     "==",       "ne",      "!=",
+      "odd",         "even",      "divisibleby", "in",       "lower",   "upper",
+      "callable",    "sameas",    "gt",          "lt",       "ge",      "le",
+      "greaterthan", "lessthan",  ">",           "<",        ">=",      "<="};
   return kTests.count(n) > 0;
 }
 
@@ -384,12 +396,23 @@ Value apply_filter(const std::string& n, const Value& v, CallArgs& a,
     std::string out;
     for (char c : need_str()) {
       switch (c) {
-        case '&': out += "&amp;"; break;
-        case '<': out += "&lt;"; break;
-        case '>': out += "&gt;"; break;
-        case '"': out += "&#34;"; break;
-        case '\'': out += "&#39;"; break;
-        default: out += c;
+        case '&':
+          out += "&amp;";
+          break;
+        case '<':
+          out += "&lt;";
+          break;
+        case '>':
+          out += "&gt;";
+          break;
+        case '"':
+          out += "&#34;";
+          break;
+        case '\'':
+          out += "&#39;";
+          break;
+        default:
+          out += c;
       }
     }
     return Value(out);
@@ -430,7 +453,7 @@ Value apply_filter(const std::string& n, const Value& v, CallArgs& a,
   if (n == "items") {
     Array out;
     if (v.is_object()) {
-      for (auto& [k, x] : v.object().items()) out.push_back(Value(Array{Value(k), x}));
+      for (auto& [k, x] : v.object().items()) out.push_back(Value::make_tuple(Array{Value(k), x}));
     } else if (!v.is_undefined()) {
       throw std::runtime_error("items filter expects a mapping");
     }
@@ -471,7 +494,7 @@ Value apply_filter(const std::string& n, const Value& v, CallArgs& a,
     std::string by = arg(a, 1, "by", Value("key")).to_str();
     bool reverse = arg(a, 2, "reverse", Value(false)).truthy();
     Array pairs;
-    for (auto& [k, x] : v.object().items()) pairs.push_back(Value(Array{Value(k), x}));
+    for (auto& [k, x] : v.object().items()) pairs.push_back(Value::make_tuple(Array{Value(k), x}));
     sort_values(pairs, reverse, case_sensitive, by == "value" ? "1" : "0");
     return Value(std::move(pairs));
   }
@@ -505,7 +528,8 @@ Value apply_filter(const std::string& n, const Value& v, CallArgs& a,
     }
     std::string test = at < a.positional.size() ? a.positional[at++].to_str() : "";
     CallArgs targs;
-    targs.positional.assign(a.positional.begin() + std::min(at, a.positional.size()), a.positional.end());
+    targs.positional.assign(a.positional.begin() + std::min(at, a.positional.size()),
+                            a.positional.end());
     Array out;
     for (auto& item : iterate(v)) {
       Value x = attr_mode ? attribute_path(item, attr) : item;
@@ -592,7 +616,8 @@ Value apply_filter(const std::string& n, const Value& v, CallArgs& a,
     }
     return best;
   }
-  if (n == "wordcount") return Value(static_cast<int64_t>(py_split(need_str(), nullptr, -1).size()));
+  if (n == "wordcount")
+    return Value(static_cast<int64_t>(py_split(need_str(), nullptr, -1).size()));
   if (n == "center") {
     int64_t width = arg(a, 0, "width", Value(80)).as_int();
     std::string s = need_str();
@@ -709,7 +734,7 @@ Value call_method(const Value& obj, const std::string& n, CallArgs& a, bool& fou
     Object& o = obj.object();
     if (n == "items") {
       Array out;
-      for (auto& [k, x] : o.items()) out.push_back(Value(Array{Value(k), x}));
+      for (auto& [k, x] : o.items()) out.push_back(Value::make_tuple(Array{Value(k), x}));
       return Value(std::move(out));
     }
     if (n == "keys") {
@@ -727,6 +752,9 @@ Value call_method(const Value& obj, const std::string& n, CallArgs& a, bool& fou
       if (v) return *v;
       Value def = arg(a, 1, "default");
       return def.is_undefined() ? Value::none() : def;
+    }
+    if (n == "update" || n == "pop" || n == "popitem" || n == "setdefault" || n == "clear") {
+      throw std::runtime_error("access to attribute '" + n + "' of 'dict' object is unsafe.");
     }
     if (n == "update") {
       Value other = arg(a, 0, "other");
@@ -751,6 +779,12 @@ Value call_method(const Value& obj, const std::string& n, CallArgs& a, bool& fou
     if (n == "copy") return Value(Object(o));
   } else if (obj.is_array()) {
     Array& l = obj.array();
+    // transformers renders in jinja2's ImmutableSandboxedEnvironment, which refuses methods
+    // that modify lists and dicts; so do we, with its message.
+    if (n == "append" || n == "extend" || n == "pop" || n == "insert" || n == "remove" ||
+        n == "clear" || n == "sort" || n == "reverse") {
+      throw std::runtime_error("access to attribute '" + n + "' of 'list' object is unsafe.");
+    }
     if (n == "append") {
       l.push_back(arg(a, 0, "object"));
       return Value::none();
@@ -791,7 +825,8 @@ Value call_method(const Value& obj, const std::string& n, CallArgs& a, bool& fou
 void add_builtin_globals(Object& g) {
   g.set("raise_exception", Value::function(
                                [](CallArgs& a) -> Value {
-                                 std::string msg = a.positional.empty() ? "" : a.positional[0].to_str();
+                                 std::string msg =
+                                     a.positional.empty() ? "" : a.positional[0].to_str();
                                  throw RaisedError(msg);
                                },
                                "raise_exception"));
@@ -830,7 +865,8 @@ void add_builtin_globals(Object& g) {
   g.set("dict", Value::function(
                     [](CallArgs& a) -> Value {
                       Object o;
-                      if (!a.positional.empty() && a.positional[0].is_object()) o = a.positional[0].object();
+                      if (!a.positional.empty() && a.positional[0].is_object())
+                        o = a.positional[0].object();
                       for (auto& [k, v] : a.keyword) o.set(k, v);
                       return Value(std::move(o));
                     },

@@ -63,10 +63,11 @@ std::string apply_chat_template(const Tokenizer& tokenizer, const ChatOptions& o
   }
   ctx["messages"] = parse(options.messages_json, "messages");
   if (has_tools) ctx["tools"] = parse(options.tools_json, "tools");
-  if (!options.documents_json.empty()) ctx["documents"] = parse(options.documents_json, "documents");
+  if (!options.documents_json.empty())
+    ctx["documents"] = parse(options.documents_json, "documents");
   ctx["add_generation_prompt"] = options.add_generation_prompt;
-  nlohmann::ordered_json extra = parse(options.extra_json.empty() ? "{}" : options.extra_json,
-                                       "template kwargs");
+  nlohmann::ordered_json extra =
+      parse(options.extra_json.empty() ? "{}" : options.extra_json, "template kwargs");
   if (!extra.is_object()) throw std::runtime_error("template kwargs must be a JSON object");
   for (auto& [k, v] : extra.items()) ctx[k] = v;
   ChatTemplate tpl(it->second);

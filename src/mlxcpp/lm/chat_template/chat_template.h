@@ -32,9 +32,9 @@ struct ChatOptions {
   std::string tools_json;            // JSON list, or empty for none
   std::string documents_json;        // JSON list, or empty for none
   bool add_generation_prompt = true;
-  std::string extra_json = "{}";     // extra variables (enable_thinking, ...)
-  std::string template_name;         // a named template; empty picks "default" (or tool_use
-                                     // when tools are given and the model has one)
+  std::string extra_json = "{}";  // extra variables (enable_thinking, ...)
+  std::string template_name;      // a named template; empty picks "default" (or tool_use
+                                  // when tools are given and the model has one)
 };
 
 // Renders the tokenizer's chat template with the variables transformers passes: messages,

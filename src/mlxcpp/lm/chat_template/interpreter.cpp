@@ -1,6 +1,8 @@
 #include "mlxcpp/lm/chat_template/interpreter.h"
 
+#include <algorithm>
 #include <cmath>
+#include <optional>
 #include <stdexcept>
 
 namespace lm::jinja {
@@ -70,9 +72,8 @@ class Interpreter {
         if (!s.attr.empty()) {
           const Value* ns = scope.lookup(s.targets[0]);
           if (!ns || !ns->is_object() || !ns->is_namespace()) {
-            throw TemplateError("cannot assign attribute on non-namespace object '" +
-                                    s.targets[0] + "'",
-                                s.pos);
+            throw TemplateError(
+                "cannot assign attribute on non-namespace object '" + s.targets[0] + "'", s.pos);
           }
           ns->object().set(s.attr, v);
         } else {
@@ -249,7 +250,7 @@ class Interpreter {
       case Expr::Kind::Tuple: {
         Array a;
         for (auto& item : e.items) a.push_back(eval(*item, scope));
-        return Value(std::move(a));
+        return e.kind == Expr::Kind::Tuple ? Value::make_tuple(std::move(a)) : Value(std::move(a));
       }
       case Expr::Kind::Dict: {
         Object o;
@@ -355,11 +356,12 @@ class Interpreter {
       if (obj.is_undefined()) {
         throw std::runtime_error("'" + describe_undefined(*e.a->a) + "' is undefined");
       }
-      Value fn = obj.is_object() && obj.object().find(e.a->name) ? *obj.object().find(e.a->name)
-                                                                  : Value();
+      Value fn =
+          obj.is_object() && obj.object().find(e.a->name) ? *obj.object().find(e.a->name) : Value();
       if (fn.is_undefined()) {
-        throw std::runtime_error(std::string("'") + obj.type_name() + "' object has no attribute '" +
-                                 e.a->name + "'");
+        // jinja2's wording: the attribute is undefined on "'list object'".
+        throw std::runtime_error(std::string("'") + obj.type_name() +
+                                 " object' has no attribute '" + e.a->name + "'");
       }
       return call(fn, args);
     }
@@ -389,14 +391,20 @@ class Interpreter {
       for (size_t i = 0; i < s.size();) {
         size_t n = 1;
         unsigned char c = s[i];
-        if (c >= 0xF0) n = 4; else if (c >= 0xE0) n = 3; else if (c >= 0xC0) n = 2;
+        if (c >= 0xF0)
+          n = 4;
+        else if (c >= 0xE0)
+          n = 3;
+        else if (c >= 0xC0)
+          n = 2;
         items.push_back(Value(s.substr(i, n)));
         i += n;
       }
     } else if (obj.is_array()) {
       items = obj.array();
     } else {
-      throw std::runtime_error(std::string("'") + obj.type_name() + "' object is not subscriptable");
+      throw std::runtime_error(std::string("'") + obj.type_name() +
+                               "' object is not subscriptable");
     }
     int64_t len = static_cast<int64_t>(items.size());
     auto norm = [&](std::optional<int64_t> v, int64_t def) {
@@ -463,9 +471,12 @@ class Interpreter {
     if (op == "%" && a.is_string()) return Value(percent_format(a.str(), b));
     if (!a.is_number() || !b.is_number()) throw type_error();
     bool fl = a.kind() == Value::Kind::Float || b.kind() == Value::Kind::Float;
-    if (op == "+") return fl ? Value(a.as_double() + b.as_double()) : Value(a.as_int() + b.as_int());
-    if (op == "-") return fl ? Value(a.as_double() - b.as_double()) : Value(a.as_int() - b.as_int());
-    if (op == "*") return fl ? Value(a.as_double() * b.as_double()) : Value(a.as_int() * b.as_int());
+    if (op == "+")
+      return fl ? Value(a.as_double() + b.as_double()) : Value(a.as_int() + b.as_int());
+    if (op == "-")
+      return fl ? Value(a.as_double() - b.as_double()) : Value(a.as_int() - b.as_int());
+    if (op == "*")
+      return fl ? Value(a.as_double() * b.as_double()) : Value(a.as_int() * b.as_int());
     if (op == "/") {
       if (b.as_double() == 0) throw std::runtime_error("division by zero");
       return Value(a.as_double() / b.as_double());
@@ -509,9 +520,12 @@ class Interpreter {
       }
       if (next >= list.size()) throw std::runtime_error("not enough arguments for format string");
       const Value& v = list[next++];
-      if (c == 's') out += v.to_str();
-      else if (c == 'r') out += v.repr();
-      else if (c == 'd' || c == 'i') out += std::to_string(v.as_int());
+      if (c == 's')
+        out += v.to_str();
+      else if (c == 'r')
+        out += v.repr();
+      else if (c == 'd' || c == 'i')
+        out += std::to_string(v.as_int());
       else if (c == 'f') {
         char b[64];
         std::snprintf(b, sizeof(b), "%f", v.as_double());

@@ -10,7 +10,19 @@ namespace lm::jinja {
 namespace {
 
 struct Token {
-  enum class Type { Text, VarOpen, VarClose, BlockOpen, BlockClose, Name, String, Int, Float, Op, End };
+  enum class Type {
+    Text,
+    VarOpen,
+    VarClose,
+    BlockOpen,
+    BlockClose,
+    Name,
+    String,
+    Int,
+    Float,
+    Op,
+    End
+  };
   Type type;
   std::string text;
   Pos pos;
@@ -60,7 +72,8 @@ class Lexer {
         size_t from = nl == std::string::npos ? 0 : nl + 1;
         bool line_start = nl != std::string::npos || tb == 0 || src_[tb - 1] == '\n';
         bool blank = true;
-        for (size_t k = from; k < text.size(); ++k) blank = blank && (text[k] == ' ' || text[k] == '\t');
+        for (size_t k = from; k < text.size(); ++k)
+          blank = blank && (text[k] == ' ' || text[k] == '\t');
         if (line_start && blank) text.resize(from);
       }
       if (!text.empty()) push(Token::Type::Text, text, tb);
@@ -149,7 +162,8 @@ class Lexer {
       if (!close_minus && !close_plus && src_.compare(j, 2, "%}") != 0) continue;
       std::string text = src_.substr(body, i - body);
       if (end_minus) {
-        while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+        while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
+          text.pop_back();
       }
       if (!text.empty()) push(Token::Type::Text, text, body);
       lstrip_next = close_minus;
@@ -184,18 +198,25 @@ class Lexer {
       char c = src_[i];
       if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
         size_t s = i;
-        while (i < src_.size() && (std::isalnum(static_cast<unsigned char>(src_[i])) || src_[i] == '_')) ++i;
+        while (i < src_.size() &&
+               (std::isalnum(static_cast<unsigned char>(src_[i])) || src_[i] == '_'))
+          ++i;
         push(Token::Type::Name, src_.substr(s, i - s), s);
         continue;
       }
       if (std::isdigit(static_cast<unsigned char>(c))) {
         size_t s = i;
         bool is_float = false;
-        while (i < src_.size() && (std::isdigit(static_cast<unsigned char>(src_[i])) || src_[i] == '_')) ++i;
-        if (i + 1 < src_.size() && src_[i] == '.' && std::isdigit(static_cast<unsigned char>(src_[i + 1]))) {
+        while (i < src_.size() &&
+               (std::isdigit(static_cast<unsigned char>(src_[i])) || src_[i] == '_'))
+          ++i;
+        if (i + 1 < src_.size() && src_[i] == '.' &&
+            std::isdigit(static_cast<unsigned char>(src_[i + 1]))) {
           is_float = true;
           ++i;
-          while (i < src_.size() && (std::isdigit(static_cast<unsigned char>(src_[i])) || src_[i] == '_')) ++i;
+          while (i < src_.size() &&
+                 (std::isdigit(static_cast<unsigned char>(src_[i])) || src_[i] == '_'))
+            ++i;
         }
         if (i < src_.size() && (src_[i] == 'e' || src_[i] == 'E')) {
           size_t k = i + 1;
@@ -227,13 +248,26 @@ class Lexer {
             char e = src_[i + 1];
             i += 2;
             switch (e) {
-              case 'n': out += '\n'; break;
-              case 't': out += '\t'; break;
-              case 'r': out += '\r'; break;
-              case '\\': out += '\\'; break;
-              case '\'': out += '\''; break;
-              case '"': out += '"'; break;
-              case '\n': break;
+              case 'n':
+                out += '\n';
+                break;
+              case 't':
+                out += '\t';
+                break;
+              case 'r':
+                out += '\r';
+                break;
+              case '\\':
+                out += '\\';
+                break;
+              case '\'':
+                out += '\'';
+                break;
+              case '"':
+                out += '"';
+                break;
+              case '\n':
+                break;
               default:
                 out += '\\';
                 out += e;
@@ -247,9 +281,9 @@ class Lexer {
         push(Token::Type::String, out, s);
         continue;
       }
-      static const char* kOps[] = {"//", "**", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%",
-                                   "~", "<", ">", "=", "(", ")", "[", "]", "{", "}", ",", ".",
-                                   ":", "|"};
+      static const char* kOps[] = {"//", "**", "==", "!=", "<=", ">=", "+", "-", "*",
+                                   "/",  "%",  "~",  "<",  ">",  "=",  "(", ")", "[",
+                                   "]",  "{",  "}",  ",",  ".",  ":",  "|"};
       bool matched = false;
       for (const char* op : kOps) {
         size_t n = std::strlen(op);
@@ -304,16 +338,22 @@ class Parser {
     return next().text;
   }
   void expect_block_close() {
-    if (peek().type != Token::Type::BlockClose) fail("expected '%}', got " + describe(peek()), peek());
+    if (peek().type != Token::Type::BlockClose)
+      fail("expected '%}', got " + describe(peek()), peek());
     ++i_;
   }
   static std::string describe(const Token& t) {
     switch (t.type) {
-      case Token::Type::End: return "end of template";
-      case Token::Type::BlockClose: return "'%}'";
-      case Token::Type::VarClose: return "'}}'";
-      case Token::Type::Text: return "text";
-      default: return "'" + t.text + "'";
+      case Token::Type::End:
+        return "end of template";
+      case Token::Type::BlockClose:
+        return "'%}'";
+      case Token::Type::VarClose:
+        return "'}}'";
+      case Token::Type::Text:
+        return "text";
+      default:
+        return "'" + t.text + "'";
     }
   }
 
@@ -342,7 +382,8 @@ class Parser {
         s->kind = Stmt::Kind::Output;
         s->pos = t.pos;
         s->expr = parse_expression();
-        if (peek().type != Token::Type::VarClose) fail("expected '}}', got " + describe(peek()), peek());
+        if (peek().type != Token::Type::VarClose)
+          fail("expected '}}', got " + describe(peek()), peek());
         ++i_;
         body.push_back(std::move(s));
         continue;

@@ -124,10 +124,18 @@ std::string string_repr(std::string_view s) {
   std::string out(1, q);
   for (unsigned char c : s) {
     switch (c) {
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c == static_cast<unsigned char>(q)) {
           out += '\\';
@@ -147,26 +155,35 @@ std::string string_repr(std::string_view s) {
 
 std::string Value::to_str() const {
   switch (kind_) {
-    case Kind::Undefined: return "";
-    case Kind::None: return "None";
-    case Kind::Bool: return i_ ? "True" : "False";
-    case Kind::Int: return std::to_string(i_);
-    case Kind::Float: return float_repr(d_);
-    case Kind::String: return *s_;
-    default: return repr();
+    case Kind::Undefined:
+      return "";
+    case Kind::None:
+      return "None";
+    case Kind::Bool:
+      return i_ ? "True" : "False";
+    case Kind::Int:
+      return std::to_string(i_);
+    case Kind::Float:
+      return float_repr(d_);
+    case Kind::String:
+      return *s_;
+    default:
+      return repr();
   }
 }
 
 std::string Value::repr() const {
   switch (kind_) {
-    case Kind::String: return string_repr(*s_);
+    case Kind::String:
+      return string_repr(*s_);
     case Kind::Array: {
-      std::string out = "[";
+      std::string out = is_tuple_ ? "(" : "[";
       for (size_t k = 0; k < a_->size(); ++k) {
         if (k) out += ", ";
         out += (*a_)[k].repr();
       }
-      return out + "]";
+      if (is_tuple_ && a_->size() == 1) out += ",";
+      return out + (is_tuple_ ? ")" : "]");
     }
     case Kind::Object: {
       if (is_namespace_) {
@@ -188,8 +205,10 @@ std::string Value::repr() const {
       }
       return out + "}";
     }
-    case Kind::Function: return "<function " + *s_ + ">";
-    default: return to_str();
+    case Kind::Function:
+      return "<function " + *s_ + ">";
+    default:
+      return to_str();
   }
 }
 
@@ -252,9 +271,12 @@ size_t Value::length() const {
       for (unsigned char c : *s_) n += (c & 0xC0) != 0x80;
       return n;
     }
-    case Kind::Array: return a_->size();
-    case Kind::Object: return o_->size();
-    case Kind::Undefined: return 0;
+    case Kind::Array:
+      return a_->size();
+    case Kind::Object:
+      return o_->size();
+    case Kind::Undefined:
+      return 0;
     default:
       throw std::runtime_error(std::string("object of type '") + type_name() + "' has no len()");
   }
@@ -262,15 +284,24 @@ size_t Value::length() const {
 
 const char* Value::type_name() const {
   switch (kind_) {
-    case Kind::Undefined: return "Undefined";
-    case Kind::None: return "NoneType";
-    case Kind::Bool: return "bool";
-    case Kind::Int: return "int";
-    case Kind::Float: return "float";
-    case Kind::String: return "str";
-    case Kind::Array: return "list";
-    case Kind::Object: return is_namespace_ ? "Namespace" : "dict";
-    case Kind::Function: return "function";
+    case Kind::Undefined:
+      return "Undefined";
+    case Kind::None:
+      return "NoneType";
+    case Kind::Bool:
+      return "bool";
+    case Kind::Int:
+      return "int";
+    case Kind::Float:
+      return "float";
+    case Kind::String:
+      return "str";
+    case Kind::Array:
+      return "list";
+    case Kind::Object:
+      return is_namespace_ ? "Namespace" : "dict";
+    case Kind::Function:
+      return "function";
   }
   return "?";
 }
@@ -278,10 +309,14 @@ const char* Value::type_name() const {
 bool Value::same(const Value& o) const {
   if (kind_ != o.kind_) return false;
   switch (kind_) {
-    case Kind::Array: return a_ == o.a_;
-    case Kind::Object: return o_ == o.o_;
-    case Kind::Function: return f_ == o.f_;
-    default: return equals(o);
+    case Kind::Array:
+      return a_ == o.a_;
+    case Kind::Object:
+      return o_ == o.o_;
+    case Kind::Function:
+      return f_ == o.f_;
+    default:
+      return equals(o);
   }
 }
 
@@ -291,13 +326,27 @@ void json_string(std::string& out, std::string_view s, bool ensure_ascii) {
   for (size_t i = 0; i < s.size(); ++i) {
     unsigned char c = static_cast<unsigned char>(s[i]);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (c < 0x20 || (ensure_ascii && c == 0x7f)) {
           char b[8];
@@ -312,7 +361,8 @@ void json_string(std::string& out, std::string_view s, bool ensure_ascii) {
           char b[16];
           if (cp >= 0x10000) {
             cp -= 0x10000;
-            std::snprintf(b, sizeof(b), "\\u%04x\\u%04x", 0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF));
+            std::snprintf(b, sizeof(b), "\\u%04x\\u%04x", 0xD800 + (cp >> 10),
+                          0xDC00 + (cp & 0x3FF));
           } else {
             std::snprintf(b, sizeof(b), "\\u%04x", static_cast<unsigned>(cp));
           }
@@ -335,9 +385,15 @@ void json_value(std::string& out, const Value& v, int indent, int level, bool so
   switch (v.kind()) {
     case Value::Kind::Undefined:
       throw std::runtime_error("Object of type Undefined is not JSON serializable");
-    case Value::Kind::None: out += "null"; break;
-    case Value::Kind::Bool: out += v.as_bool() ? "true" : "false"; break;
-    case Value::Kind::Int: out += std::to_string(v.as_int()); break;
+    case Value::Kind::None:
+      out += "null";
+      break;
+    case Value::Kind::Bool:
+      out += v.as_bool() ? "true" : "false";
+      break;
+    case Value::Kind::Int:
+      out += std::to_string(v.as_int());
+      break;
     case Value::Kind::Float: {
       double d = v.as_double();
       if (std::isnan(d)) {
@@ -349,7 +405,9 @@ void json_value(std::string& out, const Value& v, int indent, int level, bool so
       }
       break;
     }
-    case Value::Kind::String: json_string(out, v.str(), ensure_ascii); break;
+    case Value::Kind::String:
+      json_string(out, v.str(), ensure_ascii);
+      break;
     case Value::Kind::Array: {
       const Array& a = v.array();
       if (a.empty()) {
@@ -396,12 +454,17 @@ void json_value(std::string& out, const Value& v, int indent, int level, bool so
 
 Value convert(const nlohmann::ordered_json& j) {
   switch (j.type()) {
-    case nlohmann::ordered_json::value_t::null: return Value::none();
-    case nlohmann::ordered_json::value_t::boolean: return Value(j.get<bool>());
+    case nlohmann::ordered_json::value_t::null:
+      return Value::none();
+    case nlohmann::ordered_json::value_t::boolean:
+      return Value(j.get<bool>());
     case nlohmann::ordered_json::value_t::number_integer:
-    case nlohmann::ordered_json::value_t::number_unsigned: return Value(j.get<int64_t>());
-    case nlohmann::ordered_json::value_t::number_float: return Value(j.get<double>());
-    case nlohmann::ordered_json::value_t::string: return Value(j.get<std::string>());
+    case nlohmann::ordered_json::value_t::number_unsigned:
+      return Value(j.get<int64_t>());
+    case nlohmann::ordered_json::value_t::number_float:
+      return Value(j.get<double>());
+    case nlohmann::ordered_json::value_t::string:
+      return Value(j.get<std::string>());
     case nlohmann::ordered_json::value_t::array: {
       Array a;
       a.reserve(j.size());
@@ -413,7 +476,8 @@ Value convert(const nlohmann::ordered_json& j) {
       for (auto& [k, e] : j.items()) o.set(k, convert(e));
       return Value(std::move(o));
     }
-    default: return Value();
+    default:
+      return Value();
   }
 }
 }  // namespace

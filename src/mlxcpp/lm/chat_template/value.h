@@ -36,7 +36,6 @@ struct CallArgs {
   const Value* get(size_t index, std::string_view name) const;
 };
 
-class Interpreter;
 using Function = std::function<Value(CallArgs& args)>;
 
 class Value {
@@ -64,6 +63,13 @@ class Value {
     v.s_ = std::make_shared<std::string>(std::move(name));
     return v;
   }
+  // A tuple: a list that prints with parentheses (dict items, (a, b) literals).
+  static Value make_tuple(Array a) {
+    Value v(std::move(a));
+    v.is_tuple_ = true;
+    return v;
+  }
+  bool is_tuple() const { return is_tuple_; }
   // A namespace() object: a dict whose attributes can be assigned with {% set ns.x = ... %}.
   static Value make_namespace(Object o) {
     Value v(std::move(o));
@@ -76,7 +82,9 @@ class Value {
   bool is_none() const { return kind_ == Kind::None; }
   bool is_bool() const { return kind_ == Kind::Bool; }
   bool is_int() const { return kind_ == Kind::Int || kind_ == Kind::Bool; }
-  bool is_number() const { return kind_ == Kind::Int || kind_ == Kind::Float || kind_ == Kind::Bool; }
+  bool is_number() const {
+    return kind_ == Kind::Int || kind_ == Kind::Float || kind_ == Kind::Bool;
+  }
   bool is_string() const { return kind_ == Kind::String; }
   bool is_array() const { return kind_ == Kind::Array; }
   bool is_object() const { return kind_ == Kind::Object; }
@@ -112,6 +120,7 @@ class Value {
  private:
   Kind kind_ = Kind::Undefined;
   bool is_namespace_ = false;
+  bool is_tuple_ = false;
   int64_t i_ = 0;
   double d_ = 0;
   std::shared_ptr<std::string> s_;

@@ -110,9 +110,7 @@ void BpeModel::merge_symbols(std::vector<int32_t>& syms) const {
   }
   struct Cand {
     int32_t rank, pos, id;
-    bool operator>(const Cand& o) const {
-      return rank != o.rank ? rank > o.rank : pos > o.pos;
-    }
+    bool operator>(const Cand& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
   };
   std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
   auto push = [&](int32_t pos) {
@@ -148,8 +146,8 @@ void BpeModel::tokenize_uncached(std::string_view w, std::vector<int32_t>& ids) 
   }
   std::vector<int32_t> syms;
   syms.reserve(w.size());
-  const bool plain = options_.continuing_subword_prefix.empty() &&
-                     options_.end_of_word_suffix.empty();
+  const bool plain =
+      options_.continuing_subword_prefix.empty() && options_.end_of_word_suffix.empty();
   // A pending unknown: (id, fused) — consecutive unknowns fuse when fuse_unk is set.
   bool pending_unk = false;
   std::string scratch;

@@ -106,7 +106,8 @@ std::unique_ptr<Normalizer> make_normalizer(const Ctx& ctx, const json& j,
     std::vector<std::unique_ptr<Normalizer>> items;
     const json& list = j["normalizers"];
     for (size_t k = 0; k < list.size(); ++k) {
-      if (auto n = make_normalizer(ctx, list[k], field + ".normalizers[" + std::to_string(k) + "]")) {
+      if (auto n =
+              make_normalizer(ctx, list[k], field + ".normalizers[" + std::to_string(k) + "]")) {
         items.push_back(std::move(n));
       }
     }
@@ -120,18 +121,17 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const Ctx& ctx, const json& j,
   if (j.is_null()) return nullptr;
   std::string t = type_of(ctx, j, field);
   if (t == "Split") {
-    return std::make_unique<SplitPreTokenizer>(
-        pattern_of(ctx, j["pattern"], field + ".pattern"),
-        behavior_of(ctx, j["behavior"], field + ".behavior"), get_or<bool>(j, "invert", false));
+    return std::make_unique<SplitPreTokenizer>(pattern_of(ctx, j["pattern"], field + ".pattern"),
+                                               behavior_of(ctx, j["behavior"], field + ".behavior"),
+                                               get_or<bool>(j, "invert", false));
   }
   if (t == "ByteLevel") {
     return std::make_unique<ByteLevelPreTokenizer>(get_or<bool>(j, "add_prefix_space", true),
                                                    get_or<bool>(j, "use_regex", true));
   }
   if (t == "Metaspace") {
-    return std::make_unique<MetaspacePreTokenizer>(metaspace_replacement(j),
-                                                   scheme_of(ctx, j, field),
-                                                   get_or<bool>(j, "split", true));
+    return std::make_unique<MetaspacePreTokenizer>(
+        metaspace_replacement(j), scheme_of(ctx, j, field), get_or<bool>(j, "split", true));
   }
   if (t == "Whitespace") return std::make_unique<WhitespacePreTokenizer>();
   if (t == "WhitespaceSplit") return std::make_unique<WhitespaceSplitPreTokenizer>();
@@ -199,8 +199,8 @@ std::unique_ptr<PostProcessor> make_post_processor(const Ctx& ctx, const json& j
     std::vector<std::unique_ptr<PostProcessor>> items;
     const json& list = j["processors"];
     for (size_t k = 0; k < list.size(); ++k) {
-      if (auto p = make_post_processor(ctx, list[k],
-                                       field + ".processors[" + std::to_string(k) + "]")) {
+      if (auto p =
+              make_post_processor(ctx, list[k], field + ".processors[" + std::to_string(k) + "]")) {
         items.push_back(std::move(p));
       }
     }
@@ -349,8 +349,8 @@ std::unique_ptr<Model> read_model(json_scan::Scanner& sc, const Ctx& ctx) {
       std::string scratch;
       for (size_t k = 0; k < pending_merges.size(); ++k) {
         merge_ids.push_back(BpeModel::resolve_merge(
-            *vocab, pending_merges[k].first, pending_merges[k].second,
-            o.continuing_subword_prefix, scratch, "model.merges[" + std::to_string(k) + "]"));
+            *vocab, pending_merges[k].first, pending_merges[k].second, o.continuing_subword_prefix,
+            scratch, "model.merges[" + std::to_string(k) + "]"));
       }
     }
     return std::make_unique<BpeModel>(std::move(vocab), merge_ids, std::move(o));

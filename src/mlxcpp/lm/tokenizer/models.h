@@ -113,8 +113,8 @@ class UnigramModel : public Model {
 
 class WordPieceModel : public Model {
  public:
-  WordPieceModel(std::unique_ptr<Vocab> vocab, std::string unk_token, std::string continuing_subword_prefix,
-                 size_t max_input_chars_per_word);
+  WordPieceModel(std::unique_ptr<Vocab> vocab, std::string unk_token,
+                 std::string continuing_subword_prefix, size_t max_input_chars_per_word);
   void tokenize(std::string_view piece, std::vector<int32_t>& ids) const override;
   std::optional<int32_t> token_to_id(std::string_view token) const override {
     return vocab_->find(token);

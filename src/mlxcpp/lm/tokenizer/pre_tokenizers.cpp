@@ -130,8 +130,8 @@ void MetaspacePreTokenizer::pre_tokenize(Pieces& pieces) const {
       }
     }
     bool starts = r.compare(0, replacement_.size(), replacement_) == 0;
-    if (!starts && (scheme_ == PrependScheme::Always ||
-                    (scheme_ == PrependScheme::First && p.at_start))) {
+    if (!starts &&
+        (scheme_ == PrependScheme::Always || (scheme_ == PrependScheme::First && p.at_start))) {
       r.insert(0, replacement_);
     }
     p.text = std::move(r);

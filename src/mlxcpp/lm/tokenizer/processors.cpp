@@ -8,7 +8,9 @@ namespace lm {
 
 TemplateProcessor::TemplateProcessor(std::vector<Item> single, std::vector<Item> pair,
                                      std::map<std::string, std::vector<int32_t>> special_tokens)
-    : single_(std::move(single)), pair_(std::move(pair)), special_tokens_(std::move(special_tokens)) {
+    : single_(std::move(single)),
+      pair_(std::move(pair)),
+      special_tokens_(std::move(special_tokens)) {
   for (auto* list : {&single_, &pair_}) {
     for (auto& item : *list) {
       if (!item.is_sequence && !special_tokens_.count(item.special)) {

@@ -17,9 +17,9 @@ namespace lm {
 class TemplateProcessor : public PostProcessor {
  public:
   struct Item {
-    bool is_sequence;      // $A / $B, or a special token
-    int sequence;          // 0 for A, 1 for B
-    std::string special;   // special token name
+    bool is_sequence;     // $A / $B, or a special token
+    int sequence;         // 0 for A, 1 for B
+    std::string special;  // special token name
     int32_t type_id;
   };
   TemplateProcessor(std::vector<Item> single, std::vector<Item> pair,
@@ -76,7 +76,8 @@ class MetaspaceDecoder : public Decoder {
 
 class WordPieceDecoder : public Decoder {
  public:
-  WordPieceDecoder(std::string prefix, bool cleanup) : prefix_(std::move(prefix)), cleanup_(cleanup) {}
+  WordPieceDecoder(std::string prefix, bool cleanup)
+      : prefix_(std::move(prefix)), cleanup_(cleanup) {}
   void decode_chain(std::vector<std::string>& tokens) const override;
 
  private:
@@ -127,7 +128,8 @@ class StripDecoder : public Decoder {
 
 class SequenceDecoder : public Decoder {
  public:
-  explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> items) : items_(std::move(items)) {}
+  explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> items)
+      : items_(std::move(items)) {}
   void decode_chain(std::vector<std::string>& tokens) const override;
 
  private:

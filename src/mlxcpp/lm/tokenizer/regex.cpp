@@ -93,8 +93,8 @@ void Regex::find_all(std::string_view s, std::vector<std::pair<size_t, size_t>>&
   size_t start = 0;
   while (start <= s.size()) {
     int rc = impl_->jit ? pcre2_jit_match(impl_->code, subject, s.size(), start, 0, md, nullptr)
-                        : pcre2_match(impl_->code, subject, s.size(), start, PCRE2_NO_UTF_CHECK,
-                                      md, nullptr);
+                        : pcre2_match(impl_->code, subject, s.size(), start, PCRE2_NO_UTF_CHECK, md,
+                                      nullptr);
     if (rc == PCRE2_ERROR_NOMATCH) break;
     if (rc < 0) {
       throw std::runtime_error("regex '" + pattern_ + "' failed with PCRE2 error " +

@@ -33,6 +33,7 @@ int32_t AddedTokenMatcher::child(int32_t node, unsigned char b) const {
 
 void AddedTokenMatcher::add(const std::string& pattern, const AddedToken* token) {
   if (pattern.empty()) return;
+  first_byte_[static_cast<unsigned char>(pattern[0])] = true;
   int32_t node = 0;
   for (unsigned char b : pattern) {
     int32_t next = child(node, b);
@@ -70,6 +71,10 @@ void AddedTokenMatcher::find(std::string_view s, std::vector<Match>& out) const 
   if (tokens_.empty()) return;
   size_t last_end = 0;  // end of the previous accepted split (HF's start_offset)
   for (size_t i = 0; i < s.size();) {
+    if (!first_byte_[static_cast<unsigned char>(s[i])]) {
+      ++i;
+      continue;
+    }
     // Longest pattern starting at i.
     int32_t node = 0, best = -1;
     size_t best_end = 0;

@@ -36,8 +36,8 @@ struct TokenizerConfig {
   std::map<std::string, std::string> chat_templates;
   // End-of-sequence ids from generation_config.json and eos_token, deduplicated.
   std::vector<int32_t> eos_token_ids;
-  // The whole tokenizer_config.json as JSON text ("{}" when absent), for callers that need
-  // other fields (e.g. extra special tokens a chat template refers to).
+  // tokenizer_config.json as JSON text without its added_tokens_decoder ("{}" when absent),
+  // for callers that need other fields (e.g. extra special tokens a chat template refers to).
   std::string raw_json = "{}";
 };
 

@@ -41,7 +41,10 @@ void load_tokenizer_config(const std::filesystem::path& dir, Tokenizer::Impl& im
   if (std::filesystem::exists(tc_path)) {
     tc = read_json(tc_path);
     if (!tc.is_object()) throw std::runtime_error(tc_path.string() + ": expected a JSON object");
-    cfg.raw_json = tc.dump();
+    // Keep the small fields; added_tokens_decoder (megabytes for Gemma) is tokenizer.json's.
+    json small = tc;
+    small.erase("added_tokens_decoder");
+    cfg.raw_json = small.dump();
   }
   auto stm_path = dir / "special_tokens_map.json";
   json stm = std::filesystem::exists(stm_path) ? read_json(stm_path) : json::object();
@@ -60,7 +63,8 @@ void load_tokenizer_config(const std::filesystem::path& dir, Tokenizer::Impl& im
   if (tc.contains("add_eos_token") && tc["add_eos_token"].is_boolean()) {
     cfg.add_eos_token = tc["add_eos_token"].get<bool>();
   }
-  if (tc.contains("clean_up_tokenization_spaces") && tc["clean_up_tokenization_spaces"].is_boolean()) {
+  if (tc.contains("clean_up_tokenization_spaces") &&
+      tc["clean_up_tokenization_spaces"].is_boolean()) {
     cfg.clean_up_tokenization_spaces = tc["clean_up_tokenization_spaces"].get<bool>();
   }
   if (tc.contains("tokenizer_class") && tc["tokenizer_class"].is_string()) {
@@ -123,9 +127,9 @@ void load_tokenizer_config(const std::filesystem::path& dir, Tokenizer::Impl& im
 
   // transformers rebuilds the post-processor of Llama and Gemma tokenizers from add_bos_token
   // and add_eos_token; other classes keep tokenizer.json's.
-  static const char* kRebuilding[] = {"LlamaTokenizer", "LlamaTokenizerFast", "GemmaTokenizer",
-                                      "GemmaTokenizerFast", "CodeLlamaTokenizer",
-                                      "CodeLlamaTokenizerFast"};
+  static const char* kRebuilding[] = {"LlamaTokenizer",     "LlamaTokenizerFast",
+                                      "GemmaTokenizer",     "GemmaTokenizerFast",
+                                      "CodeLlamaTokenizer", "CodeLlamaTokenizerFast"};
   bool rebuilds = std::any_of(std::begin(kRebuilding), std::end(kRebuilding),
                               [&](const char* c) { return cfg.tokenizer_class == c; });
   if (rebuilds && (cfg.add_bos_token || cfg.add_eos_token)) {
@@ -134,11 +138,13 @@ void load_tokenizer_config(const std::filesystem::path& dir, Tokenizer::Impl& im
     std::map<std::string, std::vector<int32_t>> specials;
     std::vector<TemplateProcessor::Item> single, pair;
     auto special_item = [&](const std::optional<std::string>& tok, const char* what, int type) {
-      if (!tok) throw std::runtime_error(tc_path.string() + ": add_" + what + "_token is set but " +
-                                         what + "_token is missing");
+      if (!tok)
+        throw std::runtime_error(tc_path.string() + ": add_" + what + "_token is set but " + what +
+                                 "_token is missing");
       auto id = lookup(*tok);
-      if (!id) throw std::runtime_error(tc_path.string() + ": " + what + "_token '" + *tok +
-                                        "' is not in the vocabulary");
+      if (!id)
+        throw std::runtime_error(tc_path.string() + ": " + what + "_token '" + *tok +
+                                 "' is not in the vocabulary");
       specials[*tok] = {*id};
       return TemplateProcessor::Item{false, 0, *tok, type};
     };
@@ -150,8 +156,8 @@ void load_tokenizer_config(const std::filesystem::path& dir, Tokenizer::Impl& im
         if (add_eos) list.push_back(special_item(cfg.eos_token, "eos", part));
       }
     }
-    impl.post_processor =
-        std::make_unique<TemplateProcessor>(std::move(single), std::move(pair), std::move(specials));
+    impl.post_processor = std::make_unique<TemplateProcessor>(std::move(single), std::move(pair),
+                                                              std::move(specials));
   }
 }
 

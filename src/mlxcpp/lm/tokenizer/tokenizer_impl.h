@@ -31,6 +31,7 @@ class AddedTokenMatcher {
     int32_t terminal = -1;  // index into tokens_
   };
   std::vector<Node> nodes_{Node{}};
+  bool first_byte_[256] = {};  // bytes that start some pattern: a cheap skip for the rest
   std::unordered_map<uint64_t, int32_t> edges_;  // (node << 8 | byte) -> child
   std::vector<const AddedToken*> tokens_;
   int32_t child(int32_t node, unsigned char b) const;

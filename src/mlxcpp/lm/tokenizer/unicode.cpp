@@ -93,8 +93,20 @@ bool is_alphabetic(char32_t c) {
 
 bool is_whitespace(char32_t c) {
   switch (c) {
-    case 0x09: case 0x0A: case 0x0B: case 0x0C: case 0x0D: case 0x20: case 0x85: case 0xA0:
-    case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F: case 0x3000:
+    case 0x09:
+    case 0x0A:
+    case 0x0B:
+    case 0x0C:
+    case 0x0D:
+    case 0x20:
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
+    case 0x3000:
       return true;
     default:
       return c >= 0x2000 && c <= 0x200A;
@@ -201,10 +213,18 @@ std::string normalize(std::string_view s, Form form) {
   if (ascii) return std::string(s);
   int options = UTF8PROC_STABLE;
   switch (form) {
-    case Form::NFC: options |= UTF8PROC_COMPOSE; break;
-    case Form::NFD: options |= UTF8PROC_DECOMPOSE; break;
-    case Form::NFKC: options |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT; break;
-    case Form::NFKD: options |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT; break;
+    case Form::NFC:
+      options |= UTF8PROC_COMPOSE;
+      break;
+    case Form::NFD:
+      options |= UTF8PROC_DECOMPOSE;
+      break;
+    case Form::NFKC:
+      options |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
+      break;
+    case Form::NFKD:
+      options |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
+      break;
   }
   // utf8proc rejects invalid UTF-8 and stops at NUL unless given a length; pass the bytes it
   // accepts (our strings are valid UTF-8 by construction).
@@ -213,8 +233,7 @@ std::string normalize(std::string_view s, Form form) {
                         static_cast<utf8proc_ssize_t>(s.size()), &out,
                         static_cast<utf8proc_option_t>(options));
   if (n < 0) {
-    throw std::runtime_error(std::string("unicode normalization failed: ") +
-                             utf8proc_errmsg(n));
+    throw std::runtime_error(std::string("unicode normalization failed: ") + utf8proc_errmsg(n));
   }
   std::string result(reinterpret_cast<char*>(out), static_cast<size_t>(n));
   std::free(out);

@@ -12,7 +12,11 @@ namespace lm::unicode {
 char32_t next_codepoint(std::string_view s, size_t& i);
 // Byte length of the UTF-8 sequence starting with this lead byte (1 for invalid lead bytes).
 inline size_t utf8_len(unsigned char lead) {
-  return lead < 0x80 ? 1 : (lead >> 5) == 0x6 ? 2 : (lead >> 4) == 0xE ? 3 : (lead >> 3) == 0x1E ? 4 : 1;
+  return lead < 0x80           ? 1
+         : (lead >> 5) == 0x6  ? 2
+         : (lead >> 4) == 0xE  ? 3
+         : (lead >> 3) == 0x1E ? 4
+                               : 1;
 }
 void append_utf8(std::string& out, char32_t cp);
 std::string to_utf8(char32_t cp);

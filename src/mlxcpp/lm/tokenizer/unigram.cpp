@@ -101,7 +101,8 @@ void UnigramModel::tokenize(std::string_view s, std::vector<int32_t>& ids) const
         std::snprintf(name, sizeof(name), "<0x%02X>", b);
         auto bid = vocab_.find(name);
         if (!bid) {
-          if (!unk_id_) throw std::runtime_error("Unigram byte fallback: missing " + std::string(name));
+          if (!unk_id_)
+            throw std::runtime_error("Unigram byte fallback: missing " + std::string(name));
           ids.push_back(*unk_id_);
         } else {
           ids.push_back(*bid);
@@ -129,11 +130,13 @@ WordPieceModel::WordPieceModel(std::unique_ptr<Vocab> vocab, std::string unk_tok
 void WordPieceModel::tokenize(std::string_view w, std::vector<int32_t>& ids) const {
   auto unk = [&]() {
     auto id = vocab_->find(unk_token_);
-    if (!id) throw std::runtime_error("WordPiece unk_token '" + unk_token_ + "' is not in the vocabulary");
+    if (!id)
+      throw std::runtime_error("WordPiece unk_token '" + unk_token_ + "' is not in the vocabulary");
     ids.push_back(*id);
   };
   size_t chars = 0;
-  for (size_t i = 0; i < w.size(); i += unicode::utf8_len(static_cast<unsigned char>(w[i]))) ++chars;
+  for (size_t i = 0; i < w.size(); i += unicode::utf8_len(static_cast<unsigned char>(w[i])))
+    ++chars;
   if (chars > max_chars_) return unk();
   std::vector<int32_t> sub;
   std::string scratch;

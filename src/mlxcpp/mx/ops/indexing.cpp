@@ -15,8 +15,8 @@
 // zeros; scatter's vjp gathers it for the updates -- for plain scatter only the
 // update that won a position (the last one) gets its gradient, unlike MLX, which
 // gives it to every duplicate; max/min send it to the values equal to the
-// result (ties all receive it). scatter_prod has no derivative rules, and
-// scatter_max/min have no jvp.
+// result (ties all receive it); scatter_prod's rules use the product of the
+// other updates at a position, exact when some of them are zero.
 #include <numeric>
 #include <sstream>
 

@@ -50,6 +50,26 @@ array batch_arange(int batch, int rank, const Stream& s) {
   return reshape(arange(0, batch, s), shape, s);
 }
 
+// For scatter_prod: for every update element, the product of the other
+// updates that land on the same position. Computed from the product of the
+// non-zero updates and the number of zeros, so that it stays exact (no 0/0)
+// when some updates are zero.
+array product_of_others(const array& a, const std::vector<array>& idx, const array& updates,
+                        const std::vector<int>& axes, const Shape& window, const Stream& s) {
+  array zero = zeros_like(updates, s);
+  array one = ones_like(updates, s);
+  array is0 = equal(updates, zero, s);
+  array nonzero = where(is0, one, updates, s);
+  array nz_prod =
+      gather(scatter_prod(ones_like(a, s), idx, nonzero, axes, s), idx, axes, window, s);
+  array zeros_at =
+      gather(scatter_add(zeros(a.shape(), int32, s), idx, astype(is0, int32, s), axes, s), idx,
+             axes, window, s);
+  array if_zero = where(equal(zeros_at, array(1), s), nz_prod, zero, s);
+  array if_nonzero = where(equal(zeros_at, array(0), s), divide(nz_prod, nonzero, s), zero, s);
+  return where(is0, if_zero, if_nonzero, s);
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- Gather
@@ -152,28 +172,45 @@ bool Scatter::is_equivalent(const Primitive& other) const {
 std::vector<array> Scatter::jvp(const std::vector<array>& primals,
                                 const std::vector<array>& tangents,
                                 const std::vector<int>& argnums) {
-  if (reduce_ != Reduce::None && reduce_ != Reduce::Sum) {
-    throw std::invalid_argument(std::string("[") + name() +
-                                "] jvp is only defined for scatter and scatter_add");
-  }
+  const Stream& s = stream();
   size_t last = primals.size() - 1;
-  array ta = zeros_like(primals[0], stream());
-  array tu = zeros_like(primals[last], stream());
+  const array& a = primals[0];
+  const array& updates = primals[last];
+  array ta = zeros_like(a, s);
+  array tu = zeros_like(updates, s);
   for (size_t k = 0; k < argnums.size(); ++k) {
     if (argnums[k] == 0) ta = tangents[k];
     if (static_cast<size_t>(argnums[k]) == last) tu = tangents[k];
   }
   std::vector<array> idx(primals.begin() + 1, primals.end() - 1);
-  return {scatter_by(reduce_, ta, idx, tu, axes_, stream())};
+  Shape window(updates.shape().end() - a.ndim(), updates.shape().end());
+  switch (reduce_) {
+    case Reduce::None:
+    case Reduce::Sum:
+      return {scatter_by(reduce_, ta, idx, tu, axes_, s)};
+    case Reduce::Prod: {
+      // d(a * prod u) = da * prod u + sum_k a * (prod_{j != k} u_j) du_k
+      array prod_u = scatter_prod(ones_like(a, s), idx, updates, axes_, s);
+      array per_update = multiply(multiply(tu, gather(a, idx, axes_, window, s), s),
+                                  product_of_others(a, idx, updates, axes_, window, s), s);
+      return {add(multiply(ta, prod_u, s), scatter_add(zeros_like(a, s), idx, per_update, axes_, s),
+                  s)};
+    }
+    default: {
+      // The tangent of whichever value won each position (ties add up).
+      array out = scatter_by(reduce_, a, idx, updates, axes_, s);
+      array from_a = where(equal(out, a, s), ta, zeros_like(ta, s), s);
+      array won = equal(gather(out, idx, axes_, window, s), updates, s);
+      array from_u = where(won, tu, zeros_like(tu, s), s);
+      return {add(from_a, scatter_add(zeros_like(a, s), idx, from_u, axes_, s), s)};
+    }
+  }
 }
 
 std::vector<array> Scatter::vjp(const std::vector<array>& primals,
                                 const std::vector<array>& cotangents,
                                 const std::vector<int>& argnums,
                                 const std::vector<array>& outputs) {
-  if (reduce_ == Reduce::Prod) {
-    throw std::invalid_argument("[ScatterProd] vjp is not defined for scatter_prod");
-  }
   const array& a = primals[0];
   const array& cot = cotangents[0];
   size_t last = primals.size() - 1;
@@ -197,6 +234,12 @@ std::vector<array> Scatter::vjp(const std::vector<array>& primals,
           break;
       }
     } else if (static_cast<size_t>(i) == last) {
+      if (reduce_ == Reduce::Prod) {
+        array ca = gather(multiply(cot, a, stream()), idx, axes_, window, stream());
+        out.push_back(
+            multiply(ca, product_of_others(a, idx, updates, axes_, window, stream()), stream()));
+        continue;
+      }
       array g = gather(cot, idx, axes_, window, stream());
       if (reduce_ == Reduce::None) {
         // With duplicate positions only the last write reaches the output

@@ -37,8 +37,8 @@ std::vector<int> all_axes(const array& a) {
 }
 
 struct ReduceShape {
-  Shape kept;      // reduced axes as size-1 dims (the primitive's output)
-  Shape squeezed;  // reduced axes dropped
+  Shape kept;             // reduced axes as size-1 dims (the primitive's output)
+  Shape squeezed;         // reduced axes dropped
   std::vector<int> axes;  // sorted, non-negative
 };
 
@@ -234,8 +234,7 @@ array arg_reduce(const array& a, int axis, bool keepdims, ArgReduce::ReduceType 
   return out;
 }
 
-array arg_reduce_flat(const array& a, bool keepdims, ArgReduce::ReduceType t, const char* op,
-                      S s) {
+array arg_reduce_flat(const array& a, bool keepdims, ArgReduce::ReduceType t, const char* op, S s) {
   reject_empty(a, op);
   array out = arg_reduce(reshape(a, {-1}, s), 0, false, t, op, s);
   return reshape(out, keepdims ? Shape(a.ndim(), 1) : Shape{}, s);

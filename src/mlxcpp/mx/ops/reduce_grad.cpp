@@ -81,8 +81,10 @@ std::vector<array> Reduce::vjp(const std::vector<array>& primals,
   const array& c = cotangents[0];
   Stream s = stream();
   switch (type_) {
-    case Sum: return {broadcast_to(c, x.shape(), s)};
-    case Prod: return {prod_grad(x, c, axes_, s)};
+    case Sum:
+      return {broadcast_to(c, x.shape(), s)};
+    case Prod:
+      return {prod_grad(x, c, axes_, s)};
     case Max:
     case Min: {
       array out = outputs.empty() ? (type_ == Max ? max(x, axes_, true, s) : min(x, axes_, true, s))
@@ -90,7 +92,8 @@ std::vector<array> Reduce::vjp(const std::vector<array>& primals,
       return {multiply(c, extremum_share(x, out, axes_, c.dtype(), s), s)};
     }
     case And:
-    case Or: break;
+    case Or:
+      break;
   }
   return {zeros_like(x, s)};
 }
@@ -101,7 +104,8 @@ std::vector<array> Reduce::jvp(const std::vector<array>& primals,
   const array& t = tangents[0];
   Stream s = stream();
   switch (type_) {
-    case Sum: return {sum(t, axes_, true, s)};
+    case Sum:
+      return {sum(t, axes_, true, s)};
     case Prod: {
       array ones_c = ones(kept_shape(x.shape(), axes_), t.dtype(), s);
       return {sum(multiply(t, prod_grad(x, ones_c, axes_, s), s), axes_, true, s)};
@@ -112,7 +116,8 @@ std::vector<array> Reduce::jvp(const std::vector<array>& primals,
       return {sum(multiply(t, extremum_share(x, out, axes_, t.dtype(), s), s), axes_, true, s)};
     }
     case And:
-    case Or: break;
+    case Or:
+      break;
   }
   return {zeros(kept_shape(x.shape(), axes_), bool_, s)};
 }
@@ -126,12 +131,18 @@ std::pair<std::vector<array>, std::vector<int>> Reduce::vmap(const std::vector<a
   Stream s = stream();
   auto apply = [&]() -> array {
     switch (type_) {
-      case And: return all(x, ax, true, s);
-      case Or: return any(x, ax, true, s);
-      case Sum: return sum(x, ax, true, s);
-      case Prod: return prod(x, ax, true, s);
-      case Max: return max(x, ax, true, s);
-      case Min: return min(x, ax, true, s);
+      case And:
+        return all(x, ax, true, s);
+      case Or:
+        return any(x, ax, true, s);
+      case Sum:
+        return sum(x, ax, true, s);
+      case Prod:
+        return prod(x, ax, true, s);
+      case Max:
+        return max(x, ax, true, s);
+      case Min:
+        return min(x, ax, true, s);
     }
     return sum(x, ax, true, s);
   };
@@ -228,13 +239,13 @@ ScanOwners scan_owners(const array& x, const array& y_incl, int axis, const Stre
 }
 
 // Tangent of cummax / cummin: the tangent of each output's owner.
-array scan_extremum_jvp(const array& x, const array& y_incl, const array& t, int axis,
-                        bool reverse, bool inclusive, const Stream& s) {
+array scan_extremum_jvp(const array& x, const array& y_incl, const array& t, int axis, bool reverse,
+                        bool inclusive, const Stream& s) {
   auto o = scan_owners(x, y_incl, axis, s);
   array n = array(o.n, int32);
-  array owner = reverse ? cummin(where(o.is_owner, o.pos, n, s), axis, true, inclusive, s)
-                        : cummax(where(o.is_owner, o.pos, array(-1, int32), s), axis, false,
-                                 inclusive, s);
+  array owner =
+      reverse ? cummin(where(o.is_owner, o.pos, n, s), axis, true, inclusive, s)
+              : cummax(where(o.is_owner, o.pos, array(-1, int32), s), axis, false, inclusive, s);
   // An exclusive scan's first output has no owner (it is the identity).
   array valid = reverse ? less(owner, n, s) : greater_equal(owner, array(0, int32), s);
   array idx = where(valid, owner, array(0, int32), s);
@@ -244,8 +255,8 @@ array scan_extremum_jvp(const array& x, const array& y_incl, const array& t, int
 // Cotangent of cummax / cummin: each owner collects the cotangents of the
 // contiguous run of outputs it owns, read off an exclusive running sum of the
 // cotangent at the run's two ends.
-array scan_extremum_vjp(const array& x, const array& y_incl, const array& c, int axis,
-                        bool reverse, bool inclusive, const Stream& s) {
+array scan_extremum_vjp(const array& x, const array& y_incl, const array& c, int axis, bool reverse,
+                        bool inclusive, const Stream& s) {
   auto o = scan_owners(x, y_incl, axis, s);
   array n = array(o.n, int32);
   array one = array(1, int32);
@@ -259,11 +270,11 @@ array scan_extremum_vjp(const array& x, const array& y_incl, const array& c, int
     return where(past, total, take_along_axis(run, idx, axis, s), s);
   };
   // The owner following each position in scan order (past the end when none).
-  array next = reverse
-                   ? maximum(cummax(where(o.is_owner, o.pos, array(-1, int32), s), axis, false,
-                                    false, s),
-                             array(-1, int32), s)
-                   : minimum(cummin(where(o.is_owner, o.pos, n, s), axis, true, false, s), n, s);
+  array next =
+      reverse
+          ? maximum(cummax(where(o.is_owner, o.pos, array(-1, int32), s), axis, false, false, s),
+                    array(-1, int32), s)
+          : minimum(cummin(where(o.is_owner, o.pos, n, s), axis, true, false, s), n, s);
   // An owner at j owns inclusive outputs [j, next); an exclusive scan shifts
   // them one step along the scan.
   array step = reverse ? negative(one, s) : one;
@@ -281,7 +292,8 @@ std::vector<array> Scan::vjp(const std::vector<array>& primals,
   const array& c = cotangents[0];
   Stream s = stream();
   switch (type_) {
-    case Sum: return {cumsum(c, axis_, !reverse_, inclusive_, s)};
+    case Sum:
+      return {cumsum(c, axis_, !reverse_, inclusive_, s)};
     case Prod: {
       array y = outputs.empty() ? cumprod(x, axis_, reverse_, inclusive_, s) : outputs[0];
       auto p = cumprod_parts(x, axis_, reverse_, inclusive_, s);
@@ -294,9 +306,11 @@ std::vector<array> Scan::vjp(const std::vector<array>& primals,
       return {where(p.before, g_before, where(p.first_zero, g_zero, zero, s), s)};
     }
     case Max:
-    case Min: break;
+    case Min:
+      break;
   }
-  array y = type_ == Max ? cummax(x, axis_, reverse_, true, s) : cummin(x, axis_, reverse_, true, s);
+  array y =
+      type_ == Max ? cummax(x, axis_, reverse_, true, s) : cummin(x, axis_, reverse_, true, s);
   return {scan_extremum_vjp(x, y, c, axis_, reverse_, inclusive_, s)};
 }
 
@@ -306,22 +320,25 @@ std::vector<array> Scan::jvp(const std::vector<array>& primals, const std::vecto
   const array& t = tangents[0];
   Stream s = stream();
   switch (type_) {
-    case Sum: return {cumsum(t, axis_, reverse_, inclusive_, s)};
+    case Sum:
+      return {cumsum(t, axis_, reverse_, inclusive_, s)};
     case Prod: {
       array y = cumprod(x, axis_, reverse_, inclusive_, s);
       auto p = cumprod_parts(x, axis_, reverse_, inclusive_, s);
       array ahead = multiply(y, cumsum(divide(t, p.x_safe, s), axis_, reverse_, inclusive_, s), s);
       array t_zero = sum(where(p.first_zero, t, zeros_like(t, s), s), axis_, true, s);
       // With an exclusive scan the output at the first zero does not include it yet.
-      array reached = inclusive_ ? logical_not(p.before, s)
-                                 : logical_and(logical_not(p.before, s),
-                                               logical_not(p.first_zero, s), s);
+      array reached = inclusive_
+                          ? logical_not(p.before, s)
+                          : logical_and(logical_not(p.before, s), logical_not(p.first_zero, s), s);
       return {where(reached, multiply(t_zero, p.y_skip, s), ahead, s)};
     }
     case Max:
-    case Min: break;
+    case Min:
+      break;
   }
-  array y = type_ == Max ? cummax(x, axis_, reverse_, true, s) : cummin(x, axis_, reverse_, true, s);
+  array y =
+      type_ == Max ? cummax(x, axis_, reverse_, true, s) : cummin(x, axis_, reverse_, true, s);
   return {scan_extremum_jvp(x, y, t, axis_, reverse_, inclusive_, s)};
 }
 
@@ -333,10 +350,14 @@ std::pair<std::vector<array>, std::vector<int>> Scan::vmap(const std::vector<arr
   Stream s = stream();
   array out = [&] {
     switch (type_) {
-      case Sum: return cumsum(x, ax, reverse_, inclusive_, s);
-      case Prod: return cumprod(x, ax, reverse_, inclusive_, s);
-      case Max: return cummax(x, ax, reverse_, inclusive_, s);
-      case Min: return cummin(x, ax, reverse_, inclusive_, s);
+      case Sum:
+        return cumsum(x, ax, reverse_, inclusive_, s);
+      case Prod:
+        return cumprod(x, ax, reverse_, inclusive_, s);
+      case Max:
+        return cummax(x, ax, reverse_, inclusive_, s);
+      case Min:
+        return cummin(x, ax, reverse_, inclusive_, s);
     }
     return cumsum(x, ax, reverse_, inclusive_, s);
   }();

@@ -14,8 +14,8 @@ namespace mx {
 
 #define MX_LINALG_PRIMITIVE_DECLS(NAME)                                                           \
   std::vector<array> vjp(const std::vector<array>& primals, const std::vector<array>& cotangents, \
-                         const std::vector<int>& argnums,                                         \
-                         const std::vector<array>& outputs) override;                             \
+                         const std::vector<int>& argnums, const std::vector<array>& outputs)      \
+      override;                                                                                   \
   std::pair<std::vector<array>, std::vector<int>> vmap(const std::vector<array>& inputs,          \
                                                        const std::vector<int>& axes) override;    \
   const char* name() const override { return #NAME; }                                             \

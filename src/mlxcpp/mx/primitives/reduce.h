@@ -14,8 +14,8 @@ namespace mx {
   std::vector<array> jvp(const std::vector<array>& primals, const std::vector<array>& tangents,   \
                          const std::vector<int>& argnums) override;                               \
   std::vector<array> vjp(const std::vector<array>& primals, const std::vector<array>& cotangents, \
-                         const std::vector<int>& argnums,                                         \
-                         const std::vector<array>& outputs) override;                             \
+                         const std::vector<int>& argnums, const std::vector<array>& outputs)      \
+      override;                                                                                   \
   std::pair<std::vector<array>, std::vector<int>> vmap(const std::vector<array>& inputs,          \
                                                        const std::vector<int>& axes) override;    \
   bool is_equivalent(const Primitive& other) const override;                                      \

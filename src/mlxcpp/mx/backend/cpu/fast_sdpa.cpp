@@ -465,7 +465,7 @@ void ScaledDotProductAttentionVJP::eval_cpu(const std::vector<array>& inputs,
   dispatch_float(q.dtype(), "scaled_dot_product_attention", [&](auto tag) {
     using T = typename decltype(tag)::type;
     Problem<T> P(inputs, q, k, v, scale_, mask_);
-    if (outputs[0].size() == 0 && outputs[1].size() == 0) return;
+    if (outputs[0].size() + outputs[1].size() + outputs[2].size() == 0) return;
     sdpa_backward(P, g, outputs);
   });
 }

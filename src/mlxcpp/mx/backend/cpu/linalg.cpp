@@ -16,9 +16,7 @@ namespace {
 
 std::string where(const char* op, size_t b, size_t batch) {
   std::string s = std::string("[linalg::") + op + "] ";
-  if (batch > 1) s += "matrix " + std::to_string(b) + " of the batch ";
-  else s += "the matrix ";
-  return s;
+  return s + (batch > 1 ? "matrix " + std::to_string(b) + " of the batch " : "the matrix ");
 }
 
 // Dispatches to float or double; the ops only ever build these two.
@@ -29,8 +27,8 @@ void dispatch_lapack(Dtype d, const char* op, F&& f) {
   } else if (d == float64) {
     f(double{});
   } else {
-    throw std::invalid_argument(std::string("[linalg::") + op +
-                                "] needs float32 or float64, got " + dtype_name(d));
+    throw std::invalid_argument(std::string("[linalg::") + op + "] needs float32 or float64, got " +
+                                dtype_name(d));
   }
 }
 
@@ -62,23 +60,35 @@ void zero_triangle(T* a, int n, bool upper_part) {
 
 template <typename T>
 lapack_int getrf(int n, T* a, lapack_int* ipiv) {
-  if constexpr (std::is_same_v<T, float>) return LAPACKE_sgetrf(LAPACK_ROW_MAJOR, n, n, a, n, ipiv);
-  else return LAPACKE_dgetrf(LAPACK_ROW_MAJOR, n, n, a, n, ipiv);
+  if constexpr (std::is_same_v<T, float>) {
+    return LAPACKE_sgetrf(LAPACK_ROW_MAJOR, n, n, a, n, ipiv);
+  } else {
+    return LAPACKE_dgetrf(LAPACK_ROW_MAJOR, n, n, a, n, ipiv);
+  }
 }
 template <typename T>
 lapack_int getri(int n, T* a, const lapack_int* ipiv) {
-  if constexpr (std::is_same_v<T, float>) return LAPACKE_sgetri(LAPACK_ROW_MAJOR, n, a, n, ipiv);
-  else return LAPACKE_dgetri(LAPACK_ROW_MAJOR, n, a, n, ipiv);
+  if constexpr (std::is_same_v<T, float>) {
+    return LAPACKE_sgetri(LAPACK_ROW_MAJOR, n, a, n, ipiv);
+  } else {
+    return LAPACKE_dgetri(LAPACK_ROW_MAJOR, n, a, n, ipiv);
+  }
 }
 template <typename T>
 lapack_int trtri(char uplo, int n, T* a) {
-  if constexpr (std::is_same_v<T, float>) return LAPACKE_strtri(LAPACK_ROW_MAJOR, uplo, 'N', n, a, n);
-  else return LAPACKE_dtrtri(LAPACK_ROW_MAJOR, uplo, 'N', n, a, n);
+  if constexpr (std::is_same_v<T, float>) {
+    return LAPACKE_strtri(LAPACK_ROW_MAJOR, uplo, 'N', n, a, n);
+  } else {
+    return LAPACKE_dtrtri(LAPACK_ROW_MAJOR, uplo, 'N', n, a, n);
+  }
 }
 template <typename T>
 lapack_int potrf(char uplo, int n, T* a) {
-  if constexpr (std::is_same_v<T, float>) return LAPACKE_spotrf(LAPACK_ROW_MAJOR, uplo, n, a, n);
-  else return LAPACKE_dpotrf(LAPACK_ROW_MAJOR, uplo, n, a, n);
+  if constexpr (std::is_same_v<T, float>) {
+    return LAPACKE_spotrf(LAPACK_ROW_MAJOR, uplo, n, a, n);
+  } else {
+    return LAPACKE_dpotrf(LAPACK_ROW_MAJOR, uplo, n, a, n);
+  }
 }
 template <typename T>
 lapack_int gesv(int n, int k, T* a, lapack_int* ipiv, T* b) {
@@ -90,8 +100,11 @@ lapack_int gesv(int n, int k, T* a, lapack_int* ipiv, T* b) {
 }
 template <typename T>
 lapack_int geqrf(int m, int n, T* a, T* tau) {
-  if constexpr (std::is_same_v<T, float>) return LAPACKE_sgeqrf(LAPACK_ROW_MAJOR, m, n, a, n, tau);
-  else return LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, m, n, a, n, tau);
+  if constexpr (std::is_same_v<T, float>) {
+    return LAPACKE_sgeqrf(LAPACK_ROW_MAJOR, m, n, a, n, tau);
+  } else {
+    return LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, m, n, a, n, tau);
+  }
 }
 template <typename T>
 lapack_int orgqr(int m, int n, int k, T* a, int lda, const T* tau) {
@@ -115,8 +128,11 @@ lapack_int gesdd(char jobz, int m, int n, T* a, T* s, T* u, T* vt) {
 }
 template <typename T>
 lapack_int syevd(char jobz, char uplo, int n, T* a, T* w) {
-  if constexpr (std::is_same_v<T, float>) return LAPACKE_ssyevd(LAPACK_ROW_MAJOR, jobz, uplo, n, a, n, w);
-  else return LAPACKE_dsyevd(LAPACK_ROW_MAJOR, jobz, uplo, n, a, n, w);
+  if constexpr (std::is_same_v<T, float>) {
+    return LAPACKE_ssyevd(LAPACK_ROW_MAJOR, jobz, uplo, n, a, n, w);
+  } else {
+    return LAPACKE_dsyevd(LAPACK_ROW_MAJOR, jobz, uplo, n, a, n, w);
+  }
 }
 
 }  // namespace

@@ -186,12 +186,18 @@ void run_reduce(const array& in, array& out, const std::vector<int>& axes, const
 
 const char* Reduce::name() const {
   switch (type_) {
-    case And: return "All";
-    case Or: return "Any";
-    case Sum: return "Sum";
-    case Prod: return "Prod";
-    case Min: return "Min";
-    case Max: return "Max";
+    case And:
+      return "All";
+    case Or:
+      return "Any";
+    case Sum:
+      return "Sum";
+    case Prod:
+      return "Prod";
+    case Min:
+      return "Min";
+    case Max:
+      return "Max";
   }
   return "Reduce";
 }
@@ -202,10 +208,18 @@ void Reduce::eval_cpu(const std::vector<array>& inputs, array& out) {
     using T = typename decltype(tag)::type;
     using W = typename cpu::WidenedInt<T>::type;
     switch (type_) {
-      case And: run_reduce<cpu::AndOp, T, bool>(in, out, axes_, "all"); break;
-      case Or: run_reduce<cpu::OrOp, T, bool>(in, out, axes_, "any"); break;
-      case Sum: run_reduce<cpu::SumOp, T, W>(in, out, axes_, "sum"); break;
-      case Prod: run_reduce<cpu::ProdOp, T, W>(in, out, axes_, "prod"); break;
+      case And:
+        run_reduce<cpu::AndOp, T, bool>(in, out, axes_, "all");
+        break;
+      case Or:
+        run_reduce<cpu::OrOp, T, bool>(in, out, axes_, "any");
+        break;
+      case Sum:
+        run_reduce<cpu::SumOp, T, W>(in, out, axes_, "sum");
+        break;
+      case Prod:
+        run_reduce<cpu::ProdOp, T, W>(in, out, axes_, "prod");
+        break;
       case Max:
       case Min:
         if constexpr (is_complex_v<T>) {
@@ -268,8 +282,8 @@ void ArgReduce::eval_cpu(const std::vector<array>& inputs, array& out) {
         StridedCursor cur(kshape, {&kstr}, static_cast<int64_t>(b));
         for (size_t o = b; o < e; ++o) {
           const T* x = src + cur.offset(0);
-          dst[o] = type_ == ArgMax ? arg_extremum<T, true>(x, n, st)
-                                   : arg_extremum<T, false>(x, n, st);
+          dst[o] =
+              type_ == ArgMax ? arg_extremum<T, true>(x, n, st) : arg_extremum<T, false>(x, n, st);
           cur.step();
         }
       });

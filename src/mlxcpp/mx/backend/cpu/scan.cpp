@@ -91,10 +91,14 @@ void scan_typed(const array& in_arr, array& out, int axis, bool reverse, bool in
 
 const char* Scan::name() const {
   switch (type_) {
-    case Max: return "CumMax";
-    case Min: return "CumMin";
-    case Sum: return "CumSum";
-    case Prod: return "CumProd";
+    case Max:
+      return "CumMax";
+    case Min:
+      return "CumMin";
+    case Sum:
+      return "CumSum";
+    case Prod:
+      return "CumProd";
   }
   return "Scan";
 }
