@@ -1,6 +1,8 @@
 // Graph overhead: build and evaluate a chain of N adds on a one-element array;
 // the time per op is what the lazy graph costs beyond the arithmetic (goal
 // <= 1000 ns per op).
+#include <vector>
+
 #include "mlxcpp/mx.h"
 #include "pair_timer.h"
 
@@ -23,6 +25,22 @@ void BM_GraphOverhead(benchmark::State& state) {
   state.counters["eval_ns_per_op"] = mxbench::value(e);
   state.counters["ns_per_op"] = mxbench::value(b + e);
 }
+// One tiny op per eval: the fixed cost of handing a graph to the stream's
+// worker thread and waiting for it (reported, no goal).
+void BM_EvalRoundTrip(benchmark::State& state) {
+  mx::array one(1.0f);
+  std::vector<double> times;
+  for (auto _ : state) {
+    times.push_back(mxbench::seconds([&] {
+      mx::array x = mx::add(one, one);
+      x.eval();
+      benchmark::DoNotOptimize(x.data<float>());
+    }));
+  }
+  state.counters["ns_per_eval"] = mxbench::value(mxbench::median(times) * 1e9);
+}
+BENCHMARK(BM_EvalRoundTrip)->Iterations(2000)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
 BENCHMARK(BM_GraphOverhead)
     ->Arg(10000)
     ->Iterations(30)

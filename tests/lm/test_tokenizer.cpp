@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "mlxcpp/lm/tokenizer/tokenizer.h"
@@ -20,7 +21,7 @@ std::string show(const std::string& s) { return json(s).dump(); }
 void check_reference(const std::string& rel) {
   auto dir = lm::testing::model_dir(rel);
   auto tok = lm::Tokenizer::from_file(dir / "tokenizer.json");
-  json ref = json::parse(lm::testing::slurp(lm::testing::data_dir() / rel / "reference.json"));
+  json ref = json::parse(lm::testing::slurp(dir / "reference.json"));
   int failures = 0;
   for (auto& c : ref["cases"]) {
     std::string text = c["text"].get<std::string>();
@@ -84,6 +85,35 @@ TEST(Tokenizer, ConfigAndSpecialTokens) {
   auto q = lm::Tokenizer::from_dir(lm::testing::model_dir("tokenizers/qwen3"));
   EXPECT_EQ(q.token_to_id("<|im_end|>").value_or(-1), 151645);
   EXPECT_EQ(q.config().eos_token_ids, std::vector<int32_t>{151645});
+}
+
+// transformers rebuilds Llama/Gemma post-processors from add_bos_token/add_eos_token: single is
+// [bos] $A [eos] (each part only when enabled). Expected ids worked out by hand from that rule.
+TEST(Tokenizer, AddBosEosFromConfig) {
+  namespace fs = std::filesystem;
+  auto src = lm::testing::model_dir("tokenizers/synthetic/bl_base");
+  fs::path dir = src.parent_path() / "bl_base_bos_eos";
+  fs::create_directories(dir);
+  fs::copy_file(src / "tokenizer.json", dir / "tokenizer.json",
+                fs::copy_options::overwrite_existing);
+  std::ofstream(dir / "tokenizer_config.json")
+      << R"({"tokenizer_class": "LlamaTokenizerFast", "add_bos_token": true,
+            "add_eos_token": true, "bos_token": "<|endoftext|>",
+            "eos_token": {"content": "<|endoftext|>", "special": true}})";
+  auto plain = lm::Tokenizer::from_file(src / "tokenizer.json");
+  auto tok = lm::Tokenizer::from_dir(dir);
+  auto body = plain.encode("hello world", false);
+  std::vector<int32_t> want = {0};
+  want.insert(want.end(), body.begin(), body.end());
+  want.push_back(0);
+  EXPECT_EQ(tok.encode("hello world", true), want);
+  EXPECT_EQ(tok.encode("hello world", false), body);
+  EXPECT_EQ(tok.config().eos_token_ids, std::vector<int32_t>{0});
+  // Other tokenizer classes keep tokenizer.json's post-processor (none here).
+  std::ofstream(dir / "tokenizer_config.json")
+      << R"({"tokenizer_class": "Qwen2TokenizerFast", "add_bos_token": true,
+            "bos_token": "<|endoftext|>"})";
+  EXPECT_EQ(lm::Tokenizer::from_dir(dir).encode("hello world", true), body);
 }
 
 TEST(Tokenizer, BadFilesGiveClearErrors) {

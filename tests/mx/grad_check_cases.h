@@ -450,8 +450,10 @@ inline std::vector<GradCase> linalg_cases() {
   };
 }
 
-// Transforms compute in complex64, so these run at float32 precision: they are
-// linear, so a large step costs no truncation error and keeps rounding small.
+// Complex primitives and transforms compute in complex64, so these run at
+// float32 precision; the functions are linear or quadratic, so a large step
+// costs no truncation error and keeps rounding small. Cotangents of complex
+// values follow MLX/JAX: dL/dRe - i dL/dIm (so multiply's rule is c * y).
 inline std::vector<GradCase> fft_cases() {
   using namespace mx;  // NOLINT
   // A real function of a complex array that sees both parts.
@@ -459,10 +461,23 @@ inline std::vector<GradCase> fft_cases() {
   auto cplx = [](const array& re, const array& im) {
     return astype(re, complex64) + astype(im, complex64) * array(complex64_t(0.0f, 1.0f));
   };
-  auto make = [](std::string name, std::vector<Shape> shapes, std::function<array(const Arrays&)> f) {
+  auto make = [](std::string name, std::vector<Shape> shapes,
+                 std::function<array(const Arrays&)> f) {
     return GradCase{std::move(name), std::move(shapes), std::move(f), {}, true, 1e-2, 1e-3, 1e-2};
   };
   return {
+      // Complex elementwise primitives first (z = x + iy, z^2 = x^2 - y^2 + 2ixy).
+      make("complex_real", {{3}, {3}},
+           [=](const Arrays& x) { return astype(real(square(cplx(x[0], x[1]))), float64); }),
+      make("complex_imag", {{3}, {3}},
+           [=](const Arrays& x) { return astype(imag(square(cplx(x[0], x[1]))), float64); }),
+      make("complex_conjugate", {{3}, {3}},
+           [=](const Arrays& x) {
+             array z = cplx(x[0], x[1]);
+             return re_im(conjugate(z) * z * z);
+           }),
+      make("fft_real_part", {{2, 4}},
+           [=](const Arrays& x) { return astype(real(fft::fft(x[0])), float64); }),
       make("fft", {{2, 4}}, [=](const Arrays& x) { return re_im(fft::fft(x[0])); }),
       make("fft_complex_input", {{2, 4}, {2, 4}},
            [=](const Arrays& x) { return re_im(fft::fft(cplx(x[0], x[1]), 0)); }),

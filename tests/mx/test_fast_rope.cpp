@@ -148,3 +148,22 @@ TEST(FastRopeVmap, BatchAxisKeepsPositions) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(FastRopeVmap, PerBatchOffsetsFollowAxisZero) {
+  // Offsets index axis 0 of x; vmap over axis 1 must keep them there.
+  const json* found = nullptr;
+  for (auto& c : refs().at("rope")) {
+    if (c["name"] == "batch_offsets") found = &c;
+  }
+  ASSERT_NE(found, nullptr);
+  auto& c = *found;  // x (3, 2, 4, 8), offsets (0, 5, 11)
+  auto x = input(c["x"], mx::float64);
+  auto y = run_case(c, x);
+  auto [outs, axes] = y.primitive().vmap(y.inputs(), {1, -1});
+  auto got = mx::moveaxis(outs[0], axes[0], 1);
+  expect_matches(got, c["out"], mx::float64, "vmap with per-batch offsets");
+}
+
+}  // namespace

@@ -162,6 +162,14 @@ TEST(FFT, RoundTrips) {
   expect_close(mx::real(fft::ifftn(fft::fftn(x))), to_vector(x), x.shape(), 1e-5, 1e-5);
 }
 
+TEST(FFT, EmptyArrays) {
+  array e = mx::zeros({0, 8});
+  EXPECT_EQ(fft::fft(e).shape(), (Shape{0, 8}));
+  EXPECT_EQ(to_vector(mx::real(fft::fft(e))).size(), 0u);
+  EXPECT_EQ(fft::rfft(e).shape(), (Shape{0, 5}));
+  EXPECT_EQ(to_vector(fft::irfft(fft::rfft(e))).size(), 0u);
+}
+
 TEST(FFT, Errors) {
   array x = mx::ones({4, 6});
   EXPECT_THROW(fft::fft(x, 2), std::invalid_argument);

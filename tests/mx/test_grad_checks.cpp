@@ -228,7 +228,8 @@ INSTANTIATE_TEST_SUITE_P(Indexing, GradCheck, ::testing::ValuesIn(gradcheck::ind
                          case_name);
 INSTANTIATE_TEST_SUITE_P(Linalg, GradCheck, ::testing::ValuesIn(gradcheck::linalg_cases()),
                          case_name);
-INSTANTIATE_TEST_SUITE_P(FFT, GradCheck, ::testing::ValuesIn(gradcheck::fft_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(ComplexFFT, GradCheck, ::testing::ValuesIn(gradcheck::fft_cases()),
+                         case_name);
 INSTANTIATE_TEST_SUITE_P(Fast, GradCheck, ::testing::ValuesIn(gradcheck::fast_cases()), case_name);
 
 }  // namespace

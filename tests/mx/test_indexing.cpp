@@ -487,10 +487,13 @@ TEST(IndexingGrad, ScatterJvpsMatchFiniteDifferences) {
   array a = array({0.1, 0.9, -0.3, 0.5}, {4});
   array u = array({0.7, -0.8, 0.2, 0.95, 0.3}, {5, 1});
   array idx = array({0, 1, 2, 1, 0});
-  for (auto op : {mx::scatter_max, mx::scatter_min, mx::scatter_add}) {
-    auto f = [&](const std::vector<array>& in) {
-      return op(in[0], std::vector<array>{idx}, in[1], std::vector<int>{0}, {});
-    };
+  using Op = std::function<array(const array&, const array&)>;
+  std::vector<Op> ops{
+      [&](const array& x, const array& v) { return mx::scatter_max(x, idx, v, 0); },
+      [&](const array& x, const array& v) { return mx::scatter_min(x, idx, v, 0); },
+      [&](const array& x, const array& v) { return mx::scatter_add(x, idx, v, 0); }};
+  for (auto& op : ops) {
+    auto f = [&](const std::vector<array>& in) { return op(in[0], in[1]); };
     check_jvp(f, {a, u}, 0, 0);
     check_jvp(f, {a, u}, 1, 2);
   }
@@ -581,6 +584,25 @@ TEST(IndexingVmap, ScatterAddBatched) {
   // Unbatched data and updates, batched indices.
   auto [outs2, ax2] = prim.primitive().vmap({base, idx, array({1.f, 2.f}, {2, 1})}, {-1, 0, -1});
   expect_close(mx::moveaxis(outs2[0], ax2[0], 0), {0, 0, 3, 1, 2, 0}, {2, 3});
+}
+
+TEST(Indexing, PrimitiveMetadata) {
+  array a = mx::zeros({3, 4});
+  array g1 = mx::gather(a, array({0, 2}), 1, {3, 1});
+  array g2 = mx::gather(a, array({1, 1}), 1, {3, 1});
+  array g3 = mx::gather(a, array({1, 1}), 1, {2, 1});
+  EXPECT_STREQ(g1.primitive().name(), "Gather");
+  EXPECT_TRUE(g1.primitive().is_equivalent(g2.primitive()));
+  EXPECT_FALSE(g1.primitive().is_equivalent(g3.primitive()));
+  EXPECT_EQ(g1.primitive().output_shapes(g1.inputs()), (std::vector<Shape>{{2, 3, 1}}));
+  array u = mx::zeros({2, 3, 1});
+  array s1 = mx::scatter_add(a, array({0, 2}), u, 1);
+  array s2 = mx::scatter_max(a, array({0, 2}), u, 1);
+  EXPECT_STREQ(s1.primitive().name(), "ScatterAdd");
+  EXPECT_STREQ(s2.primitive().name(), "ScatterMax");
+  EXPECT_FALSE(s1.primitive().is_equivalent(s2.primitive()));
+  EXPECT_TRUE(s1.primitive().is_equivalent(mx::scatter_add(a, array({1, 3}), u, 1).primitive()));
+  EXPECT_EQ(s1.primitive().output_shapes(s1.inputs()), (std::vector<Shape>{{3, 4}}));
 }
 
 TEST(IndexingVmap, ThroughTransforms) {

@@ -233,6 +233,18 @@ TEST(Linalg, Cross) {
       {"(2, 3)", "(2, 4)", "size 3"});
 }
 
+TEST(Linalg, EmptyBatches) {
+  array e = mx::zeros({0, 3, 3}, mx::float64);
+  EXPECT_EQ(linalg::inv(e).shape(), (Shape{0, 3, 3}));
+  EXPECT_EQ(to_vector(linalg::inv(e)).size(), 0u);
+  EXPECT_EQ(to_vector(linalg::cholesky(e)).size(), 0u);
+  EXPECT_EQ(linalg::svd(e, false)[0].shape(), (Shape{0, 3}));
+  EXPECT_EQ(to_vector(linalg::svd(e, false)[0]).size(), 0u);
+  EXPECT_EQ(to_vector(linalg::eigvalsh(e)).size(), 0u);
+  EXPECT_EQ(to_vector(linalg::qr(e).first).size(), 0u);
+  EXPECT_EQ(to_vector(linalg::solve(e, mx::zeros({0, 3}, mx::float64))).size(), 0u);
+}
+
 TEST(Linalg, Errors) {
   expect_throws_with([] { linalg::inv(mx::zeros({2, 3})); }, {"[linalg::inv]", "(2, 3)"});
   expect_throws_with([] { linalg::inv(mx::zeros({3})); }, {"(3,)"});

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "mlxcpp/mx/primitive.h"
 #include "mx/shape_sort_refs.h"
 
 namespace {
@@ -342,6 +343,20 @@ TEST(DynamicSlice, UpdateWritesAtStart) {
       {"[slice_update]", "(4, 1)", "(3, 4)"});
   expect_invalid([&] { mx::slice_update(src, upd, mx::array({true}), {0}); },
                  {"[slice_update]", "bool"});
+}
+
+// output_shapes (used for shapeless recompilation) agrees with the op.
+TEST(OutputShapes, AgreeWithTheOps) {
+  array x = mx::zeros({2, 3});
+  for (array y : {mx::concatenate({x, mx::ones({2, 4})}, 1), mx::pad(x, {{1, 0}, {2, 3}}),
+                  mx::as_strided(x, {2, 2}, {1, 1}, 0), mx::slice(x, mx::array({1}), {1}, {2, 2}),
+                  mx::slice_update(x, mx::ones({1, 2}), mx::array({1}), {1}), mx::sort(x, 0),
+                  mx::argpartition(x, 1, 1)}) {
+    ASSERT_TRUE(y.has_primitive());
+    auto shapes = y.primitive().output_shapes(y.inputs());
+    ASSERT_EQ(shapes.size(), 1u) << y.primitive().name();
+    EXPECT_EQ(shapes[0], y.shape()) << y.primitive().name();
+  }
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // Derivatives and vmap of the primitives that test_grad_checks.cpp does not
-// reach: dynamic slice / slice_update, the pad value, as_strided (jvp only),
+// reach: dynamic slice / slice_update, the pad value, as_strided (overlapping),
 // view (not differentiable), argsort (zero derivative). vjp and jvp are
 // compared with float64 central finite differences; vmap with slice-by-slice
 // application.
@@ -149,28 +149,35 @@ TEST(ShapeGrad, PadValueAndVmap) {
   check_vmap(fe, {2, 3}, "pad edge");
 }
 
-TEST(ShapeGrad, AsStridedJvpAndNoVjp) {
-  Fn f = [](const array& x) { return mx::square(mx::as_strided(x, {3, 2}, {2, 1}, 1)); };
-  auto x = random_values(8, 11);
-  auto t = random_values(8, 12);
-  auto [o, tan] = mx::jvp(f, array(x, {8}, mx::float64), array(t, {8}, mx::float64));
-  // d/dx (x[1 + 2i + j])^2 . t = 2 x[k] t[k] with k = 1 + 2i + j
-  std::vector<double> want;
-  for (int i = 0; i < 3; ++i) {
-    for (int j = 0; j < 2; ++j) want.push_back(2 * x[1 + 2 * i + j] * t[1 + 2 * i + j]);
+TEST(ShapeGrad, AsStrided) {
+  // Overlapping windows: x[1 + 2i + j] and x[1 + i + j] read some elements
+  // more than once, so their cotangents add up.
+  for (auto strides : {mx::Strides{2, 1}, mx::Strides{1, 1}, mx::Strides{-2, 0}}) {
+    size_t off = strides[0] < 0 ? 5 : 1;
+    Fn f = [strides, off](const array& x) {
+      return mx::square(mx::as_strided(x, {3, 2}, strides, off));
+    };
+    std::string name =
+        "as_strided strides " + std::to_string(strides[0]) + "," + std::to_string(strides[1]);
+    check_derivatives(f, {8}, name);
+    check_vmap(f, {8}, name);
   }
-  expect_close(tan, want, {3, 2}, 1e-12, 1e-12);
-  check_vmap(f, {8}, "as_strided");
-  expect_invalid(
-      [&] {
-        mx::vjp(f, array(x, {8}, mx::float64), mx::ones({3, 2}, mx::float64));
+  // Hand-worked: as_strided(arange(4), (2, 2), (1, 1)) = [[0, 1], [1, 2]];
+  // a cotangent of ones gives [1, 2, 1, 0].
+  auto [o, g] = mx::vjp(
+      [](const array& x) {
+        return mx::as_strided(x, {2, 2}, {1, 1}, 0);
       },
-      {"[as_strided]", "not differentiable"});
+      mx::array({0.0, 1.0, 2.0, 3.0}), mx::ones({2, 2}, mx::float64));
+  expect_close(g, {1, 2, 1, 0}, {4});
 }
 
 TEST(ShapeGrad, ViewIsNotDifferentiableButBatches) {
-  Fn f = [](const array& x) { return mx::view(x, mx::int32); };
-  expect_invalid([&] { mx::vjp(f, mx::ones({2}), mx::ones({2}, mx::int32)); }, {"[view]"});
+  // A float result (float32 bytes as float16) reaches View's vjp, which refuses.
+  Fn f = [](const array& x) { return mx::view(x, mx::float16); };
+  expect_invalid([&] { mx::vjp(f, mx::ones({2}), mx::ones({4}, mx::float16)); },
+                 {"[view]", "not differentiable"});
+  expect_invalid([&] { mx::jvp(f, mx::ones({2}), mx::ones({2})); }, {"[view]"});
   // vmap over rows of a (2, 2) float32 array viewed as bytes.
   array x = mx::array({1.0f, -2.0f, 0.5f, 3.0f}, {2, 2});
   array v = mx::vmap([](const array& r) { return mx::view(r, mx::uint8); })(x);

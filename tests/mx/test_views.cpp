@@ -160,10 +160,8 @@ TEST(Views, FlattenAndUnflatten) {
   expect_invalid([&] { mx::flatten(a, 2, 1); }, {"[flatten]"});
 }
 
-// Known bugs in ops/shape.cpp, reported to the lead; enable once fixed.
-// broadcast_to lets broadcast_shapes throw first, so the message starts with
-// "[broadcast_shapes]" instead of naming the op.
-TEST(Views, DISABLED_BroadcastToErrorNamesTheOp) {
+// The error names broadcast_to itself and both shapes.
+TEST(Views, BroadcastToErrorNamesTheOp) {
   expect_invalid(
       [] {
         mx::broadcast_to(mx::zeros({3, 1}), {3, 2, 4});
@@ -171,9 +169,8 @@ TEST(Views, DISABLED_BroadcastToErrorNamesTheOp) {
       {"[broadcast_to]", "(3, 1)", "(3, 2, 4)"});
 }
 
-// linspace computes in float32 even for float64 results (1/6 comes out as
-// 0.1666666716337204).
-TEST(Views, DISABLED_LinspaceFloat64KeepsDoublePrecision) {
+// float64 results keep float64 precision (a float32 computation gives 1/6 as 0.1666666716337204).
+TEST(Views, LinspaceFloat64KeepsDoublePrecision) {
   std::vector<double> want;
   for (int i = 0; i < 7; ++i) want.push_back(i / 6.0);
   expect_close(mx::linspace(0, 1, 7, mx::float64), want, {7}, 0, 1e-15);

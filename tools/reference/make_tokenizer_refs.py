@@ -8,8 +8,8 @@ Run on a machine with `tokenizers` installed, from the repository root:
 For each real family under tests/data/tokenizers/<family>/tokenizer.json.xz it writes
 <out>/<family>/reference.json. It also builds small tokenizers with HF `tokenizers` (a Unigram, a
 WordPiece, and byte-level BPE variants that cover every normalizer, pre-tokenizer, post-processor
-and decoder type), saves each as <out>/synthetic/<name>/tokenizer.json and writes its
-reference.json beside it. Every expected value comes from HF; nothing comes from mlxcpp.
+and decoder type), saves each as <out>/synthetic/<name>/tokenizer.json.xz and writes its
+reference.json.xz beside it. Every expected value comes from HF; nothing comes from mlxcpp.
 """
 import argparse
 import json
@@ -223,6 +223,12 @@ def main():
         # Reload from the saved file so the reference is what the file says.
         tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
         write(os.path.join(folder, "reference.json"), references(tok))
+        # Stored xz-compressed, like the real tokenizers (the tests decompress either form).
+        for fname in ["tokenizer.json", "reference.json"]:
+            plain = os.path.join(folder, fname)
+            with open(plain, "rb") as f, lzma.open(plain + ".xz", "wb", preset=9) as g:
+                g.write(f.read())
+            os.remove(plain)
         print("wrote synthetic", name, flush=True)
       except BaseException as e:
         print("FAILED", name, repr(e), flush=True)

@@ -144,6 +144,11 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const Ctx& ctx, const json& j,
     return std::make_unique<PunctuationPreTokenizer>(b);
   }
   if (t == "BertPreTokenizer") return std::make_unique<BertPreTokenizer>();
+  if (t == "CharDelimiterSplit") {
+    std::string d = j.at("delimiter").get<std::string>();
+    if (d.empty()) ctx.fail(field + ".delimiter", "must be one character");
+    return std::make_unique<CharDelimiterSplitPreTokenizer>(d);
+  }
   if (t == "Sequence") {
     std::vector<std::unique_ptr<PreTokenizer>> items;
     const json& list = j["pretokenizers"];

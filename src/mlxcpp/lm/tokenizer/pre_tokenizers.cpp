@@ -196,6 +196,15 @@ void PunctuationPreTokenizer::pre_tokenize(Pieces& pieces) const {
   });
 }
 
+void CharDelimiterSplitPreTokenizer::pre_tokenize(Pieces& pieces) const {
+  split_pieces(pieces, SplitBehavior::Removed, false, [&](std::string_view s, auto& m) {
+    for (size_t pos = s.find(delimiter_); pos != std::string_view::npos;
+         pos = s.find(delimiter_, pos + delimiter_.size())) {
+      m.emplace_back(pos, pos + delimiter_.size());
+    }
+  });
+}
+
 void BertPreTokenizer::pre_tokenize(Pieces& pieces) const {
   split_pieces(pieces, SplitBehavior::Removed, false, [](std::string_view s, auto& m) {
     char_class_matches(s, false, unicode::is_whitespace, m);

@@ -84,6 +84,17 @@ class PunctuationPreTokenizer : public PreTokenizer {
   SplitBehavior behavior_;
 };
 
+// Splits on one delimiter character, removing it.
+class CharDelimiterSplitPreTokenizer : public PreTokenizer {
+ public:
+  explicit CharDelimiterSplitPreTokenizer(std::string delimiter)
+      : delimiter_(std::move(delimiter)) {}
+  void pre_tokenize(Pieces& pieces) const override;
+
+ private:
+  std::string delimiter_;
+};
+
 class BertPreTokenizer : public PreTokenizer {
  public:
   void pre_tokenize(Pieces& pieces) const override;

@@ -44,6 +44,8 @@ array scalar_like(double v, const array& x) { return array(v, x.dtype()); }
                                const std::vector<array>& tangents, const std::vector<int>&) {    \
     const array& x = primals[0];                                                                 \
     const array& t = tangents[0];                                                                \
+    (void)x;                                                                                     \
+    (void)t;                                                                                     \
     return {RULE};                                                                               \
   }                                                                                              \
   std::vector<array> NAME::vjp(const std::vector<array>& primals,                                \
@@ -130,13 +132,38 @@ MX_ZERO_GRAD(IsInf, isinf)
 MX_ZERO_GRAD(IsPosInf, isposinf)
 MX_ZERO_GRAD(IsNegInf, isneginf)
 MX_UNARY_GRAD(Conjugate, conjugate, conjugate(t, stream()))
-MX_UNARY_GRAD(Real, real, real(t, stream()))
-MX_UNARY_GRAD(Imag, imag, imag(t, stream()))
 MX_UNARY_GRAD(StopGradient, stop_gradient, zeros_like(x, stream()))
 MX_UNARY_GRAD(
     Copy, [](const array& a, S s) { return copy(a, s); }, t)
 #undef MX_ZERO_GRAD
 #undef MX_UNARY_GRAD
+
+// real/imag map C to R: the forward rules take the part of the tangent; the
+// reverse rules embed the real cotangent back into C (c and -i*c, as MLX).
+std::vector<array> Real::jvp(const std::vector<array>&, const std::vector<array>& tangents,
+                             const std::vector<int>&) {
+  return {real(tangents[0], stream())};
+}
+std::vector<array> Real::vjp(const std::vector<array>&, const std::vector<array>& cot,
+                             const std::vector<int>&, const std::vector<array>&) {
+  return {astype(cot[0], complex64, stream())};
+}
+std::pair<std::vector<array>, std::vector<int>> Real::vmap(const std::vector<array>& inputs,
+                                                           const std::vector<int>& axes) {
+  return {{real(inputs[0], stream())}, {axes[0]}};
+}
+std::vector<array> Imag::jvp(const std::vector<array>&, const std::vector<array>& tangents,
+                             const std::vector<int>&) {
+  return {imag(tangents[0], stream())};
+}
+std::vector<array> Imag::vjp(const std::vector<array>&, const std::vector<array>& cot,
+                             const std::vector<int>&, const std::vector<array>&) {
+  return {multiply(array(complex64_t{0.0f, -1.0f}), cot[0], stream())};
+}
+std::pair<std::vector<array>, std::vector<int>> Imag::vmap(const std::vector<array>& inputs,
+                                                           const std::vector<int>& axes) {
+  return {{imag(inputs[0], stream())}, {axes[0]}};
+}
 
 std::vector<array> AsType::jvp(const std::vector<array>&, const std::vector<array>& tangents,
                                const std::vector<int>&) {
@@ -164,6 +191,7 @@ std::pair<std::vector<array>, std::vector<int>> AsType::vmap(const std::vector<a
     std::vector<array> out;                                                                    \
     for (int i : argnums) {                                                                    \
       const array& c = cotangents[0];                                                          \
+      (void)c;                                                                                 \
       out.push_back(i == 0 ? (PARTIAL0) : (PARTIAL1));                                         \
     }                                                                                          \
     return out;                                                                                \

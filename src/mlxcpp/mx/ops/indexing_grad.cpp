@@ -229,6 +229,10 @@ std::vector<array> Scatter::vjp(const std::vector<array>& primals,
         case Reduce::Sum:
           out.push_back(cot);
           break;
+        case Reduce::Prod:
+          out.push_back(multiply(
+              cot, scatter_prod(ones_like(a, stream()), idx, updates, axes_, stream()), stream()));
+          break;
         default:
           out.push_back(where(equal(outputs[0], a, stream()), cot, zero(cot), stream()));
           break;

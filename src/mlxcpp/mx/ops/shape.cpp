@@ -48,8 +48,13 @@ Shape broadcast_shapes(const Shape& s1, const Shape& s2) {
 
 array broadcast_to(const array& a, const Shape& shape, S s) {
   if (a.shape() == shape) return a;
-  Shape b = broadcast_shapes(a.shape(), shape);
-  if (b != shape) {
+  bool ok = true;
+  try {
+    ok = broadcast_shapes(a.shape(), shape) == shape;
+  } catch (const std::invalid_argument&) {
+    ok = false;
+  }
+  if (!ok) {
     throw std::invalid_argument("[broadcast_to] cannot broadcast an array of shape " +
                                 shape_str(a.shape()) + " to shape " + shape_str(shape));
   }
@@ -345,10 +350,10 @@ array arange(int stop, S s) { return arange(0, stop, 1, s); }
 array linspace(double start, double stop, int num, Dtype dtype, S s) {
   if (num < 0)
     throw std::invalid_argument("[linspace] num must be non-negative, got " + std::to_string(num));
-  if (num == 1) return astype(array({static_cast<float>(start)}), dtype, s);
-  array t = divide(arange(0, num, float32, s), array(static_cast<float>(std::max(num - 1, 1))), s);
-  array out = add(multiply(t, array(static_cast<float>(stop - start)), s),
-                  array(static_cast<float>(start)), s);
+  // Computed in float64 so that float64 results keep their precision.
+  if (num == 1) return astype(array(std::vector<double>{start}, {1}, float64), dtype, s);
+  array t = divide(arange(0, num, float64, s), array(static_cast<double>(std::max(num - 1, 1))), s);
+  array out = add(multiply(t, array(stop - start), s), array(start), s);
   return astype(out, dtype, s);
 }
 

@@ -160,10 +160,27 @@ std::vector<array> AsStrided::jvp(const std::vector<array>&, const std::vector<a
                                   const std::vector<int>&) {
   return {as_strided(tangents[0], shape_, strides_, offset_, stream())};
 }
-std::vector<array> AsStrided::vjp(const std::vector<array>&, const std::vector<array>&,
+std::vector<array> AsStrided::vjp(const std::vector<array>& primals, const std::vector<array>& cot,
                                   const std::vector<int>&, const std::vector<array>&) {
-  // Overlapping windows would need a scatter-add back into the input.
-  throw std::invalid_argument("[as_strided] is not differentiable (no vjp rule)");
+  // Every output element reads one input element (windows may overlap), so
+  // the cotangents are added back at the flat positions they were read from.
+  const array& x = primals[0];
+  size_t m = cot[0].size();
+  if (m == 0) return {zeros_like(x, stream())};
+  array pos = array(static_cast<int64_t>(offset_), int64);
+  for (size_t d = 0; d < shape_.size(); ++d) {
+    Shape sh(shape_.size(), 1);
+    sh[d] = shape_[d];
+    array steps = multiply(arange(0.0, static_cast<double>(shape_[d]), int64, stream()),
+                           array(strides_[d], int64), stream());
+    pos = add(pos, reshape(steps, sh, stream()), stream());
+  }
+  pos = flatten(broadcast_to(pos, shape_, stream()), stream());
+  int n = static_cast<int>(m);
+  array upd = reshape(cot[0], {n, 1}, stream());
+  array g = scatter_add(zeros({static_cast<int>(x.size())}, cot[0].dtype(), stream()), {pos}, upd,
+                        std::vector<int>{0}, stream());
+  return {reshape(g, x.shape(), stream())};
 }
 std::pair<std::vector<array>, std::vector<int>> AsStrided::vmap(const std::vector<array>& inputs,
                                                                 const std::vector<int>& axes) {

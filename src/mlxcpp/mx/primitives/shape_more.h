@@ -11,6 +11,12 @@ class Concatenate : public UnaryPrimitive {
  public:
   Concatenate(Stream s, int axis) : UnaryPrimitive(s), axis_(axis) {}
   MX_PRIMITIVE_COMMON(Concatenate)
+  std::vector<Shape> output_shapes(const std::vector<array>& inputs) override {
+    Shape out = inputs[0].shape();
+    out[axis_] = 0;
+    for (const auto& x : inputs) out[axis_] += x.shape(axis_);
+    return {out};
+  }
 
  private:
   int axis_;
@@ -23,6 +29,11 @@ class Pad : public UnaryPrimitive {
   Pad(Stream s, std::vector<int> axes, Shape low, Shape high)
       : UnaryPrimitive(s), axes_(std::move(axes)), low_(std::move(low)), high_(std::move(high)) {}
   MX_PRIMITIVE_COMMON(Pad)
+  std::vector<Shape> output_shapes(const std::vector<array>& inputs) override {
+    Shape out = inputs[0].shape();
+    for (size_t i = 0; i < axes_.size(); ++i) out[axes_[i]] += low_[i] + high_[i];
+    return {out};
+  }
 
  private:
   std::vector<int> axes_;
@@ -50,6 +61,7 @@ class AsStrided : public UnaryPrimitive {
         strides_(std::move(strides)),
         offset_(offset) {}
   MX_PRIMITIVE_COMMON(AsStrided)
+  std::vector<Shape> output_shapes(const std::vector<array>&) override { return {shape_}; }
 
  private:
   Shape shape_;
@@ -74,6 +86,7 @@ class DynamicSlice : public UnaryPrimitive {
   DynamicSlice(Stream s, std::vector<int> axes, Shape slice_size)
       : UnaryPrimitive(s), axes_(std::move(axes)), slice_size_(std::move(slice_size)) {}
   MX_PRIMITIVE_COMMON(DynamicSlice)
+  std::vector<Shape> output_shapes(const std::vector<array>&) override { return {slice_size_}; }
 
  private:
   std::vector<int> axes_;
@@ -85,6 +98,9 @@ class DynamicSliceUpdate : public UnaryPrimitive {
  public:
   DynamicSliceUpdate(Stream s, std::vector<int> axes) : UnaryPrimitive(s), axes_(std::move(axes)) {}
   MX_PRIMITIVE_COMMON(DynamicSliceUpdate)
+  std::vector<Shape> output_shapes(const std::vector<array>& inputs) override {
+    return {inputs[0].shape()};
+  }
 
  private:
   std::vector<int> axes_;

@@ -10,6 +10,9 @@ class Sort : public UnaryPrimitive {
  public:
   Sort(Stream s, int axis) : UnaryPrimitive(s), axis_(axis) {}
   MX_PRIMITIVE_COMMON(Sort)
+  std::vector<Shape> output_shapes(const std::vector<array>& inputs) override {
+    return {inputs[0].shape()};
+  }
 
  private:
   int axis_;
@@ -20,6 +23,9 @@ class ArgSort : public UnaryPrimitive {
  public:
   ArgSort(Stream s, int axis) : UnaryPrimitive(s), axis_(axis) {}
   MX_PRIMITIVE_COMMON(ArgSort)
+  std::vector<Shape> output_shapes(const std::vector<array>& inputs) override {
+    return {inputs[0].shape()};
+  }
 
  private:
   int axis_;
@@ -31,6 +37,9 @@ class Partition : public UnaryPrimitive {
  public:
   Partition(Stream s, int kth, int axis) : UnaryPrimitive(s), kth_(kth), axis_(axis) {}
   MX_PRIMITIVE_COMMON(Partition)
+  std::vector<Shape> output_shapes(const std::vector<array>& inputs) override {
+    return {inputs[0].shape()};
+  }
 
  private:
   int kth_, axis_;
@@ -40,6 +49,9 @@ class ArgPartition : public UnaryPrimitive {
  public:
   ArgPartition(Stream s, int kth, int axis) : UnaryPrimitive(s), kth_(kth), axis_(axis) {}
   MX_PRIMITIVE_COMMON(ArgPartition)
+  std::vector<Shape> output_shapes(const std::vector<array>& inputs) override {
+    return {inputs[0].shape()};
+  }
 
  private:
   int kth_, axis_;

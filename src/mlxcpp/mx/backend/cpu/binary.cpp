@@ -229,6 +229,7 @@ void Select::eval_cpu(const std::vector<array>& in, array& out) {
   const array& x = in[1];
   const array& y = in[2];
   cpu::allocate_row_contiguous(out);
+  if (out.size() == 0) return;
   auto [shape, strides] =
       cpu::collapse_contiguous_dims(out.shape(), {c.strides(), x.strides(), y.strides()});
   int64_t inner = shape.back();

@@ -37,6 +37,7 @@ void unary_loop(const array& a, array& out, const Op& op) {
     return;
   }
   allocate_row_contiguous(out);
+  if (out.size() == 0) return;
   Out* dst = out.data<Out>();
   auto [shape, strides] = collapse_contiguous_dims(a.shape(), {a.strides()});
   int64_t inner = shape.back(), is = strides[0].back();
@@ -92,6 +93,7 @@ void binary_loop(const array& a, const array& b, array& out, const Op& op) {
     return;
   }
   allocate_row_contiguous(out);
+  if (out.size() == 0) return;
   Out* dst = out.data<Out>();
   auto [shape, strides] = collapse_contiguous_dims(a.shape(), {a.strides(), b.strides()});
   int64_t inner = shape.back(), sa = strides[0].back(), sb = strides[1].back();

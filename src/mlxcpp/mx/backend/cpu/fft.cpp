@@ -47,8 +47,9 @@ class Plan {
     inv_ = std::make_unique<Plan>(m_, true);
     chirp_.resize(n);
     for (size_t t = 0; t < n; ++t) {
-      // t^2 mod 2n keeps the angle small, and exact, for large t.
-      size_t t2 = static_cast<size_t>((static_cast<unsigned __int128>(t) * t) % (2 * n));
+      // t^2 mod 2n keeps the angle small, and exact, for large t (shapes are
+      // int32, so t^2 < 2^62 fits).
+      uint64_t t2 = (static_cast<uint64_t>(t) * t) % (2 * static_cast<uint64_t>(n));
       chirp_[t] = std::polar(1.0, sign * std::numbers::pi * static_cast<double>(t2) / n);
     }
     kernel_.assign(m_, cd(0));

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "mlxcpp/mx/backend/cpu/gemm.h"
@@ -91,12 +92,14 @@ inline float at(const T* p, int64_t i) {
   return static_cast<float>(p[i]);
 }
 
-// ---- matrix-vector: y[i] = sum_k mat(i, k) * v[k]
+// ---- matrix-vector: y[i] = sum_k mat(i, k) * v[k], each y[i] handed to
+// store(i, y[i]) on the thread that computed it (the output conversion is
+// part of the parallel work, not a serial tail).
 
 // Rows of `mat` are contiguous along k: one dot product per output, the matrix
 // read exactly once; four rows at a time keep four streams in flight.
-template <typename T>
-void gemv_rows(const T* mat, int64_t rs, int rows, int K, const float* v, float* y) {
+template <typename T, typename Store>
+void gemv_rows(const T* mat, int64_t rs, int rows, int K, const float* v, const Store& y) {
   auto dot = [&](const T* row) {
     vf s0 = vzero(), s1 = vzero();
     int k = 0;
@@ -115,7 +118,7 @@ void gemv_rows(const T* mat, int64_t rs, int rows, int K, const float* v, float*
     for (size_t g = gb; g < ge; ++g) {
       int i = static_cast<int>(g) * 4;
       if (i + 4 > rows) {
-        for (; i < rows; ++i) y[i] = dot(mat + i * rs);
+        for (; i < rows; ++i) y(i, dot(mat + i * rs));
         continue;
       }
       const T* r0 = mat + i * rs;
@@ -138,10 +141,10 @@ void gemv_rows(const T* mat, int64_t rs, int rows, int K, const float* v, float*
         t2 += at(r2, k) * v[k];
         t3 += at(r3, k) * v[k];
       }
-      y[i] = t0;
-      y[i + 1] = t1;
-      y[i + 2] = t2;
-      y[i + 3] = t3;
+      y(i, t0);
+      y(i + 1, t1);
+      y(i + 2, t2);
+      y(i + 3, t3);
     }
   });
 }
@@ -149,32 +152,38 @@ void gemv_rows(const T* mat, int64_t rs, int rows, int K, const float* v, float*
 // Columns of `mat` are contiguous along i (the matrix is stored k-major): each
 // thread streams a contiguous band of k into its own accumulator row, four k
 // at a time, and the bands' partial sums are added at the end.
-template <typename T>
-void gemv_cols(const T* mat, int64_t cs, int rows, int K, const float* v, float* y) {
+template <typename T, typename Store>
+void gemv_cols(const T* mat, int64_t cs, int rows, int K, const float* v, const Store& y) {
   int parts = std::max(1, std::min(scheduler::num_threads(), K / 16));
-  std::vector<float> partial(static_cast<size_t>(parts) * rows);
+  // Uninitialised on purpose: each band clears its own row on its own thread.
+  std::unique_ptr<float[]> partial(new float[static_cast<size_t>(parts) * rows]);
   scheduler::parallel_for(parts, 1, [&](size_t pb, size_t pe) {
     for (size_t p = pb; p < pe; ++p) {
       int k0 = static_cast<int>(int64_t{K} * p / parts);
       int k1 = static_cast<int>(int64_t{K} * (p + 1) / parts);
-      float* acc = partial.data() + p * rows;
+      float* acc = partial.get() + p * rows;
+      std::fill(acc, acc + rows, 0.0f);
       int k = k0;
-      for (; k + 4 <= k1; k += 4) {
-        const T* c0 = mat + k * cs;
-        const T* c1 = c0 + cs;
-        const T* c2 = c1 + cs;
-        const T* c3 = c2 + cs;
-        vf a0 = vset(v[k]), a1 = vset(v[k + 1]), a2 = vset(v[k + 2]), a3 = vset(v[k + 3]);
+      // Eight k per pass: the accumulator row is read and written once per
+      // eight weight rows.
+      constexpr int KU = 8;
+      for (; k + KU <= k1; k += KU) {
+        const T* c[KU];
+        vf a[KU];
+        for (int u = 0; u < KU; ++u) {
+          c[u] = mat + (k + u) * cs;
+          a[u] = vset(v[k + u]);
+        }
         int i = 0;
         for (; i + W <= rows; i += W) {
-          vf r = vfma(a0, vload(c0 + i), vload(acc + i));
-          r = vfma(a1, vload(c1 + i), r);
-          r = vfma(a2, vload(c2 + i), r);
-          vstore(acc + i, vfma(a3, vload(c3 + i), r));
+          vf r = vload(acc + i);
+          for (int u = 0; u < KU; ++u) r = vfma(a[u], vload(c[u] + i), r);
+          vstore(acc + i, r);
         }
         for (; i < rows; ++i) {
-          acc[i] +=
-              v[k] * at(c0, i) + v[k + 1] * at(c1, i) + v[k + 2] * at(c2, i) + v[k + 3] * at(c3, i);
+          float r = acc[i];
+          for (int u = 0; u < KU; ++u) r += v[k + u] * at(c[u], i);
+          acc[i] = r;
         }
       }
       for (; k < k1; ++k) {
@@ -186,21 +195,24 @@ void gemv_cols(const T* mat, int64_t cs, int rows, int K, const float* v, float*
       }
     }
   });
-  for (int i = 0; i < rows; ++i) {
-    float s = 0.0f;
-    for (int p = 0; p < parts; ++p) s += partial[static_cast<size_t>(p) * rows + i];
-    y[i] = s;
-  }
+  scheduler::parallel_for(rows, 1024, [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) {
+      float s = 0.0f;
+      for (int p = 0; p < parts; ++p) s += partial[static_cast<size_t>(p) * rows + i];
+      y(static_cast<int>(i), s);
+    }
+  });
 }
 
-template <typename T>
-void gemv_strided(const T* mat, int64_t rs, int64_t cs, int rows, int K, const float* v, float* y) {
+template <typename T, typename Store>
+void gemv_strided(const T* mat, int64_t rs, int64_t cs, int rows, int K, const float* v,
+                  const Store& y) {
   scheduler::parallel_for(rows, std::max<size_t>(1, 4096 / std::max(K, 1)),
                           [&](size_t b, size_t e) {
                             for (int64_t i = b; i < static_cast<int64_t>(e); ++i) {
                               float s = 0.0f;
                               for (int k = 0; k < K; ++k) s += at(mat + i * rs, k * cs) * v[k];
-                              y[i] = s;
+                              y(static_cast<int>(i), s);
                             }
                           });
 }
@@ -209,19 +221,23 @@ void gemv_strided(const T* mat, int64_t rs, int64_t cs, int rows, int K, const f
 template <typename T>
 void gemv(int rows, int K, float alpha, const T* mat, int64_t rs, int64_t cs, const T* vec,
           int64_t vs, float beta, T* out, int64_t os) {
-  std::vector<float> v(K), y(rows);
-  for (int k = 0; k < K; ++k) v[k] = at(vec, k * vs);
-  if (cs == 1 || K == 1) {
-    gemv_rows(mat, rs, rows, K, v.data(), y.data());
-  } else if (rs == 1 || rows == 1) {
-    gemv_cols(mat, cs, rows, K, v.data(), y.data());
-  } else {
-    gemv_strided(mat, rs, cs, rows, K, v.data(), y.data());
+  std::vector<float> v(K);
+  int k = 0;
+  if (vs == 1) {
+    for (; k + W <= K; k += W) vstore(v.data() + k, vload(vec + k));
   }
-  for (int i = 0; i < rows; ++i) {
-    float r = alpha * y[i];
+  for (; k < K; ++k) v[k] = at(vec, k * vs);
+  auto store = [&](int i, float acc) {
+    float r = alpha * acc;
     if (beta != 0.0f) r += beta * static_cast<float>(out[i * os]);
     out[i * os] = T(r);
+  };
+  if (cs == 1 || K == 1) {
+    gemv_rows(mat, rs, rows, K, v.data(), store);
+  } else if (rs == 1 || rows == 1) {
+    gemv_cols(mat, cs, rows, K, v.data(), store);
+  } else {
+    gemv_strided(mat, rs, cs, rows, K, v.data(), store);
   }
 }
 

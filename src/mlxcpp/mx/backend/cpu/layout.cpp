@@ -101,6 +101,7 @@ void copy_typed(const array& src, array& dst) {
     return;
   }
   auto [shape, strides] = collapse_contiguous_dims(src.shape(), {src.strides(), dst.strides()});
+  if (shape.back() == 0) return;
   int64_t inner = shape.back();
   int64_t ss = strides[0].back(), ds = strides[1].back();
   int64_t rows = static_cast<int64_t>(n) / inner;
