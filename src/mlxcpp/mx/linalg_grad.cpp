@@ -50,6 +50,32 @@ array leading_block(const array& a, int rows, int cols, const Stream& s) {
   return slice(a, start, stop, s);
 }
 
+// F with F[..., i, j] = 1 / (e_j - e_i) off the diagonal and 0 on it. The
+// diagonal gap is replaced by 1 before the reciprocal (and then masked), so
+// the expression stays finite and differentiable again.
+array inv_gaps(const array& e, const Stream& s) {
+  int n = e.shape(-1);
+  array idx = arange(0.0, static_cast<double>(n), 1.0, int32, s);
+  array off = not_equal(reshape(idx, {n, 1}, s), idx, s);
+  array diff = subtract(expand_dims(e, -2, s), expand_dims(e, -1, s), s);
+  array one(1.0, e.dtype());
+  return where(off, reciprocal(where(off, diff, one, s), s), array(0.0, e.dtype()), s);
+}
+// x diag(d) and diag(d) x: scale the columns or the rows of x by the vector d.
+array scale_cols(const array& x, const array& d, const Stream& s) {
+  return multiply(x, expand_dims(d, -2, s), s);
+}
+array scale_rows(const array& x, const array& d, const Stream& s) {
+  return multiply(x, expand_dims(d, -1, s), s);
+}
+// a[..., :, c0:c1]
+array column_block(const array& a, int c0, int c1, const Stream& s) {
+  Shape start(a.ndim(), 0), stop = a.shape();
+  start[a.ndim() - 1] = c0;
+  stop[a.ndim() - 1] = c1;
+  return slice(a, start, stop, s);
+}
+
 // Batches a primitive whose kernel already loops over leading dimensions.
 std::pair<std::vector<array>, std::vector<int>> vmap_leading(
     const std::vector<array>& inputs, const std::vector<int>& axes,
@@ -268,20 +294,21 @@ bool SVD::is_equivalent(const Primitive& other) const {
 }
 
 // ---------------------------------------------------------------- Eigh
-// dw_i = v_i^T dA v_i and dV = V (F o V^T dA V) with F_ij = 1 / (w_j - w_i),
-// giving the symmetric gradient V (diag(gw) + F o V^T gV) V^T.
+// dw_i = v_i^T dA v_i and dV = V (F o V^T dA V) with F_ij = 1 / (w_j - w_i)
+// (0 on the diagonal), giving the symmetric gradient V (diag(gw) + F o V^T gV) V^T.
+// Needs distinct eigenvalues.
 
 std::vector<array> Eigh::jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
                              const std::vector<int>&) {
-  if (compute_eigenvectors_) {
-    throw std::invalid_argument(
-        "[linalg::eigh] forward-mode derivatives are defined for eigvalsh only");
-  }
   const Stream& s = stream();
   std::string uplo(1, uplo_);
   auto [w, v] = linalg::eigh(primals[0], uplo, s);
   array da = from_triangle(tangents[0], uplo_ == 'U', s);
-  return {sum(multiply(v, matmul(da, v, s), s), -2, false, s)};
+  array da_v = matmul(da, v, s);
+  array dw = sum(multiply(v, da_v, s), -2, false, s);
+  if (!compute_eigenvectors_) return {dw};
+  array p = matmul(mT(v, s), da_v, s);
+  return {dw, matmul(v, multiply(inv_gaps(w, s), p, s), s)};
 }
 
 std::vector<array> Eigh::vjp(const std::vector<array>& primals,
@@ -299,9 +326,7 @@ std::vector<array> Eigh::vjp(const std::vector<array>& primals,
   // diag(gw): the mask in diag_part broadcasts the row of gw to a square.
   array inner = diag_part(expand_dims(cotangents[0], -2, s), s);
   if (compute_eigenvectors_) {
-    array diff = subtract(expand_dims(w, -2, s), expand_dims(w, -1, s), s);  // [i, j] = w_j - w_i
-    array off = subtract(array(1.0, w.dtype()), diag_part(ones_like(diff, s), s), s);
-    array f = where(astype(off, bool_, s), reciprocal(diff, s), array(0.0, w.dtype()), s);
+    array f = inv_gaps(w, s);
     inner = add(inner, multiply(f, matmul(mT(*v, s), cotangents[1], s), s), s);
   }
   array g = matmul(matmul(*v, inner, s), mT(*v, s), s);
