@@ -15,8 +15,7 @@ namespace {
 void check_family(const std::string& rel) {
   auto dir = lm::testing::model_dir(rel);
   auto tok = lm::Tokenizer::from_file(dir / "tokenizer.json");
-  auto ref =
-      nlohmann::json::parse(lm::testing::slurp(dir / "reference.json"));
+  auto ref = nlohmann::json::parse(lm::testing::slurp(dir / "reference.json"));
   for (auto& c : ref["cases"]) {
     auto ids = c["ids"].get<std::vector<int32_t>>();
     for (bool skip : {false, true}) {

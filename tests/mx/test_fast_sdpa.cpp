@@ -227,6 +227,45 @@ void check_sdpa_vjp(const GradCase& g) {
   // Any subset of argnums gives the same values.
   auto only_v = fasttest::primitive_vjp(fn(in), cot, {2});
   mxtest::expect_close(only_v[0], mxtest::to_vector(grads[2]), vs, 0, 0);
+
+  // Forward mode, one argument at a time.
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE("jvp of argument " + std::to_string(i));
+    auto tangent = fasttest::pseudo_random(size(shapes[i]), 38 + i);
+    auto one = [&](const std::vector<mx::array>& x) {
+      std::vector<mx::array> all = in;
+      all[i] = x[0];
+      return std::vector<mx::array>{fn(all)};
+    };
+    auto tan = mx::jvp(one, {in[i]}, {mx::array(tangent, shapes[i], mx::float64)}).second[0];
+    mxtest::expect_close(tan, fasttest::numeric_jvp(fn, vals, shapes, i, tangent), os, 1e-7, 1e-6);
+  }
+
+  // Reverse over reverse: the vjp of x -> J(x)^T cot along dirs, against
+  // central differences of <dirs, J(x)^T cot>.
+  mx::array cot_arr(cot, os, mx::float64);
+  auto first = [&](const std::vector<mx::array>& x) {
+    return mx::vjp([&](const std::vector<mx::array>& y) { return std::vector<mx::array>{fn(y)}; },
+                   x, {cot_arr})
+        .second;
+  };
+  std::vector<double> dirs;
+  std::vector<mx::array> dir_arrays;
+  for (int i = 0; i < 3; ++i) {
+    auto d = fasttest::pseudo_random(size(shapes[i]), 51 + i);
+    dirs.insert(dirs.end(), d.begin(), d.end());
+    dir_arrays.emplace_back(d, shapes[i], mx::float64);
+  }
+  auto flat_first = [&](const std::vector<mx::array>& x) {
+    auto g = first(x);
+    return mx::concatenate({mx::flatten(g[0]), mx::flatten(g[1]), mx::flatten(g[2])});
+  };
+  auto second = mx::vjp(first, in, dir_arrays).second;
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE("second-order vjp of argument " + std::to_string(i));
+    mxtest::expect_close(second[i], fasttest::numeric_vjp(flat_first, vals, shapes, i, dirs, 1e-5),
+                         shapes[i], 1e-6, 1e-5);
+  }
 }
 
 TEST(FastSdpaGrad, MatchesFiniteDifferences) {
@@ -274,8 +313,47 @@ TEST(FastSdpaGrad, MaskAndSinksAreNotDifferentiable) {
   auto q = mx::ones({1, 1, 2, 2});
   auto out = mx::fast::scaled_dot_product_attention(q, q, q, 1.f, mx::zeros({2, 2}));
   EXPECT_THROW(out.primitive().vjp(out.inputs(), {q}, {3}, {out}), std::invalid_argument);
-  EXPECT_THROW(out.primitive().jvp(out.inputs(), {q}, {0}), std::invalid_argument);
+  // A mapped axis needs rank-5 operands: (N, B, H, L, D).
   EXPECT_THROW(out.primitive().vmap(out.inputs(), {0, -1, -1, -1}), std::invalid_argument);
+}
+
+// vmap against the unbatched op applied to each slice: batched masks and
+// unmapped keys fold into the attention batch; batched sinks take the unfused
+// formula.
+TEST(FastSdpaGrad, VmapMatchesSlices) {
+  constexpr int N = 3;
+  mx::Shape qs{N, 1, 2, 3, 4}, ks{1, 1, 5, 4};
+  mx::array q(fasttest::pseudo_random(120, 61), qs, mx::float64);
+  mx::array k(fasttest::pseudo_random(20, 62), ks, mx::float64);
+  mx::array v(fasttest::pseudo_random(20, 63), ks, mx::float64);
+  mx::array mask(fasttest::pseudo_random(N * 15, 64), {N, 3, 5}, mx::float64);
+  mx::array sinks(fasttest::pseudo_random(N * 2, 65), {N, 2}, mx::float64);
+  auto with_mask = mx::vmap(
+      [](const std::vector<mx::array>& x) {
+        return std::vector<mx::array>{mx::fast::scaled_dot_product_attention(
+            x[0], x[1], x[2], 0.5f, "array", x[3], std::nullopt, 2)};
+      },
+      {0, -1, -1, 0})({q, k, v, mask})[0];
+  auto with_sinks = mx::vmap(
+      [](const std::vector<mx::array>& x) {
+        return std::vector<mx::array>{mx::fast::scaled_dot_product_attention(
+            x[0], x[1], x[2], 0.5f, "causal", std::nullopt, x[3], 3)};
+      },
+      {0, -1, -1, 0})({q, k, v, sinks})[0];
+  mx::Shape os{1, 2, 3, 4};
+  std::vector<double> want_mask, want_sinks;
+  for (int b = 0; b < N; ++b) {
+    auto qb = mx::take(q, b, 0);
+    auto a = mxtest::to_vector(mx::fast::scaled_dot_product_attention(
+        qb, k, v, 0.5f, "array", mx::take(mask, b, 0), std::nullopt, 2));
+    auto c = mxtest::to_vector(mx::fast::scaled_dot_product_attention(
+        qb, k, v, 0.5f, "causal", std::nullopt, mx::take(sinks, b, 0), 3));
+    want_mask.insert(want_mask.end(), a.begin(), a.end());
+    want_sinks.insert(want_sinks.end(), c.begin(), c.end());
+  }
+  mx::Shape batched{N, 1, 2, 3, 4};
+  mxtest::expect_close(with_mask, want_mask, batched, 1e-12, 1e-12);
+  mxtest::expect_close(with_sinks, want_sinks, batched, 1e-12, 1e-12);
 }
 
 }  // namespace

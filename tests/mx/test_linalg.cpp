@@ -357,6 +357,47 @@ TEST(LinalgGrad, EighAndSVD) {
   check_vjp([](const array& x) { return linalg::norm(x, 2.0); }, m, 21);
 }
 
+// A function of the full SVD that does not depend on the sign of each singular
+// vector nor on the basis LAPACK picks for the complement of the leading K
+// columns of U (rows of Vt): only the projector onto that complement enters.
+array svd_invariants(const array& x) {
+  int m = x.shape(-2), n = x.shape(-1), k = std::min(m, n);
+  auto usv = linalg::svd(x, true);
+  array u1 = mx::slice(usv[0], {0, 0}, {m, k}), u2 = mx::slice(usv[0], {0, k}, {m, m});
+  array v1 = mx::slice(usv[2], {0, 0}, {k, n}), v2 = mx::slice(usv[2], {k, 0}, {n, n});
+  return mx::concatenate({mx::flatten(mx::square(u1)), mx::flatten(mx::square(v1)), usv[1],
+                          mx::flatten(mx::matmul(u2, mT(u2))),
+                          mx::flatten(mx::matmul(mT(v2), v2))});
+}
+
+TEST(LinalgGrad, SVDVectors) {
+  for (const char* name : {"svdvals_5x3", "svdvals_3x5"}) {
+    SCOPED_TRACE(name);
+    array m = input(name);
+    check_vjp(svd_invariants, m, 25, 1e-5);
+    check_jvp(svd_invariants, m, 26, 1e-5);
+    // Second order: the gradient of a scalar of U, S, Vt, differentiated again.
+    auto scalar = [](const array& x) { return mx::sum(mx::sin(svd_invariants(x))); };
+    check_vjp(mx::grad(scalar), m, 27, 1e-5);
+  }
+}
+
+TEST(LinalgGrad, ForwardModeFactors) {
+  array a = input("qr_5x3");
+  check_jvp([](const array& x) { return linalg::qr(x).first; }, a, 28);
+  check_jvp([](const array& x) { return linalg::qr(x).second; }, a, 29);
+  check_jvp([](const array& x) { return mx::square(linalg::eigh(x).second); }, input("eigh_L"), 30,
+            1e-5);
+  check_jvp([](const array& x) { return mx::square(linalg::eigh(x, "U").second); }, input("eigh_L"),
+            31, 1e-5);
+  expect_throws_with(
+      [] {
+        mx::jvp([](const array& x) { return linalg::qr(x).first; }, mx::ones({2, 3}),
+                mx::ones({2, 3}));
+      },
+      {"[linalg::qr]", "(2, 3)"});
+}
+
 TEST(LinalgGrad, QR) {
   array a = input("qr_5x3");
   check_vjp([](const array& x) { return linalg::qr(x).first; }, a, 22);

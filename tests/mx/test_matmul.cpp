@@ -227,10 +227,11 @@ TEST(Matmul, LargeAndMatrixVectorShapes) {
     int M, N, K;
     bool ta, tb;
   };
-  const Case cases[] = {
-      {200, 270, 300, false, false}, {130, 70, 520, true, false}, {97, 300, 64, false, true},
-      {1, 300, 700, false, true},    {1, 300, 700, false, false}, {300, 1, 700, false, false},
-      {300, 1, 700, true, false},    {1, 1, 1000, false, false},  {2, 33, 3, false, false}};
+  const Case cases[] = {{200, 270, 300, false, false}, {130, 70, 520, true, false},
+                        {97, 300, 64, false, true},    {1, 300, 700, false, true},
+                        {1, 302, 45, false, true},     {1, 300, 700, false, false},
+                        {300, 1, 700, false, false},   {300, 1, 700, true, false},
+                        {1, 1, 1000, false, false},    {2, 33, 3, false, false}};
   for (const Case& c : cases) {
     SCOPED_TRACE(std::to_string(c.M) + "x" + std::to_string(c.N) + "x" + std::to_string(c.K) +
                  (c.ta ? " ta" : "") + (c.tb ? " tb" : ""));

@@ -481,18 +481,4 @@ std::vector<array> ScaledDotProductAttention::vjp(const std::vector<array>& prim
   return out;
 }
 
-std::vector<array> ScaledDotProductAttention::jvp(const std::vector<array>&,
-                                                  const std::vector<array>&,
-                                                  const std::vector<int>&) {
-  throw std::invalid_argument(
-      "[scaled_dot_product_attention] has no jvp rule; use vjp (reverse mode) to differentiate it");
-}
-
-std::pair<std::vector<array>, std::vector<int>> ScaledDotProductAttention::vmap(
-    const std::vector<array>&, const std::vector<int>&) {
-  throw std::invalid_argument(
-      "[scaled_dot_product_attention] cannot be batched by vmap: its inputs must have rank 4; "
-      "fold the extra axis into the batch axis instead");
-}
-
 }  // namespace mx::fast

@@ -220,6 +220,26 @@ bool Solve::is_equivalent(const Primitive& other) const { return typeid(other) =
 // For M >= N (square R): with M = R gR^T - gQ^T Q and copyltu(M) its lower
 // triangle mirrored upwards, gA = (gQ + Q copyltu(M)) R^-T (Liao et al. 2019).
 
+// Forward mode, M >= N: with C = Q^T dA R^-1, Q^T dQ = Omega is antisymmetric
+// and dR R^-1 upper triangular, so Omega = tril(C, -1) - tril(C, -1)^T,
+// dR = (C - Omega) R and dQ = dA R^-1 - Q (C - Omega).
+std::vector<array> QRF::jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
+                            const std::vector<int>&) {
+  const Stream& s = stream();
+  const array& a = primals[0];
+  if (a.shape(-2) < a.shape(-1)) {
+    throw std::invalid_argument(
+        "[linalg::qr] the jvp needs at least as many rows as columns; got shape (" +
+        std::to_string(a.shape(-2)) + ", " + std::to_string(a.shape(-1)) + ") matrices");
+  }
+  auto [q, r] = linalg::qr(a, s);
+  array da_rinv = matmul(tangents[0], linalg::tri_inv(r, true, s), s);
+  array c = matmul(mT(q, s), da_rinv, s);
+  array low = tril_k(c, -1, s);
+  array c_upper = subtract(c, subtract(low, mT(low, s), s), s);  // C - Omega = dR R^-1
+  return {subtract(da_rinv, matmul(q, c_upper, s), s), matmul(c_upper, r, s)};
+}
+
 std::vector<array> QRF::vjp(const std::vector<array>& primals, const std::vector<array>& cotangents,
                             const std::vector<int>&, const std::vector<array>& outputs) {
   const Stream& s = stream();
@@ -251,21 +271,88 @@ std::pair<std::vector<array>, std::vector<int>> QRF::vmap(const std::vector<arra
 bool QRF::is_equivalent(const Primitive& other) const { return typeid(other) == typeid(*this); }
 
 // ---------------------------------------------------------------- SVD
-// d s_i = u_i^T dA v_i, so the singular values pull back as U_k diag(gS) Vt_k.
+// A = U S V^T with full U (M x M) and V (N x N). The rules are written for
+// M >= N (K = N); wide inputs go through A^T = V S U^T. With U = [U1 U2],
+// dP = U1^T dA V and F_ij = 1 / (s_j^2 - s_i^2) (0 on the diagonal):
+//   dS = diag(dP),  dV = V (F o (S dP + dP^T S)),
+//   dU1 = U1 (F o (dP S + S dP^T)) + (I - U1 U1^T) dA V S^-1,
+//   dU2 = -U1 S^-1 V^T dA^T U2.
+// U2 is unique only up to a rotation within the complement of U1; dU2 fixes
+// the gauge U2^T dU2 = 0, so derivatives of U2 are right for functions that do
+// not depend on that choice (e.g. through U2 U2^T). All of this needs distinct,
+// nonzero singular values. The vjp is the transpose (Townsend, "Differentiating
+// the singular value decomposition"):
+//   gA = U1 ((F o (U1^T gU1 - gU1^T U1)) S + diag(gS) + S (F o (V^T gV - gV^T V))) V^T
+//        + ((I - U1 U1^T) gU1 - U2 gU2^T U1) S^-1 V^T.
+
+namespace {
+
+// Tangents {dU, dS, dV} of the SVD of a tall matrix with factors u, sv, v.
+std::vector<array> svd_jvp_tall(const array& da, const array& u, const array& sv, const array& v,
+                                const Stream& s) {
+  int m = u.shape(-1), n = v.shape(-1);
+  array u1 = column_block(u, 0, n, s);
+  array da_v = matmul(da, v, s);
+  array dp = matmul(mT(u1, s), da_v, s);
+  array ds = sum(multiply(u1, da_v, s), -2, false, s);
+  array f = inv_gaps(square(sv, s), s);
+  array dpt = mT(dp, s);
+  array du = matmul(u1, multiply(f, add(scale_cols(dp, sv, s), scale_rows(dpt, sv, s), s), s), s);
+  array dv = matmul(v, multiply(f, add(scale_rows(dp, sv, s), scale_cols(dpt, sv, s), s), s), s);
+  if (m > n) {
+    array sinv = reciprocal(sv, s);
+    array u2 = column_block(u, n, m, s);
+    du = add(du, scale_cols(subtract(da_v, matmul(u1, dp, s), s), sinv, s), s);
+    array du2 = negative(matmul(u1, scale_rows(matmul(mT(da_v, s), u2, s), sinv, s), s), s);
+    du = concatenate({du, du2}, -1, s);
+  }
+  return {du, ds, dv};
+}
+
+// Cotangent of a tall matrix from those of its SVD factors (gv is that of V).
+array svd_vjp_tall(const array& u, const array& sv, const array& v, const array& gu,
+                   const array& gs, const array& gv, const Stream& s) {
+  int m = u.shape(-1), n = v.shape(-1);
+  array u1 = column_block(u, 0, n, s);
+  array gu1 = column_block(gu, 0, n, s);
+  array f = inv_gaps(square(sv, s), s);
+  array ut_gu = matmul(mT(u1, s), gu1, s);
+  array vt_gv = matmul(mT(v, s), gv, s);
+  array j = multiply(f, subtract(ut_gu, mT(ut_gu, s), s), s);
+  array k = multiply(f, subtract(vt_gv, mT(vt_gv, s), s), s);
+  array inner = add(add(scale_cols(j, sv, s), scale_rows(k, sv, s), s),
+                    diag_part(expand_dims(gs, -2, s), s), s);
+  array g = matmul(u1, inner, s);
+  if (m > n) {
+    array u2 = column_block(u, n, m, s);
+    array gu2 = column_block(gu, n, m, s);
+    array rest = subtract(subtract(gu1, matmul(u1, ut_gu, s), s),
+                          matmul(u2, matmul(mT(gu2, s), u1, s), s), s);
+    g = add(g, scale_cols(rest, reciprocal(sv, s), s), s);
+  }
+  return matmul(g, mT(v, s), s);
+}
+
+}  // namespace
 
 std::vector<array> SVD::jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
                             const std::vector<int>&) {
-  if (compute_uv_) {
-    throw std::invalid_argument(
-        "[linalg::svd] forward-mode derivatives are defined for svd(a, false) only");
-  }
   const Stream& s = stream();
   const array& a = primals[0];
   int m = a.shape(-2), n = a.shape(-1), k = std::min(m, n);
   auto usv = linalg::svd(a, true, s);
-  array u = leading_block(usv[0], m, k, s);
-  array v = mT(leading_block(usv[2], k, n, s), s);
-  return {sum(multiply(u, matmul(tangents[0], v, s), s), -2, false, s)};
+  if (!compute_uv_) {
+    array u = leading_block(usv[0], m, k, s);
+    array v = mT(leading_block(usv[2], k, n, s), s);
+    return {sum(multiply(u, matmul(tangents[0], v, s), s), -2, false, s)};
+  }
+  if (m >= n) {
+    auto t = svd_jvp_tall(tangents[0], usv[0], usv[1], mT(usv[2], s), s);
+    return {t[0], t[1], mT(t[2], s)};
+  }
+  // A^T = V S U^T: the tall rule's U factor is our V and its V factor our U.
+  auto t = svd_jvp_tall(mT(tangents[0], s), mT(usv[2], s), usv[1], usv[0], s);
+  return {t[2], t[1], mT(t[0], s)};
 }
 
 std::vector<array> SVD::vjp(const std::vector<array>& primals, const std::vector<array>& cotangents,
@@ -273,11 +360,21 @@ std::vector<array> SVD::vjp(const std::vector<array>& primals, const std::vector
   const Stream& s = stream();
   const array& a = primals[0];
   int m = a.shape(-2), n = a.shape(-1), k = std::min(m, n);
-  std::vector<array> usv = compute_uv_ ? outputs : linalg::svd(a, true, s);
-  array gs = compute_uv_ ? cotangents[1] : cotangents[0];
-  array u = leading_block(usv[0], m, k, s);
-  array vt = leading_block(usv[2], k, n, s);
-  return {matmul(multiply(u, expand_dims(gs, -2, s), s), vt, s)};
+  if (!compute_uv_) {
+    // d s_i = u_i^T dA v_i. U and Vt come from an SVD of the primal, so this
+    // rule is differentiable again.
+    auto usv = linalg::svd(a, true, s);
+    array u = leading_block(usv[0], m, k, s);
+    array vt = leading_block(usv[2], k, n, s);
+    return {matmul(scale_cols(u, cotangents[0], s), vt, s)};
+  }
+  if (m >= n) {
+    return {svd_vjp_tall(outputs[0], outputs[1], mT(outputs[2], s), cotangents[0], cotangents[1],
+                         mT(cotangents[2], s), s)};
+  }
+  return {mT(svd_vjp_tall(mT(outputs[2], s), outputs[1], outputs[0], mT(cotangents[2], s),
+                          cotangents[1], cotangents[0], s),
+             s)};
 }
 
 std::pair<std::vector<array>, std::vector<int>> SVD::vmap(const std::vector<array>& inputs,

@@ -1,9 +1,11 @@
 // Primitives of the fused ops in mx::fast. Each forward primitive has a fused
 // backward primitive (its vjp), so training never falls back to the unfused
-// graph; the backward primitives themselves are not differentiable again.
+// graph. Rules off the hot path (higher-order derivatives, attention's jvp and
+// some vmaps) differentiate or batch the unfused formulas in detail:: instead.
 #pragma once
 
 #include <optional>
+#include <vector>
 
 #include "mlxcpp/mx/primitive.h"
 
@@ -41,6 +43,11 @@ class RMSNormVJP : public Primitive {
   RMSNormVJP(Stream s, float eps, bool has_weight)
       : Primitive(s), eps_(eps), has_weight_(has_weight) {}
   void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
+  std::vector<array> jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
+                         const std::vector<int>& argnums) override;
+  std::vector<array> vjp(const std::vector<array>& primals, const std::vector<array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<array>& outputs) override;
   const char* name() const override { return "RMSNormVJP"; }
   bool is_equivalent(const Primitive& other) const override;
 
@@ -83,6 +90,11 @@ class LayerNormVJP : public Primitive {
   LayerNormVJP(Stream s, float eps, bool has_weight, bool has_bias)
       : Primitive(s), eps_(eps), has_weight_(has_weight), has_bias_(has_bias) {}
   void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
+  std::vector<array> jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
+                         const std::vector<int>& argnums) override;
+  std::vector<array> vjp(const std::vector<array>& primals, const std::vector<array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<array>& outputs) override;
   const char* name() const override { return "LayerNormVJP"; }
   bool is_equivalent(const Primitive& other) const override;
 
@@ -163,6 +175,11 @@ class ScaledDotProductAttentionVJP : public Primitive {
   ScaledDotProductAttentionVJP(Stream s, float scale, AttentionMask mask)
       : Primitive(s), scale_(scale), mask_(mask) {}
   void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
+  std::vector<array> jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
+                         const std::vector<int>& argnums) override;
+  std::vector<array> vjp(const std::vector<array>& primals, const std::vector<array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<array>& outputs) override;
   const char* name() const override { return "ScaledDotProductAttentionVJP"; }
   bool is_equivalent(const Primitive& other) const override;
 
@@ -170,5 +187,19 @@ class ScaledDotProductAttentionVJP : public Primitive {
   float scale_;
   AttentionMask mask_;
 };
+
+namespace detail {
+
+// The unfused formulas of the fused ops, built from ordinary ops over the
+// inputs of the matching primitive (same order, same masks). 16-bit inputs
+// compute in float32; results have the dtype of the first input.
+array rms_norm_composed(const std::vector<array>& inputs, float eps, bool has_weight,
+                        StreamOrDevice s = {});
+array layer_norm_composed(const std::vector<array>& inputs, float eps, bool has_weight,
+                          bool has_bias, StreamOrDevice s = {});
+array sdpa_composed(const std::vector<array>& inputs, float scale, const AttentionMask& mask,
+                    StreamOrDevice s = {});
+
+}  // namespace detail
 
 }  // namespace mx::fast

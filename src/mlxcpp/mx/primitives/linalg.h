@@ -6,8 +6,8 @@
 
 namespace mx {
 
-// Every linalg primitive has a vjp and a vmap; those with a jvp declare it
-// themselves (QRF, SVD with U/Vt and Eigh with eigenvectors have none).
+// Every linalg primitive has a jvp, a vjp and a vmap; restrictions on the
+// derivatives are noted at each class.
 #define MX_LINALG_JVP                                                                           \
   std::vector<array> jvp(const std::vector<array>& primals, const std::vector<array>& tangents, \
                          const std::vector<int>& argnums) override;
@@ -54,22 +54,23 @@ class Solve : public UnaryPrimitive {
   MX_LINALG_JVP
 };
 
-// Outputs: Q (..., M, K), R (..., K, N). The vjp needs M >= N.
+// Outputs: Q (..., M, K), R (..., K, N). The jvp and vjp need M >= N.
 class QRF : public Primitive {
  public:
   explicit QRF(Stream s) : Primitive(s) {}
   void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
   MX_LINALG_PRIMITIVE_DECLS(QRF)
+  MX_LINALG_JVP
 };
 
-// Outputs: {U, S, Vt} with compute_uv, else {S}. Gradients flow through S
-// only: U and Vt are treated as constants by the vjp.
+// Outputs: {U (..., M, M), S (..., K), Vt (..., N, N)} with compute_uv, else
+// {S}. Derivatives of U and Vt need distinct nonzero singular values; the
+// columns of U (rows of Vt) past K follow the gauge described in linalg_grad.cpp.
 class SVD : public Primitive {
  public:
   SVD(Stream s, bool compute_uv) : Primitive(s), compute_uv_(compute_uv) {}
   void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
   MX_LINALG_PRIMITIVE_DECLS(SVD)
-  // Only without U and Vt (the singular values' tangents).
   MX_LINALG_JVP
 
  private:
@@ -84,7 +85,7 @@ class Eigh : public Primitive {
       : Primitive(s), uplo_(uplo), compute_eigenvectors_(compute_eigenvectors) {}
   void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
   MX_LINALG_PRIMITIVE_DECLS(Eigh)
-  // Only without eigenvectors (the eigenvalues' tangents).
+  // Eigenvector derivatives need distinct eigenvalues.
   MX_LINALG_JVP
 
  private:
