@@ -22,7 +22,8 @@ void BM_AddFloat32(benchmark::State& state) {
       [&] {
         mx::array c = mx::add(a, b);
         c.eval();
-        benchmark::DoNotOptimize(c.data<float>());
+        auto* p = c.data<float>();
+        benchmark::DoNotOptimize(p);
       },
       [&] {
         mx::scheduler::parallel_for(bytes, size_t{1} << 20, [&](size_t b, size_t e) {

@@ -26,7 +26,8 @@ void BM_GemmFloat32(benchmark::State& state) {
       [&] {
         mx::array out = mx::matmul(a, b);
         out.eval();
-        benchmark::DoNotOptimize(out.data<float>());
+        auto* p = out.data<float>();
+        benchmark::DoNotOptimize(p);
       },
       [&] {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data<float>(), n,

@@ -47,9 +47,13 @@ void BM_GemvBfloat16(benchmark::State& state) {
       [&] {
         mx::array y = linear ? mx::matmul(x, mx::transpose(w)) : mx::matmul(x, w);
         y.eval();
-        benchmark::DoNotOptimize(y.data<uint16_t>());
+        auto* p = y.data<uint16_t>();
+        benchmark::DoNotOptimize(p);
       },
-      [&] { benchmark::DoNotOptimize(read_sum(words, bytes / 8)); });
+      [&] {
+        uint64_t s = read_sum(words, bytes / 8);
+        benchmark::DoNotOptimize(s);
+      });
   double ours = bytes / t_ours / 1e9, base = bytes / t_base / 1e9;
   state.counters["ours_GBps"] = mxbench::value(ours);
   state.counters["base_GBps"] = mxbench::value(base);

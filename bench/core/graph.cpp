@@ -18,7 +18,8 @@ void BM_GraphOverhead(benchmark::State& state) {
       for (int i = 0; i < n; ++i) x = mx::add(x, one);
     }));
     run.push_back(mxbench::seconds([&] { x.eval(); }));
-    benchmark::DoNotOptimize(x.data<float>());
+    auto* p = x.data<float>();
+    benchmark::DoNotOptimize(p);
   }
   double b = mxbench::median(build) / n * 1e9, e = mxbench::median(run) / n * 1e9;
   state.counters["build_ns_per_op"] = mxbench::value(b);
@@ -34,7 +35,8 @@ void BM_EvalRoundTrip(benchmark::State& state) {
     times.push_back(mxbench::seconds([&] {
       mx::array x = mx::add(one, one);
       x.eval();
-      benchmark::DoNotOptimize(x.data<float>());
+      auto* p = x.data<float>();
+      benchmark::DoNotOptimize(p);
     }));
   }
   state.counters["ns_per_eval"] = mxbench::value(mxbench::median(times) * 1e9);

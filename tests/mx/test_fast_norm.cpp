@@ -164,6 +164,37 @@ void check_norm_derivatives(const NormCase& c) {
   auto out = fn(in);
   auto jv = out.primitive().jvp(out.inputs(), tangent_arrays, argnums);
   mxtest::expect_close(jv[0], total, xs, 1e-7, 1e-6);
+
+  // Second order, through the rules of the backward primitive: g(x) = J(x)^T
+  // cot differentiated in reverse (along tangents) and in forward mode (each
+  // input along its tangent), against central differences of g.
+  mx::array cot_arr(cot, xs, mx::float64);
+  auto first = [&](const std::vector<mx::array>& x) {
+    auto f = [&](const std::vector<mx::array>& y) { return std::vector<mx::array>{fn(y)}; };
+    return mx::vjp(f, x, {cot_arr}).second;
+  };
+  auto flat_first = [&](const std::vector<mx::array>& x) {
+    std::vector<mx::array> parts;
+    for (auto& g : first(x)) parts.push_back(mx::flatten(g));
+    return mx::concatenate(parts);
+  };
+  std::vector<double> all_tangents;
+  for (auto& t : tangents) all_tangents.insert(all_tangents.end(), t.begin(), t.end());
+  auto second = mx::vjp(first, in, tangent_arrays).second;
+  for (size_t i = 0; i < vals.size(); ++i) {
+    SCOPED_TRACE("second order, input " + std::to_string(i));
+    int arg = static_cast<int>(i);
+    auto rev = fasttest::numeric_vjp(flat_first, vals, shapes, arg, all_tangents, 1e-5);
+    mxtest::expect_close(second[i], rev, shapes[i], 1e-6, 1e-5);
+    auto one = [&](const std::vector<mx::array>& x) {
+      std::vector<mx::array> all = in;
+      all[i] = x[0];
+      return std::vector<mx::array>{flat_first(all)};
+    };
+    auto fwd = mx::jvp(one, {in[i]}, {tangent_arrays[i]}).second[0];
+    auto want = fasttest::numeric_jvp(flat_first, vals, shapes, arg, tangents[i], 1e-5);
+    mxtest::expect_close(fwd, want, {static_cast<int>(want.size())}, 1e-6, 1e-5);
+  }
 }
 
 TEST(FastNormGrad, MatchesFiniteDifferences) {

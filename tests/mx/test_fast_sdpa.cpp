@@ -323,7 +323,7 @@ TEST(FastSdpaGrad, MaskAndSinksAreNotDifferentiable) {
 TEST(FastSdpaGrad, VmapMatchesSlices) {
   constexpr int N = 3;
   mx::Shape qs{N, 1, 2, 3, 4}, ks{1, 1, 5, 4};
-  mx::array q(fasttest::pseudo_random(120, 61), qs, mx::float64);
+  mx::array q(fasttest::pseudo_random(72, 61), qs, mx::float64);
   mx::array k(fasttest::pseudo_random(20, 62), ks, mx::float64);
   mx::array v(fasttest::pseudo_random(20, 63), ks, mx::float64);
   mx::array mask(fasttest::pseudo_random(N * 15, 64), {N, 3, 5}, mx::float64);
@@ -340,7 +340,6 @@ TEST(FastSdpaGrad, VmapMatchesSlices) {
             x[0], x[1], x[2], 0.5f, "causal", std::nullopt, x[3], 3)};
       },
       {0, -1, -1, 0})({q, k, v, sinks})[0];
-  mx::Shape os{1, 2, 3, 4};
   std::vector<double> want_mask, want_sinks;
   for (int b = 0; b < N; ++b) {
     auto qb = mx::take(q, b, 0);
