@@ -94,7 +94,8 @@ std::shared_ptr<Event> schedule(const std::vector<array>& outputs) {
   if (tape.empty() && waits.empty()) return nullptr;
 
   bool keep_graph = detail::in_tracing();
-  Stream stream = tape.empty() ? default_stream(default_device()) : tape.back().primitive().stream();
+  Stream stream =
+      tape.empty() ? default_stream(default_device()) : tape.back().primitive().stream();
   auto shared_tape = std::make_shared<std::vector<array>>(std::move(tape));
   scheduler::enqueue(stream, [shared_tape, event, waits = std::move(waits), keep_graph]() {
     auto& t = *shared_tape;

@@ -5,8 +5,8 @@
 
 #include <initializer_list>
 #include <optional>
-#include <type_traits>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -85,12 +85,12 @@ array atleast_3d(const array& a, S s = {});
 array slice(const array& a, Shape start, Shape stop, Shape strides, S s = {});
 array slice(const array& a, Shape start, Shape stop, S s = {});
 // Braced lists pick the static overloads (a braced list could also build an array start).
-inline array slice(const array& a, std::initializer_list<int> start, std::initializer_list<int> stop,
-                   std::initializer_list<int> strides, S s = {}) {
+inline array slice(const array& a, std::initializer_list<int> start,
+                   std::initializer_list<int> stop, std::initializer_list<int> strides, S s = {}) {
   return slice(a, Shape(start), Shape(stop), Shape(strides), s);
 }
-inline array slice(const array& a, std::initializer_list<int> start, std::initializer_list<int> stop,
-                   S s = {}) {
+inline array slice(const array& a, std::initializer_list<int> start,
+                   std::initializer_list<int> stop, S s = {}) {
   return slice(a, Shape(start), Shape(stop), s);
 }
 // Slice with a start given as an array (for caches), sizes static.
@@ -125,8 +125,8 @@ array repeat(const array& arr, int repeats, S s = {});
 array tile(const array& arr, std::vector<int> reps, S s = {});
 // mode: "constant", "edge"
 array pad(const array& a, const std::vector<int>& axes, const Shape& low_pad_size,
-          const Shape& high_pad_size, const array& pad_value = array(0), const std::string& mode = "constant",
-          S s = {});
+          const Shape& high_pad_size, const array& pad_value = array(0),
+          const std::string& mode = "constant", S s = {});
 array pad(const array& a, const std::vector<std::pair<int, int>>& pad_width,
           const array& pad_value = array(0), const std::string& mode = "constant", S s = {});
 array pad(const array& a, const std::pair<int, int>& pad_width, const array& pad_value = array(0),
@@ -228,16 +228,16 @@ array clip(const array& a, const std::optional<array>& a_min, const std::optiona
 // C++ operators; a scalar operand becomes an array of its own type (as MLX's C++ API).
 template <typename T>
 concept Scalar = std::is_arithmetic_v<T> || std::is_same_v<T, float16_t> ||
-                 std::is_same_v<T, bfloat16_t> || std::is_same_v<T, complex64_t>;
-#define MX_BINARY_OPERATOR(OP, FN)                    \
-  array operator OP(const array& a, const array& b);  \
-  template <Scalar T>                                 \
-  array operator OP(T a, const array& b) {            \
-    return FN(array(a), b);                           \
-  }                                                   \
-  template <Scalar T>                                 \
-  array operator OP(const array& a, T b) {            \
-    return FN(a, array(b));                           \
+    std::is_same_v<T, bfloat16_t> || std::is_same_v<T, complex64_t>;
+#define MX_BINARY_OPERATOR(OP, FN)                   \
+  array operator OP(const array& a, const array& b); \
+  template <Scalar T>                                \
+  array operator OP(T a, const array& b) {           \
+    return FN(array(a), b);                          \
+  }                                                  \
+  template <Scalar T>                                \
+  array operator OP(const array& a, T b) {           \
+    return FN(a, array(b));                          \
   }
 MX_BINARY_OPERATOR(+, add)
 MX_BINARY_OPERATOR(-, subtract)
@@ -278,11 +278,13 @@ array mean(const array& a, const std::vector<int>& axes, bool keepdims = false, 
 array mean(const array& a, int axis, bool keepdims = false, S s = {});
 array var(const array& a, bool keepdims, int ddof = 0, S s = {});
 inline array var(const array& a, S s = {}) { return var(a, false, 0, s); }
-array var(const array& a, const std::vector<int>& axes, bool keepdims = false, int ddof = 0, S s = {});
+array var(const array& a, const std::vector<int>& axes, bool keepdims = false, int ddof = 0,
+          S s = {});
 array var(const array& a, int axis, bool keepdims = false, int ddof = 0, S s = {});
 array std(const array& a, bool keepdims, int ddof = 0, S s = {});
 inline array std(const array& a, S s = {}) { return std(a, false, 0, s); }
-array std(const array& a, const std::vector<int>& axes, bool keepdims = false, int ddof = 0, S s = {});
+array std(const array& a, const std::vector<int>& axes, bool keepdims = false, int ddof = 0,
+          S s = {});
 array std(const array& a, int axis, bool keepdims = false, int ddof = 0, S s = {});
 array prod(const array& a, bool keepdims, S s = {});
 inline array prod(const array& a, S s = {}) { return prod(a, false, s); }

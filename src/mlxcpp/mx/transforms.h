@@ -41,19 +41,22 @@ std::pair<array, array> jvp(const std::function<array(const array&)>& fun, const
 // ---- gradients of scalar functions ----
 using ValueAndGradFn =
     std::function<std::pair<std::vector<array>, std::vector<array>>(const std::vector<array>&)>;
-using SimpleValueAndGradFn = std::function<std::pair<array, std::vector<array>>(const std::vector<array>&)>;
+using SimpleValueAndGradFn =
+    std::function<std::pair<array, std::vector<array>>(const std::vector<array>&)>;
 
 // The first output of fun must be a scalar; gradients with respect to the
 // arguments at `argnums`. Extra outputs are returned with the value (has_aux).
-ValueAndGradFn value_and_grad(const std::function<std::vector<array>(const std::vector<array>&)>& fun,
-                              const std::vector<int>& argnums = {0});
+ValueAndGradFn value_and_grad(
+    const std::function<std::vector<array>(const std::vector<array>&)>& fun,
+    const std::vector<int>& argnums = {0});
 SimpleValueAndGradFn value_and_grad(const std::function<array(const std::vector<array>&)>& fun,
                                     const std::vector<int>& argnums = {0});
 std::function<std::pair<array, array>(const array&)> value_and_grad(
     const std::function<array(const array&)>& fun);
 
 std::function<std::vector<array>(const std::vector<array>&)> grad(
-    const std::function<array(const std::vector<array>&)>& fun, const std::vector<int>& argnums = {0});
+    const std::function<array(const std::vector<array>&)>& fun,
+    const std::vector<int>& argnums = {0});
 std::function<array(const array&)> grad(const std::function<array(const array&)>& fun);
 
 // Over named parameter maps: fun(params, other args) -> scalar (first output).
