@@ -202,6 +202,11 @@ TEST(Npy, CorruptFilesGiveClearErrors) {
     write_bytes(path, good.substr(0, cut));
     EXPECT_THROW(mx::load(path), std::runtime_error) << cut;
   }
+  // Found by fuzz/fuzz_safetensors: a shape that is not a tuple.
+  std::string no_tuple = good;
+  no_tuple.replace(no_tuple.find("(3, 4)"), 1, ",");
+  write_bytes(path, no_tuple);
+  EXPECT_THROW(mx::load(path), std::runtime_error);
   std::string bad = good;
   bad.replace(bad.find("<f4"), 3, "<x9");
   write_bytes(path, bad);

@@ -140,6 +140,9 @@ array parse_npy(const uint8_t* data, size_t size, const std::string& name) {
   if (fortran != "True" && fortran != "False")
     throw npy_error(name, "bad fortran_order '" + fortran + "'");
   std::string tuple = dict_value(h, "shape", name);
+  if (tuple.size() < 2 || tuple.front() != '(' || tuple.back() != ')') {
+    throw npy_error(name, "shape '" + tuple + "' is not a tuple");
+  }
   Shape shape;
   uint64_t numel = 1;
   {

@@ -111,13 +111,12 @@ SafetensorsLoad parse_safetensors(const uint8_t* data, size_t size, const std::s
       if (!value.contains(field)) throw fail(where + " has no '" + field + "' field");
     }
     if (!value["dtype"].is_string()) throw fail(where + ": 'dtype' is not a string");
-    Dtype dtype = [&] {
-      try {
-        return dtype_from_safetensors(value["dtype"].get<std::string>(), where);
-      } catch (const std::runtime_error& e) {
-        throw fail(e.what());
-      }
-    }();
+    Dtype dtype = bool_;
+    try {
+      dtype = dtype_from_safetensors(value["dtype"].get<std::string>(), where);
+    } catch (const std::runtime_error& e) {
+      throw fail(e.what());
+    }
     auto& jshape = value["shape"];
     if (!jshape.is_array()) throw fail(where + ": 'shape' is not a list");
     Shape shape;
