@@ -1,0 +1,114 @@
+// Key/value caches for autoregressive decoding (mlx-lm's cache.py), and
+// prompt-cache files in mlx-lm's safetensors layout (formats.md §5).
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mlxcpp/mx/array.h"
+
+namespace lm {
+
+// How a layer must mask attention for the keys its cache just returned.
+// Keys come back so that "causal" (query i sees keys j <= i + Lk - Lq) plus an
+// optional sliding window (query i sees the last `window` keys up to its own
+// position) is exact; mode "" means every returned key is visible to every query.
+struct AttentionMask {
+  std::string mode;           // "" or "causal"
+  std::optional<int> window;  // sliding window in keys, self included
+};
+
+class KVCacheBase {
+ public:
+  virtual ~KVCacheBase() = default;
+  // keys/values: [B, Nkv, T, D] for T new positions. Returns the keys and
+  // values attention must read, [B, Nkv, Lk, D].
+  virtual std::pair<mx::array, mx::array> update_and_fetch(const mx::array& keys,
+                                                           const mx::array& values) = 0;
+  // The mask for T new queries, to be called before update_and_fetch with the
+  // same T. `window` is the layer's sliding window (none for global layers).
+  virtual AttentionMask make_mask(int T, std::optional<int> window) const = 0;
+  // Positions seen so far (the RoPE offset of the next token).
+  virtual int offset() const = 0;
+  virtual bool is_trimmable() const = 0;
+  // Drops the last n positions; returns how many were dropped.
+  virtual int trim(int n) = 0;
+  // Serialization (mlx-lm names): state arrays, meta_state strings, class name.
+  virtual std::vector<mx::array> state() const = 0;
+  virtual void set_state(const std::vector<mx::array>& state) = 0;
+  virtual std::vector<std::string> meta_state() const { return {}; }
+  virtual void set_meta_state(const std::vector<std::string>& /*meta*/) {}
+  virtual std::string class_name() const = 0;
+  // Bytes held by the cache's arrays.
+  virtual size_t nbytes() const = 0;
+  bool empty() const { return offset() == 0; }
+};
+
+// Grows in steps of 256 positions; trimmable.
+class KVCache : public KVCacheBase {
+ public:
+  static constexpr int kStep = 256;
+  std::pair<mx::array, mx::array> update_and_fetch(const mx::array& keys,
+                                                   const mx::array& values) override;
+  AttentionMask make_mask(int T, std::optional<int> window) const override;
+  int offset() const override { return offset_; }
+  bool is_trimmable() const override { return true; }
+  int trim(int n) override;
+  std::vector<mx::array> state() const override;
+  void set_state(const std::vector<mx::array>& state) override;
+  std::string class_name() const override { return "KVCache"; }
+  size_t nbytes() const override;
+
+ private:
+  std::optional<mx::array> keys_, values_;  // [B, Nkv, capacity, D]
+  int offset_ = 0;
+};
+
+// A ring buffer of max_size positions whose first `keep` are pinned. Exact for
+// any number of tokens per call: when T > 1 arrives it returns the last
+// max_size - 1 + T positions in temporal order so every query sees its full
+// window. Trimmable only while offset < max_size.
+class RotatingKVCache : public KVCacheBase {
+ public:
+  explicit RotatingKVCache(int max_size, int keep = 0);
+  std::pair<mx::array, mx::array> update_and_fetch(const mx::array& keys,
+                                                   const mx::array& values) override;
+  AttentionMask make_mask(int T, std::optional<int> window) const override;
+  int offset() const override { return offset_; }
+  bool is_trimmable() const override { return offset_ < max_size_; }
+  int trim(int n) override;
+  std::vector<mx::array> state() const override;
+  void set_state(const std::vector<mx::array>& state) override;
+  std::vector<std::string> meta_state() const override;
+  void set_meta_state(const std::vector<std::string>& meta) override;
+  std::string class_name() const override { return "RotatingKVCache"; }
+  size_t nbytes() const override;
+  int max_size() const { return max_size_; }
+  int keep() const { return keep_; }
+
+ private:
+  int max_size_, keep_;
+  std::optional<mx::array> keys_, values_;
+  int offset_ = 0;
+  int idx_ = 0;  // next write position in the buffer
+};
+
+using PromptCache = std::vector<std::shared_ptr<KVCacheBase>>;
+
+bool can_trim_prompt_cache(const PromptCache& cache);
+// Trims every layer by n; returns n, or 0 (and trims nothing) if a layer cannot trim.
+int trim_prompt_cache(PromptCache& cache, int n);
+size_t prompt_cache_nbytes(const PromptCache& cache);
+
+// mlx-lm's save_prompt_cache / load_prompt_cache (formats.md §5). Writes atomically.
+void save_prompt_cache(const std::filesystem::path& file, const PromptCache& cache,
+                       const std::map<std::string, std::string>& metadata = {});
+std::pair<PromptCache, std::map<std::string, std::string>> load_prompt_cache(
+    const std::filesystem::path& file);
+
+}  // namespace lm

@@ -1,0 +1,58 @@
+// The interface every language-model architecture implements (one file per
+// architecture under lm/models/), and the registry by config model_type.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "mlxcpp/lm/cache.h"
+#include "mlxcpp/mx/io.h"
+#include "mlxcpp/nn/module.h"
+
+namespace lm {
+
+class LanguageModel : public mx::nn::Module {
+ public:
+  // tokens: [B, T] int32. cache: one entry per layer (from make_cache), updated
+  // in place; null runs without a cache (full causal attention over T).
+  // Returns logits [B, T, V] in the model's activation dtype.
+  virtual mx::array operator()(const mx::array& tokens, PromptCache* cache) = 0;
+  // The cache for each layer. max_kv_size bounds every layer (a rotating cache
+  // of that size, keeping the first 4 positions, on layers that would grow
+  // without bound); sliding-window layers keep their window when it is smaller.
+  virtual PromptCache make_cache(std::optional<int> max_kv_size = std::nullopt) const = 0;
+  // Maps checkpoint tensors to this tree's names (drops rotary tables, vision
+  // towers of multimodal checkpoints, renames prefixes). Called before load_weights.
+  virtual mx::ArrayMap sanitize(mx::ArrayMap weights) const { return weights; }
+  virtual int vocab_size() const = 0;
+  virtual int num_layers() const = 0;
+  // Largest context the model supports (max_position_embeddings).
+  virtual int max_context() const = 0;
+  // Bytes of weights a decode step reads (for the bandwidth floor).
+  virtual size_t decode_weight_bytes() const;
+  const std::string& model_type() const { return model_type_; }
+
+ protected:
+  std::string model_type_;
+};
+
+// Builds an (uninitialised-weight) model from its config.json; `dtype` is the
+// parameter dtype.
+using ModelFactory =
+    std::function<std::shared_ptr<LanguageModel>(const nlohmann::json& config, mx::Dtype dtype)>;
+
+// Registers a model_type (static registration from each architecture file).
+struct ModelRegistration {
+  ModelRegistration(const std::string& model_type, ModelFactory factory);
+};
+// Throws naming the model_type and listing the known ones when absent.
+const ModelFactory& model_factory(const std::string& model_type);
+std::vector<std::string> registered_model_types();
+
+}  // namespace lm
