@@ -105,6 +105,23 @@ TEST(Safetensors, LoadsZeroCopyWithMetadata) {
   mxtest::expect_close(arrays.at("model.mask"), {1, 0, 1}, {3}, 0, 0);
 }
 
+// A loaded tensor lives in a read-only file mapping: an op whose input is the
+// mapping's last holder must not reuse (write into) that memory.
+TEST(Safetensors, OpsNeverWriteIntoTheFileMapping) {
+  std::string out = tmp_path("donate.safetensors");
+  mx::save_safetensors(out, {{"x", mx::arange(4.0f)}});
+  array y = mx::array(0.0f);
+  {
+    auto loaded = mx::load_safetensors(out);
+    array x = loaded.first.at("x");
+    loaded.first.clear();
+    y = mx::exp(std::move(x));
+  }
+  mxtest::expect_close(y, {1.0, 2.718281828, 7.389056099, 20.08553692}, {4}, 1e-5, 1e-6);
+  auto again = mx::load_safetensors(out);
+  mxtest::expect_close(again.first.at("x"), {0, 1, 2, 3}, {4}, 0, 0);
+}
+
 TEST(Safetensors, SaveThenLoadRoundTripsEveryDtype) {
   mx::ArrayMap in;
   for (auto d :

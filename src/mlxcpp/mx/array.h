@@ -130,9 +130,11 @@ class array {
   uintptr_t id() const { return reinterpret_cast<uintptr_t>(desc_.get()); }
   bool is_same(const array& o) const { return desc_ == o.desc_; }
   long use_count() const { return desc_.use_count(); }
-  // Whether the buffer can be reused for an output (nobody else holds it).
+  // Whether the buffer can be reused for an output (nobody else holds it, and
+  // it is ours: memory owned elsewhere, such as a read-only file mapping, never is).
   bool is_donatable() const {
-    return desc_.use_count() == 1 && desc_->data && desc_->data.use_count() == 1;
+    return desc_.use_count() == 1 && desc_->data && desc_->data.use_count() == 1 &&
+           !desc_->data->owner;
   }
 
   allocator::Buffer& buffer() { return desc_->data->buffer; }
