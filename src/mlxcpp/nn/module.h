@@ -3,6 +3,7 @@
 // equal to checkpoint tensor names, so loading is a name-to-name match.
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -47,8 +48,12 @@ class Module {
   void set_dtype(Dtype dtype);
   // Number of parameter elements (all, or trainable only).
   size_t num_parameters() const;
+  size_t num_parameters(bool trainable_only) const;
+  // Whether the parameter at a dotted name is frozen; throws naming it if absent.
+  bool is_frozen(const std::string& dotted) const;
 
   // Direct access to a parameter of this module (not of children); throws naming it if absent.
+  // Holders of a reference see later update()/load_weights() values (they assign in place).
   array& param(const std::string& name);
   const array& param(const std::string& name) const;
   bool has_param(const std::string& name) const;
@@ -72,8 +77,16 @@ class Module {
   array* find(const std::string& dotted);
   bool* find_frozen(const std::string& dotted);
 
-  std::vector<std::pair<std::string, array>> params_;  // registration order
-  std::vector<bool> frozen_;
+  const array* find(const std::string& dotted) const;
+  // Calls fn(dotted name, owning module, index into its params_) for every parameter of the tree.
+  template <typename Fn>
+  void for_each(const std::string& prefix, Fn&& fn);
+  void set_frozen(const std::vector<std::string>& keys, bool frozen, const char* what);
+
+  // A deque, so that the reference register_parameter returns stays valid while
+  // later parameters are registered.
+  std::deque<std::pair<std::string, array>> params_;  // registration order
+  std::deque<bool> frozen_;  // parallel to params_; a deque so find_frozen can point into it
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
 };

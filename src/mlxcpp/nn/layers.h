@@ -1,0 +1,65 @@
+// Basic layers (MLX's nn.Linear, nn.Embedding, nn.RMSNorm, nn.LayerNorm), with
+// MLX's parameter names and initialisation, so checkpoints load by name.
+#pragma once
+
+#include <optional>
+
+#include "mlxcpp/mx/array.h"
+#include "mlxcpp/nn/module.h"
+
+namespace mx::nn {
+
+// y = x @ weight.T + bias; "weight" [output_dims, input_dims], "bias" [output_dims].
+// Initialised uniform in [-1/sqrt(input_dims), 1/sqrt(input_dims)] (weight and bias).
+class Linear : public Module {
+ public:
+  Linear(int input_dims, int output_dims, bool bias = true, Dtype dtype = float32,
+         const std::optional<array>& key = std::nullopt);
+  array operator()(const array& x) const;
+
+  const array& weight() const { return param("weight"); }
+  bool has_bias() const { return has_param("bias"); }
+  int input_dims() const { return weight().shape(1); }
+  int output_dims() const { return weight().shape(0); }
+};
+
+// A lookup table: "weight" [num_embeddings, dims], initialised normal(0, 1/sqrt(dims)).
+class Embedding : public Module {
+ public:
+  Embedding(int num_embeddings, int dims, Dtype dtype = float32,
+            const std::optional<array>& key = std::nullopt);
+  // Rows of weight for integer indices of any shape: result shape indices.shape + [dims].
+  array operator()(const array& indices) const;
+  // x @ weight.T: the embedding used as an output projection (tied input/output weights).
+  array as_linear(const array& x) const;
+
+  const array& weight() const { return param("weight"); }
+  int num_embeddings() const { return weight().shape(0); }
+  int dims() const { return weight().shape(1); }
+};
+
+// x / sqrt(mean(x^2) + eps) * weight over the last axis; "weight" [dims], ones.
+class RMSNorm : public Module {
+ public:
+  explicit RMSNorm(int dims, float eps = 1e-5f, Dtype dtype = float32);
+  array operator()(const array& x) const;
+  float eps() const { return eps_; }
+
+ private:
+  float eps_;
+};
+
+// (x - mean) / sqrt(var + eps) * weight + bias over the last axis. With affine,
+// "weight" [dims] (ones) and, with bias, "bias" [dims] (zeros).
+class LayerNorm : public Module {
+ public:
+  explicit LayerNorm(int dims, float eps = 1e-5f, bool affine = true, bool bias = true,
+                     Dtype dtype = float32);
+  array operator()(const array& x) const;
+  float eps() const { return eps_; }
+
+ private:
+  float eps_;
+};
+
+}  // namespace mx::nn
