@@ -107,7 +107,8 @@ fs::path resolve_model_path(const std::string& path_or_repo, const std::string& 
   if (!is_dir(repo)) {
     throw std::invalid_argument("'" + path_or_repo +
                                 "' is neither a local folder nor a model in the Hugging Face "
-                                "cache (no " + repo.string() + ")");
+                                "cache (no " +
+                                repo.string() + ")");
   }
   if (!is_commit_hash(revision)) {
     fs::path ref = repo / "refs" / revision;

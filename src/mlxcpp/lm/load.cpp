@@ -68,8 +68,9 @@ namespace {
 void add_ids(const json& e, const std::string& where, std::vector<int32_t>& ids) {
   auto add = [&](const json& v) {
     if (!v.is_number_integer()) {
-      throw std::runtime_error(where + ": eos_token_id must be an integer or a list of integers, "
-                                       "got " +
+      throw std::runtime_error(where +
+                               ": eos_token_id must be an integer or a list of integers, "
+                               "got " +
                                e.dump());
     }
     auto id = v.get<int32_t>();
@@ -171,7 +172,8 @@ LoadedModel load(const std::string& path_or_repo, const LoadOptions& options) {
 
   // End-of-sequence ids: config.json (top level, then text_config), generation_config.json,
   // then the tokenizer's (gemma3.md §5.5: -it models stop on both 1 and 106).
-  if (config.contains("eos_token_id")) add_ids(config["eos_token_id"], config_file, out.eos_token_ids);
+  if (config.contains("eos_token_id"))
+    add_ids(config["eos_token_id"], config_file, out.eos_token_ids);
   if (config.contains("text_config") && config["text_config"].is_object() &&
       config["text_config"].contains("eos_token_id")) {
     add_ids(config["text_config"]["eos_token_id"], config_file, out.eos_token_ids);

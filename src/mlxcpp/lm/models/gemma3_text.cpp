@@ -64,8 +64,8 @@ class Fields {
     if (!has(key)) return def;
     const json& v = j_.at(key);
     if (!v.is_boolean()) {
-      throw std::invalid_argument("config.json: field '" + path(key) + "' must be true or false, got " +
-                                  v.dump());
+      throw std::invalid_argument("config.json: field '" + path(key) +
+                                  "' must be true or false, got " + v.dump());
     }
     return v.get<bool>();
   }
@@ -140,8 +140,7 @@ TextConfig TextConfig::from_json(const json& config) {
   c.num_key_value_heads = f.get_positive("num_key_value_heads", c.num_key_value_heads);
   c.head_dim = f.get_positive("head_dim", c.head_dim);
   c.vocab_size = f.get_positive("vocab_size", c.vocab_size);
-  c.max_position_embeddings =
-      f.get_positive("max_position_embeddings", c.max_position_embeddings);
+  c.max_position_embeddings = f.get_positive("max_position_embeddings", c.max_position_embeddings);
   c.sliding_window = f.get_positive("sliding_window", c.sliding_window);
   c.query_pre_attn_scalar =
       static_cast<float>(f.get_number("query_pre_attn_scalar", c.query_pre_attn_scalar));
@@ -149,7 +148,8 @@ TextConfig TextConfig::from_json(const json& config) {
   c.hidden_activation = f.get_string("hidden_activation", c.hidden_activation);
   // Gemma3Config keeps tie_word_embeddings at the top level; a text config may carry its own.
   c.tie_word_embeddings = f.get_bool("tie_word_embeddings", c.tie_word_embeddings);
-  if (text != &config) c.tie_word_embeddings = top.get_bool("tie_word_embeddings", c.tie_word_embeddings);
+  if (text != &config)
+    c.tie_word_embeddings = top.get_bool("tie_word_embeddings", c.tie_word_embeddings);
 
   if (c.num_attention_heads % c.num_key_value_heads != 0) {
     throw std::invalid_argument("config.json: " + f.path("num_attention_heads") + " (" +
@@ -166,8 +166,8 @@ TextConfig TextConfig::from_json(const json& config) {
   }
   if (const std::string& a = c.hidden_activation;
       a != "gelu_pytorch_tanh" && a != "gelu_tanh" && a != "gelu_new" && a != "gelu") {
-    throw std::invalid_argument("config.json: field '" + f.path("hidden_activation") + "' is '" + a +
-                                "' (supported: gelu_pytorch_tanh, gelu_tanh, gelu_new, gelu)");
+    throw std::invalid_argument("config.json: field '" + f.path("hidden_activation") + "' is '" +
+                                a + "' (supported: gelu_pytorch_tanh, gelu_tanh, gelu_new, gelu)");
   }
   // Features of other Gemma generations that this decoder does not implement: refuse them
   // rather than compute something else.
@@ -203,11 +203,12 @@ TextConfig TextConfig::from_json(const json& config) {
                                     " (expected \"full_attention\" or \"sliding_attention\")");
       }
     }
-    c.sliding_window_pattern = f.get_positive(
-        "sliding_window_pattern", f.get_positive("_sliding_window_pattern", c.sliding_window_pattern));
+    c.sliding_window_pattern =
+        f.get_positive("sliding_window_pattern",
+                       f.get_positive("_sliding_window_pattern", c.sliding_window_pattern));
   } else {
-    const char* key = f.has("sliding_window_pattern") ? "sliding_window_pattern"
-                                                      : "_sliding_window_pattern";
+    const char* key =
+        f.has("sliding_window_pattern") ? "sliding_window_pattern" : "_sliding_window_pattern";
     c.sliding_window_pattern = f.get_positive(key, c.sliding_window_pattern);
     for (int i = 0; i < c.num_hidden_layers; ++i) {
       c.is_global.push_back((i + 1) % c.sliding_window_pattern == 0);
@@ -266,12 +267,14 @@ Attention::Attention(const TextConfig& cfg, bool is_global, mx::Dtype dtype)
       window_(cfg.sliding_window),
       rope_(is_global ? cfg.global_rope : cfg.local_rope) {
   int H = cfg.hidden_size;
-  register_module("q_proj", std::make_shared<mx::nn::Linear>(H, n_heads_ * head_dim_, false, dtype));
+  register_module("q_proj",
+                  std::make_shared<mx::nn::Linear>(H, n_heads_ * head_dim_, false, dtype));
   register_module("k_proj",
                   std::make_shared<mx::nn::Linear>(H, n_kv_heads_ * head_dim_, false, dtype));
   register_module("v_proj",
                   std::make_shared<mx::nn::Linear>(H, n_kv_heads_ * head_dim_, false, dtype));
-  register_module("o_proj", std::make_shared<mx::nn::Linear>(n_heads_ * head_dim_, H, false, dtype));
+  register_module("o_proj",
+                  std::make_shared<mx::nn::Linear>(n_heads_ * head_dim_, H, false, dtype));
   register_module("q_norm", std::make_shared<RMSNorm>(head_dim_, cfg.rms_norm_eps, dtype));
   register_module("k_norm", std::make_shared<RMSNorm>(head_dim_, cfg.rms_norm_eps, dtype));
 }
@@ -317,9 +320,11 @@ mx::array Attention::operator()(const mx::array& x, KVCacheBase* cache) const {
 }
 
 MLP::MLP(int hidden, int intermediate, bool tanh_gelu, mx::Dtype dtype) : tanh_gelu_(tanh_gelu) {
-  register_module("gate_proj", std::make_shared<mx::nn::Linear>(hidden, intermediate, false, dtype));
+  register_module("gate_proj",
+                  std::make_shared<mx::nn::Linear>(hidden, intermediate, false, dtype));
   register_module("up_proj", std::make_shared<mx::nn::Linear>(hidden, intermediate, false, dtype));
-  register_module("down_proj", std::make_shared<mx::nn::Linear>(intermediate, hidden, false, dtype));
+  register_module("down_proj",
+                  std::make_shared<mx::nn::Linear>(intermediate, hidden, false, dtype));
 }
 
 mx::array MLP::operator()(const mx::array& x) const {
@@ -349,7 +354,8 @@ DecoderLayer::DecoderLayer(const TextConfig& cfg, int index, mx::Dtype dtype)
 namespace {
 
 // The residual stream stays in the activation dtype (HF). float16 overflows on Gemma 3
-// (gemma3.md §6.1), so there the sum is formed in fp32 and clipped to the f16 range, as mlx-lm does.
+// (gemma3.md §6.1), so there the sum is formed in fp32 and clipped to the f16 range, as mlx-lm
+// does.
 mx::array residual_add(const mx::array& x, const mx::array& y) {
   if (x.dtype() != mx::float16) return mx::add(x, y);
   auto s = mx::add(mx::astype(x, mx::float32), mx::astype(y, mx::float32));
@@ -405,14 +411,14 @@ Gemma3TextLM::Gemma3TextLM(const TextConfig& cfg, mx::Dtype dtype, std::string m
     : cfg_(cfg) {
   model_type_ = std::move(model_type);
   if (static_cast<int>(cfg_.is_global.size()) != cfg_.num_hidden_layers) {
-    throw std::invalid_argument("gemma3: the config names " + std::to_string(cfg_.is_global.size()) +
-                                " layer kinds for " + std::to_string(cfg_.num_hidden_layers) +
-                                " layers");
+    throw std::invalid_argument("gemma3: the config names " +
+                                std::to_string(cfg_.is_global.size()) + " layer kinds for " +
+                                std::to_string(cfg_.num_hidden_layers) + " layers");
   }
   model_ = register_module("model", std::make_shared<TextModel>(cfg_, dtype));
   if (!cfg_.tie_word_embeddings) {
-    register_module("lm_head",
-                    std::make_shared<mx::nn::Linear>(cfg_.hidden_size, cfg_.vocab_size, false, dtype));
+    register_module("lm_head", std::make_shared<mx::nn::Linear>(cfg_.hidden_size, cfg_.vocab_size,
+                                                                false, dtype));
   }
 }
 
