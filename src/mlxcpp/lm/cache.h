@@ -17,11 +17,23 @@ namespace lm {
 // How a layer must mask attention for the keys its cache just returned.
 // Keys come back so that "causal" (query i sees keys j <= i + Lk - Lq) plus an
 // optional sliding window (query i sees the last `window` keys up to its own
-// position) is exact; mode "" means every returned key is visible to every query.
+// position) is exact; mode "" means every returned key is visible to every query
+// (still cut by `window` when set, aligned to the end as in mx::fast).
+// Where neither can express the visibility (a ring buffer out of temporal order
+// under a window smaller than the ring, or pinned `keep` positions), mode is
+// "array" and `array` holds a bool [T, Lk] mask (true: visible).
+// Pass it to lm::scaled_dot_product_attention below, which routes each form.
 struct AttentionMask {
-  std::string mode;           // "" or "causal"
-  std::optional<int> window;  // sliding window in keys, self included
+  std::string mode;                // "", "causal" or "array"
+  std::optional<int> window;       // sliding window in keys, self included
+  std::optional<mx::array> array;  // mode "array" only
 };
+
+// mx::fast::scaled_dot_product_attention under a cache's mask.
+mx::array scaled_dot_product_attention(const mx::array& queries, const mx::array& keys,
+                                       const mx::array& values, float scale,
+                                       const AttentionMask& mask,
+                                       const std::optional<mx::array>& sinks = std::nullopt);
 
 class KVCacheBase {
  public:
@@ -73,6 +85,16 @@ class KVCache : public KVCacheBase {
 // any number of tokens per call: when T > 1 arrives it returns the last
 // max_size - 1 + T positions in temporal order so every query sees its full
 // window. Trimmable only while offset < max_size.
+//
+// What a query at position p sees (the semantics make_mask makes exact):
+//   keys k <= p that are pinned (k < keep) or among the most recent
+//   max_size - keep positions (k > p - (max_size - keep)), and, when the layer
+//   has a sliding window W, also k > p - W.
+// This is what a token decoded one at a time sees in mlx-lm (the ring holds the
+// pinned keys plus the recent ones, all visible). mlx-lm's own multi-token mask
+// is a plain causal window of max_size over the returned keys, which hides the
+// pinned keys from most queries of a chunk; here they stay visible, so the
+// result does not depend on how the tokens were chunked.
 class RotatingKVCache : public KVCacheBase {
  public:
   explicit RotatingKVCache(int max_size, int keep = 0);
@@ -90,8 +112,18 @@ class RotatingKVCache : public KVCacheBase {
   size_t nbytes() const override;
   int max_size() const { return max_size_; }
   int keep() const { return keep_; }
+  // Throws std::runtime_error when the state and meta state disagree (e.g. a
+  // hand-edited file): called after set_state + set_meta_state.
+  void validate() const;
 
  private:
+  static constexpr int kStep = 256;
+  int temporal_length() const;
+  mx::array temporal_order(const mx::array& v) const;
+  mx::array drop_oldest(const mx::array& v, int n, const std::optional<mx::array>& append) const;
+  std::pair<mx::array, mx::array> update_concat(const mx::array& keys, const mx::array& values);
+  std::pair<mx::array, mx::array> update_in_place(const mx::array& keys, const mx::array& values);
+
   int max_size_, keep_;
   std::optional<mx::array> keys_, values_;
   int offset_ = 0;
