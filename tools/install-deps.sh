@@ -4,7 +4,7 @@ set -euo pipefail
 pkgs=(
   build-essential cmake ninja-build ccache pkg-config python3 python3-numpy python3-jinja2 xz-utils
   libopenblas-dev liblapacke-dev nlohmann-json3-dev libfmt-dev zlib1g-dev
-  libpcre2-dev libutf8proc-dev libcli11-dev libcpp-httplib-dev libcurl4-openssl-dev libstb-dev
+  libpcre2-dev libutf8proc-dev liblzma-dev libcli11-dev libcpp-httplib-dev libcurl4-openssl-dev libstb-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 missing=()

@@ -30,6 +30,10 @@ class LanguageModel : public mx::nn::Module {
   // Maps checkpoint tensors to this tree's names (drops rotary tables, vision
   // towers of multimodal checkpoints, renames prefixes). Called before load_weights.
   virtual mx::ArrayMap sanitize(mx::ArrayMap weights) const { return weights; }
+  // Moves the tensors of other towers (vision encoder, multimodal projector) out of a
+  // checkpoint's weights and returns them under their checkpoint names, so a loader can keep
+  // them for a vision-language model. Called before sanitize; default: none.
+  virtual mx::ArrayMap split_vision_weights(mx::ArrayMap& /*weights*/) const { return {}; }
   virtual int vocab_size() const = 0;
   virtual int num_layers() const = 0;
   // Largest context the model supports (max_position_embeddings).

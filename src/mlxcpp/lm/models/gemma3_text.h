@@ -1,0 +1,145 @@
+// Gemma 3 text decoder (HF Gemma3ForCausalLM / the language model of
+// Gemma3ForConditionalGeneration), following /work/shared/spec/gemma3.md §1–2.
+//
+// Canonical parameter tree (both model_types): `model.embed_tokens`,
+// `model.layers.{i}.{input_layernorm, self_attn.{q,k,v,o}_proj, self_attn.{q,k}_norm,
+// post_attention_layernorm, pre_feedforward_layernorm, mlp.{gate,up,down}_proj,
+// post_feedforward_layernorm}`, `model.norm`, and `lm_head` only when the embeddings are
+// untied. sanitize() maps the checkpoint names onto it:
+//   gemma3_text:  model.*                         -> model.*
+//   gemma3:       language_model.model.*          -> model.*   (original Google uploads, mlx-lm)
+//                 model.language_model.*          -> model.*   (transformers >= 4.52 / 5)
+//                 language_model.lm_head.weight   -> lm_head.weight
+// Vision tower / projector tensors are not text weights: split_vision_weights() moves them
+// out (the loader keeps them for the VLM), and sanitize() drops any that remain.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "mlxcpp/lm/models/model.h"
+
+namespace lm::gemma3 {
+
+// RoPE of one layer kind: angle = position * scale * base^(-2i/D) (linear scaling by
+// `factor` is scale = 1 / factor).
+struct RopeSpec {
+  float base = 10000.0f;
+  float scale = 1.0f;
+};
+
+// Gemma3TextConfig with HF's defaults (gemma3.md §1.1); a sparse text_config takes them
+// for every missing key.
+struct TextConfig {
+  int hidden_size = 2304;
+  int intermediate_size = 9216;
+  int num_hidden_layers = 26;
+  int num_attention_heads = 8;
+  int num_key_value_heads = 4;
+  int head_dim = 256;
+  int vocab_size = 262208;
+  int max_position_embeddings = 131072;
+  int sliding_window = 4096;
+  int sliding_window_pattern = 6;
+  float query_pre_attn_scalar = 256.0f;
+  float rms_norm_eps = 1e-6f;
+  bool tie_word_embeddings = true;
+  std::string hidden_activation = "gelu_pytorch_tanh";
+  RopeSpec global_rope{1000000.0f, 1.0f};
+  RopeSpec local_rope{10000.0f, 1.0f};
+  // One entry per layer: true for full (global) attention, false for sliding-window.
+  std::vector<bool> is_global;
+
+  // Resolves a config.json object: model_type "gemma3" reads its text_config (and the
+  // top-level tie_word_embeddings); "gemma3_text" (or a bare text config) is read as is.
+  // Throws naming the field on a wrong type or an unsupported value.
+  static TextConfig from_json(const nlohmann::json& config);
+  float attention_scale() const;
+};
+
+// Gemma RMSNorm: x * rsqrt(mean(x^2) + eps) * (1 + w), all in float32, one cast back to the
+// input dtype. The stored weight is w (zero-initialised), not 1 + w.
+class RMSNorm : public mx::nn::Module {
+ public:
+  RMSNorm(int dims, float eps, mx::Dtype dtype);
+  mx::array operator()(const mx::array& x) const;
+
+ private:
+  float eps_;
+};
+
+class Attention : public mx::nn::Module {
+ public:
+  Attention(const TextConfig& cfg, bool is_global, mx::Dtype dtype);
+  // x: [B, T, H]. cache: this layer's cache or null (causal over T, plus the window on
+  // local layers).
+  mx::array operator()(const mx::array& x, KVCacheBase* cache) const;
+
+ private:
+  int n_heads_, n_kv_heads_, head_dim_;
+  float scale_;
+  bool is_global_;
+  int window_;
+  RopeSpec rope_;
+};
+
+class MLP : public mx::nn::Module {
+ public:
+  MLP(int hidden, int intermediate, bool tanh_gelu, mx::Dtype dtype);
+  mx::array operator()(const mx::array& x) const;
+
+ private:
+  bool tanh_gelu_;
+};
+
+class DecoderLayer : public mx::nn::Module {
+ public:
+  DecoderLayer(const TextConfig& cfg, int index, mx::Dtype dtype);
+  mx::array operator()(const mx::array& x, KVCacheBase* cache) const;
+  bool is_global() const { return is_global_; }
+
+ private:
+  bool is_global_;
+};
+
+// The `model.*` subtree: embedding, layers, final norm.
+class TextModel : public mx::nn::Module {
+ public:
+  TextModel(const TextConfig& cfg, mx::Dtype dtype);
+  // Hidden states after the final norm, [B, T, H].
+  mx::array operator()(const mx::array& tokens, PromptCache* cache) const;
+  const mx::nn::ModuleList<DecoderLayer>& layers() const { return *layers_; }
+
+ private:
+  int hidden_size_;
+  std::shared_ptr<mx::nn::ModuleList<DecoderLayer>> layers_;
+};
+
+class Gemma3TextLM : public LanguageModel {
+ public:
+  // model_type: "gemma3_text" or "gemma3" (decides the checkpoint names sanitize accepts).
+  Gemma3TextLM(const TextConfig& cfg, mx::Dtype dtype, std::string model_type);
+
+  mx::array operator()(const mx::array& tokens, PromptCache* cache) override;
+  // Full KVCache on global layers and RotatingKVCache(W) on local ones. With max_kv_size M:
+  // global layers get RotatingKVCache(M, keep 4) (attention-sink behaviour of mlx-lm), local
+  // layers RotatingKVCache(min(W, M), keep 0); when M < W the local window shrinks to M so
+  // that what a query sees does not depend on how the prompt was chunked.
+  PromptCache make_cache(std::optional<int> max_kv_size = std::nullopt) const override;
+  mx::ArrayMap sanitize(mx::ArrayMap weights) const override;
+  mx::ArrayMap split_vision_weights(mx::ArrayMap& weights) const override;
+  int vocab_size() const override { return cfg_.vocab_size; }
+  int num_layers() const override { return cfg_.num_hidden_layers; }
+  int max_context() const override { return cfg_.max_position_embeddings; }
+  const TextConfig& config() const { return cfg_; }
+
+ private:
+  TextConfig cfg_;
+  std::shared_ptr<TextModel> model_;
+};
+
+}  // namespace lm::gemma3

@@ -1,0 +1,56 @@
+// The model_type registry and LanguageModel defaults.
+#include "mlxcpp/lm/models/model.h"
+
+#include <mutex>
+#include <stdexcept>
+
+namespace lm {
+
+namespace {
+
+// Function-local statics: architecture files register from static initialisers in any order.
+std::map<std::string, ModelFactory>& registry() {
+  static std::map<std::string, ModelFactory> r;
+  return r;
+}
+std::mutex& registry_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+}  // namespace
+
+ModelRegistration::ModelRegistration(const std::string& model_type, ModelFactory factory) {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  if (!registry().emplace(model_type, std::move(factory)).second) {
+    throw std::logic_error("model_type '" + model_type + "' is registered twice");
+  }
+}
+
+const ModelFactory& model_factory(const std::string& model_type) {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  auto it = registry().find(model_type);
+  if (it == registry().end()) {
+    std::string known;
+    for (const auto& [name, f] : registry()) known += (known.empty() ? "" : ", ") + name;
+    throw std::invalid_argument("unknown model_type '" + model_type + "' (known: " + known + ")");
+  }
+  return it->second;
+}
+
+std::vector<std::string> registered_model_types() {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  std::vector<std::string> out;
+  for (const auto& [name, f] : registry()) out.push_back(name);
+  return out;
+}
+
+// Every parameter once: a tied embedding serves lookup and logits but is stored once, and a
+// decode step reads the whole matrix for the logits.
+size_t LanguageModel::decode_weight_bytes() const {
+  size_t bytes = 0;
+  for (const auto& [name, p] : parameters()) bytes += p.nbytes();
+  return bytes;
+}
+
+}  // namespace lm
