@@ -2,6 +2,7 @@
 #include "mlxcpp/lm/hub.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <stdexcept>
