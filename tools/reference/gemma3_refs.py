@@ -37,9 +37,12 @@ reference.json fields:
   nll: mean over t of -log_softmax(logits[t])[tokens[t+1]] (float64 from the float32 logits),
   max_new_tokens, greedy [[ids]] (HF generate, do_sample=False, no EOS stop, default cache),
   greedy_no_cache [[ids]] (repeated full forward passes; asserted equal to greedy),
-  greedy_margins [[top1 - top2 logit]] of the no-cache path, cache_class,
-  hf_resolved_config (the config values HF used after loading the files), and case extras
-  (chat, image, strings, ...).
+  greedy_margins [[top1 - top2 logit]] of the no-cache path, cache_class (HF's cache and layer
+  classes in generate), greedy_matches_no_cache, seed, reload_max_abs_diff_vs_in_memory,
+  hf_resolved_config (the config values HF used after loading the files), and case extras:
+  chat (tied_262k_bf16: messages, rendered text, apply_chat_template ids, tokenizers ids),
+  image + hf_loading_info + image_token_ids (cond_gen_*), strings / decoded_greedy / training
+  (copy_trained).
 
 Run on a machine with torch, transformers (5.x) and tokenizers, from the repository root:
 
@@ -1044,8 +1047,11 @@ It exists so that tests and examples can run a real, trained Gemma 3 checkpoint 
 - Training: `tools/reference/gemma3_refs.py` (function `train_echo`), on {info['device']}: {info['steps']} AdamW
   steps of {info['batch']} sequences `<bos><start_of_turn>user\\n{{s}}<end_of_turn>\\n<start_of_turn>model\\n{{s}}<end_of_turn>`
   with random lowercase words `s` of 10-40 characters, loss on the reply only, {info['train_seconds']} s.
-- Held-out exact-match rate (greedy reply == `s<end_of_turn>`, {info['heldout_n']} random strings):
+- Held-out exact-match rate (greedy reply == `s<end_of_turn>`, {info['heldout_n']} random strings
+  never trained on, measured as teacher-forced argmax over the reply, which equals greedy decoding):
   {info['heldout_exact_match']:.4f}; per-character accuracy {info['heldout_char_accuracy']:.5f}.
+- Reproduce (GPU training is not bit-reproducible): `python3 tools/reference/gemma3_refs.py
+  --out tests/data/gemma3 --cases echo` with torch, transformers 5 and tokenizers installed.
 - Reference outputs of HF transformers for this model: tests/data/gemma3/copy_trained/reference.json.
 
 License: the weights were trained from scratch by the mlxcpp project and are distributed under the
