@@ -20,18 +20,18 @@ int run_benchmark(int argc, char** argv) {
   uint64_t seed = 0;
   std::string output = "text";
   model_flags.add(app);
-  app.add_option("--prompt-tokens,-p", prompt_tokens, "Prompt length", true)
+  app.add_option("--prompt-tokens,-p", prompt_tokens, "Prompt length")->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--generation-tokens,-g", generation_tokens, "Tokens to generate", true)
+  app.add_option("--generation-tokens,-g", generation_tokens, "Tokens to generate")->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--batch-size,-b", batch, "Sequences generated together", true)
+  app.add_option("--batch-size,-b", batch, "Sequences generated together")->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--num-trials,-n", trials, "Timed trials (after one warm-up)", true)
+  app.add_option("--num-trials,-n", trials, "Timed trials (after one warm-up)")->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--prefill-step-size", prefill_step_size, "Prompt tokens per prefill step", true)
+  app.add_option("--prefill-step-size", prefill_step_size, "Prompt tokens per prefill step")->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--seed", seed, "Seed of the random prompt", true);
-  app.add_option("--output", output, "text or json (json: the last line is one JSON object)", true)
+  app.add_option("--seed", seed, "Seed of the random prompt")->capture_default_str();
+  app.add_option("--output", output, "text or json (json: the last line is one JSON object)")->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));
   try {
     app.parse(argc, argv);

@@ -30,7 +30,7 @@ int run_cache_prompt(int argc, char** argv) {
   app.add_option("--system-prompt", system_prompt, "System prompt for the chat template");
   app.add_option("--max-kv-size", max_kv_size, "Bound the KV cache to this many positions")
       ->check(CLI::PositiveNumber);
-  app.add_option("--prefill-step-size", prefill_step_size, "Prompt tokens per prefill step", true)
+  app.add_option("--prefill-step-size", prefill_step_size, "Prompt tokens per prefill step")->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_flag("--ignore-chat-template", ignore_chat_template, "Encode the prompt as it is");
   try {

@@ -49,24 +49,23 @@ struct SamplingFlags {
 
   void add(CLI::App& app, float default_top_p = 1.0f) {
     s.top_p = default_top_p;
-    app.add_option("--temp", s.temp, "Sampling temperature (0: argmax)", true);
-    app.add_option("--top-p", s.top_p, "Nucleus sampling threshold", true);
-    app.add_option("--min-p", s.min_p, "Minimum probability relative to the most likely", true);
-    app.add_option("--top-k", s.top_k, "Keep the k most likely tokens (0: all)", true);
-    app.add_option("--min-tokens-to-keep", s.min_tokens_to_keep, "Tokens min-p always keeps",
-                   true);
-    app.add_option("--xtc-probability", s.xtc_probability, "Probability of applying XTC", true);
-    app.add_option("--xtc-threshold", s.xtc_threshold, "XTC probability threshold", true);
+    app.add_option("--temp", s.temp, "Sampling temperature (0: argmax)")->capture_default_str();
+    app.add_option("--top-p", s.top_p, "Nucleus sampling threshold")->capture_default_str();
+    app.add_option("--min-p", s.min_p, "Minimum probability relative to the most likely")->capture_default_str();
+    app.add_option("--top-k", s.top_k, "Keep the k most likely tokens (0: all)")->capture_default_str();
+    app.add_option("--min-tokens-to-keep", s.min_tokens_to_keep, "Tokens min-p always keeps")->capture_default_str();
+    app.add_option("--xtc-probability", s.xtc_probability, "Probability of applying XTC")->capture_default_str();
+    app.add_option("--xtc-threshold", s.xtc_threshold, "XTC probability threshold")->capture_default_str();
     app.add_option("--seed", seed, "Random seed");
     app.add_option("--repetition-penalty", repetition_penalty, "CTRL repetition penalty (0: off)");
     app.add_option("--repetition-context-size", repetition_context_size,
-                   "Tokens the repetition penalty looks back over", true);
+                   "Tokens the repetition penalty looks back over")->capture_default_str();
     app.add_option("--presence-penalty", presence_penalty, "Presence penalty (0: off)");
     app.add_option("--presence-context-size", presence_context_size,
-                   "Tokens the presence penalty looks back over", true);
+                   "Tokens the presence penalty looks back over")->capture_default_str();
     app.add_option("--frequency-penalty", frequency_penalty, "Frequency penalty (0: off)");
     app.add_option("--frequency-context-size", frequency_context_size,
-                   "Tokens the frequency penalty looks back over", true);
+                   "Tokens the frequency penalty looks back over")->capture_default_str();
     app.add_option("--logit-bias", logit_bias, "JSON object {token_id: bias}");
   }
 

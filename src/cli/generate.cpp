@@ -11,6 +11,7 @@
 #include "mlxcpp/lm/models/model.h"
 #include "mlxcpp/lm/prompt.h"
 #include "mlxcpp/lm/tokenizer/tokenizer.h"
+#include "mlxcpp/mx/ops.h"
 #include "mlxcpp/mx/random.h"
 
 namespace {
@@ -33,28 +34,29 @@ int run_generate(int argc, char** argv) {
   bool ignore_chat_template = false;
   model_flags.add(app);
   sampling.add(app);
-  auto* prompt_opt = app.add_option("--prompt,-p", prompt, "Prompt text ('-' reads stdin)", true);
+  auto* prompt_opt = app.add_option("--prompt,-p", prompt, "Prompt text ('-' reads stdin)")->capture_default_str();
   auto* tokens_opt = app.add_option("--prompt-tokens", prompt_tokens,
                                     "Prompt as comma-separated token ids (no chat template)");
   prompt_opt->excludes(tokens_opt);
   app.add_option("--system-prompt", system_prompt, "System prompt for the chat template");
   app.add_option("--prefill-response", prefill_response, "Text the reply starts with");
-  app.add_option("--max-tokens,-m", max_tokens, "Maximum tokens to generate", true)
+  app.add_option("--max-tokens,-m", max_tokens, "Maximum tokens to generate")->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--ignore-chat-template", ignore_chat_template,
                "Encode the prompt as it is (with BOS), without the chat template");
   app.add_option("--chat-template-config", chat_template_config,
-                 "JSON object of extra chat template variables", true);
+                 "JSON object of extra chat template variables")->capture_default_str();
   app.add_option("--extra-eos-token", extra_eos, "Extra end-of-sequence tokens (text)");
   app.add_option("--stop", stop, "Stop strings (matched on the decoded text)");
   app.add_option("--max-kv-size", max_kv_size, "Bound the KV cache to this many positions")
       ->check(CLI::PositiveNumber);
   app.add_option("--prompt-cache-file", prompt_cache_file,
                  "A prompt cache from cache-prompt; the prompt continues it");
-  app.add_option("--prefill-step-size", prefill_step_size, "Prompt tokens per prefill step", true)
+  app.add_option("--prefill-step-size", prefill_step_size, "Prompt tokens per prefill step")->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--verbose", verbose, "True: print statistics; False: the text only", true);
-  app.add_option("--output", output, "text or json (json: the last line is one JSON object)", true)
+  app.add_option("--verbose", verbose, "True: print statistics; False: the text only")
+      ->capture_default_str();
+  app.add_option("--output", output, "text or json (json: the last line is one JSON object)")->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));
   try {
     app.parse(argc, argv);
@@ -67,7 +69,6 @@ int run_generate(int argc, char** argv) {
   if (sampling.seed) mx::random::seed(*sampling.seed);
   lm::GenerateOptions opts;
   opts.max_tokens = max_tokens;
-  opts.sampler = lm::make_sampler(sampling.s);
   opts.logits_processors = lm::make_logits_processors(sampling.processors());
   opts.max_kv_size = max_kv_size;
   opts.prefill_step_size = prefill_step_size;
@@ -100,6 +101,10 @@ int run_generate(int argc, char** argv) {
     if (!id) throw std::invalid_argument("--extra-eos-token: '" + t + "' is not a token");
     opts.eos_token_ids.push_back(*id);
   }
+  // XTC never removes a newline or an end of sequence (mlx_lm's choice).
+  for (int32_t id : tok.encode("\n", false)) sampling.s.xtc_special_tokens.push_back(id);
+  for (int32_t id : opts.eos_token_ids) sampling.s.xtc_special_tokens.push_back(id);
+  opts.sampler = lm::make_sampler(sampling.s);
 
   std::vector<int32_t> ids;
   if (tokens_opt->count()) {

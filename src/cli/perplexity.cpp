@@ -56,11 +56,11 @@ int run_perplexity(int argc, char** argv) {
   auto* data_opt = app.add_option("--data", data, "Text file, or .jsonl with {\"text\": ...}");
   auto* tok_opt = app.add_option("--tokens", tokens_list, "Comma-separated token ids");
   data_opt->excludes(tok_opt);
-  app.add_option("--sequence-length", sequence_length, "Tokens per evaluated sequence", true)
+  app.add_option("--sequence-length", sequence_length, "Tokens per evaluated sequence")->capture_default_str()
       ->check(CLI::Range(2, 1 << 30));
-  app.add_option("--prefill-step-size", prefill_step_size, "Tokens per forward pass", true)
+  app.add_option("--prefill-step-size", prefill_step_size, "Tokens per forward pass")->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--output", output, "text or json (json: the last line is one JSON object)", true)
+  app.add_option("--output", output, "text or json (json: the last line is one JSON object)")->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));
   try {
     app.parse(argc, argv);

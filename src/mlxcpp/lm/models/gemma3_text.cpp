@@ -314,7 +314,7 @@ mx::array Attention::operator()(const mx::array& x, KVCacheBase* cache) const {
     mask = cache->make_mask(T, window);
     std::tie(k, v) = cache->update_and_fetch(k, v);
   }
-  auto o = mx::fast::scaled_dot_product_attention(q, k, v, scale_, mask.mode, {}, {}, mask.window);
+  auto o = scaled_dot_product_attention(q, k, v, scale_, mask);
   o = mx::reshape(mx::transpose(o, {0, 2, 1, 3}), {B, T, n_heads_ * head_dim_});
   return o_proj(o);
 }
