@@ -37,6 +37,47 @@ inline __m256 odd_bf16(__m256i w) {
   return _mm256_castsi256_ps(_mm256_and_si256(w, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
 }
 
+inline __m128 reduce4(__m256 a, __m256 b, __m256 c, __m256 d) {
+  __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+// out[j] = T(alpha * v[j] + beta * out[j]), 8 at a time; bfloat16 rounds to
+// nearest even and keeps NaN a (quiet) NaN, as bfloat16_t does.
+inline __m128i to_bf16(__m256 f) {
+  __m256i u = _mm256_castps_si256(f);
+  __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  __m256i r =
+      _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+  __m256i q = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
+  r = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(r), _mm256_castsi256_ps(q),
+                                           _mm256_cmp_ps(f, f, _CMP_UNORD_Q)));
+  __m256i p = _mm256_packus_epi32(r, r);  // per 128-bit lane: 4 values twice
+  return _mm256_castsi256_si128(_mm256_permute4x64_epi64(p, 0x08));
+}
+template <typename T>
+void store_contiguous_impl(T* out, const float* v, int n, float alpha, float beta) {
+  int j = 0;
+  if (beta == 0.0f) {
+    for (; j + 8 <= n; j += 8) {
+      __m256 f = _mm256_mul_ps(_mm256_loadu_ps(v + j), _mm256_set1_ps(alpha));
+      if constexpr (std::is_same_v<T, float>) {
+        _mm256_storeu_ps(out + j, f);
+      } else if constexpr (std::is_same_v<T, bfloat16_t>) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j), to_bf16(f));
+      } else {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j),
+                         _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      }
+    }
+  }
+  for (; j < n; ++j) {
+    float r = alpha * v[j];
+    if (beta != 0.0f) r += beta * static_cast<float>(out[j]);
+    out[j] = T(r);
+  }
+}
+
 struct Acc8 {
   using V = __m256;
   static constexpr int L = 8;
@@ -47,10 +88,21 @@ struct Acc8 {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
+  template <int R>
+  static void reduce(const V* a, float* out) {
+    if constexpr (R == 4) {
+      _mm_storeu_ps(out, reduce4(a[0], a[1], a[2], a[3]));
+    } else {
+      for (int r = 0; r < R; ++r) out[r] = hsum(a[r]);
+    }
+  }
   static V lda(const float* p) { return _mm256_loadu_ps(p); }
   static void sta(float* p, V v) { _mm256_storeu_ps(p, v); }
-  // 8 accumulators of 16 registers.
-  static constexpr int rows(int mm) { return mm <= 2 ? 4 : mm <= 4 ? 2 : 1; }
+  // Accumulators: MM x rows x unroll, at most 16 (AVX2) or 32 (AVX-512) registers
+  // less the operands.
+  static constexpr int nk_rows(int mm) { return mm <= 2 ? 4 : mm <= 4 ? 2 : 1; }
+  static constexpr int nk_unroll(int mm) { return mm == 1 ? 2 : 1; }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
 };
 
 // Fewer than a full step of elements, zero padded, for the loaders below.
@@ -61,6 +113,9 @@ struct Tail {
 };
 
 struct Bf16Traits : Acc8 {
+  static void store_contiguous(auto* out, const float* v, int n, float alpha, float beta) {
+    store_contiguous_impl(out, v, n, alpha, beta);
+  }
   using T = bfloat16_t;
   using X = float;
   using WV = __m256i;
@@ -96,6 +151,9 @@ struct Bf16Traits : Acc8 {
 };
 
 struct F16Traits : Acc8 {
+  static void store_contiguous(auto* out, const float* v, int n, float alpha, float beta) {
+    store_contiguous_impl(out, v, n, alpha, beta);
+  }
   using T = float16_t;
   using X = float;
   using WV = __m256;
@@ -122,6 +180,9 @@ struct F16Traits : Acc8 {
 };
 
 struct F32Traits : Acc8 {
+  static void store_contiguous(auto* out, const float* v, int n, float alpha, float beta) {
+    store_contiguous_impl(out, v, n, alpha, beta);
+  }
   using T = float;
   using X = float;
   using WV = __m256;

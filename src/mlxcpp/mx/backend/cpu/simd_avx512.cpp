@@ -55,20 +55,82 @@ inline void to_float_pad(const T* x, int64_t xcs, int K, float* dst, int kp) {
   std::fill(dst + K, dst + kp, 0.0f);
 }
 
+// Four accumulators' sums as one vector: fold to 256 bits, then two rounds of
+// horizontal adds and a fold of the 128-bit halves.
+inline __m128 reduce4(__m512 a, __m512 b, __m512 c, __m512 d) {
+  auto fold = [](__m512 v) {
+    return _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  };
+  __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(fold(a), fold(b)), _mm256_hadd_ps(fold(c), fold(d)));
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+// out[j] = T(alpha * v[j] + beta * out[j]), 16 at a time; bfloat16 rounds to
+// nearest even and keeps NaN a (quiet) NaN, as bfloat16_t does.
+inline __m512 scale(const float* v, float alpha) {
+  return _mm512_mul_ps(_mm512_loadu_ps(v), _mm512_set1_ps(alpha));
+}
+inline __m256i to_bf16(__m512 f) {
+  __m512i u = _mm512_castps_si512(f);
+  __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  __m512i r =
+      _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+  __m512i q = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+  r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q), q);
+  return _mm512_cvtepi32_epi16(r);
+}
+template <typename T>
+void store_contiguous_impl(T* out, const float* v, int n, float alpha, float beta) {
+  int j = 0;
+  if (beta == 0.0f) {
+    for (; j + 16 <= n; j += 16) {
+      __m512 f = scale(v + j, alpha);
+      if constexpr (std::is_same_v<T, float>) {
+        _mm512_storeu_ps(out + j, f);
+      } else if constexpr (std::is_same_v<T, bfloat16_t>) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j), to_bf16(f));
+      } else {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j),
+                            _mm512_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      }
+    }
+  }
+  for (; j < n; ++j) {
+    float r = alpha * v[j];
+    if (beta != 0.0f) r += beta * static_cast<float>(out[j]);
+    out[j] = T(r);
+  }
+}
+
 // Common float32 accumulator operations.
 struct Acc16 {
   using V = __m512;
   static constexpr int L = 16;
   static V zero() { return _mm512_setzero_ps(); }
   static float hsum(V v) { return _mm512_reduce_add_ps(v); }
+  // out[0 .. R) = the sums of a[0 .. R); out has room for R floats.
+  template <int R>
+  static void reduce(const V* a, float* out) {
+    if constexpr (R == 4) {
+      _mm_storeu_ps(out, reduce4(a[0], a[1], a[2], a[3]));
+    } else {
+      for (int r = 0; r < R; ++r) out[r] = hsum(a[r]);
+    }
+  }
   static V lda(const float* p) { return _mm512_loadu_ps(p); }
   static void sta(float* p, V v) { _mm512_storeu_ps(p, v); }
-  // 16 accumulators (of 32 registers) whatever the number of x rows.
-  static constexpr int rows(int mm) { return mm <= 4 ? 4 : 2; }
+  // Accumulators: MM x rows x unroll, at most 16 (AVX2) or 32 (AVX-512) registers
+  // less the operands.
+  static constexpr int nk_rows(int mm) { return mm <= 4 ? 4 : 2; }
+  static constexpr int nk_unroll(int mm) { return mm == 1 ? 2 : 1; }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
 };
 
 // bfloat16: x stays bfloat16 (exact), vdpbf16ps on k pairs.
 struct Bf16Traits : Acc16 {
+  static void store_contiguous(auto* out, const float* v, int n, float alpha, float beta) {
+    store_contiguous_impl(out, v, n, alpha, beta);
+  }
   using T = bfloat16_t;
   using X = bfloat16_t;
   using WV = __m512i;
@@ -107,6 +169,9 @@ struct Bf16Traits : Acc16 {
 
 // float16: no dot-product instruction on these CPUs; widen and FMA.
 struct F16Traits : Acc16 {
+  static void store_contiguous(auto* out, const float* v, int n, float alpha, float beta) {
+    store_contiguous_impl(out, v, n, alpha, beta);
+  }
   using T = float16_t;
   using X = float;
   using WV = __m512;
@@ -135,6 +200,9 @@ struct F16Traits : Acc16 {
 };
 
 struct F32Traits : Acc16 {
+  static void store_contiguous(auto* out, const float* v, int n, float alpha, float beta) {
+    store_contiguous_impl(out, v, n, alpha, beta);
+  }
   using T = float;
   using X = float;
   using WV = __m512;
