@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -39,6 +40,23 @@ std::pair<double, double> time_pair(benchmark::State& state, Ours&& ours, Base&&
     state.ResumeTiming();
   }
   return {median(t_ours), median(t_base)};
+}
+
+// Runs fns[0] in the timed region and the others with the timer paused, all
+// back to back in each iteration; returns the median seconds of each.
+inline std::vector<double> time_all(benchmark::State& state,
+                                    const std::vector<std::function<void()>>& fns) {
+  for (auto& f : fns) f();
+  std::vector<std::vector<double>> t(fns.size());
+  for (auto _ : state) {
+    t[0].push_back(seconds(fns[0]));
+    state.PauseTiming();
+    for (size_t i = 1; i < fns.size(); ++i) t[i].push_back(seconds(fns[i]));
+    state.ResumeTiming();
+  }
+  std::vector<double> out;
+  for (auto& v : t) out.push_back(median(v));
+  return out;
 }
 
 inline benchmark::Counter value(double v) { return benchmark::Counter(v); }

@@ -1,7 +1,8 @@
-// Our float16/bfloat16 matrix products (OpenBLAS has none): inputs are
-// converted to float32 panel by panel and accumulated in float32, as MLX's CPU
-// backend does. Matrix-vector products, the decode hot path, stream the matrix
-// once without packing it.
+// Our float16/bfloat16 matrix products (OpenBLAS has none), accumulated in
+// float32 as MLX's CPU backend does. The runtime-dispatched SIMD kernels
+// (simd_*.cpp) take matrix-vector products and, with AVX-512 BF16, bfloat16
+// GEMM; this file is the portable path for the rest: inputs converted to
+// float32 panel by panel, matrix-vector products streaming the matrix once.
 #include <immintrin.h>
 
 // GCC 12 warns inside its own AVX-512 headers (_mm512_undefined_* "may be used
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "mlxcpp/mx/backend/cpu/gemm.h"
+#include "mlxcpp/mx/backend/cpu/simd_kernels.h"
 #include "mlxcpp/mx/dtype_dispatch.h"
 #include "mlxcpp/mx/scheduler.h"
 
@@ -149,44 +151,6 @@ void gemv_rows(const T* mat, int64_t rs, int rows, int K, const float* v, const 
   });
 }
 
-#if defined(__AVX512BF16__)
-// bfloat16 rows with AVX512-BF16: vdpbf16ps multiplies 32 bf16 pairs and adds
-// them into 16 float32 lanes in one instruction, half the work per byte of the
-// conversion path, which matters once the cores are shared. `vb` is the vector
-// in bfloat16 (exact: the product's inputs are already bfloat16).
-template <typename Store>
-void gemv_rows_bf16dp(const bfloat16_t* mat, int64_t rs, int rows, int K, const bfloat16_t* vb,
-                      const float* v, const Store& y) {
-  auto load = [](const bfloat16_t* p) {
-    return reinterpret_cast<__m512bh>(_mm512_loadu_si512(reinterpret_cast<const void*>(p)));
-  };
-  int groups = (rows + 3) / 4;
-  size_t grain = std::max<size_t>(1, (size_t{1} << 14) / std::max(K, 1));
-  scheduler::parallel_for(groups, grain, [&](size_t gb, size_t ge) {
-    for (size_t g = gb; g < ge; ++g) {
-      int i0 = static_cast<int>(g) * 4, n = std::min(4, rows - i0);
-      const bfloat16_t* r[4];
-      for (int u = 0; u < 4; ++u) r[u] = mat + (i0 + std::min(u, n - 1)) * rs;
-      __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-      int k = 0;
-      for (; k + 32 <= K; k += 32) {
-        __m512bh x = load(vb + k);
-        s0 = _mm512_dpbf16_ps(s0, load(r[0] + k), x);
-        s1 = _mm512_dpbf16_ps(s1, load(r[1] + k), x);
-        s2 = _mm512_dpbf16_ps(s2, load(r[2] + k), x);
-        s3 = _mm512_dpbf16_ps(s3, load(r[3] + k), x);
-      }
-      float t[4] = {_mm512_reduce_add_ps(s0), _mm512_reduce_add_ps(s1), _mm512_reduce_add_ps(s2),
-                    _mm512_reduce_add_ps(s3)};
-      for (; k < K; ++k) {
-        for (int u = 0; u < 4; ++u) t[u] += at(r[u], k) * v[k];
-      }
-      for (int u = 0; u < n; ++u) y(i0 + u, t[u]);
-    }
-  });
-}
-#endif
-
 // Columns of `mat` are contiguous along i (the matrix is stored k-major): each
 // thread streams a contiguous band of k into its own accumulator row, four k
 // at a time, and the bands' partial sums are added at the end.
@@ -271,14 +235,6 @@ void gemv(int rows, int K, float alpha, const T* mat, int64_t rs, int64_t cs, co
     out[i * os] = T(r);
   };
   if (cs == 1 || K == 1) {
-#if defined(__AVX512BF16__)
-    if constexpr (std::is_same_v<T, bfloat16_t>) {
-      if (vs == 1 && K >= 32) {
-        gemv_rows_bf16dp(mat, rs, rows, K, vec, v.data(), store);
-        return;
-      }
-    }
-#endif
     gemv_rows(mat, rs, rows, K, v.data(), store);
   } else if (rs == 1 || rows == 1) {
     gemv_cols(mat, cs, rows, K, v.data(), store);
@@ -398,6 +354,13 @@ void gemm_typed(int M, int N, int K, float alpha, MatRef a, MatRef b, float beta
       }
     }
     return;
+  }
+  // The SIMD kernels chosen at run time (simd_dispatch.cpp); what they do not
+  // cover (unusual strides, CPUs without AVX2) takes the portable code below.
+  constexpr Dtype dt = std::is_same_v<T, bfloat16_t> ? bfloat16 : float16;
+  if (gemv_dispatch(dt, M, N, K, alpha, a, b, beta, c, ldc)) return;
+  if constexpr (std::is_same_v<T, bfloat16_t>) {
+    if (gemm_bf16_dispatch(M, N, K, alpha, a, b, beta, c, ldc)) return;
   }
   if (M == 1) {
     // out row = B^T (N x K) @ a-row

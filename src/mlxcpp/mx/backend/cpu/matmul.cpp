@@ -9,6 +9,7 @@
 
 #include "mlxcpp/mx/backend/cpu/gemm.h"
 #include "mlxcpp/mx/backend/cpu/layout.h"
+#include "mlxcpp/mx/backend/cpu/simd_kernels.h"
 #include "mlxcpp/mx/dtype_dispatch.h"
 #include "mlxcpp/mx/primitives/matmul.h"
 #include "mlxcpp/mx/scheduler.h"
@@ -107,6 +108,9 @@ void gemm_blas(int M, int N, int K, float alpha, cpu::MatRef a, cpu::MatRef b, f
   auto ta = la.trans ? CblasTrans : CblasNoTrans;
   auto tb = lb.trans ? CblasTrans : CblasNoTrans;
   if constexpr (std::is_same_v<T, float>) {
+    // A few rows against a matrix: our GEMV kernels read the matrix once at
+    // memory speed, where OpenBLAS's sgemm packs it first (see bench/RESULTS.md).
+    if (cpu::gemv_dispatch(float32, M, N, K, alpha, a, b, beta, c, ldc)) return;
     cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, static_cast<const float*>(a.p), la.ld,
                 static_cast<const float*>(b.p), lb.ld, beta, c, ldc);
   } else if constexpr (std::is_same_v<T, double>) {
