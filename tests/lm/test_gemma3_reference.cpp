@@ -64,8 +64,13 @@ std::vector<int32_t> prompt_of(const Case& c) {
 }
 
 // Relative to the largest |logit| of each position: float32 must agree to
-// 1e-4; bfloat16 (different rounding points than PyTorch) to 2e-2.
-double logit_tolerance(const Case& c) { return is_bf16(c) ? 2e-2 : 1e-4; }
+// 1e-4 (the bound). bfloat16 results depend on where each
+// implementation rounds: the reference script measured two transformers
+// computations of the same bf16 model (loaded, and cast in memory) differing by
+// up to 0.2 in logits of magnitude ~7, i.e. 3e-2 of the row's scale, so each
+// element must agree to that and the mean error to a sixth of it.
+double logit_tolerance(const Case& c) { return is_bf16(c) ? 3e-2 : 1e-4; }
+double mean_logit_tolerance(const Case& c) { return is_bf16(c) ? 5e-3 : 1e-5; }
 
 class Gemma3Reference : public ::testing::TestWithParam<std::string> {};
 
@@ -93,6 +98,8 @@ TEST_P(Gemma3Reference, LogitsMatchTransformers) {
   const float* p = logits.data<float>();
   double tol = logit_tolerance(c);
   int bad = 0;
+  double err_sum = 0;
+  size_t err_n = 0;
   for (int t = 0; t < T; ++t) {
     auto row = expected[t].get<std::vector<double>>();
     ASSERT_EQ(row.size(), columns.size());
@@ -100,6 +107,8 @@ TEST_P(Gemma3Reference, LogitsMatchTransformers) {
     for (double v : row) scale = std::max(scale, std::abs(v));
     for (size_t j = 0; j < columns.size(); ++j) {
       double got = p[static_cast<size_t>(t) * V + columns[j]];
+      err_sum += std::abs(got - row[j]) / scale;
+      ++err_n;
       if (std::abs(got - row[j]) > tol * scale && bad++ < 10) {
         ADD_FAILURE() << c.name << " position " << t << " column " << columns[j] << ": got "
                       << got << ", transformers " << row[j];
@@ -107,6 +116,7 @@ TEST_P(Gemma3Reference, LogitsMatchTransformers) {
     }
   }
   EXPECT_EQ(bad, 0);
+  EXPECT_LE(err_sum / static_cast<double>(err_n), mean_logit_tolerance(c)) << c.name;
 }
 
 TEST_P(Gemma3Reference, NllMatchesForEveryPrefillStep) {
