@@ -56,17 +56,16 @@ int run_perplexity(int argc, char** argv) {
   auto* data_opt = app.add_option("--data", data, "Text file, or .jsonl with {\"text\": ...}");
   auto* tok_opt = app.add_option("--tokens", tokens_list, "Comma-separated token ids");
   data_opt->excludes(tok_opt);
-  app.add_option("--sequence-length", sequence_length, "Tokens per evaluated sequence")->capture_default_str()
+  app.add_option("--sequence-length", sequence_length, "Tokens per evaluated sequence")
+      ->capture_default_str()
       ->check(CLI::Range(2, 1 << 30));
-  app.add_option("--prefill-step-size", prefill_step_size, "Tokens per forward pass")->capture_default_str()
+  app.add_option("--prefill-step-size", prefill_step_size, "Tokens per forward pass")
+      ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--output", output, "text or json (json: the last line is one JSON object)")->capture_default_str()
+  app.add_option("--output", output, "text or json (json: the last line is one JSON object)")
+      ->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (auto rc = mlxcpp::cli::parse_args(app, argc, argv)) return *rc;
   if (!data_opt->count() && !tok_opt->count()) {
     throw std::invalid_argument("give --data FILE or --tokens 1,2,3");
   }
@@ -86,8 +85,8 @@ int run_perplexity(int argc, char** argv) {
   }
   auto r = lm::evaluate_perplexity(*bundle.model, tokens, sequence_length, prefill_step_size);
   if (output == "json") {
-    nlohmann::json j = {{"nll", r.nll}, {"ppl", r.ppl}, {"tokens", r.tokens},
-                        {"sequences", r.sequences}};
+    nlohmann::json j = {
+        {"nll", r.nll}, {"ppl", r.ppl}, {"tokens", r.tokens}, {"sequences", r.sequences}};
     std::cout << j.dump() << std::endl;
   } else {
     std::cout << "Evaluated " << r.tokens << " tokens in " << r.sequences << " sequences\n"

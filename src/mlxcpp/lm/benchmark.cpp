@@ -65,10 +65,9 @@ BenchmarkTrial benchmark_generation(LanguageModel& model, int prompt_tokens, int
         "positive");
   }
   if (prompt_tokens + generation_tokens > model.max_context()) {
-    throw std::invalid_argument("benchmark: " + std::to_string(prompt_tokens) + " + " +
-                                std::to_string(generation_tokens) +
-                                " tokens exceed the model's context of " +
-                                std::to_string(model.max_context()));
+    throw std::invalid_argument(
+        "benchmark: " + std::to_string(prompt_tokens) + " + " + std::to_string(generation_tokens) +
+        " tokens exceed the model's context of " + std::to_string(model.max_context()));
   }
   auto key = mx::random::key(seed);
   auto prompt = mx::random::randint(0, model.vocab_size(), {batch, prompt_tokens}, mx::int32, key);
@@ -86,9 +85,9 @@ BenchmarkTrial benchmark_generation(LanguageModel& model, int prompt_tokens, int
     done += n;
   }
   auto logits = model(mx::slice(prompt, {0, done}, {batch, prompt_tokens}), &cache);
-  auto y = mx::argmax(mx::slice(logits, {0, logits.shape(1) - 1, 0},
-                                {batch, logits.shape(1), logits.shape(2)}),
-                      -1);  // [B, 1]
+  auto y = mx::argmax(
+      mx::slice(logits, {0, logits.shape(1) - 1, 0}, {batch, logits.shape(1), logits.shape(2)}),
+      -1);  // [B, 1]
   mx::eval(y);
   r.prompt_tps = double(batch) * prompt_tokens / since(t0);
 

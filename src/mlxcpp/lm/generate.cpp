@@ -104,8 +104,8 @@ void generate_step(LanguageModel& model, const std::vector<int32_t>& prompt,
     return sample(model(mx::reshape(token, {1, 1}), &cache));
   };
 
-  auto [y, logprobs] = sample(prefill(model, prompt, cache, options.prefill_step_size,
-                                      options.prompt_progress_callback));
+  auto [y, logprobs] = sample(
+      prefill(model, prompt, cache, options.prefill_step_size, options.prompt_progress_callback));
   mx::async_eval({y, logprobs});
   for (int n = 0; n < options.max_tokens; ++n) {
     std::optional<std::pair<mx::array, mx::array>> next;
