@@ -196,6 +196,10 @@ TEST(Elementwise, IntegerOverflowWraps) {
   mxtest::expect_close(mx::negative(u), {0, 1}, {2}, 0, 0);
   array big(std::vector<int32_t>{2147483647}, {1}, mx::int32);
   mxtest::expect_close(big * array(2), {-2}, {1}, 0, 0);
+  mxtest::expect_close(big + array(1), {-2147483648.0}, {1}, 0, 0);
+  array small(std::vector<int32_t>{-2147483647 - 1}, {1}, mx::int32);
+  mxtest::expect_close(small - array(1), {2147483647}, {1}, 0, 0);
+  mxtest::expect_close(mx::negative(small), {-2147483648.0}, {1}, 0, 0);
 }
 
 TEST(Elementwise, BitwiseAndLogical) {

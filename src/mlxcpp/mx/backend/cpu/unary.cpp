@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "mlxcpp/mx/backend/cpu/elementwise.h"
+#include "mlxcpp/mx/backend/cpu/reduce_ops.h"
 #include "mlxcpp/mx/primitives/elementwise.h"
 
 namespace mx {
@@ -131,8 +132,8 @@ void Negative::eval_cpu(const std::vector<array>& inputs, array& out) {
   }
   run_same_type<NumberType>("negative", inputs[0], out, [](auto x) {
     using T = decltype(x);
-    if constexpr (std::is_unsigned_v<T>) {
-      return static_cast<T>(T(0) - x);  // wraps, as NumPy does
+    if constexpr (std::is_integral_v<T>) {
+      return cpu::wrap_sub(T(0), x);  // wraps, as NumPy does (-INT_MIN is INT_MIN)
     } else {
       return -x;
     }
