@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <iostream>
+#include <string>
 
 #include "command.h"
 #include "gen_flags.h"
@@ -20,18 +21,24 @@ int run_benchmark(int argc, char** argv) {
   uint64_t seed = 0;
   std::string output = "text";
   model_flags.add(app);
-  app.add_option("--prompt-tokens,-p", prompt_tokens, "Prompt length")->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--generation-tokens,-g", generation_tokens, "Tokens to generate")->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--batch-size,-b", batch, "Sequences generated together")->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--num-trials,-n", trials, "Timed trials (after one warm-up)")->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--prefill-step-size", prefill_step_size, "Prompt tokens per prefill step")->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  app.add_option("--prompt-tokens,-p", prompt_tokens, "Prompt length")
+      ->capture_default_str()
+      ->check(mlxcpp::cli::positive_int());
+  app.add_option("--generation-tokens,-g", generation_tokens, "Tokens to generate")
+      ->capture_default_str()
+      ->check(mlxcpp::cli::positive_int());
+  app.add_option("--batch-size,-b", batch, "Sequences generated together")
+      ->capture_default_str()
+      ->check(mlxcpp::cli::positive_int());
+  app.add_option("--num-trials,-n", trials, "Timed trials (after one warm-up)")
+      ->capture_default_str()
+      ->check(mlxcpp::cli::positive_int());
+  app.add_option("--prefill-step-size", prefill_step_size, "Prompt tokens per prefill step")
+      ->capture_default_str()
+      ->check(mlxcpp::cli::positive_int());
   app.add_option("--seed", seed, "Seed of the random prompt")->capture_default_str();
-  app.add_option("--output", output, "text or json (json: the last line is one JSON object)")->capture_default_str()
+  app.add_option("--output", output, "text or json (json: the last line is one JSON object)")
+      ->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));
   try {
     app.parse(argc, argv);
@@ -40,6 +47,12 @@ int run_benchmark(int argc, char** argv) {
   }
   auto bundle = lm::load(model_flags.model, model_flags.options());
   auto& model = *bundle.model;
+  if (prompt_tokens + generation_tokens > model.max_context()) {
+    throw std::invalid_argument("-p " + std::to_string(prompt_tokens) + " + -g " +
+                                std::to_string(generation_tokens) +
+                                " tokens exceed the model's context of " +
+                                std::to_string(model.max_context()) + " (max_position_embeddings)");
+  }
   const bool text = output == "text";
   if (text) {
     std::cout << "Running warmup.." << std::endl;
@@ -49,8 +62,7 @@ int run_benchmark(int argc, char** argv) {
   auto floor = lm::measure_bandwidth_floor(model);
   if (text) {
     std::cout << "Timing with prompt_tokens=" << prompt_tokens
-              << ", generation_tokens=" << generation_tokens << ", batch_size=" << batch
-              << ".\n";
+              << ", generation_tokens=" << generation_tokens << ", batch_size=" << batch << ".\n";
   }
   double sum_p = 0, sum_g = 0, max_mem = 0;
   nlohmann::json list = nlohmann::json::array();
@@ -76,8 +88,8 @@ int run_benchmark(int argc, char** argv) {
     std::cout << "Averages: prompt_tps=" << avg_p << ", generation_tps=" << avg_g
               << ", peak_memory=" << max_mem << "\n";
     std::cout << "Bandwidth floor: " << floor.weight_bytes / 1e9 << " GB of weights per step at "
-              << floor.read_gbs << " GB/s read = " << floor.floor_tps
-              << " steps/s; decode at " << ratio << " of the floor" << std::endl;
+              << floor.read_gbs << " GB/s read = " << floor.floor_tps << " steps/s; decode at "
+              << ratio << " of the floor" << std::endl;
   } else {
     nlohmann::json j = {{"prompt_tokens", prompt_tokens},
                         {"generation_tokens", generation_tokens},

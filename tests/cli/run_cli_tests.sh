@@ -176,7 +176,8 @@ chat)
   [ "$rc" = 0 ] || fail "chat exited $rc: $(cat "$TMP/chat.err")"
   cat "$TMP/chat.out"
   grep -qxF ">> abc def" "$TMP/chat.out" || fail "no echo of 'abc def'"
-  grep -qxF ">> xyz" "$TMP/chat.out" || fail "no echo of 'xyz' after the reset"
+  # 'r' prints nothing (as mlx_lm.chat), so the next prompt follows on the same line.
+  grep -qx ">> >> xyz" "$TMP/chat.out" || fail "no echo of 'xyz' after the reset"
   [ "$(grep -c "^- 'q' to exit" "$TMP/chat.out")" = 2 ] || fail "help not printed at start and on 'h'"
   ;;
 perplexity_tokens)
@@ -287,6 +288,43 @@ EOF
   expect_error e "model.norm.weight" generate --model "$TMP/bad" --prompt hi
   grep -qF "128" "$TMP/e.err" && grep -qF "64" "$TMP/e.err" || fail "the message does not name both shapes"
   ;;
+error_model_files)
+  copy_model tok && printf '{"model": ' >"$TMP/tok/tokenizer.json"
+  expect_error e "tokenizer.json" generate --model "$TMP/tok" --prompt hi
+  copy_model gen && printf '{' >"$TMP/gen/generation_config.json"
+  expect_error e2 "generation_config.json" generate --model "$TMP/gen" --prompt hi
+  copy_model now && rm "$TMP/now/model.safetensors"
+  expect_error e3 "no weights" generate --model "$TMP/now" --prompt hi
+  copy_model field && "$PY" - "$TMP/field/config.json" <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1])); c["hidden_size"] = "big"; json.dump(c, open(sys.argv[1], "w"))
+EOF
+  expect_error e4 "field/config.json: field 'hidden_size' must be an integer" generate --model "$TMP/field" --prompt hi
+  copy_model vocab && "$PY" - "$TMP/vocab/config.json" <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1])); c["vocab_size"] = 100; json.dump(c, open(sys.argv[1], "w"))
+EOF
+  expect_error e5 "'model.embed_tokens.weight' has shape [384, 128], expected [100, 128]" generate --model "$TMP/vocab" --prompt hi
+  ;;
+error_bad_options)
+  # Option values the commands reject before or right after loading the model.
+  expect_error e "--chat-template-config: not JSON" generate --model "$MODEL" --chat-template-config notjson
+  expect_error e2 "--chat-template-config: expected a JSON object" chat --model "$MODEL" --chat-template-config '[1]'
+  expect_error e3 "--stop: stop strings must not be empty" generate --model "$MODEL" --stop ""
+  expect_error e4 "the folder $TMP/nowhere does not exist" cache-prompt --model "$MODEL" --prompt abc --prompt-cache-file "$TMP/nowhere/c.safetensors"
+  expect_error e5 "--data $TMP is not a file" perplexity --model "$MODEL" --data "$TMP"
+  : >"$TMP/empty.txt"
+  expect_error e6 "holds no text" perplexity --model "$MODEL" --data "$TMP/empty.txt"
+  expect_error e7 "exceed the model's context of 512" benchmark --model "$MODEL" -p 600 -g 8 -n 1
+  expect_error e8 "temp must be >= 0" generate --model "$MODEL" --temp -1
+  expect_error e9 "--verbose: expected True or False" generate --model "$MODEL" --verbose maybe
+  expect_error e10 "logit_bias: token id 999" generate --model "$MODEL" --logit-bias '{"999": 5}'
+  # CLI11 rejects out-of-range integers with its own exit code (105) and the range.
+  run r generate --model "$MODEL" --max-kv-size 0
+  rc=$(cat "$TMP/r.rc")
+  [ "$rc" != 0 ] && [ "$rc" -lt 128 ] || fail "--max-kv-size 0: exit code $rc"
+  grep -qF "not in range 1 to 2147483647" "$TMP/r.err" || fail "--max-kv-size 0: $(cat "$TMP/r.err")"
+  ;;
 error_prompt_too_long)
   copy_model short && "$PY" - "$TMP/short/config.json" <<'EOF'
 import json, sys
@@ -308,12 +346,15 @@ error_missing_data)
   expect_error e2 "line 2" perplexity --model "$MODEL" --data "$TMP/bad.jsonl"
   ;;
 error_prompt_cache_file)
-  expect_error e "$TMP/none.safetensors" generate --model "$MODEL" --prompt-cache-file "$TMP/none.safetensors" --prompt hi
+  expect_error e "$TMP/none.safetensors: no such file" generate --model "$MODEL" --prompt-cache-file "$TMP/none.safetensors" --prompt hi
   run_ok save cache-prompt --model "$MODEL" --prompt "abc" --prompt-cache-file "$TMP/c.safetensors"
   copy_model other
   expect_error e3 "was made for model" generate --model "$TMP/other" --prompt-cache-file "$TMP/c.safetensors" --prompt hi
   printf 'not a cache' >"$TMP/bad.safetensors"
   expect_error e2 "$TMP/bad.safetensors" generate --model "$MODEL" --prompt-cache-file "$TMP/bad.safetensors" --prompt hi
+  # A safetensors file that is not a prompt cache (the model's weights).
+  expect_error e4 "model.safetensors" generate --model "$MODEL" --prompt-cache-file "$MODEL/model.safetensors" --prompt hi
+  expect_error e5 "--model is required" generate --prompt hi
   ;;
 error_unknown_flag)
   run e generate --model "$MODEL" --no-such-flag
