@@ -325,6 +325,42 @@ TEST(Generate, SeededSamplingIsReproducible) {
   EXPECT_EQ(global(), global());
 }
 
+TEST(Generate, FilteredSamplingDrawsFromTheKeptTokens) {
+  const auto& e = echo();
+  // top_k 1 leaves only the argmax: transformers' greedy tokens at any temperature.
+  lm::SamplerOptions one;
+  one.temp = 2.0f;
+  one.top_k = 1;
+  one.seed = 5;
+  auto opts = greedy_opts(100);
+  opts.sampler = lm::make_sampler(one);
+  EXPECT_EQ(lm::generate(e.model(), e.tok(), e.prompt(1), opts).tokens, e.greedy_until_eot(1));
+
+  // With every filter on, each drawn token is among the top_k of its row.
+  lm::SamplerOptions s;
+  s.temp = 3.0f;
+  s.top_p = 0.95f;
+  s.min_p = 0.001f;
+  s.top_k = 4;
+  s.xtc_probability = 0.5f;
+  s.xtc_threshold = 0.2f;
+  s.seed = 9;
+  auto o2 = greedy_opts(40);
+  o2.eos_token_ids.clear();
+  o2.sampler = lm::make_sampler(s);
+  int steps = 0;
+  lm::stream_generate(e.model(), e.tok(), e.prompt(0), o2, [&](const lm::GenerationResponse& r) {
+    auto row = mxtest::to_vector(r.logprobs);
+    double chosen = row[static_cast<size_t>(r.token)];
+    int higher = static_cast<int>(
+        std::count_if(row.begin(), row.end(), [&](double v) { return v > chosen; }));
+    EXPECT_LT(higher, 4) << "step " << steps;
+    ++steps;
+    return true;
+  });
+  EXPECT_EQ(steps, 40);
+}
+
 TEST(Generate, PromptLongerThanTheContextIsAClearError) {
   // A copy of the echo model with a context of 16 positions.
   fs::path dir = temp_dir("short_context");
