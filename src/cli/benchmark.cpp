@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <iostream>
+#include <string>
 
 #include "command.h"
 #include "gen_flags.h"
@@ -22,19 +23,19 @@ int run_benchmark(int argc, char** argv) {
   model_flags.add(app);
   app.add_option("--prompt-tokens,-p", prompt_tokens, "Prompt length")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(mlxcpp::cli::positive_int());
   app.add_option("--generation-tokens,-g", generation_tokens, "Tokens to generate")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(mlxcpp::cli::positive_int());
   app.add_option("--batch-size,-b", batch, "Sequences generated together")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(mlxcpp::cli::positive_int());
   app.add_option("--num-trials,-n", trials, "Timed trials (after one warm-up)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(mlxcpp::cli::positive_int());
   app.add_option("--prefill-step-size", prefill_step_size, "Prompt tokens per prefill step")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(mlxcpp::cli::positive_int());
   app.add_option("--seed", seed, "Seed of the random prompt")->capture_default_str();
   app.add_option("--output", output, "text or json (json: the last line is one JSON object)")
       ->capture_default_str()
@@ -42,6 +43,12 @@ int run_benchmark(int argc, char** argv) {
   if (auto rc = mlxcpp::cli::parse_args(app, argc, argv)) return *rc;
   auto bundle = lm::load(model_flags.model, model_flags.options());
   auto& model = *bundle.model;
+  if (prompt_tokens + generation_tokens > model.max_context()) {
+    throw std::invalid_argument("-p " + std::to_string(prompt_tokens) + " + -g " +
+                                std::to_string(generation_tokens) +
+                                " tokens exceed the model's context of " +
+                                std::to_string(model.max_context()) + " (max_position_embeddings)");
+  }
   const bool text = output == "text";
   if (text) {
     std::cout << "Running warmup.." << std::endl;

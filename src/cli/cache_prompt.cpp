@@ -3,7 +3,9 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <filesystem>
 #include <iostream>
+#include <system_error>
 
 #include "command.h"
 #include "gen_flags.h"
@@ -29,12 +31,21 @@ int run_cache_prompt(int argc, char** argv) {
       ->required();
   app.add_option("--system-prompt", system_prompt, "System prompt for the chat template");
   app.add_option("--max-kv-size", max_kv_size, "Bound the KV cache to this many positions")
-      ->check(CLI::PositiveNumber);
+      ->check(mlxcpp::cli::positive_int());
   app.add_option("--prefill-step-size", prefill_step_size, "Prompt tokens per prefill step")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(mlxcpp::cli::positive_int());
   app.add_flag("--ignore-chat-template", ignore_chat_template, "Encode the prompt as it is");
   if (auto rc = mlxcpp::cli::parse_args(app, argc, argv)) return *rc;
+  {
+    // Fail before the model loads and the prompt runs, not at the save.
+    std::error_code ec;
+    auto dir = std::filesystem::absolute(cache_file, ec).parent_path();
+    if (!std::filesystem::is_directory(dir, ec)) {
+      throw std::invalid_argument("--prompt-cache-file " + cache_file + ": the folder " +
+                                  dir.string() + " does not exist");
+    }
+  }
   auto bundle = lm::load(model_flags.model, model_flags.options());
   if (!bundle.tokenizer) {
     throw std::runtime_error("the model folder " + bundle.path.string() + " has no tokenizer.json");

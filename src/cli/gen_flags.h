@@ -6,6 +6,7 @@
 
 #include <iostream>
 #include <iterator>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -19,6 +20,23 @@
 #include "mlxcpp/mx/dtype.h"
 
 namespace mlxcpp::cli {
+
+// Integer ranges for option checks: CLI11's PositiveNumber prints DBL_MAX as
+// its upper bound ("not in range 0.000000 to 1797693...").
+inline CLI::Range positive_int() { return CLI::Range(1, std::numeric_limits<int>::max()); }
+inline CLI::Range non_negative_int() { return CLI::Range(0, std::numeric_limits<int>::max()); }
+
+// A JSON object given on the command line (e.g. --chat-template-config); the
+// error names the flag.
+inline void check_json_object(const std::string& text, const std::string& flag) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const std::exception& e) {
+    throw std::invalid_argument(flag + ": not JSON: " + e.what());
+  }
+  if (!j.is_object()) throw std::invalid_argument(flag + ": expected a JSON object, got " + text);
+}
 
 struct ModelFlags {
   std::string model;
