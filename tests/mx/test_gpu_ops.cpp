@@ -217,6 +217,34 @@ TEST_F(Gpu, AstypeAndContiguousCopies) {
       0, 0, "reshape of a transpose");
 }
 
+TEST_F(Gpu, CreationAndSliceUpdate) {
+  expect_same([](mx::StreamOrDevice s) { return mx::arange(3.0, 50.0, 1.5, mx::float32, s); }, 0, 0,
+              "arange float32");
+  expect_same([](mx::StreamOrDevice s) { return mx::arange(-7, 40, 3, s); }, 0, 0, "arange int32");
+  expect_same(
+      [](mx::StreamOrDevice s) {
+        return mx::full({3, 4}, array(2.5f), mx::bfloat16, s);
+      },
+      0, 0, "full");
+  for (auto dt : kFloats) {
+    array src = rand({6, 8, 5}, dt, 35);
+    array upd = rand({2, 8, 3}, dt, 36);
+    expect_same(
+        [&](mx::StreamOrDevice s) {
+          return mx::slice_update(src, upd, {1, 0, 1}, {5, 8, 4}, {2, 1, 1}, s);
+        },
+        0, 0, "slice_update strided " + mx::dtype_name(dt));
+    array upd_t = mx::transpose(rand({3, 8, 2}, dt, 37), {2, 1, 0}, kCpu);
+    // A KV-cache style update of a fresh buffer computed on the GPU (donated).
+    expect_same(
+        [&](mx::StreamOrDevice s) {
+          return mx::slice_update(mx::multiply(src, array(2.0f), s), upd_t, {2, 0, 0}, {4, 8, 3},
+                                  s);
+        },
+        0, 0, "slice_update donated " + mx::dtype_name(dt));
+  }
+}
+
 TEST_F(Gpu, Reductions) {
   for (auto dt : kFloats) {
     array x = rand({5, 6, 70}, dt, 40);

@@ -40,6 +40,16 @@ __device__ __forceinline__ To cast_to(From x) {
     return x != From(0);
   } else if constexpr (is_half_v<To>) {
     return To(static_cast<float>(x));
+  } else if constexpr (std::is_floating_point_v<From> && std::is_integral_v<To>) {
+    // Out-of-range floats wrap through int64 as on x86 CPUs (and NumPy there),
+    // where the GPU's own conversion would saturate.
+    if constexpr (sizeof(To) < 8) {
+      return static_cast<To>(static_cast<int64_t>(x));
+    } else if constexpr (std::is_unsigned_v<To>) {
+      return x < From(0) ? static_cast<To>(static_cast<int64_t>(x)) : static_cast<To>(x);
+    } else {
+      return static_cast<To>(x);
+    }
   } else {
     return static_cast<To>(x);
   }
