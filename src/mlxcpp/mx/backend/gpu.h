@@ -1,0 +1,37 @@
+// What the core asks of a GPU backend. The functions are defined by the
+// backend's own files (backend/cuda/) or, in a build without one, by
+// backend/no_gpu/, so the core links against exactly one of them and never
+// names a kernel.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <vector>
+
+#include "mlxcpp/mx/array.h"
+#include "mlxcpp/mx/device.h"
+
+namespace mx::gpu {
+
+// Whether the backend was built and a device is present (checked once).
+bool is_available();
+
+// The raw allocation behind the buffer cache: memory the host and the device
+// can both address (unified memory). nullptr means the system allocator.
+struct RawAllocator {
+  void* (*alloc)(size_t bytes);  // nullptr when out of memory
+  void (*free)(void* ptr);
+};
+const RawAllocator* raw_allocator();
+
+// Keeps arrays (and so their buffers) alive until the work launched so far on
+// the stream has run: a buffer freed while a kernel still reads or writes it
+// could otherwise be handed to a CPU kernel.
+void retain(const Stream& s, std::vector<array> arrays);
+// Blocks until all work launched on the stream has finished.
+void synchronize(const Stream& s);
+// Marks the work launched so far on the stream; calling the result (from any
+// thread, any number of times) blocks until that work has finished.
+std::function<void()> fence(const Stream& s);
+
+}  // namespace mx::gpu
