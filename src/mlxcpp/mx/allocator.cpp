@@ -8,10 +8,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
-#include <unordered_map>
 #include <vector>
-
-#include "mlxcpp/mx/backend/gpu.h"
 
 namespace mx {
 namespace {
@@ -39,14 +36,9 @@ size_t physical_memory() {
   return static_cast<size_t>(pages) * static_cast<size_t>(page);
 }
 
-// Host blocks carry a 64-byte header in front of the user pointer holding the
-// rounded size. Blocks from the GPU backend's allocator (unified memory) keep
-// their sizes in a table instead: a header would share a page with data the
-// device writes, and reading it on the host would migrate that page back.
 class BufferCache {
  public:
-  BufferCache()
-      : raw_(gpu::raw_allocator()), memory_limit_(physical_memory()), cache_limit_(memory_limit_) {}
+  BufferCache() : memory_limit_(physical_memory()), cache_limit_(memory_limit_) {}
 
   void* malloc(size_t size) {
     size_t rounded = round_size(size == 0 ? 1 : size);
@@ -69,31 +61,30 @@ class BufferCache {
       // Make room for a fresh block by returning cached ones first.
       if (active_ + cache_bytes_ + rounded > memory_limit_) release_cached(cache_bytes_);
     }
-    void* p = raw_alloc(rounded);
-    if (!p) {
+    void* base = nullptr;
+    if (posix_memalign(&base, kAlign, rounded + kHeader) != 0) {
       {
         std::lock_guard<std::mutex> lk(mu_);
         release_cached(cache_bytes_);
       }
-      p = raw_alloc(rounded);
-      if (!p) {
+      if (posix_memalign(&base, kAlign, rounded + kHeader) != 0) {
         throw std::runtime_error("[malloc] out of memory allocating " + std::to_string(size) +
                                  " bytes");
       }
     }
+    *static_cast<size_t*>(base) = rounded;
     std::lock_guard<std::mutex> lk(mu_);
-    if (raw_) sizes_[p] = rounded;
     note_active(rounded);
-    return p;
+    return static_cast<char*>(base) + kHeader;
   }
 
   void free(void* p) {
     if (!p) return;
+    size_t rounded = block_size(p);
     std::lock_guard<std::mutex> lk(mu_);
-    size_t rounded = block_size_locked(p);
     active_ -= rounded;
     if (cache_limit_ == 0) {
-      raw_free(p);
+      std::free(static_cast<char*>(p) - kHeader);
       return;
     }
     free_[rounded].push_back(p);
@@ -101,9 +92,8 @@ class BufferCache {
     if (cache_bytes_ > cache_limit_) release_cached(cache_bytes_ - cache_limit_);
   }
 
-  size_t block_size(void* p) {
-    std::lock_guard<std::mutex> lk(mu_);
-    return block_size_locked(p);
+  static size_t block_size(void* p) {
+    return *reinterpret_cast<size_t*>(static_cast<char*>(p) - kHeader);
   }
 
   size_t active() {
@@ -143,29 +133,6 @@ class BufferCache {
   }
 
  private:
-  size_t block_size_locked(void* p) {
-    if (raw_) {
-      auto it = sizes_.find(p);
-      return it == sizes_.end() ? 0 : it->second;
-    }
-    return *reinterpret_cast<size_t*>(static_cast<char*>(p) - kHeader);
-  }
-  void* raw_alloc(size_t rounded) {
-    if (raw_) return raw_->alloc(rounded);
-    void* base = nullptr;
-    if (posix_memalign(&base, kAlign, rounded + kHeader) != 0) return nullptr;
-    *static_cast<size_t*>(base) = rounded;
-    return static_cast<char*>(base) + kHeader;
-  }
-  // Called with mu_ held.
-  void raw_free(void* p) {
-    if (raw_) {
-      sizes_.erase(p);
-      raw_->free(p);
-    } else {
-      std::free(static_cast<char*>(p) - kHeader);
-    }
-  }
   void note_active(size_t n) {
     active_ += n;
     if (active_ > peak_) peak_ = active_;
@@ -176,7 +143,7 @@ class BufferCache {
     for (auto it = free_.rbegin(); it != free_.rend() && released < bytes; ++it) {
       auto& v = it->second;
       while (!v.empty() && released < bytes) {
-        raw_free(v.back());
+        std::free(static_cast<char*>(v.back()) - kHeader);
         v.pop_back();
         released += it->first;
       }
@@ -184,10 +151,8 @@ class BufferCache {
     cache_bytes_ -= released;
   }
 
-  const gpu::RawAllocator* raw_;
   std::mutex mu_;
   std::map<size_t, std::vector<void*>> free_;
-  std::unordered_map<void*, size_t> sizes_;  // blocks of raw_ only
   size_t active_ = 0;
   size_t peak_ = 0;
   size_t cache_bytes_ = 0;
@@ -207,7 +172,7 @@ namespace allocator {
 Buffer malloc(size_t size) { return Buffer(cache().malloc(size)); }
 void free(Buffer buffer) { cache().free(buffer.ptr()); }
 size_t allocation_size(Buffer buffer) {
-  return buffer.ptr() ? cache().block_size(buffer.ptr()) : 0;
+  return buffer.ptr() ? BufferCache::block_size(buffer.ptr()) : 0;
 }
 }  // namespace allocator
 

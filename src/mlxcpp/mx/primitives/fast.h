@@ -128,11 +128,6 @@ class RoPE : public UnaryPrimitive {
   std::vector<Shape> output_shapes(const std::vector<array>& inputs) override {
     return {inputs[0].shape()};
   }
-  int dims() const { return dims_; }
-  bool traditional() const { return traditional_; }
-  float base() const { return base_; }
-  float scale() const { return scale_; }
-  bool forward() const { return forward_; }
 
  private:
   int dims_;
