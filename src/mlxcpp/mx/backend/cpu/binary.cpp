@@ -94,8 +94,7 @@ void Add::eval_cpu(const std::vector<array>& in, array& out) {
 }
 
 void Subtract::eval_cpu(const std::vector<array>& in, array& out) {
-  same_type<NumberType>("subtract", in, out,
-                        [](auto x, auto y) { return cpu::wrap_sub(x, y); });
+  same_type<NumberType>("subtract", in, out, [](auto x, auto y) { return cpu::wrap_sub(x, y); });
 }
 
 void Multiply::eval_cpu(const std::vector<array>& in, array& out) {
@@ -103,8 +102,7 @@ void Multiply::eval_cpu(const std::vector<array>& in, array& out) {
     binary_loop<bool, bool>(in[0], in[1], out, [](bool x, bool y) { return x && y; });
     return;
   }
-  same_type<NumberType>("multiply", in, out,
-                        [](auto x, auto y) { return cpu::wrap_mul(x, y); });
+  same_type<NumberType>("multiply", in, out, [](auto x, auto y) { return cpu::wrap_mul(x, y); });
 }
 
 void Divide::eval_cpu(const std::vector<array>& in, array& out) {
