@@ -115,10 +115,12 @@ bool spin_until(Ready&& ready, std::chrono::nanoseconds budget) {
 }
 
 // How long an idle helper keeps polling for the next job before it sleeps,
-// and how long the caller polls for the helpers to finish. A decode step runs
-// hundreds of small parallel kernels a few microseconds apart.
-constexpr std::chrono::microseconds kHelperSpin{100};
-constexpr std::chrono::microseconds kJoinSpin{50};
+// and how long the caller polls for the helpers to finish: a decode step runs
+// hundreds of small parallel kernels a few microseconds apart. Kept short: on
+// the shared 2-core machine, 100 us measured no better, and polling threads
+// take time from the loaded cores' other work.
+constexpr std::chrono::microseconds kHelperSpin{20};
+constexpr std::chrono::microseconds kJoinSpin{20};
 
 // Fork-join pool: the caller takes part, every thread grabs chunks from a
 // shared counter (so a thread that loses its core mid-job leaves its
