@@ -473,8 +473,12 @@ void save_prompt_cache(const std::filesystem::path& file, const PromptCache& cac
       throw std::invalid_argument("save_prompt_cache: layer " + std::to_string(l) + " is null");
     const std::string L = std::to_string(l);
     auto st = cache[l]->state();
-    for (size_t i = 0; i < st.size(); ++i)
-      arrays.insert_or_assign(L + "." + std::to_string(i), st[i]);
+    const size_t g = static_cast<size_t>(cache[l]->state_group());
+    for (size_t i = 0; i < st.size(); ++i) {
+      std::string key = L + "." + std::to_string(g > 1 ? i / g : i);
+      if (g > 1) key += "." + std::to_string(i % g);
+      arrays.insert_or_assign(key, st[i]);
+    }
     auto ms = cache[l]->meta_state();
     if (ms.empty()) {
       meta["0." + L] = "";
@@ -548,18 +552,21 @@ std::pair<PromptCache, std::map<std::string, std::string>> load_prompt_cache(
              std::to_string(l));
     }
   }
-  std::map<int, std::map<int, mx::array>> tensors;
+  // Plain caches save "<layer>.<i>", quantized ones "<layer>.<i>.<j>" (j: codes, scales,
+  // biases); j is -1 for the plain form.
+  std::map<int, std::map<std::pair<int, int>, mx::array>> tensors;
   for (const auto& [key, a] : arrays) {
-    int layer = 0, i = 0;
-    std::string rest, more;
-    if (!split_index(key, layer, rest) || !split_index(rest, i, more) || !more.empty()) {
-      fail("unexpected tensor '" + key + "' (expected <layer>.<index>)");
+    int layer = 0, i = 0, j = -1;
+    std::string rest, more, last;
+    if (!split_index(key, layer, rest) || !split_index(rest, i, more) ||
+        (!more.empty() && (!split_index(more, j, last) || !last.empty()))) {
+      fail("unexpected tensor '" + key + "' (expected <layer>.<index>[.<part>])");
     }
     if (layer >= n_layers) {
       fail("tensor '" + key + "' names layer " + std::to_string(layer) + " but the file has " +
            std::to_string(n_layers) + " layers");
     }
-    tensors[layer].insert_or_assign(i, a);
+    tensors[layer].insert_or_assign({i, j}, a);
   }
 
   PromptCache cache;
@@ -568,11 +575,16 @@ std::pair<PromptCache, std::map<std::string, std::string>> load_prompt_cache(
     const std::string& cls = classes[l];
     std::vector<mx::array> state;
     const auto& ts = tensors[l];
-    for (int i = 0; i < static_cast<int>(ts.size()); ++i) {
-      auto it = ts.find(i);
-      if (it == ts.end())
-        fail("missing tensor '" + L + "." + std::to_string(i) + "' of layer " + L);
-      state.push_back(it->second);
+    const bool quantized = cls == "QuantizedKVCache" || cls == "QuantizedRotatingKVCache";
+    const int parts = quantized ? 3 : 1;
+    const int entries = static_cast<int>(ts.size()) / parts + (ts.size() % parts ? 1 : 0);
+    for (int i = 0; i < entries; ++i) {
+      for (int j = quantized ? 0 : -1; j < (quantized ? parts : 0); ++j) {
+        auto it = ts.find({i, j});
+        std::string name = L + "." + std::to_string(i) + (j >= 0 ? "." + std::to_string(j) : "");
+        if (it == ts.end()) fail("missing tensor '" + name + "' of layer " + L + " (" + cls + ")");
+        state.push_back(it->second);
+      }
     }
     std::vector<std::string> meta;
     const auto& ms = metas[l];
@@ -591,6 +603,21 @@ std::pair<PromptCache, std::map<std::string, std::string>> load_prompt_cache(
       } else if (cls == "RotatingKVCache") {
         if (state.size() == 1) fail("layer " + L + ": missing tensor '" + L + ".1' (values)");
         auto c = std::make_shared<RotatingKVCache>(1, 0);
+        c->set_meta_state(meta);
+        c->set_state(state);
+        c->validate();
+        cache.push_back(c);
+      } else if (cls == "QuantizedKVCache") {
+        if (state.size() != 6) fail("layer " + L + ": QuantizedKVCache needs keys and values");
+        auto c = std::make_shared<QuantizedKVCache>();
+        c->set_meta_state(meta);
+        c->set_state(state);
+        cache.push_back(c);
+      } else if (cls == "QuantizedRotatingKVCache") {
+        if (state.size() != 6) {
+          fail("layer " + L + ": QuantizedRotatingKVCache needs keys and values");
+        }
+        auto c = std::make_shared<QuantizedRotatingKVCache>(1, 0);
         c->set_meta_state(meta);
         c->set_state(state);
         c->validate();

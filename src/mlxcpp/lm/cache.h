@@ -59,6 +59,15 @@ class KVCacheBase {
   // Bytes held by the cache's arrays.
   virtual size_t nbytes() const = 0;
   bool empty() const { return offset() == 0; }
+  // State arrays per saved entry: 1 for plain caches (tensors "<layer>.<i>"), 3 for quantized
+  // ones (codes, scales, biases: tensors "<layer>.<i>.<j>", mlx-lm's nesting).
+  virtual int state_group() const { return 1; }
+  // The same cache with its keys and values quantized (affine, group_size along the head
+  // dimension), holding what this one holds; null when this kind cannot be quantized or
+  // already is.
+  virtual std::shared_ptr<KVCacheBase> to_quantized(int /*group_size*/, int /*bits*/) const {
+    return nullptr;
+  }
 };
 
 // Grows in steps of 256 positions; trimmable.
@@ -75,6 +84,7 @@ class KVCache : public KVCacheBase {
   void set_state(const std::vector<mx::array>& state) override;
   std::string class_name() const override { return "KVCache"; }
   size_t nbytes() const override;
+  std::shared_ptr<KVCacheBase> to_quantized(int group_size, int bits) const override;
 
  private:
   std::optional<mx::array> keys_, values_;  // [B, Nkv, capacity, D]
@@ -110,6 +120,7 @@ class RotatingKVCache : public KVCacheBase {
   void set_meta_state(const std::vector<std::string>& meta) override;
   std::string class_name() const override { return "RotatingKVCache"; }
   size_t nbytes() const override;
+  std::shared_ptr<KVCacheBase> to_quantized(int group_size, int bits) const override;
   int max_size() const { return max_size_; }
   int keep() const { return keep_; }
   // Throws std::runtime_error when the state and meta state disagree (e.g. a
@@ -130,7 +141,93 @@ class RotatingKVCache : public KVCacheBase {
   int idx_ = 0;  // next write position in the buffer
 };
 
+// Packs one quantized key (or value) vector per position into a single uint32 row: the codes
+// of the D head-dimension entries, then each group's (scale, bias) pair as words. The buffer
+// logic of KVCache and RotatingKVCache (growth, rings, trimming, masks) then applies to the
+// packed rows unchanged; fetching dequantizes. Attention runs on the dequantized keys and
+// values (the same math as mlx-lm's quantized SDPA up to rounding), so the memory of the
+// cache shrinks while the attention kernels stay the float ones.
+class KVQuantizer {
+ public:
+  KVQuantizer(int group_size, int bits);
+  // x: [B, N, T, D] floating -> [B, N, T, W] uint32.
+  mx::array pack(const mx::array& x);
+  mx::array unpack(const mx::array& packed) const;
+  // Packed rows <-> mlx-lm's (codes, scales, biases) triple.
+  std::vector<mx::array> split(const mx::array& packed) const;
+  mx::array join(const mx::array& codes, const mx::array& scales, const mx::array& biases);
+  int group_size() const { return group_size_; }
+  int bits() const { return bits_; }
+
+ private:
+  void learn(int head_dim, mx::Dtype dtype, const char* who);
+  int group_size_, bits_;
+  int head_dim_ = 0;
+  std::optional<mx::Dtype> dtype_;  // of the keys/values (scales and biases use it too)
+};
+
+// mlx-lm's QuantizedKVCache: a KVCache over packed rows. Saved as "QuantizedKVCache" with
+// tensors <L>.0.{0,1,2} (key codes, scales, biases), <L>.1.* (values) and meta state
+// (offset, group_size, bits).
+class QuantizedKVCache : public KVCache {
+ public:
+  QuantizedKVCache(int group_size = 64, int bits = 8);
+  std::pair<mx::array, mx::array> update_and_fetch(const mx::array& keys,
+                                                   const mx::array& values) override;
+  std::vector<mx::array> state() const override;
+  void set_state(const std::vector<mx::array>& state) override;
+  std::vector<std::string> meta_state() const override;
+  void set_meta_state(const std::vector<std::string>& meta) override;
+  std::string class_name() const override { return "QuantizedKVCache"; }
+  int state_group() const override { return 3; }
+  std::shared_ptr<KVCacheBase> to_quantized(int, int) const override { return nullptr; }
+  // Quantizes float (keys, values) [B, N, T, D] into the cache's storage (to_quantized).
+  void set_float_state(const std::vector<mx::array>& keys_values);
+  int group_size() const { return q_.group_size(); }
+  int bits() const { return q_.bits(); }
+
+ private:
+  KVQuantizer q_;
+  std::optional<int> meta_offset_;  // from a loaded meta state, checked against the state
+};
+
+// A RotatingKVCache over packed rows: sliding-window layers keep their exact window semantics
+// with quantized storage (mlx-lm cannot quantize rotating caches). Saved as
+// "QuantizedRotatingKVCache" with the quantized tensor layout and meta state
+// (keep, max_size, offset, idx, group_size, bits).
+class QuantizedRotatingKVCache : public RotatingKVCache {
+ public:
+  QuantizedRotatingKVCache(int max_size, int keep = 0, int group_size = 64, int bits = 8);
+  std::pair<mx::array, mx::array> update_and_fetch(const mx::array& keys,
+                                                   const mx::array& values) override;
+  std::vector<mx::array> state() const override;
+  void set_state(const std::vector<mx::array>& state) override;
+  std::vector<std::string> meta_state() const override;
+  void set_meta_state(const std::vector<std::string>& meta) override;
+  std::string class_name() const override { return "QuantizedRotatingKVCache"; }
+  int state_group() const override { return 3; }
+  std::shared_ptr<KVCacheBase> to_quantized(int, int) const override { return nullptr; }
+  // Quantizes float (keys, values) [B, N, T, D] into the cache's storage (to_quantized).
+  void set_float_state(const std::vector<mx::array>& keys_values);
+  int group_size() const { return q_.group_size(); }
+  int bits() const { return q_.bits(); }
+
+ private:
+  KVQuantizer q_;
+};
+
 using PromptCache = std::vector<std::shared_ptr<KVCacheBase>>;
+
+// mlx-lm's --kv-bits / --kv-group-size / --quantized-kv-start.
+struct KVQuantization {
+  std::optional<int> bits;  // none: no KV quantization
+  int group_size = 64;
+  int start = 0;  // quantize once the cache holds more than this many positions
+};
+// mlx-lm's maybe_quantize_kv_cache: when kv.bits is set and layer 0 is not yet quantized and
+// holds more than kv.start positions, replaces every layer that can be quantized by its
+// quantized form. Returns whether it converted.
+bool maybe_quantize_kv_cache(PromptCache& cache, const KVQuantization& kv);
 
 bool can_trim_prompt_cache(const PromptCache& cache);
 // Trims every layer by n; returns n, or 0 (and trims nothing) if a layer cannot trim.

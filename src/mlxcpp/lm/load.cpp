@@ -9,6 +9,7 @@
 #include <system_error>
 
 #include "mlxcpp/lm/hub.h"
+#include "mlxcpp/lm/quantization.h"
 #include "mlxcpp/mx/transforms.h"
 
 namespace fs = std::filesystem;
@@ -120,9 +121,11 @@ LoadedModel load(const std::string& path_or_repo, const LoadOptions& options) {
   if (!config.contains("model_type") || !config["model_type"].is_string()) {
     throw std::runtime_error(config_file + ": no model_type string field");
   }
-  if (config.contains("quantization") || config.contains("quantization_config")) {
-    throw std::runtime_error(config_file +
-                             ": quantized checkpoints are not supported by this loader yet");
+  std::optional<QuantizationConfig> quantization;
+  try {
+    quantization = QuantizationConfig::from_model_config(config, config_file);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(e.what());
   }
   std::string model_type = config["model_type"].get<std::string>();
 
@@ -145,6 +148,13 @@ LoadedModel load(const std::string& path_or_repo, const LoadOptions& options) {
     weights = model->sanitize(std::move(weights));
   } catch (const std::exception& e) {
     throw std::runtime_error(dir.string() + ": " + e.what());
+  }
+  if (quantization) {
+    try {
+      apply_checkpoint_quantization(*model, *quantization, weights);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(dir.string() + ": " + e.what());
+    }
   }
   mx::Dtype dtype = mx::float32;
   if (options.dtype) {

@@ -9,13 +9,29 @@
 
 namespace mx::nn {
 
+// What a model calls on its projections, so that a float Linear and a QuantizedLinear (or an
+// adapter wrapping either) are interchangeable in the module tree.
+class LinearLayer : public Module {
+ public:
+  virtual array operator()(const array& x) const = 0;
+};
+
+// Token lookup plus the tied output projection; Embedding and QuantizedEmbedding implement it.
+class EmbeddingLayer : public Module {
+ public:
+  // Rows for integer indices of any shape: result shape indices.shape + [dims].
+  virtual array operator()(const array& indices) const = 0;
+  // x @ table.T: the embedding used as an output projection (tied input/output weights).
+  virtual array as_linear(const array& x) const = 0;
+};
+
 // y = x @ weight.T + bias; "weight" [output_dims, input_dims], "bias" [output_dims].
 // Initialised uniform in [-1/sqrt(input_dims), 1/sqrt(input_dims)] (weight and bias).
-class Linear : public Module {
+class Linear : public LinearLayer {
  public:
   Linear(int input_dims, int output_dims, bool bias = true, Dtype dtype = float32,
          const std::optional<array>& key = std::nullopt);
-  array operator()(const array& x) const;
+  array operator()(const array& x) const override;
 
   const array& weight() const { return param("weight"); }
   bool has_bias() const { return has_param("bias"); }
@@ -24,14 +40,14 @@ class Linear : public Module {
 };
 
 // A lookup table: "weight" [num_embeddings, dims], initialised normal(0, 1/sqrt(dims)).
-class Embedding : public Module {
+class Embedding : public EmbeddingLayer {
  public:
   Embedding(int num_embeddings, int dims, Dtype dtype = float32,
             const std::optional<array>& key = std::nullopt);
   // Rows of weight for integer indices of any shape: result shape indices.shape + [dims].
-  array operator()(const array& indices) const;
+  array operator()(const array& indices) const override;
   // x @ weight.T: the embedding used as an output projection (tied input/output weights).
-  array as_linear(const array& x) const;
+  array as_linear(const array& x) const override;
 
   const array& weight() const { return param("weight"); }
   int num_embeddings() const { return weight().shape(0); }

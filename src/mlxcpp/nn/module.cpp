@@ -241,6 +241,17 @@ Module& Module::child(const std::string& name) const {
   throw std::invalid_argument("Module: no child module '" + name + "'");
 }
 
+void Module::replace_child(const std::string& name, std::shared_ptr<Module> module) {
+  if (!module) throw std::invalid_argument("Module: replacement for child '" + name + "' is null");
+  for (auto& [n, c] : children_) {
+    if (n == name) {
+      c = std::move(module);
+      return;
+    }
+  }
+  throw std::invalid_argument("Module: no child module '" + name + "' to replace");
+}
+
 array& Module::register_parameter(const std::string& name, array value) {
   check_name(name, "parameter");
   for (const auto& [n, c] : children_) {

@@ -62,6 +62,11 @@ class Module {
   const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const {
     return children_;
   }
+  // Replaces the existing child `name` (nn::quantize swaps Linear for QuantizedLinear this way);
+  // throws naming it when there is no such child. A parent that keeps its own typed pointer to
+  // that child (e.g. a ModuleList's items) would not see the swap: replace only leaves that
+  // their parents reach through child().
+  void replace_child(const std::string& name, std::shared_ptr<Module> module);
 
  protected:
   array& register_parameter(const std::string& name, array value);

@@ -288,10 +288,10 @@ Attention::Attention(const TextConfig& cfg, bool is_global, mx::Dtype dtype)
 
 mx::array Attention::operator()(const mx::array& x, KVCacheBase* cache) const {
   int B = x.shape(0), T = x.shape(1);
-  auto& q_proj = static_cast<mx::nn::Linear&>(child("q_proj"));
-  auto& k_proj = static_cast<mx::nn::Linear&>(child("k_proj"));
-  auto& v_proj = static_cast<mx::nn::Linear&>(child("v_proj"));
-  auto& o_proj = static_cast<mx::nn::Linear&>(child("o_proj"));
+  auto& q_proj = static_cast<const mx::nn::LinearLayer&>(child("q_proj"));
+  auto& k_proj = static_cast<const mx::nn::LinearLayer&>(child("k_proj"));
+  auto& v_proj = static_cast<const mx::nn::LinearLayer&>(child("v_proj"));
+  auto& o_proj = static_cast<const mx::nn::LinearLayer&>(child("o_proj"));
   auto& q_norm = static_cast<const RMSNorm&>(child("q_norm"));
   auto& k_norm = static_cast<const RMSNorm&>(child("k_norm"));
 
@@ -335,9 +335,9 @@ MLP::MLP(int hidden, int intermediate, bool tanh_gelu, mx::Dtype dtype) : tanh_g
 }
 
 mx::array MLP::operator()(const mx::array& x) const {
-  auto& gate_proj = static_cast<mx::nn::Linear&>(child("gate_proj"));
-  auto& up_proj = static_cast<mx::nn::Linear&>(child("up_proj"));
-  auto& down_proj = static_cast<mx::nn::Linear&>(child("down_proj"));
+  auto& gate_proj = static_cast<const mx::nn::LinearLayer&>(child("gate_proj"));
+  auto& up_proj = static_cast<const mx::nn::LinearLayer&>(child("up_proj"));
+  auto& down_proj = static_cast<const mx::nn::LinearLayer&>(child("down_proj"));
   auto gate = gate_proj(x);
   // The activation is evaluated in fp32 and rounded once, as PyTorch does for 16-bit inputs.
   auto g32 = mx::astype(gate, mx::float32);
@@ -403,7 +403,7 @@ mx::array TextModel::operator()(const mx::array& tokens, PromptCache* cache) con
     throw std::invalid_argument("gemma3: the prompt cache has " + std::to_string(cache->size()) +
                                 " layers, the model " + std::to_string(layers_->size()));
   }
-  auto& embed = static_cast<mx::nn::Embedding&>(child("embed_tokens"));
+  auto& embed = static_cast<const mx::nn::EmbeddingLayer&>(child("embed_tokens"));
   auto h = embed(tokens);
   // sqrt(H) is rounded to the weight dtype before the product (HF; gemma3.md §2.1).
   auto scale = mx::astype(mx::array(std::sqrt(static_cast<float>(hidden_size_))), h.dtype());
@@ -432,9 +432,9 @@ Gemma3TextLM::Gemma3TextLM(const TextConfig& cfg, mx::Dtype dtype, std::string m
 mx::array Gemma3TextLM::operator()(const mx::array& tokens, PromptCache* cache) {
   auto h = (*model_)(tokens, cache);
   if (cfg_.tie_word_embeddings) {
-    return static_cast<mx::nn::Embedding&>(model_->child("embed_tokens")).as_linear(h);
+    return static_cast<const mx::nn::EmbeddingLayer&>(model_->child("embed_tokens")).as_linear(h);
   }
-  return static_cast<mx::nn::Linear&>(child("lm_head"))(h);
+  return static_cast<const mx::nn::LinearLayer&>(child("lm_head"))(h);
 }
 
 PromptCache Gemma3TextLM::make_cache(std::optional<int> max_kv_size) const {
@@ -489,6 +489,10 @@ mx::ArrayMap Gemma3TextLM::split_vision_weights(mx::ArrayMap& weights) const {
   return vision;
 }
 
+std::string Gemma3TextLM::checkpoint_name(const std::string& path) const {
+  return model_type_ == "gemma3" ? "language_model." + path : path;
+}
+
 mx::ArrayMap Gemma3TextLM::sanitize(mx::ArrayMap weights) const {
   mx::ArrayMap out;
   std::map<std::string, std::string> source;  // canonical name -> checkpoint name
@@ -499,11 +503,11 @@ mx::ArrayMap Gemma3TextLM::sanitize(mx::ArrayMap weights) const {
       canon = "model." + name.substr(std::string("language_model.model.").size());
     } else if (starts_with(name, "model.language_model.")) {
       canon = "model." + name.substr(std::string("model.language_model.").size());
-    } else if (name == "language_model.lm_head.weight") {
-      canon = "lm_head.weight";
+    } else if (starts_with(name, "language_model.lm_head.")) {
+      canon = name.substr(std::string("language_model.").size());
     }
-    // A tied head is the embedding: a saved copy of it is redundant.
-    if (canon == "lm_head.weight" && cfg_.tie_word_embeddings) continue;
+    // A tied head is the embedding: a saved copy of it (float or quantized) is redundant.
+    if (starts_with(canon, "lm_head.") && cfg_.tie_word_embeddings) continue;
     auto [it, inserted] = source.emplace(canon, name);
     if (!inserted) {
       throw std::invalid_argument("checkpoint holds both '" + it->second + "' and '" + name +

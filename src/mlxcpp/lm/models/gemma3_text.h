@@ -138,6 +138,8 @@ class Gemma3TextLM : public LanguageModel {
   PromptCache make_cache(std::optional<int> max_kv_size = std::nullopt) const override;
   mx::ArrayMap sanitize(mx::ArrayMap weights) const override;
   mx::ArrayMap split_vision_weights(mx::ArrayMap& weights) const override;
+  // mlx-lm's gemma3 (multimodal wrapper) keeps the text model under language_model.*.
+  std::string checkpoint_name(const std::string& path) const override;
   int vocab_size() const override { return cfg_.vocab_size; }
   int num_layers() const override { return cfg_.num_hidden_layers; }
   int max_context() const override { return cfg_.max_position_embeddings; }

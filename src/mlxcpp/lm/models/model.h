@@ -34,6 +34,9 @@ class LanguageModel : public mx::nn::Module {
   // checkpoint's weights and returns them under their checkpoint names, so a loader can keep
   // them for a vision-language model. Called before sanitize; default: none.
   virtual mx::ArrayMap split_vision_weights(mx::ArrayMap& /*weights*/) const { return {}; }
+  // The name a parameter (or module path) of this tree takes in a checkpoint written for
+  // mlx-lm (convert), the inverse of sanitize's renaming; default: the same name.
+  virtual std::string checkpoint_name(const std::string& path) const { return path; }
   virtual int vocab_size() const = 0;
   virtual int num_layers() const = 0;
   // Largest context the model supports (max_position_embeddings).
