@@ -9,5 +9,6 @@
 #include "mlxcpp/mx/fft.h"
 #include "mlxcpp/mx/linalg.h"
 #include "mlxcpp/mx/ops.h"
+#include "mlxcpp/mx/quantized.h"
 #include "mlxcpp/mx/random.h"
 #include "mlxcpp/mx/transforms.h"

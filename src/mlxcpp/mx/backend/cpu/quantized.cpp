@@ -1,0 +1,389 @@
+// CPU kernels of Quantize, Dequantize and QuantizedMatmul. Quantize follows
+// formats.md 2.2-2.4 step by step. QuantizedMatmul takes the SIMD
+// matrix-vector kernels (qgemv_*.cpp) for a few rows of x against an affine
+// nn.Linear-layout matrix, and otherwise dequantizes W a tile at a time into
+// float32 (or x's 16-bit dtype) and runs the dense GEMM on the tile.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <cstring>
+#include <vector>
+
+#include "mlxcpp/mx/backend/cpu/gemm.h"
+#include "mlxcpp/mx/backend/cpu/layout.h"
+#include "mlxcpp/mx/backend/cpu/qgemv.h"
+#include "mlxcpp/mx/backend/cpu/quantized_codec.h"
+#include "mlxcpp/mx/backend/cpu/simd_kernels.h"
+#include "mlxcpp/mx/dtype_dispatch.h"
+#include "mlxcpp/mx/primitives/quantized.h"
+#include "mlxcpp/mx/scheduler.h"
+
+namespace mx {
+namespace {
+
+using cpu::quant::BitReader;
+using cpu::quant::BitWriter;
+
+// ---------------------------------------------------------------- quantize
+
+template <typename T>
+void affine_quantize_rows(const T* w, uint32_t* wq, T* scales, T* biases, int64_t rows, int K,
+                          int g, int bits) {
+  const int ngroups = K / g;
+  const int64_t words = int64_t{K} * bits / 32;
+  const float n_bins = static_cast<float>((1 << bits) - 1);
+  scheduler::parallel_for(rows, std::max<int64_t>(1, 65536 / K), [&](size_t rb, size_t re) {
+    for (size_t r = rb; r < re; ++r) {
+      const T* src = w + r * K;
+      BitWriter out(wq + r * words, bits);
+      for (int gi = 0; gi < ngroups; ++gi) {
+        const T* grp = src + gi * g;
+        T tmax = grp[0], tmin = grp[0];
+        for (int i = 1; i < g; ++i) {
+          if (static_cast<float>(grp[i]) > static_cast<float>(tmax)) tmax = grp[i];
+          if (static_cast<float>(grp[i]) < static_cast<float>(tmin)) tmin = grp[i];
+        }
+        float wmax = static_cast<float>(tmax), wmin = static_cast<float>(tmin);
+        float s = std::max((wmax - wmin) / n_bins, 1e-7f);
+        bool min_edge = std::fabs(wmin) > std::fabs(wmax);
+        float edge = min_edge ? wmin : wmax;
+        float scale = min_edge ? s : -s;
+        float q0 = std::nearbyint(edge / scale);
+        float bias = 0.0f;
+        if (q0 != 0.0f) {
+          scale = edge / q0;
+          bias = edge;
+        }
+        for (int i = 0; i < g; ++i) {
+          float q = std::nearbyint((static_cast<float>(grp[i]) - bias) / scale);
+          q = std::clamp(q, 0.0f, n_bins);
+          out.put(static_cast<uint32_t>(q));
+        }
+        scales[r * ngroups + gi] = T(scale);
+        biases[r * ngroups + gi] = T(bias);
+      }
+      out.flush();
+    }
+  });
+}
+
+template <typename T>
+void fp_quantize_rows(const T* w, uint32_t* wq, uint8_t* scales, int64_t rows, int K, int g,
+                      QuantizationMode mode) {
+  const int ngroups = K / g;
+  const int bits = mode == QuantizationMode::mxfp8 ? 8 : 4;
+  const int64_t words = int64_t{K} * bits / 32;
+  scheduler::parallel_for(rows, std::max<int64_t>(1, 65536 / K), [&](size_t rb, size_t re) {
+    for (size_t r = rb; r < re; ++r) {
+      const T* src = w + r * K;
+      BitWriter out(wq + r * words, bits);
+      for (int gi = 0; gi < ngroups; ++gi) {
+        const T* grp = src + gi * g;
+        float amax = 0.0f;
+        for (int i = 0; i < g; ++i) amax = std::max(amax, std::fabs(static_cast<float>(grp[i])));
+        float inv;  // w' = w * inv
+        uint8_t sbyte;
+        if (mode == QuantizationMode::nvfp4) {
+          sbyte = cpu::quant::e4m3_encode(amax / 6.0f);
+          float sv = cpu::quant::e4m3_decode(sbyte);
+          inv = sv > 0.0f ? 1.0f / sv : 0.0f;
+        } else {
+          float s = amax / (mode == QuantizationMode::mxfp8 ? 448.0f : 6.0f);
+          int e = s > 0.0f ? static_cast<int>(std::nearbyint(std::log2(s))) : 0;
+          e = std::clamp(e, -127, 127);
+          sbyte = static_cast<uint8_t>(e + 127);
+          inv = std::ldexp(1.0f, -e);
+        }
+        for (int i = 0; i < g; ++i) {
+          float v = static_cast<float>(grp[i]) * inv;
+          out.put(mode == QuantizationMode::mxfp8 ? cpu::quant::e4m3_encode(v)
+                                                  : cpu::quant::fp4_encode(v));
+        }
+        scales[r * ngroups + gi] = sbyte;
+      }
+      out.flush();
+    }
+  });
+}
+
+// ---------------------------------------------------------------- dequantize
+
+// One packed row of `len` values into `out` (any float type).
+struct QRows {
+  const uint32_t* w;
+  const void* scales;
+  const void* biases;
+  Dtype sdtype = float32;
+  int64_t words;   // per row
+  int64_t groups;  // per row
+  int len, bits, group_size;
+  QuantizationMode mode;
+};
+
+template <typename S, typename O>
+void dequant_row_affine(const QRows& q, int64_t r, O* out) {
+  const S* sc = static_cast<const S*>(q.scales) + r * q.groups;
+  const S* bi = static_cast<const S*>(q.biases) + r * q.groups;
+  BitReader rd(q.w + r * q.words, q.bits);
+  for (int64_t gi = 0; gi < q.groups; ++gi) {
+    float s = static_cast<float>(sc[gi]), b = static_cast<float>(bi[gi]);
+    O* o = out + gi * q.group_size;
+    for (int i = 0; i < q.group_size; ++i) o[i] = O(s * static_cast<float>(rd.next()) + b);
+  }
+}
+
+template <typename O>
+void dequant_row_fp(const QRows& q, int64_t r, O* out) {
+  const uint8_t* sc = static_cast<const uint8_t*>(q.scales) + r * q.groups;
+  BitReader rd(q.w + r * q.words, q.bits);
+  for (int64_t gi = 0; gi < q.groups; ++gi) {
+    float s = q.mode == QuantizationMode::nvfp4 ? cpu::quant::e4m3_decode(sc[gi])
+                                                : cpu::quant::e8m0_decode(sc[gi]);
+    O* o = out + gi * q.group_size;
+    for (int i = 0; i < q.group_size; ++i) {
+      uint32_t c = rd.next();
+      float v = q.mode == QuantizationMode::mxfp8 ? cpu::quant::e4m3_decode(static_cast<uint8_t>(c))
+                                                  : cpu::quant::kFp4Values[c];
+      o[i] = O(v * s);
+    }
+  }
+}
+
+template <typename O>
+void dequant_row(const QRows& q, int64_t r, O* out) {
+  if (q.mode != QuantizationMode::affine) {
+    dequant_row_fp<O>(q, r, out);
+    return;
+  }
+  if (q.sdtype == bfloat16) {
+    dequant_row_affine<bfloat16_t, O>(q, r, out);
+  } else if (q.sdtype == float16) {
+    dequant_row_affine<float16_t, O>(q, r, out);
+  } else if (q.sdtype == float32) {
+    dequant_row_affine<float, O>(q, r, out);
+  } else {
+    dequant_row_affine<double, O>(q, r, out);
+  }
+}
+
+// Rows [r0, r1) into out (row-major, `len` per row), over the pool.
+template <typename O>
+void dequant_rows(const QRows& q, int64_t r0, int64_t r1, O* out) {
+  scheduler::parallel_for(static_cast<size_t>(r1 - r0), std::max<int64_t>(1, 16384 / q.len),
+                          [&](size_t b, size_t e) {
+                            for (size_t i = b; i < e; ++i) {
+                              dequant_row<O>(q, r0 + static_cast<int64_t>(i), out + i * q.len);
+                            }
+                          });
+}
+
+QRows make_qrows(const array& w, const array& scales, const std::optional<array>& biases,
+                 int group_size, int bits, QuantizationMode mode, int64_t matrix_offset_rows) {
+  QRows q;
+  q.words = w.shape(-1);
+  q.groups = scales.shape(-1);
+  q.len = static_cast<int>(q.words * 32 / bits);
+  q.bits = bits;
+  q.group_size = group_size;
+  q.mode = mode;
+  q.sdtype = scales.dtype();
+  q.w = w.data<uint32_t>() + matrix_offset_rows * q.words;
+  q.scales = scales.data<uint8_t>() + matrix_offset_rows * q.groups * scales.itemsize();
+  q.biases = biases ? biases->data<uint8_t>() + matrix_offset_rows * q.groups * biases->itemsize()
+                    : nullptr;
+  return q;
+}
+
+// ---------------------------------------------------------------- quantized matmul
+
+// Portable matrix-vector product for CPUs without the SIMD kernels.
+void qgemv_portable(const cpu::QGemvArgs& a, const QRows& q) {
+  scheduler::parallel_for(a.N, std::max(1, 16384 / a.K), [&](size_t nb, size_t ne) {
+    std::vector<float> row(a.K);
+    for (size_t n = nb; n < ne; ++n) {
+      dequant_row<float>(q, static_cast<int64_t>(n), row.data());
+      for (int m = 0; m < a.M; ++m) {
+        const float* x = a.x + int64_t{m} * a.K;
+        float acc = 0.0f;
+        for (int k = 0; k < a.K; ++k) acc += x[k] * row[k];
+        a.y[m * a.ldy + n] = acc;
+      }
+    }
+  });
+}
+
+// y (M x N, float32 or a 16-bit float, row stride N) = x (M x K, same dtype)
+// @ W^T for W [N, K], a tile of rows of W dequantized at a time.
+template <typename T>
+void qmm_tiles_t(const T* x, int M, int K, const QRows& q, int N, T* y) {
+  constexpr int64_t kTileElems = int64_t{1} << 20;
+  const int nt = static_cast<int>(std::clamp<int64_t>(kTileElems / K / 64 * 64, 64, N));
+  std::vector<T> tile(static_cast<size_t>(nt) * K);
+  for (int n0 = 0; n0 < N; n0 += nt) {
+    const int cols = std::min(nt, N - n0);
+    dequant_rows<T>(q, n0, n0 + cols, tile.data());
+    cpu::MatRef a{x, K, 1}, b{tile.data(), 1, K};
+    if constexpr (std::is_same_v<T, float>) {
+      if (!cpu::gemv_dispatch(float32, M, cols, K, 1.0f, a, b, 0.0f, y + n0, N)) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, cols, K, 1.0f, x, K, tile.data(), K,
+                    0.0f, y + n0, N);
+      }
+    } else {
+      cpu::gemm_half(TypeToDtype<T>::value, M, cols, K, 1.0f, a, b, 0.0f, y + n0, N);
+    }
+  }
+}
+
+// y (M x N float32) = x (M x K float32) @ W for W [K, N] (quantized along N),
+// accumulated over tiles of rows of W.
+void qmm_tiles_nt(const float* x, int M, int K, const QRows& q, int N, float* y) {
+  constexpr int64_t kTileElems = int64_t{1} << 20;
+  const int kt = static_cast<int>(std::clamp<int64_t>(kTileElems / N, 1, K));
+  std::vector<float> tile(static_cast<size_t>(kt) * N);
+  for (int k0 = 0; k0 < K; k0 += kt) {
+    const int rows = std::min(kt, K - k0);
+    dequant_rows<float>(q, k0, k0 + rows, tile.data());
+    cpu::MatRef a{x + k0, K, 1}, b{tile.data(), N, 1};
+    float beta = k0 == 0 ? 0.0f : 1.0f;
+    if (!cpu::gemv_dispatch(float32, M, N, rows, 1.0f, a, b, beta, y, N)) {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, rows, 1.0f, x + k0, K,
+                  tile.data(), N, beta, y, N);
+    }
+  }
+}
+
+template <typename T>
+std::vector<float> to_float(const T* p, size_t n) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = static_cast<float>(p[i]);
+  return v;
+}
+
+template <typename T>
+void from_float(const float* v, size_t n, T* p) {
+  for (size_t i = 0; i < n; ++i) p[i] = T(v[i]);
+}
+
+// One product of the batch: x (M x K), W from q, y (M x N); T is out's type.
+template <typename T>
+void qmm_one(const T* x, int M, int K, int N, const QRows& q, bool transpose, T* y) {
+  const bool fast = transpose && q.mode == QuantizationMode::affine && M <= cpu::kQGemvMaxRows &&
+                    q.sdtype != float64;
+  if (fast) {
+    std::vector<float> xf;
+    const float* xp;
+    if constexpr (std::is_same_v<T, float>) {
+      xp = x;
+    } else {
+      xf = to_float(x, static_cast<size_t>(M) * K);
+      xp = xf.data();
+    }
+    std::vector<float> yf;
+    float* yp;
+    if constexpr (std::is_same_v<T, float>) {
+      yp = y;
+    } else {
+      yf.resize(static_cast<size_t>(M) * N);
+      yp = yf.data();
+    }
+    cpu::QGemvArgs a;
+    a.M = M;
+    a.N = N;
+    a.K = K;
+    a.x = xp;
+    a.w = q.w;
+    a.scales = q.scales;
+    a.biases = q.biases;
+    a.sdtype = q.sdtype;
+    a.bits = q.bits;
+    a.group_size = q.group_size;
+    a.y = yp;
+    a.ldy = N;
+    qgemv_portable(a, q);
+    if constexpr (!std::is_same_v<T, float>) from_float(yp, yf.size(), y);
+    return;
+  }
+  if constexpr (std::is_same_v<T, float> || is_half_v<T>) {
+    if (transpose) {
+      qmm_tiles_t<T>(x, M, K, q, N, y);
+      return;
+    }
+  }
+  // float64, or W not transposed: in float32, accumulating across tiles.
+  std::vector<float> xf = to_float(x, static_cast<size_t>(M) * K);
+  std::vector<float> yf(static_cast<size_t>(M) * N);
+  if (transpose) {
+    qmm_tiles_t<float>(xf.data(), M, K, q, N, yf.data());
+  } else {
+    qmm_tiles_nt(xf.data(), M, K, q, N, yf.data());
+  }
+  from_float(yf.data(), yf.size(), y);
+}
+
+}  // namespace
+
+void Quantize::eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) {
+  array w = cpu::ensure_row_contiguous(inputs[0]);
+  for (auto& o : outputs) cpu::allocate_row_contiguous(o);
+  const int K = w.shape(-1);
+  const int64_t rows = K == 0 ? 0 : static_cast<int64_t>(w.size() / K);
+  if (rows == 0) return;
+  dispatch_float(w.dtype(), "quantize", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if (mode_ == QuantizationMode::affine) {
+      affine_quantize_rows<T>(w.data<T>(), outputs[0].data<uint32_t>(), outputs[1].data<T>(),
+                              outputs[2].data<T>(), rows, K, group_size_, bits_);
+    } else {
+      fp_quantize_rows<T>(w.data<T>(), outputs[0].data<uint32_t>(), outputs[1].data<uint8_t>(),
+                          rows, K, group_size_, mode_);
+    }
+  });
+}
+
+void Dequantize::eval_cpu(const std::vector<array>& inputs, array& out) {
+  array w = cpu::ensure_row_contiguous(inputs[0]);
+  array scales = cpu::ensure_row_contiguous(inputs[1]);
+  std::optional<array> biases;
+  if (inputs.size() > 2) biases = cpu::ensure_row_contiguous(inputs[2]);
+  cpu::allocate_row_contiguous(out);
+  if (out.size() == 0) return;
+  QRows q = make_qrows(w, scales, biases, group_size_, bits_, mode_, 0);
+  const int64_t rows = static_cast<int64_t>(out.size() / q.len);
+  dispatch_float(out.dtype(), "dequantize", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    dequant_rows<T>(q, 0, rows, out.data<T>());
+  });
+}
+
+void QuantizedMatmul::eval_cpu(const std::vector<array>& inputs, array& out) {
+  array x = cpu::ensure_row_contiguous(inputs[0]);
+  array w = cpu::ensure_row_contiguous(inputs[1]);
+  array scales = cpu::ensure_row_contiguous(inputs[2]);
+  std::optional<array> biases;
+  if (inputs.size() > 3) biases = cpu::ensure_row_contiguous(inputs[3]);
+  cpu::allocate_row_contiguous(out);
+  if (out.size() == 0) return;
+  const int K = x.shape(-1), N = out.shape(-1);
+  if (K == 0) {
+    std::memset(out.data<uint8_t>(), 0, out.nbytes());
+    return;
+  }
+  // A 2-D W serves every row of x; a batched one (broadcast by the op to
+  // x's batch dims) one matrix per batch entry.
+  const bool shared = w.ndim() == 2;
+  const int M = shared ? static_cast<int>(x.size() / K) : x.shape(-2);
+  const int64_t nbatch = shared ? 1 : static_cast<int64_t>(out.size() / (int64_t{M} * N));
+  const int64_t wrows = w.shape(-2);
+  dispatch_float(out.dtype(), "quantized_matmul", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    for (int64_t b = 0; b < nbatch; ++b) {
+      QRows q = make_qrows(w, scales, biases, group_size_, bits_, mode_, b * wrows);
+      qmm_one<T>(x.data<T>() + b * int64_t{M} * K, M, K, N, q, transpose_,
+                 out.data<T>() + b * int64_t{M} * N);
+    }
+  });
+}
+
+}  // namespace mx

@@ -1,0 +1,344 @@
+// quantize, dequantize and quantized_matmul: argument checks, output shapes
+// and dtypes, and the derivative rules of QuantizedMatmul.
+#include "mlxcpp/mx/quantized.h"
+
+#include <sstream>
+#include <stdexcept>
+
+#include "mlxcpp/mx/ops.h"
+#include "mlxcpp/mx/primitives/quantized.h"
+
+namespace mx {
+
+namespace {
+
+std::string shape_str(const Shape& s) {
+  std::ostringstream os;
+  os << "(";
+  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
+  if (s.size() == 1) os << ",";
+  os << ")";
+  return os.str();
+}
+
+// Checks the (group_size, bits) pair a mode allows (formats.md 2.1).
+void check_params(const char* op, QuantizationMode mode, int group_size, int bits) {
+  std::string where = std::string("[") + op + "] ";
+  if (mode == QuantizationMode::affine) {
+    if (group_size != 32 && group_size != 64 && group_size != 128) {
+      throw std::invalid_argument(where + "affine quantization supports group sizes 32, 64 and " +
+                                  "128, got " + std::to_string(group_size));
+    }
+    if (bits != 2 && bits != 3 && bits != 4 && bits != 5 && bits != 6 && bits != 8) {
+      throw std::invalid_argument(where + "affine quantization supports 2, 3, 4, 5, 6 and 8 " +
+                                  "bits, got " + std::to_string(bits));
+    }
+    return;
+  }
+  int want_g = mode == QuantizationMode::nvfp4 ? 16 : 32;
+  int want_b = mode == QuantizationMode::mxfp8 ? 8 : 4;
+  if (group_size != want_g || bits != want_b) {
+    throw std::invalid_argument(where + quantization_mode_name(mode) + " quantization needs " +
+                                "group_size " + std::to_string(want_g) + " and bits " +
+                                std::to_string(want_b) + ", got group_size " +
+                                std::to_string(group_size) + " and bits " + std::to_string(bits));
+  }
+}
+
+// The unpacked length of a packed last dim of `packed` words.
+int64_t unpacked_len(int64_t packed, int bits) { return packed * 32 / bits; }
+
+// Checks scales (and biases) against the packed weights `w` and returns the
+// number of values a packed row holds.
+void check_scales(const char* op, const array& w, const array& scales,
+                  const std::optional<array>& biases, int group_size, int bits,
+                  QuantizationMode mode) {
+  std::string where = std::string("[") + op + "] ";
+  if (w.dtype() != uint32) {
+    throw std::invalid_argument(where + "the quantized weights must be uint32, got " +
+                                dtype_name(w.dtype()) + " (shape " + shape_str(w.shape()) + ")");
+  }
+  if (w.ndim() < 1) {
+    throw std::invalid_argument(where + "the quantized weights must have at least one dimension");
+  }
+  int64_t len = unpacked_len(w.shape(-1), bits);
+  Shape want = w.shape();
+  if (len % group_size != 0) {
+    throw std::invalid_argument(where + "the quantized weights of shape " + shape_str(w.shape()) +
+                                " hold rows of " + std::to_string(len) + " values at " +
+                                std::to_string(bits) + " bits, not a multiple of group_size " +
+                                std::to_string(group_size));
+  }
+  want.back() = static_cast<ShapeElem>(len / group_size);
+  if (scales.shape() != want) {
+    throw std::invalid_argument(where + "scales of shape " + shape_str(scales.shape()) +
+                                " do not match the quantized weights of shape " +
+                                shape_str(w.shape()) + " (expected " + shape_str(want) +
+                                " for group_size " + std::to_string(group_size) + " and bits " +
+                                std::to_string(bits) + ")");
+  }
+  if (mode == QuantizationMode::affine) {
+    if (!biases) {
+      throw std::invalid_argument(where + "affine quantization needs biases");
+    }
+    if (!is_floating_point(scales.dtype())) {
+      throw std::invalid_argument(where + "affine scales must be floating point, got " +
+                                  dtype_name(scales.dtype()));
+    }
+    if (biases->shape() != scales.shape() || biases->dtype() != scales.dtype()) {
+      throw std::invalid_argument(where + "biases of shape " + shape_str(biases->shape()) + " (" +
+                                  dtype_name(biases->dtype()) + ") must match scales of shape " +
+                                  shape_str(scales.shape()) + " (" + dtype_name(scales.dtype()) +
+                                  ")");
+    }
+  } else {
+    if (biases) {
+      throw std::invalid_argument(where + quantization_mode_name(mode) +
+                                  " quantization has no biases, but biases were given");
+    }
+    if (scales.dtype() != uint8) {
+      throw std::invalid_argument(where + quantization_mode_name(mode) +
+                                  " scales must be uint8, got " + dtype_name(scales.dtype()));
+    }
+  }
+}
+
+}  // namespace
+
+QuantizationMode quantization_mode_from_string(const std::string& op, const std::string& mode) {
+  if (mode == "affine") return QuantizationMode::affine;
+  if (mode == "mxfp4") return QuantizationMode::mxfp4;
+  if (mode == "mxfp8") return QuantizationMode::mxfp8;
+  if (mode == "nvfp4") return QuantizationMode::nvfp4;
+  throw std::invalid_argument("[" + op + "] unknown quantization mode '" + mode +
+                              "' (expected affine, mxfp4, mxfp8 or nvfp4)");
+}
+
+const char* quantization_mode_name(QuantizationMode mode) {
+  switch (mode) {
+    case QuantizationMode::affine:
+      return "affine";
+    case QuantizationMode::mxfp4:
+      return "mxfp4";
+    case QuantizationMode::mxfp8:
+      return "mxfp8";
+    case QuantizationMode::nvfp4:
+      return "nvfp4";
+  }
+  return "?";
+}
+
+std::vector<array> quantize(const array& w, int group_size, int bits, const std::string& mode,
+                            StreamOrDevice s) {
+  QuantizationMode m = quantization_mode_from_string("quantize", mode);
+  check_params("quantize", m, group_size, bits);
+  if (w.ndim() < 2) {
+    throw std::invalid_argument("[quantize] needs an array of at least 2 dimensions, got shape " +
+                                shape_str(w.shape()));
+  }
+  if (w.dtype() != float32 && w.dtype() != float16 && w.dtype() != bfloat16) {
+    throw std::invalid_argument("[quantize] needs float32, float16 or bfloat16 weights, got " +
+                                dtype_name(w.dtype()));
+  }
+  if (w.shape(-1) % group_size != 0) {
+    throw std::invalid_argument("[quantize] the last dimension of shape " + shape_str(w.shape()) +
+                                " must be a multiple of group_size " + std::to_string(group_size));
+  }
+  Shape wq_shape = w.shape(), s_shape = w.shape();
+  wq_shape.back() = static_cast<ShapeElem>(int64_t{w.shape(-1)} * bits / 32);
+  s_shape.back() = w.shape(-1) / group_size;
+  auto prim = std::make_shared<Quantize>(to_stream(s), group_size, bits, m);
+  if (m == QuantizationMode::affine) {
+    return array::make_arrays({wq_shape, s_shape, s_shape}, {uint32, w.dtype(), w.dtype()}, prim,
+                              {w});
+  }
+  return array::make_arrays({wq_shape, s_shape}, {uint32, uint8}, prim, {w});
+}
+
+array dequantize(const array& wq, const array& scales, const std::optional<array>& biases,
+                 int group_size, int bits, const std::string& mode, std::optional<Dtype> dtype,
+                 StreamOrDevice s) {
+  QuantizationMode m = quantization_mode_from_string("dequantize", mode);
+  check_params("dequantize", m, group_size, bits);
+  check_scales("dequantize", wq, scales, biases, group_size, bits, m);
+  Dtype out = dtype ? *dtype : (m == QuantizationMode::affine ? scales.dtype() : bfloat16);
+  if (!is_floating_point(out)) {
+    throw std::invalid_argument("[dequantize] the output dtype must be floating point, got " +
+                                dtype_name(out));
+  }
+  Shape shape = wq.shape();
+  shape.back() = static_cast<ShapeElem>(unpacked_len(wq.shape(-1), bits));
+  std::vector<array> inputs{wq, scales};
+  if (biases) inputs.push_back(*biases);
+  return array(shape, out, std::make_shared<Dequantize>(to_stream(s), group_size, bits, m),
+               std::move(inputs));
+}
+
+array quantized_matmul(const array& x_in, const array& w, const array& scales,
+                       const std::optional<array>& biases, bool transpose, int group_size, int bits,
+                       const std::string& mode, StreamOrDevice s) {
+  QuantizationMode m = quantization_mode_from_string("quantized_matmul", mode);
+  check_params("quantized_matmul", m, group_size, bits);
+  check_scales("quantized_matmul", w, scales, biases, group_size, bits, m);
+  if (!is_floating_point(x_in.dtype())) {
+    throw std::invalid_argument("[quantized_matmul] x must be floating point, got " +
+                                dtype_name(x_in.dtype()));
+  }
+  if (w.ndim() < 2) {
+    throw std::invalid_argument(
+        "[quantized_matmul] the quantized matrix must have at least 2 dimensions, got shape " +
+        shape_str(w.shape()));
+  }
+  if (x_in.ndim() < 1) {
+    throw std::invalid_argument("[quantized_matmul] x must have at least one dimension");
+  }
+  int64_t wlen = unpacked_len(w.shape(-1), bits);
+  int64_t K = transpose ? wlen : w.shape(-2);
+  int64_t N = transpose ? w.shape(-2) : wlen;
+  if (x_in.shape(-1) != K) {
+    throw std::invalid_argument("[quantized_matmul] the last dimension of x (shape " +
+                                shape_str(x_in.shape()) + ") must equal " + std::to_string(K) +
+                                ", the " + (transpose ? "unpacked last" : "second-to-last") +
+                                " dimension of the quantized matrix (" + "shape " +
+                                shape_str(w.shape()) + ", " + std::to_string(bits) + " bits" +
+                                (transpose ? ", transposed" : "") + ")");
+  }
+  Dtype dtype =
+      m == QuantizationMode::affine ? promote_types(x_in.dtype(), scales.dtype()) : x_in.dtype();
+  array x = x_in.dtype() == dtype ? x_in : astype(x_in, dtype, s);
+  bool vec = x.ndim() == 1;
+  if (vec) x = reshape(x, {1, static_cast<ShapeElem>(K)}, s);
+  array wb = w, sb = scales;
+  std::optional<array> bb = biases;
+  if (w.ndim() > 2) {
+    Shape xbatch(x.shape().begin(), x.shape().end() - 2),
+        wbatch(w.shape().begin(), w.shape().end() - 2), batch;
+    try {
+      batch = broadcast_shapes(xbatch, wbatch);
+    } catch (const std::invalid_argument&) {
+      throw std::invalid_argument("[quantized_matmul] the batch dimensions of x (shape " +
+                                  shape_str(x_in.shape()) + ") and w (shape " +
+                                  shape_str(w.shape()) + ") cannot be broadcast together");
+    }
+    auto bcast = [&](const array& a) {
+      Shape sh = batch;
+      sh.push_back(a.shape(-2));
+      sh.push_back(a.shape(-1));
+      return a.shape() == sh ? a : broadcast_to(a, sh, s);
+    };
+    x = bcast(x);
+    wb = bcast(w);
+    sb = bcast(scales);
+    if (bb) bb = bcast(*bb);
+  }
+  Shape shape = x.shape();
+  shape.back() = static_cast<ShapeElem>(N);
+  std::vector<array> inputs{x, wb, sb};
+  if (bb) inputs.push_back(*bb);
+  array out(shape, dtype,
+            std::make_shared<QuantizedMatmul>(to_stream(s), group_size, bits, m, transpose),
+            std::move(inputs));
+  return vec ? reshape(out, {static_cast<ShapeElem>(N)}, s) : out;
+}
+
+// ---------------------------------------------------------------- primitives' rules
+
+bool Quantize::is_equivalent(const Primitive& other) const {
+  auto* o = dynamic_cast<const Quantize*>(&other);
+  return o && o->group_size_ == group_size_ && o->bits_ == bits_ && o->mode_ == mode_;
+}
+
+bool Dequantize::is_equivalent(const Primitive& other) const {
+  auto* o = dynamic_cast<const Dequantize*>(&other);
+  return o && o->group_size_ == group_size_ && o->bits_ == bits_ && o->mode_ == mode_;
+}
+
+bool QuantizedMatmul::is_equivalent(const Primitive& other) const {
+  auto* o = dynamic_cast<const QuantizedMatmul*>(&other);
+  return o && o->group_size_ == group_size_ && o->bits_ == bits_ && o->mode_ == mode_ &&
+         o->transpose_ == transpose_;
+}
+
+std::vector<array> QuantizedMatmul::jvp(const std::vector<array>& primals,
+                                        const std::vector<array>& tangents,
+                                        const std::vector<int>& argnums) {
+  for (int a : argnums) {
+    if (a != 0) {
+      throw std::invalid_argument(
+          "[QuantizedMatmul::jvp] only the derivative with respect to x is defined");
+    }
+  }
+  std::optional<array> b;
+  if (primals.size() > 3) b = primals[3];
+  return {quantized_matmul(tangents[0], primals[1], primals[2], b, transpose_, group_size_, bits_,
+                           quantization_mode_name(mode_), stream())};
+}
+
+// As MLX: the gradient flows to x (a quantized matmul against the other
+// orientation of the same weights) and, in affine mode, to the scales and
+// biases through the gradient of the dequantized weights; the packed codes
+// themselves have none.
+std::vector<array> QuantizedMatmul::vjp(const std::vector<array>& primals,
+                                        const std::vector<array>& cotangents,
+                                        const std::vector<int>& argnums,
+                                        const std::vector<array>&) {
+  const array& x = primals[0];
+  const array& w = primals[1];
+  const array& scales = primals[2];
+  std::optional<array> b;
+  if (primals.size() > 3) b = primals[3];
+  const array& g = cotangents[0];
+  std::string mode = quantization_mode_name(mode_);
+  std::vector<array> out;
+  std::optional<array> dw;  // gradient of the dequantized matrix, shaped like it
+  for (int a : argnums) {
+    if (a == 0) {
+      out.push_back(
+          quantized_matmul(g, w, scales, b, !transpose_, group_size_, bits_, mode, stream()));
+    } else if (a == 1) {
+      throw std::invalid_argument(
+          "[QuantizedMatmul::vjp] cannot compute the gradient with respect to the quantized "
+          "weights w (shape " +
+          shape_str(w.shape()) + "); only x, scales and biases have one");
+    } else {
+      if (mode_ != QuantizationMode::affine) {
+        throw std::invalid_argument(
+            "[QuantizedMatmul::vjp] the gradient with respect to the scales is defined for "
+            "affine quantization only, not " +
+            mode);
+      }
+      if (!dw) {
+        // (..., M, N) cotangents and (..., M, K) inputs; the rows of a 2-D w
+        // gather every leading dim of x.
+        array g2 = g, x2 = x;
+        if (w.ndim() == 2) {
+          g2 = reshape(g, {-1, g.shape(-1)}, stream());
+          x2 = reshape(x, {-1, x.shape(-1)}, stream());
+        }
+        array d = transpose_ ? matmul(swapaxes(g2, -1, -2, stream()), x2, stream())
+                             : matmul(swapaxes(x2, -1, -2, stream()), g2, stream());
+        Shape grouped = d.shape();
+        grouped.back() /= group_size_;
+        grouped.push_back(group_size_);
+        dw = reshape(d, grouped, stream());
+      }
+      if (a == 2) {
+        // The codes as values: dequantize with unit scales and zero biases.
+        array q = dequantize(w, ones_like(scales, stream()), zeros_like(scales, stream()),
+                             group_size_, bits_, mode, float32, stream());
+        Shape grouped = q.shape();
+        grouped.back() /= group_size_;
+        grouped.push_back(group_size_);
+        array ds =
+            sum(multiply(astype(*dw, float32, stream()), reshape(q, grouped, stream()), stream()),
+                -1, false, stream());
+        out.push_back(astype(ds, scales.dtype(), stream()));
+      } else {
+        out.push_back(astype(sum(*dw, -1, false, stream()), scales.dtype(), stream()));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace mx

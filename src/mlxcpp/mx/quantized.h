@@ -1,0 +1,42 @@
+// Quantized weights in MLX's formats (see shared/spec/formats.md, section 2):
+// affine groups (bits 2, 3, 4, 5, 6, 8; group size 32, 64, 128) with a scale
+// and a bias per group, and the microscaling fp formats mxfp4, mxfp8 (group 32)
+// and nvfp4 (group 16) with one uint8 scale per group. Groups run along the
+// last axis; the codes are packed LSB first into uint32 words.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mlxcpp/mx/array.h"
+#include "mlxcpp/mx/device.h"
+
+namespace mx {
+
+// Quantizes `w` (>= 2 dims, floating point, last dim a multiple of group_size)
+// along its last axis. Returns {wq, scales, biases} for "affine" (wq uint32
+// [..., K * bits / 32], scales and biases [..., K / group_size] in w's dtype)
+// and {wq, scales} for "mxfp4", "mxfp8" and "nvfp4" (scales uint8).
+std::vector<array> quantize(const array& w, int group_size = 64, int bits = 4,
+                            const std::string& mode = "affine", StreamOrDevice s = {});
+
+// The inverse of quantize: scale * q + bias per group for "affine" (biases
+// required), the fp codes times their group's scale otherwise (biases must be
+// absent). The result has dtype `dtype`, by default the scales' dtype for
+// affine and bfloat16 for the fp modes.
+array dequantize(const array& wq, const array& scales, const std::optional<array>& biases,
+                 int group_size = 64, int bits = 4, const std::string& mode = "affine",
+                 std::optional<Dtype> dtype = std::nullopt, StreamOrDevice s = {});
+
+// x @ dequantize(w).T when `transpose` (w holds [N, K] quantized along K, the
+// nn.Linear layout), x @ dequantize(w) otherwise (w holds [K, N] quantized
+// along N). x is [..., M, K]; w, scales and biases may carry batch dims that
+// broadcast against x's. The result has x's dtype (promoted with the scales'
+// for affine). Differentiable with respect to x.
+array quantized_matmul(const array& x, const array& w, const array& scales,
+                       const std::optional<array>& biases, bool transpose = true,
+                       int group_size = 64, int bits = 4, const std::string& mode = "affine",
+                       StreamOrDevice s = {});
+
+}  // namespace mx
