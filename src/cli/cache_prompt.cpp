@@ -26,6 +26,8 @@ int run_cache_prompt(int argc, char** argv) {
   int prefill_step_size = 2048;
   bool ignore_chat_template = false;
   model_flags.add(app);
+  mlxcpp::cli::KVFlags kv_flags;
+  kv_flags.add(app);
   app.add_option("--prompt,-p", prompt, "Prompt text ('-' reads stdin)")->required();
   app.add_option("--prompt-cache-file", cache_file, "Where to save the cache (.safetensors)")
       ->required();
@@ -70,7 +72,10 @@ int run_cache_prompt(int argc, char** argv) {
     std::cerr << "\rProcessed " << done << "/" << total << " tokens (" << (s > 0 ? done / s : 0.0)
               << " tok/s)" << std::flush;
   };
-  auto logits = lm::prefill(*bundle.model, ids, cache, prefill_step_size, progress);
+  auto logits =
+      lm::prefill(*bundle.model, ids, cache, prefill_step_size, progress, kv_flags.options());
+  // mlx-lm checks before each model call; the last chunk may have crossed the threshold.
+  lm::maybe_quantize_kv_cache(cache, kv_flags.options());
   std::vector<mx::array> state;
   for (auto& layer : cache) {
     for (auto& a : layer->state()) state.push_back(a);

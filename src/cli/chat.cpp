@@ -28,6 +28,8 @@ int run_chat(int argc, char** argv) {
   std::optional<int> max_kv_size;
   model_flags.add(app);
   sampling.add(app);
+  mlxcpp::cli::KVFlags kv_flags;
+  kv_flags.add(app);
   sampling.seed = 0;
   app.add_option("--max-tokens,-m", max_tokens, "Maximum tokens per reply")
       ->capture_default_str()
@@ -50,6 +52,7 @@ int run_chat(int argc, char** argv) {
   opts.sampler = lm::make_sampler(sampling.s);
   opts.logits_processors = lm::make_logits_processors(sampling.processors());
   opts.max_kv_size = max_kv_size;
+  opts.kv = kv_flags.options();
   opts.eos_token_ids = bundle.eos_token_ids;
   std::optional<std::string> system;
   if (!system_prompt.empty()) system = system_prompt;

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "mlxcpp/lm/cache.h"
 #include "mlxcpp/lm/load.h"
 #include "mlxcpp/lm/prompt.h"
 #include "mlxcpp/lm/sample.h"
@@ -120,6 +121,26 @@ struct SamplingFlags {
     }
     return o;
   }
+};
+
+// mlx_lm's KV-cache quantization flags (generate, chat, cache-prompt).
+struct KVFlags {
+  std::optional<int> bits;
+  int group_size = 64;
+  int start = 5000;
+
+  void add(CLI::App& app) {
+    app.add_option("--kv-bits", bits, "Quantize the KV cache to this many bits (default: off)")
+        ->check(CLI::IsMember({2, 3, 4, 5, 6, 8}));
+    app.add_option("--kv-group-size", group_size, "Group size of KV-cache quantization")
+        ->capture_default_str()
+        ->check(CLI::IsMember({32, 64, 128}));
+    app.add_option("--quantized-kv-start", start,
+                   "Quantize the KV cache once it holds more than this many positions")
+        ->capture_default_str()
+        ->check(non_negative_int());
+  }
+  lm::KVQuantization options() const { return lm::KVQuantization{bits, group_size, start}; }
 };
 
 // Parses the command line; returns the exit status when the command must stop

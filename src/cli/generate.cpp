@@ -18,11 +18,37 @@
 
 namespace {
 
+using mlxcpp::cli::KVFlags;
 using mlxcpp::cli::ModelFlags;
 using mlxcpp::cli::SamplingFlags;
 
 // A finite number for JSON (inf/nan logprobs become null).
 nlohmann::json json_number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nullptr; }
+
+// A quantized prompt cache continues with its own group size and bits; flags that ask for
+// others are a mistake (mlx-lm refuses them too).
+void check_kv_flags_match(const lm::PromptCache& cache, const KVFlags& kv,
+                          const std::string& file) {
+  for (const auto& layer : cache) {
+    int g = 0, b = 0;
+    if (auto* q = dynamic_cast<const lm::QuantizedKVCache*>(layer.get())) {
+      g = q->group_size();
+      b = q->bits();
+    } else if (auto* r = dynamic_cast<const lm::QuantizedRotatingKVCache*>(layer.get())) {
+      g = r->group_size();
+      b = r->bits();
+    } else {
+      continue;
+    }
+    if ((kv.bits && *kv.bits != b) || (kv.bits && kv.group_size != g)) {
+      throw std::invalid_argument("the prompt cache " + file + " is quantized with " +
+                                  std::to_string(b) + " bits, group size " + std::to_string(g) +
+                                  "; --kv-bits " + std::to_string(*kv.bits) + " --kv-group-size " +
+                                  std::to_string(kv.group_size) + " do not match");
+    }
+    return;
+  }
+}
 
 int run_generate(int argc, char** argv) {
   CLI::App app{"Generate text with a language model", "mlxcpp generate"};
@@ -37,6 +63,8 @@ int run_generate(int argc, char** argv) {
   // Not required: with --prompt-cache-file the model comes from the cache's metadata.
   model_flags.add(app, /*required=*/false);
   sampling.add(app);
+  KVFlags kv_flags;
+  kv_flags.add(app);
   auto* prompt_opt =
       app.add_option("--prompt,-p", prompt, "Prompt text ('-' reads stdin)")->capture_default_str();
   auto* tokens_opt = app.add_option("--prompt-tokens", prompt_tokens,
@@ -79,6 +107,7 @@ int run_generate(int argc, char** argv) {
   opts.max_tokens = max_tokens;
   opts.logits_processors = lm::make_logits_processors(sampling.processors());
   opts.max_kv_size = max_kv_size;
+  opts.kv = kv_flags.options();
   opts.prefill_step_size = prefill_step_size;
   opts.stop_strings = stop;
 
@@ -92,6 +121,7 @@ int run_generate(int argc, char** argv) {
     }
     auto [loaded, meta] = lm::load_prompt_cache(prompt_cache_file);
     cache = std::move(loaded);
+    check_kv_flags_match(cache, kv_flags, prompt_cache_file);
     cache_model = meta.count("model") ? meta["model"] : "";
     if (model_flags.model.empty()) model_flags.model = cache_model;
   }

@@ -233,6 +233,94 @@ for n in ('cont', 'cont2', 'cont3'):
     assert g['tokens'] == until_eot(r['greedy'][0]) and g['finish_reason'] == 'stop', g
 "
   ;;
+convert_quantized)
+  # convert -q at 8 and 4 bits, then the converted models echo the held-out strings as
+  # transformers' float model does (greedy margins >= 10 logits).
+  run_ok c8 convert --hf-path "$MODEL" --mlx-path "$TMP/q8" -q --q-bits 8
+  run_ok c4 convert --hf-path "$MODEL" --mlx-path "$TMP/q4/" -q --q-group-size 32
+  grep -qF "[convert] 100%" "$TMP/c8.err" || fail "no progress on stderr: $(cat "$TMP/c8.err")"
+  grep -qF "bits per weight" "$TMP/c8.err" || fail "no bits per weight: $(cat "$TMP/c8.err")"
+  ls -a "$TMP" | grep -q convert- && fail "a temporary folder was left behind"
+  for i in 0 1 2; do
+    s=$("$PY" -c "import json; print(json.load(open('$REF'))['strings'][$i])")
+    run_ok q8g$i generate --model "$TMP/q8" --prompt "$s" --output json
+    run_ok q4g$i generate --model "$TMP/q4" --prompt "$s" --output json
+  done
+  "$PY" - "$TMP" <<'PYEOF' || fail "convert output check failed"
+import json, os, struct, sys
+tmp = sys.argv[1]
+for name, bits, g in (("q8", 8, 64), ("q4", 4, 32)):
+    d = os.path.join(tmp, name)
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    want = {"group_size": g, "bits": bits, "mode": "affine"}
+    assert cfg["quantization"] == want and cfg["quantization_config"] == want, cfg
+    idx = json.load(open(os.path.join(d, "model.safetensors.index.json")))
+    assert idx["metadata"]["total_parameters"] == 1034624, idx["metadata"]
+    f = open(os.path.join(d, "model.safetensors"), "rb")
+    n = struct.unpack("<Q", f.read(8))[0]
+    h = json.loads(f.read(n))
+    assert h["__metadata__"] == {"format": "mlx"}, h["__metadata__"]
+    assert set(idx["weight_map"]) == set(h) - {"__metadata__"}
+    w = h["model.layers.0.self_attn.q_proj.weight"]
+    assert w["dtype"] == "U32" and w["shape"] == [128, 128 * bits // 32], w
+    assert h["model.layers.0.self_attn.q_proj.scales"]["shape"] == [128, 128 // g]
+    assert sorted(os.listdir(d)) == sorted(["README.md", "config.json", "generation_config.json",
+        "model.safetensors", "model.safetensors.index.json", "tokenizer.json",
+        "tokenizer_config.json"]), os.listdir(d)
+PYEOF
+  py "
+for q in ('q8', 'q4'):
+    for i in range(3):
+        g = j('%sg%d' % (q, i))
+        assert g['text'] == r['strings'][i], (q, i, g['text'])
+        assert g['tokens'] == until_eot(r['greedy'][i]), (q, i, g['tokens'])
+"
+  ;;
+convert_errors)
+  mkdir -p "$TMP/exists"
+  expect_error c1 "already exists" convert --hf-path "$MODEL" --mlx-path "$TMP/exists"
+  expect_error c2 "either --quantize or --dequantize" convert --hf-path "$MODEL" --mlx-path "$TMP/x" -q -d
+  expect_error c3 "only --q-mode affine" convert --hf-path "$MODEL" --mlx-path "$TMP/x" -q --q-mode mxfp4 --quant-predicate mixed_3_6
+  expect_error c4 "not a multiple of the group size" convert --hf-path "$MODEL" --mlx-path "$TMP/x" -q --q-group-size 256
+  [ "$(ls -A "$TMP" | grep -c convert-)" = 0 ] || fail "a temporary folder was left behind"
+  [ -e "$TMP/x" ] && fail "a failed convert left $TMP/x"
+  ;;
+generate_kv_bits)
+  # An 8-bit KV cache from the first token (group 32 = the head dimension), on the global
+  # KVCache layers and the sliding-window layers alike: transformers' greedy tokens.
+  for i in 0 1 2; do
+    s=$("$PY" -c "import json; print(json.load(open('$REF'))['strings'][$i])")
+    run_ok kv$i generate --model "$MODEL" --prompt "$s" --kv-bits 8 --kv-group-size 32 --quantized-kv-start 0 --output json
+  done
+  py "
+for i in range(3):
+    g = j('kv%d' % i)
+    assert g['tokens'] == until_eot(r['greedy'][i]) and g['text'] == r['strings'][i], (i, g)
+"
+  # cache-prompt saves a quantized cache in mlx-lm's layout; generate continues it.
+  head=$("$PY" -c "import json; print(json.load(open('$CLIREF'))['cache_prompt']['head'])")
+  rest=$("$PY" -c "import json; print(json.load(open('$CLIREF'))['cache_prompt']['rest'])")
+  run_ok save cache-prompt --model "$MODEL" --prompt "$head" --prompt-cache-file "$TMP/q.safetensors" --kv-bits 8 --kv-group-size 32 --quantized-kv-start 0
+  run_ok cont generate --prompt-cache-file "$TMP/q.safetensors" --prompt "$rest" --output json
+  run_ok cont8 generate --prompt-cache-file "$TMP/q.safetensors" --prompt "$rest" --kv-bits 8 --kv-group-size 32 --output json
+  expect_error bad generate --prompt-cache-file "$TMP/q.safetensors" --prompt "$rest" --kv-bits 4 --kv-group-size 32
+  "$PY" - "$TMP/q.safetensors" <<'PYEOF' || fail "quantized prompt cache layout"
+import json, struct, sys
+f = open(sys.argv[1], "rb")
+h = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+m = h["__metadata__"]
+assert [m["2.%d" % l] for l in range(4)] == ["QuantizedRotatingKVCache", "QuantizedKVCache"] * 2, m
+assert m["0.1.1"] == "32" and m["0.1.2"] == "8", m
+assert h["1.0.0"]["dtype"] == "U32" and h["1.0.0"]["shape"][3] == 32 * 8 // 32, h["1.0.0"]
+assert h["1.0.1"]["shape"][3] == 1 and h["1.1.2"]["shape"][3] == 1
+PYEOF
+  py "
+for n in ('cont', 'cont8'):
+    g = j(n)
+    assert g['prompt_tokens'] == c['cache_prompt']['suffix_ids'], g['prompt_tokens']
+    assert g['text'] == c['cache_prompt']['reply'], g['text']
+"
+  ;;
 benchmark)
   run_ok bench benchmark --model "$MODEL" -p 16 -g 8 -n 1 --output json
   py "

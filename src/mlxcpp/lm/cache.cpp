@@ -475,8 +475,9 @@ void save_prompt_cache(const std::filesystem::path& file, const PromptCache& cac
     auto st = cache[l]->state();
     const size_t g = static_cast<size_t>(cache[l]->state_group());
     for (size_t i = 0; i < st.size(); ++i) {
-      std::string key = L + "." + std::to_string(g > 1 ? i / g : i);
-      if (g > 1) key += "." + std::to_string(i % g);
+      std::string key = L;
+      key.append(".").append(std::to_string(g > 1 ? i / g : i));
+      if (g > 1) key.append(".").append(std::to_string(i % g));
       arrays.insert_or_assign(key, st[i]);
     }
     auto ms = cache[l]->meta_state();
@@ -581,7 +582,9 @@ std::pair<PromptCache, std::map<std::string, std::string>> load_prompt_cache(
     for (int i = 0; i < entries; ++i) {
       for (int j = quantized ? 0 : -1; j < (quantized ? parts : 0); ++j) {
         auto it = ts.find({i, j});
-        std::string name = L + "." + std::to_string(i) + (j >= 0 ? "." + std::to_string(j) : "");
+        std::string name = L;
+        name.append(".").append(std::to_string(i));
+        if (j >= 0) name.append(".").append(std::to_string(j));
         if (it == ts.end()) fail("missing tensor '" + name + "' of layer " + L + " (" + cls + ")");
         state.push_back(it->second);
       }

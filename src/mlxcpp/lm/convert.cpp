@@ -243,7 +243,8 @@ ConvertResult convert(const ConvertOptions& o) {
   result.total_parameters = count_parameters(model);
 
   // Build beside the destination (same filesystem, so the final rename is atomic).
-  fs::path dest = fs::absolute(o.mlx_path);
+  fs::path dest = fs::absolute(o.mlx_path).lexically_normal();
+  if (dest.filename().empty()) dest = dest.parent_path();  // "out/" names "out"
   std::error_code ec;
   fs::create_directories(dest.parent_path(), ec);
   if (ec) {

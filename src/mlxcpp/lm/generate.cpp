@@ -49,7 +49,8 @@ void check_prompt_fits(const LanguageModel& model, const PromptCache& cache, siz
 }  // namespace
 
 mx::array prefill(LanguageModel& model, const std::vector<int32_t>& prompt, PromptCache& cache,
-                  int prefill_step_size, const std::function<void(int, int)>& progress) {
+                  int prefill_step_size, const std::function<void(int, int)>& progress,
+                  const KVQuantization& kv) {
   if (prompt.empty()) throw std::invalid_argument("prefill: the prompt is empty");
   if (prefill_step_size <= 0) {
     throw std::invalid_argument("prefill_step_size must be positive, got " +
@@ -63,11 +64,13 @@ mx::array prefill(LanguageModel& model, const std::vector<int32_t>& prompt, Prom
   // logits are never evaluated); the last token's logits start generation.
   while (total - done > 1) {
     int n = std::min(prefill_step_size, total - done - 1);
+    maybe_quantize_kv_cache(cache, kv);
     model(token_row(prompt.data() + done, n), &cache);
     eval_cache(cache);
     done += n;
     if (progress) progress(done, total);
   }
+  maybe_quantize_kv_cache(cache, kv);
   auto logits = model(token_row(prompt.data() + done, total - done), &cache);
   int T = logits.shape(1);
   logits = mx::squeeze(mx::slice(logits, {0, T - 1, 0}, {1, T, logits.shape(2)}), 1);
@@ -102,11 +105,12 @@ void generate_step(LanguageModel& model, const std::vector<int32_t>& prompt,
   };
   // A decode step's logits are [1, 1, V]; sample takes the [1, V] rows prefill gives.
   auto step = [&](const mx::array& token) {
+    maybe_quantize_kv_cache(cache, options.kv);
     return sample(mx::squeeze(model(mx::reshape(token, {1, 1}), &cache), 1));
   };
 
-  auto [y, logprobs] = sample(
-      prefill(model, prompt, cache, options.prefill_step_size, options.prompt_progress_callback));
+  auto [y, logprobs] = sample(prefill(model, prompt, cache, options.prefill_step_size,
+                                      options.prompt_progress_callback, options.kv));
   mx::async_eval({y, logprobs});
   for (int n = 0; n < options.max_tokens; ++n) {
     std::optional<std::pair<mx::array, mx::array>> next;

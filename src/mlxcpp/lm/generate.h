@@ -34,6 +34,9 @@ struct GenerateOptions {
   Sampler sampler;  // empty: argmax
   std::vector<LogitsProcessor> logits_processors;
   std::optional<int> max_kv_size;
+  // --kv-bits / --kv-group-size / --quantized-kv-start: the cache is quantized once it holds
+  // more than kv.start positions (checked before every model call, as mlx-lm does).
+  KVQuantization kv;
   // Updated in place when given (the caller's cache, e.g. a loaded prompt
   // cache or a chat session); otherwise a fresh cache is made.
   PromptCache* prompt_cache = nullptr;
@@ -48,7 +51,8 @@ struct GenerateOptions {
 // Runs the prompt through the model in chunks of prefill_step_size and returns
 // the logits of its last position ([1, V]); the cache then holds the prompt.
 mx::array prefill(LanguageModel& model, const std::vector<int32_t>& prompt, PromptCache& cache,
-                  int prefill_step_size, const std::function<void(int, int)>& progress = nullptr);
+                  int prefill_step_size, const std::function<void(int, int)>& progress = nullptr,
+                  const KVQuantization& kv = {});
 
 // Token-level loop. Calls on_token(token, logprobs) for each generated token
 // until it returns false or max_tokens is reached. The next step is scheduled
