@@ -71,7 +71,7 @@ int run_convert(int argc, char** argv) {
   if (!predicate.empty()) o.quant_predicate = predicate;
   ProgressBar bar;
   o.progress = [&bar](size_t done, size_t total) { bar(done, total); };
-  o.log = [](const std::string& line) { std::cerr << "[INFO] " << line << "\n"; };
+  o.log = [](const std::string& line) { std::cout << "[INFO] " << line << std::endl; };
   auto r = lm::convert(o);
   std::cout << "Saved " << r.path.string() << " (" << r.shards
             << (r.shards == 1 ? " shard, " : " shards, ") << r.total_parameters

@@ -239,7 +239,7 @@ convert_quantized)
   run_ok c8 convert --hf-path "$MODEL" --mlx-path "$TMP/q8" -q --q-bits 8
   run_ok c4 convert --hf-path "$MODEL" --mlx-path "$TMP/q4/" -q --q-group-size 32
   grep -qF "[convert] 100%" "$TMP/c8.err" || fail "no progress on stderr: $(cat "$TMP/c8.err")"
-  grep -qF "bits per weight" "$TMP/c8.err" || fail "no bits per weight: $(cat "$TMP/c8.err")"
+  grep -qF "bits per weight" "$TMP/c8.out" || fail "no bits per weight: $(cat "$TMP/c8.out")"
   ls -a "$TMP" | grep -q convert- && fail "a temporary folder was left behind"
   for i in 0 1 2; do
     s=$("$PY" -c "import json; print(json.load(open('$REF'))['strings'][$i])")
@@ -281,7 +281,8 @@ convert_errors)
   expect_error c1 "already exists" convert --hf-path "$MODEL" --mlx-path "$TMP/exists"
   expect_error c2 "either --quantize or --dequantize" convert --hf-path "$MODEL" --mlx-path "$TMP/x" -q -d
   expect_error c3 "only --q-mode affine" convert --hf-path "$MODEL" --mlx-path "$TMP/x" -q --q-mode mxfp4 --quant-predicate mixed_3_6
-  expect_error c4 "not a multiple of the group size" convert --hf-path "$MODEL" --mlx-path "$TMP/x" -q --q-group-size 256
+  expect_error c4 "--q-group-size 256" convert --hf-path "$MODEL" --mlx-path "$TMP/x" -q --q-group-size 256
+  expect_error c5 "--q-bits 7" convert --hf-path "$MODEL" --mlx-path "$TMP/x" -q --q-bits 7
   [ "$(ls -A "$TMP" | grep -c convert-)" = 0 ] || fail "a temporary folder was left behind"
   [ -e "$TMP/x" ] && fail "a failed convert left $TMP/x"
   ;;
@@ -303,7 +304,7 @@ for i in range(3):
   run_ok save cache-prompt --model "$MODEL" --prompt "$head" --prompt-cache-file "$TMP/q.safetensors" --kv-bits 8 --kv-group-size 32 --quantized-kv-start 0
   run_ok cont generate --prompt-cache-file "$TMP/q.safetensors" --prompt "$rest" --output json
   run_ok cont8 generate --prompt-cache-file "$TMP/q.safetensors" --prompt "$rest" --kv-bits 8 --kv-group-size 32 --output json
-  expect_error bad generate --prompt-cache-file "$TMP/q.safetensors" --prompt "$rest" --kv-bits 4 --kv-group-size 32
+  expect_error bad "do not match" generate --prompt-cache-file "$TMP/q.safetensors" --prompt "$rest" --kv-bits 4 --kv-group-size 32
   "$PY" - "$TMP/q.safetensors" <<'PYEOF' || fail "quantized prompt cache layout"
 import json, struct, sys
 f = open(sys.argv[1], "rb")

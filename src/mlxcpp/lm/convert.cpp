@@ -181,6 +181,29 @@ ConvertResult convert(const ConvertOptions& o) {
                                 o.q_mode);
   }
   mx::nn::QuantizationSpec spec = mx::nn::quantization_defaults(o.q_mode, o.q_group_size, o.q_bits);
+  // Refuse what MLX's quantize would refuse, before the model is loaded.
+  if (o.quantize) {
+    const bool affine = spec.mode == "affine";
+    const std::set<int> groups = affine ? std::set<int>{32, 64, 128}
+                                        : std::set<int>{spec.mode == "nvfp4" ? 16 : 32};
+    const std::set<int> widths = affine ? std::set<int>{2, 3, 4, 5, 6, 8}
+                                        : std::set<int>{spec.mode == "mxfp8" ? 8 : 4};
+    auto list = [](const std::set<int>& s) {
+      std::string r;
+      for (int v : s) r += (r.empty() ? "" : ", ") + std::to_string(v);
+      return r;
+    };
+    if (!groups.count(spec.group_size)) {
+      throw std::invalid_argument("--q-group-size " + std::to_string(spec.group_size) +
+                                  " is not supported by --q-mode " + spec.mode + " (" +
+                                  list(groups) + ")");
+    }
+    if (!widths.count(spec.bits)) {
+      throw std::invalid_argument("--q-bits " + std::to_string(spec.bits) +
+                                  " is not supported by --q-mode " + spec.mode + " (" +
+                                  list(widths) + ")");
+    }
+  }
   if (o.dtype && !parse_dtype(*o.dtype)) {
     throw std::invalid_argument("--dtype " + *o.dtype +
                                 " is not one of float16, bfloat16, float32");
