@@ -74,8 +74,8 @@ int run_convert(int argc, char** argv) {
   o.log = [](const std::string& line) { std::cout << "[INFO] " << line << std::endl; };
   auto r = lm::convert(o);
   std::cout << "Saved " << r.path.string() << " (" << r.shards
-            << (r.shards == 1 ? " shard, " : " shards, ") << r.total_parameters
-            << " parameters, " << r.total_size << " bytes)\n";
+            << (r.shards == 1 ? " shard, " : " shards, ") << r.total_parameters << " parameters, "
+            << r.total_size << " bytes)\n";
   return 0;
 }
 

@@ -46,7 +46,8 @@ void expect_within(const mx::array& got, const mx::array& want, double bound, co
   auto g = mxtest::to_vector(mx::astype(got, mx::float32));
   auto w = mxtest::to_vector(mx::astype(want, mx::float32));
   double m = 0;
-  for (size_t i = 0; i < g.size(); ++i) m = std::max(m, static_cast<double>(std::fabs(g[i] - w[i])));
+  for (size_t i = 0; i < g.size(); ++i)
+    m = std::max(m, static_cast<double>(std::fabs(g[i] - w[i])));
   EXPECT_LE(m, bound) << what;
 }
 
@@ -204,8 +205,8 @@ TEST(QuantizedKVCache, PromptCacheFileRoundTrip) {
 TEST(QuantizedKVCache, EchoModelGreedyWith8BitCache) {
   const fs::path root = fs::path(MLXCPP_TEST_DATA).parent_path().parent_path();
   auto m = lm::load((root / "models" / "gemma3-tiny-echo").string());
-  json ref = lm::read_json_file(fs::path(MLXCPP_TEST_DATA) / "gemma3" / "copy_trained" /
-                                "reference.json");
+  json ref =
+      lm::read_json_file(fs::path(MLXCPP_TEST_DATA) / "gemma3" / "copy_trained" / "reference.json");
   for (size_t i = 0; i < ref["prompt_tokens"].size(); ++i) {
     auto prompt = ref["prompt_tokens"][i].get<std::vector<int32_t>>();
     auto want = ref["greedy"][i].get<std::vector<int32_t>>();

@@ -89,12 +89,17 @@ int count_quantized(const mx::nn::Module& m, int bits = 0) {
 // dequantized weights in float32 (quantized_matmul vs dense matmul: rounding only).
 TEST(QuantizedModel, MatchesDequantizedWeights) {
   auto ref = reference();
-  for (int bits : {4, 8}) {
+  for (const mx::nn::QuantizationSpec& spec :
+       {mx::nn::QuantizationSpec{64, 4, "affine"}, mx::nn::QuantizationSpec{64, 8, "affine"},
+        mx::nn::QuantizationSpec{32, 3, "affine"}, mx::nn::QuantizationSpec{32, 4, "mxfp4"},
+        mx::nn::QuantizationSpec{16, 4, "nvfp4"}, mx::nn::QuantizationSpec{32, 8, "mxfp8"}}) {
+    const int bits = spec.bits;
+    SCOPED_TRACE(spec.mode + " " + std::to_string(spec.group_size) + "/" + std::to_string(bits));
     auto q = lm::load(kModel.string());
-    lm::quantize_model(*q.model, q.config, {64, bits, "affine"});
+    lm::quantize_model(*q.model, q.config, spec);
     EXPECT_EQ(count_quantized(*q.model), 4 * 7 + 1);
     auto d = lm::load(kModel.string());
-    lm::quantize_model(*d.model, d.config, {64, bits, "affine"});
+    lm::quantize_model(*d.model, d.config, spec);
     EXPECT_EQ(mx::nn::dequantize(*d.model), 29);
     EXPECT_EQ(count_quantized(*d.model), 0);
     for (int i = 0; i < 3; ++i) {
@@ -116,9 +121,9 @@ TEST(QuantizedModel, ConvertLoadMatchesInMemory) {
   o.quantize = true;
   auto r = lm::convert(o);
   EXPECT_EQ(r.shards, 1);
-  for (const char* f : {"model.safetensors", "model.safetensors.index.json", "config.json",
-                        "tokenizer.json", "tokenizer_config.json", "generation_config.json",
-                        "README.md"}) {
+  for (const char* f :
+       {"model.safetensors", "model.safetensors.index.json", "config.json", "tokenizer.json",
+        "tokenizer_config.json", "generation_config.json", "README.md"}) {
     EXPECT_TRUE(fs::exists(o.mlx_path / f)) << f;
   }
   auto [arrays, meta] = mx::load_safetensors((o.mlx_path / "model.safetensors").string());
@@ -213,10 +218,9 @@ TEST(QuantizedModel, MixedRecipeConfigRoundTrip) {
     if (!v.is_object()) continue;
     EXPECT_EQ(v["group_size"], 64) << k;
     EXPECT_EQ(v["mode"], "affine") << k;
-    const bool high = (k.find("layers.2.") != std::string::npos ||
-                       k.find("layers.3.") != std::string::npos) &&
-                      (k.find("v_proj") != std::string::npos ||
-                       k.find("down_proj") != std::string::npos);
+    const bool high =
+        (k.find("layers.2.") != std::string::npos || k.find("layers.3.") != std::string::npos) &&
+        (k.find("v_proj") != std::string::npos || k.find("down_proj") != std::string::npos);
     EXPECT_EQ(v["bits"], high ? 6 : 3) << k;
     (high ? six : three) += 1;
   }

@@ -48,10 +48,10 @@ std::optional<mx::Dtype> parse_dtype(const std::string& s) {
 // save_pretrained writes it), generation defaults, chat templates and custom code.
 bool is_companion_file(const std::string& name) {
   static const std::set<std::string> names = {
-      "tokenizer.json",      "tokenizer_config.json", "special_tokens_map.json",
-      "tokenizer.model",     "added_tokens.json",     "vocab.json",
-      "merges.txt",          "generation_config.json", "chat_template.jinja",
-      "chat_template.json",  "tiktoken.model"};
+      "tokenizer.json",     "tokenizer_config.json",  "special_tokens_map.json",
+      "tokenizer.model",    "added_tokens.json",      "vocab.json",
+      "merges.txt",         "generation_config.json", "chat_template.jinja",
+      "chat_template.json", "tiktoken.model"};
   if (names.count(name)) return true;
   auto ends = [&](const std::string& suf) {
     return name.size() > suf.size() && name.compare(name.size() - suf.size(), suf.size(), suf) == 0;
@@ -60,8 +60,7 @@ bool is_companion_file(const std::string& name) {
 }
 
 std::string model_card(const std::string& base) {
-  return "---\nlibrary_name: mlx\nbase_model: " + base +
-         "\ntags:\n- mlx\n---\n\n# " + base +
+  return "---\nlibrary_name: mlx\nbase_model: " + base + "\ntags:\n- mlx\n---\n\n# " + base +
          "\n\nConverted to MLX format with `mlxcpp convert`.\n";
 }
 
@@ -173,21 +172,19 @@ ConvertResult convert(const ConvertOptions& o) {
     throw std::invalid_argument("choose either --quantize or --dequantize, not both");
   }
   if (o.quant_predicate && !o.quantize) {
-    throw std::invalid_argument("--quant-predicate " + *o.quant_predicate +
-                                " needs -q/--quantize");
+    throw std::invalid_argument("--quant-predicate " + *o.quant_predicate + " needs -q/--quantize");
   }
   if (o.quant_predicate && o.q_mode != "affine") {
-    throw std::invalid_argument("--quant-predicate supports only --q-mode affine, not " +
-                                o.q_mode);
+    throw std::invalid_argument("--quant-predicate supports only --q-mode affine, not " + o.q_mode);
   }
   mx::nn::QuantizationSpec spec = mx::nn::quantization_defaults(o.q_mode, o.q_group_size, o.q_bits);
   // Refuse what MLX's quantize would refuse, before the model is loaded.
   if (o.quantize) {
     const bool affine = spec.mode == "affine";
-    const std::set<int> groups = affine ? std::set<int>{32, 64, 128}
-                                        : std::set<int>{spec.mode == "nvfp4" ? 16 : 32};
-    const std::set<int> widths = affine ? std::set<int>{2, 3, 4, 5, 6, 8}
-                                        : std::set<int>{spec.mode == "mxfp8" ? 8 : 4};
+    const std::set<int> groups =
+        affine ? std::set<int>{32, 64, 128} : std::set<int>{spec.mode == "nvfp4" ? 16 : 32};
+    const std::set<int> widths =
+        affine ? std::set<int>{2, 3, 4, 5, 6, 8} : std::set<int>{spec.mode == "mxfp8" ? 8 : 4};
     auto list = [](const std::set<int>& s) {
       std::string r;
       for (int v : s) r += (r.empty() ? "" : ", ") + std::to_string(v);

@@ -20,7 +20,7 @@ namespace lm {
 class LanguageModel;
 
 struct ConvertOptions {
-  std::string hf_path;                          // model folder or repo id in the HF cache
+  std::string hf_path;                           // model folder or repo id in the HF cache
   std::filesystem::path mlx_path = "mlx_model";  // must not exist
   bool quantize = false;
   std::optional<int> q_group_size;  // default: the mode's (affine 64)

@@ -166,8 +166,8 @@ mx::nn::QuantizePredicate mixed_quant_predicate(const std::string& recipe, int n
     size_t start = 0;
     while (start <= path.size()) {
       size_t dot = path.find('.', start);
-      std::string part = path.substr(start, dot == std::string::npos ? std::string::npos
-                                                                     : dot - start);
+      std::string part =
+          path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
       if (is_all_digits(part)) {
         index = std::stoi(part);
         break;

@@ -70,14 +70,17 @@ KVQuantizer::KVQuantizer(int group_size, int bits) : group_size_(group_size), bi
 
 void KVQuantizer::learn(int head_dim, mx::Dtype dtype, const char* who) {
   if (!mx::is_floating_point(dtype) || mx::size_of(dtype) < 2) {
-    throw std::invalid_argument(std::string(who) + ": keys/values/scales must be a 16- or 32-bit "
-                                "floating type, got " + mx::dtype_name(dtype));
+    throw std::invalid_argument(std::string(who) +
+                                ": keys/values/scales must be a 16- or 32-bit "
+                                "floating type, got " +
+                                mx::dtype_name(dtype));
   }
   if (head_dim % group_size_ != 0) {
-    throw std::invalid_argument(std::string(who) + ": the head dimension " +
-                                std::to_string(head_dim) + " is not a multiple of the KV group "
-                                "size " + std::to_string(group_size_) +
-                                " (choose a smaller --kv-group-size)");
+    throw std::invalid_argument(
+        std::string(who) + ": the head dimension " + std::to_string(head_dim) +
+        " is not a multiple of the KV group "
+        "size " +
+        std::to_string(group_size_) + " (choose a smaller --kv-group-size)");
   }
   if (head_dim_ == 0) {
     head_dim_ = head_dim;
@@ -158,9 +161,7 @@ std::pair<mx::array, mx::array> QuantizedKVCache::update_and_fetch(const mx::arr
   return {q_.unpack(k), q_.unpack(v)};
 }
 
-std::vector<mx::array> QuantizedKVCache::state() const {
-  return split_state(q_, KVCache::state());
-}
+std::vector<mx::array> QuantizedKVCache::state() const { return split_state(q_, KVCache::state()); }
 
 void QuantizedKVCache::set_state(const std::vector<mx::array>& state) {
   if (state.empty()) {
@@ -201,8 +202,7 @@ void QuantizedKVCache::set_meta_state(const std::vector<std::string>& meta) {
 
 // --------------------------------------------------------- QuantizedRotatingKVCache
 
-QuantizedRotatingKVCache::QuantizedRotatingKVCache(int max_size, int keep, int group_size,
-                                                   int bits)
+QuantizedRotatingKVCache::QuantizedRotatingKVCache(int max_size, int keep, int group_size, int bits)
     : RotatingKVCache(max_size, keep), q_(group_size, bits) {}
 
 std::pair<mx::array, mx::array> QuantizedRotatingKVCache::update_and_fetch(

@@ -108,10 +108,9 @@ std::optional<array> QuantizedLinear::biases() const {
 
 array QuantizedLinear::operator()(const array& x) const {
   if (x.ndim() == 0 || x.shape(-1) != input_dims_) {
-    throw std::invalid_argument("QuantizedLinear: input's last dimension " +
-                                std::to_string(x.ndim() ? x.shape(-1) : 0) +
-                                " does not match the layer's input dimension " +
-                                std::to_string(input_dims_));
+    throw std::invalid_argument(
+        "QuantizedLinear: input's last dimension " + std::to_string(x.ndim() ? x.shape(-1) : 0) +
+        " does not match the layer's input dimension " + std::to_string(input_dims_));
   }
   array y = quantized_matmul(x, param("weight"), param("scales"), biases(), true, spec_.group_size,
                              spec_.bits, spec_.mode);
@@ -220,49 +219,50 @@ void walk(Module& m, const std::string& prefix, Fn&& fn) {
 int quantize(Module& model, const QuantizationSpec& spec, const QuantizePredicate& predicate,
              bool quantize_weights) {
   int count = 0;
-  walk(model, "", [&](Module& parent, const std::string& name, const std::string& path,
-                      Module& child) {
-    auto* linear = dynamic_cast<Linear*>(&child);
-    auto* embedding = dynamic_cast<Embedding*>(&child);
-    if (!linear && !embedding) {
-      // Quantized leaves have no quantizable children; other modules are walked into.
-      return dynamic_cast<QuantizedLinear*>(&child) || dynamic_cast<QuantizedEmbedding*>(&child);
-    }
-    const int in_dims = linear ? linear->input_dims() : embedding->dims();
-    std::optional<QuantizationSpec> s;
-    if (predicate) {
-      s = predicate(path, child);
-    } else if (in_dims % spec.group_size == 0) {
-      s = spec;
-    }
-    if (!s) return true;
-    try {
-      std::shared_ptr<Module> q;
-      if (linear && quantize_weights) {
-        q = QuantizedLinear::from_linear(*linear, *s);
-      } else if (linear) {
-        q = std::make_shared<QuantizedLinear>(linear->input_dims(), linear->output_dims(),
-                                              linear->has_bias(), *s, linear->weight().dtype());
-      } else if (quantize_weights) {
-        q = QuantizedEmbedding::from_embedding(*embedding, *s);
-      } else {
-        q = std::make_shared<QuantizedEmbedding>(embedding->num_embeddings(), embedding->dims(),
-                                                 *s, embedding->weight().dtype());
-      }
-      parent.replace_child(name, q);
-    } catch (const std::exception& e) {
-      throw std::invalid_argument("quantize: layer '" + path + "': " + e.what());
-    }
-    ++count;
-    return true;
-  });
+  walk(model, "",
+       [&](Module& parent, const std::string& name, const std::string& path, Module& child) {
+         auto* linear = dynamic_cast<Linear*>(&child);
+         auto* embedding = dynamic_cast<Embedding*>(&child);
+         if (!linear && !embedding) {
+           // Quantized leaves have no quantizable children; other modules are walked into.
+           return dynamic_cast<QuantizedLinear*>(&child) ||
+                  dynamic_cast<QuantizedEmbedding*>(&child);
+         }
+         const int in_dims = linear ? linear->input_dims() : embedding->dims();
+         std::optional<QuantizationSpec> s;
+         if (predicate) {
+           s = predicate(path, child);
+         } else if (in_dims % spec.group_size == 0) {
+           s = spec;
+         }
+         if (!s) return true;
+         try {
+           std::shared_ptr<Module> q;
+           if (linear && quantize_weights) {
+             q = QuantizedLinear::from_linear(*linear, *s);
+           } else if (linear) {
+             q = std::make_shared<QuantizedLinear>(linear->input_dims(), linear->output_dims(),
+                                                   linear->has_bias(), *s,
+                                                   linear->weight().dtype());
+           } else if (quantize_weights) {
+             q = QuantizedEmbedding::from_embedding(*embedding, *s);
+           } else {
+             q = std::make_shared<QuantizedEmbedding>(
+                 embedding->num_embeddings(), embedding->dims(), *s, embedding->weight().dtype());
+           }
+           parent.replace_child(name, q);
+         } catch (const std::exception& e) {
+           throw std::invalid_argument("quantize: layer '" + path + "': " + e.what());
+         }
+         ++count;
+         return true;
+       });
   return count;
 }
 
 int dequantize(Module& model) {
   int count = 0;
-  walk(model, "", [&](Module& parent, const std::string& name, const std::string&,
-                      Module& child) {
+  walk(model, "", [&](Module& parent, const std::string& name, const std::string&, Module& child) {
     if (auto* q = dynamic_cast<QuantizedLinear*>(&child)) {
       parent.replace_child(name, q->to_linear());
     } else if (auto* e = dynamic_cast<QuantizedEmbedding*>(&child)) {
