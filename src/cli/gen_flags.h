@@ -136,7 +136,7 @@ struct KVFlags {
         ->capture_default_str()
         ->check(CLI::IsMember({32, 64, 128}));
     app.add_option("--quantized-kv-start", start,
-                   "Quantize the KV cache once it holds more than this many positions")
+                   "Quantize the KV cache once it holds this many positions")
         ->capture_default_str()
         ->check(non_negative_int());
   }

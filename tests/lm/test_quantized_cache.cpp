@@ -134,8 +134,8 @@ TEST(QuantizedKVCache, ToQuantizedKeepsContents) {
   lm::PromptCache cache{std::make_shared<lm::KVCache>(), std::make_shared<lm::RotatingKVCache>(8)};
   for (auto& c : cache) c->update_and_fetch(k, v);
   EXPECT_FALSE(lm::maybe_quantize_kv_cache(cache, {std::nullopt, 32, 0}));
-  EXPECT_FALSE(lm::maybe_quantize_kv_cache(cache, {8, 32, 11}));  // 11 is not > 11
-  EXPECT_TRUE(lm::maybe_quantize_kv_cache(cache, {8, 32, 10}));
+  EXPECT_FALSE(lm::maybe_quantize_kv_cache(cache, {8, 32, 12}));  // 11 positions < 12
+  EXPECT_TRUE(lm::maybe_quantize_kv_cache(cache, {8, 32, 11}));
   EXPECT_EQ(cache[0]->class_name(), "QuantizedKVCache");
   EXPECT_EQ(cache[1]->class_name(), "QuantizedRotatingKVCache");
   EXPECT_FALSE(lm::maybe_quantize_kv_cache(cache, {8, 32, 0}));  // already quantized

@@ -295,3 +295,45 @@ TEST(QuantizedModel, NllAgainstBf16) {
   EXPECT_LT(std::fabs(q8 - base), 0.01 * base + 0.01);
   EXPECT_LT(std::fabs(q4 - base), 0.10 * base + 0.05);
 }
+
+// model_type gemma3 (the multimodal wrapper mlx-community uploads use): tensors and per-layer
+// quantization keys live under language_model.*; convert writes them so and load reads them.
+TEST(QuantizedModel, Gemma3WrapperNames) {
+  TempDir tmp;
+  fs::path src = tmp.path() / "wrapped";
+  fs::create_directories(src);
+  json text = lm::read_json_file(kModel / "config.json");
+  json cfg = {{"model_type", "gemma3"},
+              {"text_config", text},
+              {"tie_word_embeddings", true},
+              {"eos_token_id", text["eos_token_id"]}};
+  std::ofstream(src / "config.json") << cfg.dump(2);
+  mx::ArrayMap renamed;
+  for (auto& [n, a] : mx::load_safetensors((kModel / "model.safetensors").string()).first) {
+    renamed.emplace("language_model." + n, a);
+  }
+  mx::save_safetensors((src / "model.safetensors").string(), renamed);
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
+    fs::copy_file(kModel / f, src / f);
+  }
+  lm::ConvertOptions o;
+  o.hf_path = src.string();
+  o.mlx_path = tmp.path() / "mixed";
+  o.quantize = true;
+  o.quant_predicate = "mixed_4_6";
+  lm::convert(o);
+  json out = lm::read_json_file(o.mlx_path / "config.json");
+  EXPECT_EQ(out["model_type"], "gemma3");
+  EXPECT_EQ(out["quantization"]["language_model.model.layers.2.mlp.down_proj"]["bits"], 6);
+  EXPECT_EQ(out["quantization"]["language_model.model.layers.1.mlp.down_proj"]["bits"], 4);
+  auto arrays = mx::load_safetensors((o.mlx_path / "model.safetensors").string()).first;
+  for (const auto& [n, a] : arrays) EXPECT_EQ(n.rfind("language_model.model.", 0), 0u) << n;
+
+  auto loaded = lm::load(o.mlx_path.string());
+  EXPECT_EQ(count_quantized(*loaded.model, 6), 4);
+  auto mem = lm::load(kModel.string());
+  lm::quantize_model(*mem.model, mem.config, {64, 4, "affine"},
+                     lm::mixed_quant_predicate("mixed_4_6", 4, 64));
+  auto tokens = prompt_row(reference(), 0);
+  EXPECT_EQ(max_abs_diff(logits_of(*loaded.model, tokens), logits_of(*mem.model, tokens)), 0.0);
+}

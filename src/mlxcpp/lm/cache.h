@@ -222,11 +222,11 @@ using PromptCache = std::vector<std::shared_ptr<KVCacheBase>>;
 struct KVQuantization {
   std::optional<int> bits;  // none: no KV quantization
   int group_size = 64;
-  int start = 0;  // quantize once the cache holds more than this many positions
+  int start = 0;  // quantize once a layer holds at least this many positions
 };
-// mlx-lm's maybe_quantize_kv_cache: when kv.bits is set and layer 0 is not yet quantized and
-// holds more than kv.start positions, replaces every layer that can be quantized by its
-// quantized form. Returns whether it converted.
+// mlx-lm's maybe_quantize_kv_cache: when kv.bits is set, every layer that holds at least
+// kv.start positions and can be quantized is replaced by its quantized form. Returns whether
+// any layer was converted.
 bool maybe_quantize_kv_cache(PromptCache& cache, const KVQuantization& kv);
 
 bool can_trim_prompt_cache(const PromptCache& cache);

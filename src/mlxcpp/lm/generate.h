@@ -35,7 +35,7 @@ struct GenerateOptions {
   std::vector<LogitsProcessor> logits_processors;
   std::optional<int> max_kv_size;
   // --kv-bits / --kv-group-size / --quantized-kv-start: the cache is quantized once it holds
-  // more than kv.start positions (checked before every model call, as mlx-lm does).
+  // kv.start positions (checked before every model call, as mlx-lm does).
   KVQuantization kv;
   // Updated in place when given (the caller's cache, e.g. a loaded prompt
   // cache or a chat session); otherwise a fresh cache is made.

@@ -264,17 +264,15 @@ std::shared_ptr<KVCacheBase> RotatingKVCache::to_quantized(int group_size, int b
 }
 
 bool maybe_quantize_kv_cache(PromptCache& cache, const KVQuantization& kv) {
-  if (!kv.bits || cache.empty() || !cache[0]) return false;
-  if (cache[0]->state_group() != 1 || cache[0]->offset() <= kv.start) return false;
-  PromptCache out = cache;
+  if (!kv.bits) return false;
   bool any = false;
-  for (auto& layer : out) {
+  for (auto& layer : cache) {
+    if (!layer || layer->offset() < kv.start) continue;
     if (auto q = layer->to_quantized(kv.group_size, *kv.bits)) {
       layer = std::move(q);
       any = true;
     }
   }
-  cache = std::move(out);
   return any;
 }
 
