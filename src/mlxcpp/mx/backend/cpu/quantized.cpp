@@ -7,8 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <optional>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "mlxcpp/mx/backend/cpu/gemm.h"
@@ -124,13 +124,17 @@ struct QRows {
 
 template <typename S, typename O>
 void dequant_row_affine(const QRows& q, int64_t r, O* out) {
+  // float64 scales or output (derivative checks) keep their precision.
+  using A =
+      std::conditional_t<std::is_same_v<S, double> || std::is_same_v<O, double>, double, float>;
   const S* sc = static_cast<const S*>(q.scales) + r * q.groups;
   const S* bi = static_cast<const S*>(q.biases) + r * q.groups;
   BitReader rd(q.w + r * q.words, q.bits);
   for (int64_t gi = 0; gi < q.groups; ++gi) {
-    float s = static_cast<float>(sc[gi]), b = static_cast<float>(bi[gi]);
+    A s = static_cast<A>(sc[gi]), b = static_cast<A>(bi[gi]);
     O* o = out + gi * q.group_size;
-    for (int i = 0; i < q.group_size; ++i) o[i] = O(s * static_cast<float>(rd.next()) + b);
+    // One rounding (a fused multiply-add), as the matmul kernels compute it.
+    for (int i = 0; i < q.group_size; ++i) o[i] = O(std::fma(s, static_cast<A>(rd.next()), b));
   }
 }
 
@@ -214,13 +218,13 @@ void qgemv_portable(const cpu::QGemvArgs& a, const QRows& q) {
   });
 }
 
-// y (M x N, float32 or a 16-bit float, row stride N) = x (M x K, same dtype)
-// @ W^T for W [N, K], a tile of rows of W dequantized at a time.
+// y (M x N, row stride N) = x (M x K) @ W^T for W [N, K], a tile of rows of
+// W dequantized at a time into x's type; each tile writes its own columns.
 template <typename T>
 void qmm_tiles_t(const T* x, int M, int K, const QRows& q, int N, T* y) {
   constexpr int64_t kTileElems = int64_t{1} << 20;
   const int nt = static_cast<int>(std::clamp<int64_t>(kTileElems / K / 64 * 64, 64, N));
-  std::vector<T> tile(static_cast<size_t>(nt) * K);
+  std::vector<T> tile(static_cast<size_t>(std::min(nt, N)) * K);
   for (int n0 = 0; n0 < N; n0 += nt) {
     const int cols = std::min(nt, N - n0);
     dequant_rows<T>(q, n0, n0 + cols, tile.data());
@@ -230,26 +234,35 @@ void qmm_tiles_t(const T* x, int M, int K, const QRows& q, int N, T* y) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, cols, K, 1.0f, x, K, tile.data(), K,
                     0.0f, y + n0, N);
       }
+    } else if constexpr (std::is_same_v<T, double>) {
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, cols, K, 1.0, x, K, tile.data(), K,
+                  0.0, y + n0, N);
     } else {
       cpu::gemm_half(TypeToDtype<T>::value, M, cols, K, 1.0f, a, b, 0.0f, y + n0, N);
     }
   }
 }
 
-// y (M x N float32) = x (M x K float32) @ W for W [K, N] (quantized along N),
-// accumulated over tiles of rows of W.
-void qmm_tiles_nt(const float* x, int M, int K, const QRows& q, int N, float* y) {
+// y (M x N) = x (M x K) @ W for W [K, N] (quantized along N), accumulated
+// over tiles of rows of W (so in float32 or float64 only).
+template <typename T>
+void qmm_tiles_nt(const T* x, int M, int K, const QRows& q, int N, T* y) {
   constexpr int64_t kTileElems = int64_t{1} << 20;
   const int kt = static_cast<int>(std::clamp<int64_t>(kTileElems / N, 1, K));
-  std::vector<float> tile(static_cast<size_t>(kt) * N);
+  std::vector<T> tile(static_cast<size_t>(kt) * N);
   for (int k0 = 0; k0 < K; k0 += kt) {
     const int rows = std::min(kt, K - k0);
-    dequant_rows<float>(q, k0, k0 + rows, tile.data());
-    cpu::MatRef a{x + k0, K, 1}, b{tile.data(), N, 1};
-    float beta = k0 == 0 ? 0.0f : 1.0f;
-    if (!cpu::gemv_dispatch(float32, M, N, rows, 1.0f, a, b, beta, y, N)) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, rows, 1.0f, x + k0, K,
-                  tile.data(), N, beta, y, N);
+    dequant_rows<T>(q, k0, k0 + rows, tile.data());
+    if constexpr (std::is_same_v<T, float>) {
+      cpu::MatRef a{x + k0, K, 1}, b{tile.data(), N, 1};
+      float beta = k0 == 0 ? 0.0f : 1.0f;
+      if (!cpu::gemv_dispatch(float32, M, N, rows, 1.0f, a, b, beta, y, N)) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, rows, 1.0f, x + k0, K,
+                    tile.data(), N, beta, y, N);
+      }
+    } else {
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, rows, 1.0, x + k0, K,
+                  tile.data(), N, k0 == 0 ? 0.0 : 1.0, y, N);
     }
   }
 }
@@ -269,8 +282,8 @@ void from_float(const float* v, size_t n, T* p) {
 // One product of the batch: x (M x K), W from q, y (M x N); T is out's type.
 template <typename T>
 void qmm_one(const T* x, int M, int K, int N, const QRows& q, bool transpose, T* y) {
-  const bool fast = transpose && q.mode == QuantizationMode::affine && M <= cpu::kQGemvMaxRows &&
-                    q.sdtype != float64;
+  const bool fast = !std::is_same_v<T, double> && transpose && q.mode == QuantizationMode::affine &&
+                    M <= cpu::kQGemvMaxRows && q.sdtype != float64;
   if (fast) {
     std::vector<float> xf;
     const float* xp;
@@ -305,21 +318,21 @@ void qmm_one(const T* x, int M, int K, int N, const QRows& q, bool transpose, T*
     if constexpr (!std::is_same_v<T, float>) from_float(yp, yf.size(), y);
     return;
   }
-  if constexpr (std::is_same_v<T, float> || is_half_v<T>) {
+  if constexpr (std::is_same_v<T, double>) {
     if (transpose) {
-      qmm_tiles_t<T>(x, M, K, q, N, y);
-      return;
+      qmm_tiles_t<double>(x, M, K, q, N, y);
+    } else {
+      qmm_tiles_nt<double>(x, M, K, q, N, y);
     }
-  }
-  // float64, or W not transposed: in float32, accumulating across tiles.
-  std::vector<float> xf = to_float(x, static_cast<size_t>(M) * K);
-  std::vector<float> yf(static_cast<size_t>(M) * N);
-  if (transpose) {
-    qmm_tiles_t<float>(xf.data(), M, K, q, N, yf.data());
+  } else if (transpose) {
+    qmm_tiles_t<T>(x, M, K, q, N, y);
   } else {
-    qmm_tiles_nt(xf.data(), M, K, q, N, yf.data());
+    // Accumulated across tiles in float32, whatever x's type.
+    std::vector<float> xf = to_float(x, static_cast<size_t>(M) * K);
+    std::vector<float> yf(static_cast<size_t>(M) * N);
+    qmm_tiles_nt<float>(xf.data(), M, K, q, N, yf.data());
+    from_float(yf.data(), yf.size(), y);
   }
-  from_float(yf.data(), yf.size(), y);
 }
 
 }  // namespace
