@@ -24,4 +24,15 @@ struct QGemvArgs {
 };
 constexpr int kQGemvMaxRows = 8;
 
+namespace avx2 {
+void qgemv(const QGemvArgs& a);
+}
+namespace avx512 {
+void qgemv(const QGemvArgs& a);
+}
+
+// Runs the kernel of the active ISA (isa()); returns false, writing nothing,
+// when there is none, M > kQGemvMaxRows, or the scales are not 16/32-bit floats.
+bool qgemv_dispatch(const QGemvArgs& a);
+
 }  // namespace mx::cpu

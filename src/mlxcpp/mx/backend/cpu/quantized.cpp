@@ -314,7 +314,7 @@ void qmm_one(const T* x, int M, int K, int N, const QRows& q, bool transpose, T*
     a.group_size = q.group_size;
     a.y = yp;
     a.ldy = N;
-    qgemv_portable(a, q);
+    if (!cpu::qgemv_dispatch(a)) qgemv_portable(a, q);
     if constexpr (!std::is_same_v<T, float>) from_float(yp, yf.size(), y);
     return;
   }
