@@ -290,6 +290,33 @@ TEST(Quantized, QuantizedMatmulEqualsMatmulWithDequantized) {
   }
 }
 
+// bfloat16 weights and activations (the models' case, where the 4-bit kernel
+// multiplies in bfloat16 with float32 sums): one rounding of the output.
+TEST(Quantized, QuantizedMatmulBfloat16OnEveryIsa) {
+  IsaGuard guard;
+  mx::random::seed(14);
+  const int K = 384, N = 75;
+  for (int bits : {2, 3, 4, 6, 8}) {
+    for (int g : {32, 64, 128}) {
+      array w = mx::astype(mx::random::normal({N, K}), mx::bfloat16);
+      auto q = mx::quantize(w, g, bits);
+      array wd = mx::dequantize(q[0], q[1], q[2], g, bits, "affine", mx::float32);
+      for (cpu::Isa isa : isas()) {
+        cpu::set_isa(isa);
+        for (int M : {1, 3, 8}) {
+          SCOPED_TRACE("bits " + std::to_string(bits) + " group " + std::to_string(g) + " M " +
+                       std::to_string(M) + " isa " + cpu::isa_name(isa));
+          array x = mx::astype(mx::random::normal({M, K}), mx::bfloat16);
+          array y = mx::quantized_matmul(x, q[0], q[1], q[2], true, g, bits);
+          EXPECT_EQ(y.dtype(), mx::bfloat16);
+          expect_close(y, to_vector(mx::matmul(mx::astype(x, mx::float32), mx::transpose(wd))),
+                       {M, N}, 0.02, 1.0 / 128);
+        }
+      }
+    }
+  }
+}
+
 TEST(Quantized, QuantizedMatmulBatchAndDtypes) {
   IsaGuard guard;
   mx::random::seed(12);

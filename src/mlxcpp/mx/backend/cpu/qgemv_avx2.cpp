@@ -1,6 +1,7 @@
-// AVX2 quantized GEMV (qgemv.h): 8 codes per vector, unpacked with a lane
-// permute of the block's words and per-lane variable shifts, converted to
-// float32 and multiplied into x with FMA. The library's baseline already has
+// AVX2 quantized GEMV (qgemv.h): 8 codes per vector, widened from bytes (4
+// and 8 bits) or unpacked with a lane permute of the block's words and
+// per-lane variable shifts (other widths), converted to float32 and
+// multiplied into x with FMA. The library's baseline already has
 // AVX2/FMA; the target region keeps this file like its AVX-512 twin.
 #if defined(__x86_64__)
 
@@ -31,7 +32,6 @@ struct Vec {
   using I = __m256i;
   static V zero() { return _mm256_setzero_ps(); }
   static V set1(float v) { return _mm256_set1_ps(v); }
-  static I set1i(int v) { return _mm256_set1_epi32(v); }
   static V load(const float* p) { return _mm256_loadu_ps(p); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static float hsum(V v) {
@@ -40,34 +40,71 @@ struct Vec {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
-  // A masked load never touches the words past `n` (the end of the matrix).
-  static I load_words(const uint32_t* p, int n) {
-    if (n == 8) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return _mm256_maskload_epi32(reinterpret_cast<const int*>(p),
-                                 _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lanes));
-  }
-  static void lane_consts(int j, int bits, I& idx, I& sh) {
-    alignas(32) int32_t iv[8], sv[8];
-    for (int l = 0; l < 8; ++l) {
-      int bit = (j * 8 + l) * bits;
-      iv[l] = bit / 32;
-      sv[l] = bit % 32;
+
+  struct Consts {
+    I idx[4], sh[4], mask, words;
+  };
+  static Consts make_consts(int bits) {
+    Consts c;
+    for (int j = 0; j < 4; ++j) {
+      alignas(32) int32_t iv[8], sv[8];
+      for (int l = 0; l < 8; ++l) {
+        int bit = (j * 8 + l) * bits;
+        iv[l] = bit / 32;
+        sv[l] = bit % 32;
+      }
+      c.idx[j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(iv));
+      c.sh[j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(sv));
     }
-    idx = _mm256_load_si256(reinterpret_cast<const __m256i*>(iv));
-    sh = _mm256_load_si256(reinterpret_cast<const __m256i*>(sv));
+    c.mask = _mm256_set1_epi32(static_cast<int>((1u << bits) - 1));
+    c.words =
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(bits), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return c;
   }
-  template <bool STRADDLE>
-  static V decode(I words, I idx, I sh, I mask) {
-    I v = _mm256_srlv_epi32(_mm256_permutevar8x32_epi32(words, idx), sh);
-    if constexpr (STRADDLE) {
-      // The next word's low bits, shifted up past the first word's part (a
-      // shift by 32 gives 0 where the value does not straddle). Straddling
-      // widths use at most 6 words, so idx + 1 stays below 8.
-      I hi = _mm256_permutevar8x32_epi32(words, _mm256_add_epi32(idx, _mm256_set1_epi32(1)));
-      v = _mm256_or_si256(v, _mm256_sllv_epi32(hi, _mm256_sub_epi32(_mm256_set1_epi32(32), sh)));
+
+  // 4 bits: 8 bytes widened to 8 lanes; lane l holds codes 2l and 2l + 1 of
+  // its 16, so vectors 0 / 1 take the even / odd codes of the first 16 and
+  // vectors 2 / 3 those of the second.
+  template <int B>
+  static int pack_pos(int e) {
+    if constexpr (B == 4) {
+      return (2 * (e / 16) + e % 2) * 8 + (e % 16) / 2;
+    } else {
+      return e;
     }
-    return _mm256_cvtepi32_ps(_mm256_and_si256(v, mask));
+  }
+
+  template <int B>
+  static void decode_block(const uint32_t* p, const Consts& c, V* q) {
+    if constexpr (B == 4) {
+      for (int h = 0; h < 2; ++h) {
+        I v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 2 * h)));
+        q[2 * h] = _mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_set1_epi32(15)));
+        q[2 * h + 1] = _mm256_cvtepi32_ps(_mm256_srli_epi32(v, 4));
+      }
+    } else if constexpr (B == 8) {
+      for (int j = 0; j < 4; ++j) {
+        q[j] = _mm256_cvtepi32_ps(
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 2 * j))));
+      }
+    } else {
+      // A masked load never touches the words past the block (the end of
+      // the matrix may follow).
+      const I words = _mm256_maskload_epi32(reinterpret_cast<const int*>(p), c.words);
+      for (int j = 0; j < 4; ++j) {
+        I v = _mm256_srlv_epi32(_mm256_permutevar8x32_epi32(words, c.idx[j]), c.sh[j]);
+        if constexpr (B < 0) {
+          // The next word's low bits, shifted up past the first word's part
+          // (a shift by 32 gives 0 where the value does not straddle).
+          // Straddling widths use at most 6 words, so idx + 1 stays below 8.
+          I hi =
+              _mm256_permutevar8x32_epi32(words, _mm256_add_epi32(c.idx[j], _mm256_set1_epi32(1)));
+          v = _mm256_or_si256(
+              v, _mm256_sllv_epi32(hi, _mm256_sub_epi32(_mm256_set1_epi32(32), c.sh[j])));
+        }
+        q[j] = _mm256_cvtepi32_ps(_mm256_and_si256(v, c.mask));
+      }
+    }
   }
 };
 

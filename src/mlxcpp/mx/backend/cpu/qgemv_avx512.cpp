@@ -1,8 +1,9 @@
-// AVX-512 quantized GEMV (qgemv.h): 16 codes per vector, unpacked with a
-// lane permute of the block's words and per-lane variable shifts, converted
-// to float32 and multiplied into x with FMA. Compiled for AVX-512 through a
-// target region, as simd_avx512.cpp is; only called after isa() has checked
-// the CPU (simd_dispatch.cpp).
+// AVX-512 quantized GEMV (qgemv.h): 16 codes per vector, widened from bytes
+// (4 and 8 bits) or unpacked with a lane permute of the block's words and
+// per-lane variable shifts (other widths), converted to float32 and
+// multiplied into x with FMA; 4-bit codes against bfloat16 x take vdpbf16ps. Compiled for AVX-512
+// through a target region, as simd_avx512.cpp is; only called after isa() has checked the CPU
+// (simd_dispatch.cpp).
 #if defined(__x86_64__)
 
 #include <immintrin.h>
@@ -37,38 +38,147 @@ struct Vec {
   using I = __m512i;
   static V zero() { return _mm512_setzero_ps(); }
   static V set1(float v) { return _mm512_set1_ps(v); }
-  static I set1i(int v) { return _mm512_set1_epi32(v); }
   static V load(const float* p) { return _mm512_loadu_ps(p); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static float hsum(V v) { return _mm512_reduce_add_ps(v); }
-  // A masked load never touches the words past `n` (the end of the matrix).
-  static I load_words(const uint32_t* p, int n) {
-    return _mm512_maskz_loadu_epi32(_cvtu32_mask16((1u << n) - 1u), p);
-  }
-  static void lane_consts(int j, int bits, I& idx, I& sh) {
-    alignas(64) int32_t iv[16], sv[16];
-    for (int l = 0; l < 16; ++l) {
-      int bit = (j * 16 + l) * bits;
-      iv[l] = bit / 32;
-      sv[l] = bit % 32;
+
+  struct Consts {
+    I idx[2], sh[2], mask;
+    __mmask16 words;
+  };
+  static Consts make_consts(int bits) {
+    Consts c;
+    for (int j = 0; j < 2; ++j) {
+      alignas(64) int32_t iv[16], sv[16];
+      for (int l = 0; l < 16; ++l) {
+        int bit = (j * 16 + l) * bits;
+        iv[l] = bit / 32;
+        sv[l] = bit % 32;
+      }
+      c.idx[j] = _mm512_load_si512(iv);
+      c.sh[j] = _mm512_load_si512(sv);
     }
-    idx = _mm512_load_si512(iv);
-    sh = _mm512_load_si512(sv);
+    c.mask = _mm512_set1_epi32(static_cast<int>((1u << bits) - 1));
+    c.words = _cvtu32_mask16((1u << bits) - 1u);
+    return c;
   }
-  template <bool STRADDLE>
-  static V decode(I words, I idx, I sh, I mask) {
-    I v = _mm512_srlv_epi32(_mm512_permutexvar_epi32(idx, words), sh);
-    if constexpr (STRADDLE) {
-      // The next word's low bits, shifted up past the first word's part (a
-      // shift by 32 gives 0 where the value does not straddle).
-      I hi = _mm512_permutexvar_epi32(_mm512_add_epi32(idx, _mm512_set1_epi32(1)), words);
-      v = _mm512_or_si512(v, _mm512_sllv_epi32(hi, _mm512_sub_epi32(_mm512_set1_epi32(32), sh)));
+
+  // 4 bits: the 16 bytes widened to 16 lanes; lane l holds codes 2l (low
+  // nibble) and 2l + 1, so vector 0 takes the even codes and vector 1 the odd.
+  template <int B>
+  static int pack_pos(int e) {
+    if constexpr (B == 4) {
+      return (e % 2) * 16 + e / 2;
+    } else {
+      return e;
     }
-    return _mm512_cvtepi32_ps(_mm512_and_si512(v, mask));
+  }
+
+  template <int B>
+  static void decode_block(const uint32_t* p, const Consts& c, V* q) {
+    if constexpr (B == 4) {
+      I v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+      q[0] = _mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(15)));
+      q[1] = _mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4));
+    } else if constexpr (B == 8) {
+      q[0] = _mm512_cvtepi32_ps(
+          _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+      q[1] = _mm512_cvtepi32_ps(
+          _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 4))));
+    } else {
+      // A masked load never touches the words past the block (the end of
+      // the matrix may follow).
+      const I words = _mm512_maskz_loadu_epi32(c.words, p);
+      for (int j = 0; j < 2; ++j) {
+        I v = _mm512_srlv_epi32(_mm512_permutexvar_epi32(c.idx[j], words), c.sh[j]);
+        if constexpr (B < 0) {
+          // The next word's low bits, shifted up past the first word's part
+          // (a shift by 32 gives 0 where the value does not straddle).
+          I hi = _mm512_permutexvar_epi32(_mm512_add_epi32(c.idx[j], _mm512_set1_epi32(1)), words);
+          v = _mm512_or_si512(
+              v, _mm512_sllv_epi32(hi, _mm512_sub_epi32(_mm512_set1_epi32(32), c.sh[j])));
+        }
+        q[j] = _mm512_cvtepi32_ps(_mm512_and_si512(v, c.mask));
+      }
+    }
   }
 };
 
+// 4 bits against bfloat16 x (exact in bfloat16): 64 codes (32 bytes) widened
+// to 32 16-bit lanes, each nibble mapped to its bfloat16 value by a 32-entry
+// word permute (entry i = i & 15, so the low nibble needs no mask), and
+// multiplied with vdpbf16ps: 64 multiply-adds in six instructions. x is
+// packed per 64 values as the 32 even ones, then the 32 odd ones.
+#define HAS_BF16_DOT 1
+
+std::vector<uint16_t> pack_x_bf16_4bit(const QGemvArgs& a) {
+  std::vector<uint16_t> xb(static_cast<size_t>(a.M) * a.K);
+  for (int m = 0; m < a.M; ++m) {
+    const float* x = a.x + int64_t{m} * a.K;
+    uint16_t* o = xb.data() + int64_t{m} * a.K;
+    for (int k0 = 0; k0 < a.K; k0 += 64) {
+      for (int w = 0; w < 32; ++w) {
+        o[k0 + w] = bfloat16_t(x[k0 + 2 * w]).bits;
+        o[k0 + 32 + w] = bfloat16_t(x[k0 + 2 * w + 1]).bits;
+      }
+    }
+  }
+  return xb;
+}
+
+template <int MM, typename S>
+void range_bf16_4bit(const QGemvArgs& a, const uint16_t* xb, const float* xsum, int n0, int n1) {
+  alignas(64) uint16_t tv[32];
+  for (int i = 0; i < 32; ++i) tv[i] = bfloat16_t(static_cast<float>(i & 15)).bits;
+  const __m512i table = _mm512_load_si512(tv);
+  const int g = a.group_size, groups = a.K / g, chunks = g / 64;
+  const int64_t row_bytes = int64_t{a.K} / 2;
+  const S* scales = static_cast<const S*>(a.scales);
+  const S* biases = static_cast<const S*>(a.biases);
+  for (int n = n0; n < n1; ++n) {
+    const uint8_t* wb = reinterpret_cast<const uint8_t*>(a.w) + n * row_bytes;
+    const S* srow = scales + int64_t{n} * groups;
+    const S* brow = biases + int64_t{n} * groups;
+    __m512 acc[MM];
+    float bsum[MM];
+#pragma GCC unroll 8
+    for (int m = 0; m < MM; ++m) {
+      acc[m] = _mm512_setzero_ps();
+      bsum[m] = 0.0f;
+    }
+    for (int gi = 0; gi < groups; ++gi) {
+      __m512 part[MM];
+#pragma GCC unroll 8
+      for (int m = 0; m < MM; ++m) part[m] = _mm512_setzero_ps();
+      for (int c = 0; c < chunks; ++c) {
+        const __m512i v =
+            _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb)));
+        wb += 32;
+        const __m512bh lo = (__m512bh)_mm512_permutexvar_epi16(v, table);
+        const __m512bh hi = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi16(v, 4), table);
+        const int64_t k = int64_t{gi} * g + c * 64;
+#pragma GCC unroll 8
+        for (int m = 0; m < MM; ++m) {
+          const uint16_t* xm = xb + int64_t{m} * a.K + k;
+          part[m] = _mm512_dpbf16_ps(part[m], lo, (__m512bh)_mm512_loadu_si512(xm));
+          part[m] = _mm512_dpbf16_ps(part[m], hi, (__m512bh)_mm512_loadu_si512(xm + 32));
+        }
+      }
+      const __m512 sc = _mm512_set1_ps(static_cast<float>(srow[gi]));
+      const float bv = static_cast<float>(brow[gi]);
+#pragma GCC unroll 8
+      for (int m = 0; m < MM; ++m) {
+        acc[m] = _mm512_fmadd_ps(part[m], sc, acc[m]);
+        bsum[m] += bv * xsum[m * groups + gi];
+      }
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < MM; ++m) a.y[m * a.ldy + n] = _mm512_reduce_add_ps(acc[m]) + bsum[m];
+  }
+}
+
 #include "mlxcpp/mx/backend/cpu/qgemv_impl.inc"
+#undef HAS_BF16_DOT
 
 }  // namespace
 

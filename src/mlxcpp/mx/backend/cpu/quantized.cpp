@@ -306,6 +306,7 @@ void qmm_one(const T* x, int M, int K, int N, const QRows& q, bool transpose, T*
     a.N = N;
     a.K = K;
     a.x = xp;
+    a.x_bf16_exact = std::is_same_v<T, bfloat16_t>;
     a.w = q.w;
     a.scales = q.scales;
     a.biases = q.biases;
