@@ -177,8 +177,107 @@ void range_bf16_4bit(const QGemvArgs& a, const uint16_t* xb, const float* xsum, 
   }
 }
 
+// 2, 3, 5 and 6 bits with AVX-512 VBMI (checked at run time: the ISA level
+// does not include it): 64 codes fill 8 * bits bytes, and each qword of the
+// output gathers (vpermb) the `bits` bytes holding its 8 codes, from which
+// vpmultishiftqb cuts code j at bit j * bits into byte j. The codes, as bytes
+// in natural order, then become floats (float32 x) or, through a word
+// permute table, bfloat16 values for vdpbf16ps (bfloat16 x).
+#define HAS_VBMI_UNPACK 1
+#define MLXCPP_VBMI_TARGET                                                             \
+  __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16," \
+                        "avx512vbmi")))
+
+bool has_vbmi() {
+  static const bool yes = __builtin_cpu_supports("avx512vbmi");
+  return yes;
+}
+
+template <int MM, typename S, bool BF16>
+MLXCPP_VBMI_TARGET void range_vbmi(const QGemvArgs& a, const void* xv, const float* xsum, int n0,
+                                   int n1) {
+  const int bits = a.bits, g = a.group_size, groups = a.K / g, chunks = g / 64;
+  const int64_t row_bytes = int64_t{a.K} * bits / 8;
+  alignas(64) uint8_t idx[64], ctrl[64];
+  for (int i = 0; i < 8; ++i) {
+    for (int j = 0; j < 8; ++j) {
+      idx[8 * i + j] = static_cast<uint8_t>(i * bits + j);
+      ctrl[8 * i + j] = static_cast<uint8_t>(j * bits);
+    }
+  }
+  const __m512i vidx = _mm512_load_si512(idx), vctrl = _mm512_load_si512(ctrl);
+  const __m512i mask = _mm512_set1_epi8(static_cast<char>((1u << bits) - 1));
+  // Reads exactly the 8 * bits bytes of the 64 codes.
+  const __mmask64 bytes = _cvtu64_mask64((uint64_t{1} << (8 * bits)) - 1);
+  alignas(64) uint16_t tv[64];
+  for (int i = 0; i < 64; ++i) tv[i] = bfloat16_t(static_cast<float>(i)).bits;
+  const __m512i tlo = _mm512_load_si512(tv), thi = _mm512_load_si512(tv + 32);
+  const S* scales = static_cast<const S*>(a.scales);
+  const S* biases = static_cast<const S*>(a.biases);
+  for (int n = n0; n < n1; ++n) {
+    const uint8_t* wb = reinterpret_cast<const uint8_t*>(a.w) + n * row_bytes;
+    const S* srow = scales + int64_t{n} * groups;
+    const S* brow = biases + int64_t{n} * groups;
+    __m512 acc[MM];
+    float bsum[MM];
+#pragma GCC unroll 8
+    for (int m = 0; m < MM; ++m) {
+      acc[m] = _mm512_setzero_ps();
+      bsum[m] = 0.0f;
+    }
+    for (int gi = 0; gi < groups; ++gi) {
+      __m512 part[MM];
+#pragma GCC unroll 8
+      for (int m = 0; m < MM; ++m) part[m] = _mm512_setzero_ps();
+      for (int c = 0; c < chunks; ++c) {
+        const __m512i raw = _mm512_maskz_loadu_epi8(bytes, wb);
+        wb += 8 * bits;
+        const __m512i codes = _mm512_and_si512(
+            _mm512_multishift_epi64_epi8(vctrl, _mm512_permutexvar_epi8(vidx, raw)), mask);
+        const int64_t k = int64_t{gi} * g + c * 64;
+        if constexpr (BF16) {
+          const uint16_t* xb = static_cast<const uint16_t*>(xv);
+          for (int h = 0; h < 2; ++h) {
+            const __m512i w16 = _mm512_cvtepu8_epi16(h == 0 ? _mm512_castsi512_si256(codes)
+                                                            : _mm512_extracti64x4_epi64(codes, 1));
+            const __m512bh q = (__m512bh)_mm512_permutex2var_epi16(tlo, w16, thi);
+#pragma GCC unroll 8
+            for (int m = 0; m < MM; ++m) {
+              part[m] = _mm512_dpbf16_ps(
+                  part[m], q, (__m512bh)_mm512_loadu_si512(xb + int64_t{m} * a.K + k + 32 * h));
+            }
+          }
+        } else {
+          const float* xf = static_cast<const float*>(xv);
+#pragma GCC unroll 4
+          for (int h = 0; h < 4; ++h) {
+            const __m512 q =
+                _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(codes, h)));
+#pragma GCC unroll 8
+            for (int m = 0; m < MM; ++m) {
+              part[m] =
+                  _mm512_fmadd_ps(q, _mm512_loadu_ps(xf + int64_t{m} * a.K + k + 16 * h), part[m]);
+            }
+          }
+        }
+      }
+      const __m512 sc = _mm512_set1_ps(static_cast<float>(srow[gi]));
+      const float bv = static_cast<float>(brow[gi]);
+#pragma GCC unroll 8
+      for (int m = 0; m < MM; ++m) {
+        acc[m] = _mm512_fmadd_ps(part[m], sc, acc[m]);
+        bsum[m] += bv * xsum[m * groups + gi];
+      }
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < MM; ++m) a.y[m * a.ldy + n] = _mm512_reduce_add_ps(acc[m]) + bsum[m];
+  }
+}
+
 #include "mlxcpp/mx/backend/cpu/qgemv_impl.inc"
 #undef HAS_BF16_DOT
+#undef HAS_VBMI_UNPACK
+#undef MLXCPP_VBMI_TARGET
 
 }  // namespace
 
