@@ -354,6 +354,30 @@ TEST(Quantized, QuantizedMatmulBatchAndDtypes) {
   }
 }
 
+// vmap over x (axis 1 of the batch) against the product of each slice (12 rows
+// take the tile path, 3 the matrix-vector kernel: float32 sums in other orders).
+TEST(Quantized, VmapOverX) {
+  mx::random::seed(15);
+  array w = mx::random::normal({6, 64});
+  auto q = mx::quantize(w, 32, 4);
+  array xs = mx::random::normal({3, 4, 64});  // batch on axis 1
+  auto f = [&](const std::vector<array>& in) {
+    return std::vector<array>{mx::quantized_matmul(in[0], q[0], q[1], q[2], true, 32, 4)};
+  };
+  array got = mx::vmap(f, {1}, {0})({xs})[0];
+  ASSERT_EQ(got.shape(), (Shape{4, 3, 6}));
+  for (int b = 0; b < 4; ++b) {
+    array slice = mx::take(xs, b, 1);
+    expect_close(mx::take(got, b, 0),
+                 to_vector(mx::quantized_matmul(slice, q[0], q[1], q[2], true, 32, 4)), {3, 6},
+                 2e-4, 1e-5);
+  }
+  auto g = [&](const std::vector<array>& in) {
+    return std::vector<array>{mx::quantized_matmul(xs, q[0], in[0], q[2], true, 32, 4)};
+  };
+  EXPECT_THROW(mx::vmap(g, {0}, {0})({mx::stack({q[1], q[1]})}), std::invalid_argument);
+}
+
 TEST(Quantized, BadInputsNameTheShapes) {
   array w = mx::zeros({4, 96});
   auto expect_msg = [](auto f, const std::string& part) {

@@ -306,6 +306,25 @@ std::vector<array> QuantizedMatmul::jvp(const std::vector<array>& primals,
   return {*out};
 }
 
+// A batch axis of x becomes a leading dim of the product against the same
+// matrix; batching the quantized matrix itself is not supported.
+std::pair<std::vector<array>, std::vector<int>> QuantizedMatmul::vmap(
+    const std::vector<array>& inputs, const std::vector<int>& axes) {
+  for (size_t i = 1; i < axes.size(); ++i) {
+    if (axes[i] >= 0) {
+      throw std::invalid_argument(
+          "[QuantizedMatmul::vmap] only x can be batched, not the quantized matrix, scales or "
+          "biases");
+    }
+  }
+  std::optional<array> b;
+  if (inputs.size() > 3) b = inputs[3];
+  array x = axes[0] >= 0 ? moveaxis(inputs[0], axes[0], 0, stream()) : inputs[0];
+  return {{quantized_matmul(x, inputs[1], inputs[2], b, transpose_, group_size_, bits_,
+                            quantization_mode_name(mode_), stream())},
+          {axes[0] >= 0 ? 0 : -1}};
+}
+
 // As MLX: the gradient flows to x (a quantized matmul against the other
 // orientation of the same weights) and, in affine mode, to the scales and
 // biases through the gradient of the dequantized weights; the packed codes
