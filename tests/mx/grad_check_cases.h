@@ -281,6 +281,13 @@ inline std::vector<GradCase> reduce_cases() {
   };
 }
 
+// Packed 4-bit codes of a fixed 3 x 64 matrix, for the quantized_matmul cases.
+inline array quantized_codes() {
+  std::vector<float> v(3 * 64);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>((i * 7) % 13) - 6.0f;
+  return mx::quantize(array(v, {3, 64}), 32, 4)[0];
+}
+
 inline std::vector<GradCase> product_cases() {
   using namespace mx;  // NOLINT
   return {
@@ -316,6 +323,22 @@ inline std::vector<GradCase> product_cases() {
             return einsum("bij,bjk->bki", {a, b});
           },
           {}, {}, {2, 2, 3}, {2, 3, 2}),
+      // x, scales and biases of a fixed 4-bit code matrix (3 x 64, groups of
+      // 32); the codes themselves have no derivative. No vmap rule.
+      {"quantized_matmul",
+       {{2, 64}, {3, 2}, {3, 2}},
+       [](const Arrays& x) {
+         return quantized_matmul(x[0], quantized_codes(), x[1], x[2], true, 32, 4);
+       },
+       {},
+       false},
+      {"quantized_matmul_not_transposed",
+       {{2, 3}, {3, 2}, {3, 2}},
+       [](const Arrays& x) {
+         return quantized_matmul(x[0], quantized_codes(), x[1], x[2], false, 32, 4);
+       },
+       {},
+       false},
   };
 }
 

@@ -259,19 +259,70 @@ bool QuantizedMatmul::is_equivalent(const Primitive& other) const {
          o->transpose_ == transpose_;
 }
 
+// The product is linear in x and, jointly, in (scales, biases): the tangent is
+// the product with the tangent of x plus the product with the tangents of the
+// scales and biases (zeros where not differentiated).
 std::vector<array> QuantizedMatmul::jvp(const std::vector<array>& primals,
                                         const std::vector<array>& tangents,
                                         const std::vector<int>& argnums) {
-  for (int a : argnums) {
-    if (a != 0) {
+  const array& x = primals[0];
+  const array& w = primals[1];
+  std::optional<array> b;
+  if (primals.size() > 3) b = primals[3];
+  std::string mode = quantization_mode_name(mode_);
+  std::optional<array> tx, ts, tb;
+  for (size_t i = 0; i < argnums.size(); ++i) {
+    switch (argnums[i]) {
+      case 0:
+        tx = tangents[i];
+        break;
+      case 1:
+        throw std::invalid_argument("[QuantizedMatmul::jvp] the quantized weights w (shape " +
+                                    shape_str(w.shape()) +
+                                    ") have no derivative; only x, scales and biases do");
+      case 2:
+        ts = tangents[i];
+        break;
+      default:
+        tb = tangents[i];
+    }
+  }
+  if ((ts || tb) && mode_ != QuantizationMode::affine) {
+    throw std::invalid_argument(
+        "[QuantizedMatmul::jvp] the derivative with respect to the scales is defined for affine "
+        "quantization only, not " +
+        mode);
+  }
+  std::optional<array> out;
+  if (tx) {
+    out = quantized_matmul(*tx, w, primals[2], b, transpose_, group_size_, bits_, mode, stream());
+  }
+  if (ts || tb) {
+    array s0 = ts ? *ts : zeros_like(primals[2], stream());
+    array b0 = tb ? *tb : zeros_like(primals[2], stream());
+    array t = quantized_matmul(x, w, s0, b0, transpose_, group_size_, bits_, mode, stream());
+    out = out ? add(*out, t, stream()) : t;
+  }
+  return {*out};
+}
+
+// A batch axis of x becomes a leading dim of the product against the same
+// matrix; batching the quantized matrix itself is not supported.
+std::pair<std::vector<array>, std::vector<int>> QuantizedMatmul::vmap(
+    const std::vector<array>& inputs, const std::vector<int>& axes) {
+  for (size_t i = 1; i < axes.size(); ++i) {
+    if (axes[i] >= 0) {
       throw std::invalid_argument(
-          "[QuantizedMatmul::jvp] only the derivative with respect to x is defined");
+          "[QuantizedMatmul::vmap] only x can be batched, not the quantized matrix, scales or "
+          "biases");
     }
   }
   std::optional<array> b;
-  if (primals.size() > 3) b = primals[3];
-  return {quantized_matmul(tangents[0], primals[1], primals[2], b, transpose_, group_size_, bits_,
-                           quantization_mode_name(mode_), stream())};
+  if (inputs.size() > 3) b = inputs[3];
+  array x = axes[0] >= 0 ? moveaxis(inputs[0], axes[0], 0, stream()) : inputs[0];
+  return {{quantized_matmul(x, inputs[1], inputs[2], b, transpose_, group_size_, bits_,
+                            quantization_mode_name(mode_), stream())},
+          {axes[0] >= 0 ? 0 : -1}};
 }
 
 // As MLX: the gradient flows to x (a quantized matmul against the other
@@ -324,14 +375,17 @@ std::vector<array> QuantizedMatmul::vjp(const std::vector<array>& primals,
       }
       if (a == 2) {
         // The codes as values: dequantize with unit scales and zero biases.
-        array q = dequantize(w, ones_like(scales, stream()), zeros_like(scales, stream()),
-                             group_size_, bits_, mode, float32, stream());
+        // (Constants, not ones_like(scales): higher derivatives must not
+        // flow into them.) Products in float32, or float64 for float64.
+        Dtype ct = dw->dtype() == float64 ? float64 : float32;
+        array q = dequantize(w, ones(scales.shape(), scales.dtype(), stream()),
+                             zeros(scales.shape(), scales.dtype(), stream()), group_size_, bits_,
+                             mode, ct, stream());
         Shape grouped = q.shape();
         grouped.back() /= group_size_;
         grouped.push_back(group_size_);
-        array ds =
-            sum(multiply(astype(*dw, float32, stream()), reshape(q, grouped, stream()), stream()),
-                -1, false, stream());
+        array ds = sum(multiply(astype(*dw, ct, stream()), reshape(q, grouped, stream()), stream()),
+                       -1, false, stream());
         out.push_back(astype(ds, scales.dtype(), stream()));
       } else {
         out.push_back(astype(sum(*dw, -1, false, stream()), scales.dtype(), stream()));

@@ -65,6 +65,8 @@ class QuantizedMatmul : public UnaryPrimitive {
   std::vector<array> vjp(const std::vector<array>& primals, const std::vector<array>& cotangents,
                          const std::vector<int>& argnums,
                          const std::vector<array>& outputs) override;
+  std::pair<std::vector<array>, std::vector<int>> vmap(const std::vector<array>& inputs,
+                                                       const std::vector<int>& axes) override;
   const char* name() const override { return "QuantizedMatmul"; }
   bool is_equivalent(const Primitive& other) const override;
   int group_size() const { return group_size_; }

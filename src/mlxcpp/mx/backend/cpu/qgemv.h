@@ -14,6 +14,7 @@ namespace mx::cpu {
 struct QGemvArgs {
   int M = 0, N = 0, K = 0;
   const float* x = nullptr;      // M rows of K, contiguous
+  bool x_bf16_exact = false;     // x holds bfloat16 values: kernels may use bfloat16 products
   const uint32_t* w = nullptr;   // N rows of K * bits / 32 words
   const void* scales = nullptr;  // N rows of K / group_size, dtype sdtype
   const void* biases = nullptr;
@@ -23,5 +24,16 @@ struct QGemvArgs {
   int64_t ldy = 0;
 };
 constexpr int kQGemvMaxRows = 8;
+
+namespace avx2 {
+void qgemv(const QGemvArgs& a);
+}
+namespace avx512 {
+void qgemv(const QGemvArgs& a);
+}
+
+// Runs the kernel of the active ISA (isa()); returns false, writing nothing,
+// when there is none, M > kQGemvMaxRows, or the scales are not 16/32-bit floats.
+bool qgemv_dispatch(const QGemvArgs& a);
 
 }  // namespace mx::cpu

@@ -6,9 +6,10 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
-#include <optional>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "mlxcpp/mx/backend/cpu/gemm.h"
@@ -122,15 +123,77 @@ struct QRows {
   QuantizationMode mode;
 };
 
-template <typename S, typename O>
+// bfloat16 from float32, rounding to nearest even and keeping NaN a NaN, as
+// bfloat16_t does; written on the bits so that the loop vectorizes.
+inline void store_bf16(const float* v, int n, bfloat16_t* o) {
+  for (int i = 0; i < n; ++i) {
+    uint32_t u = std::bit_cast<uint32_t>(v[i]);
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    uint32_t nan = (u >> 16) | 0x40u;
+    o[i] = bfloat16_t::from_bits(static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? nan : r));
+  }
+}
+
+// The codes of a group are unpacked 32 at a time (a block of exactly BITS
+// words, copied with a zero word after it so a value straddling into the
+// next word reads it without a branch; the fully unrolled loop has constant
+// shifts), then scaled in a loop the compiler vectorizes: the tile path of
+// prefill spends its time here.
+template <typename S, typename O, int BITS>
 void dequant_row_affine(const QRows& q, int64_t r, O* out) {
+  // float64 scales or output (derivative checks) keep their precision.
+  using A =
+      std::conditional_t<std::is_same_v<S, double> || std::is_same_v<O, double>, double, float>;
+  constexpr uint64_t mask = (uint64_t{1} << BITS) - 1;
   const S* sc = static_cast<const S*>(q.scales) + r * q.groups;
   const S* bi = static_cast<const S*>(q.biases) + r * q.groups;
-  BitReader rd(q.w + r * q.words, q.bits);
+  const uint32_t* wp = q.w + r * q.words;
+  A codes[128];  // one group (group_size <= 128)
+  A vals[128];
   for (int64_t gi = 0; gi < q.groups; ++gi) {
-    float s = static_cast<float>(sc[gi]), b = static_cast<float>(bi[gi]);
+    const A s = static_cast<A>(sc[gi]), b = static_cast<A>(bi[gi]);
+    for (int blk = 0; blk < q.group_size / 32; ++blk) {
+      uint32_t wv[BITS + 1];
+      std::memcpy(wv, wp, BITS * sizeof(uint32_t));
+      wv[BITS] = 0;
+      wp += BITS;
+#pragma GCC unroll 32
+      for (int k = 0; k < 32; ++k) {
+        const int bit = k * BITS;
+        const uint64_t two = wv[bit / 32] | (uint64_t{wv[bit / 32 + 1]} << 32);
+        codes[blk * 32 + k] = static_cast<A>((two >> (bit % 32)) & mask);
+      }
+    }
     O* o = out + gi * q.group_size;
-    for (int i = 0; i < q.group_size; ++i) o[i] = O(s * static_cast<float>(rd.next()) + b);
+    // One rounding (a fused multiply-add), as the matmul kernels compute it.
+    if constexpr (std::is_same_v<O, A>) {
+      for (int i = 0; i < q.group_size; ++i) o[i] = std::fma(s, codes[i], b);
+    } else {
+      for (int i = 0; i < q.group_size; ++i) vals[i] = std::fma(s, codes[i], b);
+      if constexpr (std::is_same_v<O, bfloat16_t> && std::is_same_v<A, float>) {
+        store_bf16(vals, q.group_size, o);
+      } else {
+        for (int i = 0; i < q.group_size; ++i) o[i] = O(vals[i]);
+      }
+    }
+  }
+}
+
+template <typename S, typename O>
+void dequant_row_affine_bits(const QRows& q, int64_t r, O* out) {
+  switch (q.bits) {
+    case 2:
+      return dequant_row_affine<S, O, 2>(q, r, out);
+    case 3:
+      return dequant_row_affine<S, O, 3>(q, r, out);
+    case 4:
+      return dequant_row_affine<S, O, 4>(q, r, out);
+    case 5:
+      return dequant_row_affine<S, O, 5>(q, r, out);
+    case 6:
+      return dequant_row_affine<S, O, 6>(q, r, out);
+    default:
+      return dequant_row_affine<S, O, 8>(q, r, out);
   }
 }
 
@@ -158,13 +221,13 @@ void dequant_row(const QRows& q, int64_t r, O* out) {
     return;
   }
   if (q.sdtype == bfloat16) {
-    dequant_row_affine<bfloat16_t, O>(q, r, out);
+    dequant_row_affine_bits<bfloat16_t, O>(q, r, out);
   } else if (q.sdtype == float16) {
-    dequant_row_affine<float16_t, O>(q, r, out);
+    dequant_row_affine_bits<float16_t, O>(q, r, out);
   } else if (q.sdtype == float32) {
-    dequant_row_affine<float, O>(q, r, out);
+    dequant_row_affine_bits<float, O>(q, r, out);
   } else {
-    dequant_row_affine<double, O>(q, r, out);
+    dequant_row_affine_bits<double, O>(q, r, out);
   }
 }
 
@@ -214,13 +277,13 @@ void qgemv_portable(const cpu::QGemvArgs& a, const QRows& q) {
   });
 }
 
-// y (M x N, float32 or a 16-bit float, row stride N) = x (M x K, same dtype)
-// @ W^T for W [N, K], a tile of rows of W dequantized at a time.
+// y (M x N, row stride N) = x (M x K) @ W^T for W [N, K], a tile of rows of
+// W dequantized at a time into x's type; each tile writes its own columns.
 template <typename T>
 void qmm_tiles_t(const T* x, int M, int K, const QRows& q, int N, T* y) {
   constexpr int64_t kTileElems = int64_t{1} << 20;
   const int nt = static_cast<int>(std::clamp<int64_t>(kTileElems / K / 64 * 64, 64, N));
-  std::vector<T> tile(static_cast<size_t>(nt) * K);
+  std::vector<T> tile(static_cast<size_t>(std::min(nt, N)) * K);
   for (int n0 = 0; n0 < N; n0 += nt) {
     const int cols = std::min(nt, N - n0);
     dequant_rows<T>(q, n0, n0 + cols, tile.data());
@@ -230,26 +293,35 @@ void qmm_tiles_t(const T* x, int M, int K, const QRows& q, int N, T* y) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, cols, K, 1.0f, x, K, tile.data(), K,
                     0.0f, y + n0, N);
       }
+    } else if constexpr (std::is_same_v<T, double>) {
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, cols, K, 1.0, x, K, tile.data(), K,
+                  0.0, y + n0, N);
     } else {
       cpu::gemm_half(TypeToDtype<T>::value, M, cols, K, 1.0f, a, b, 0.0f, y + n0, N);
     }
   }
 }
 
-// y (M x N float32) = x (M x K float32) @ W for W [K, N] (quantized along N),
-// accumulated over tiles of rows of W.
-void qmm_tiles_nt(const float* x, int M, int K, const QRows& q, int N, float* y) {
+// y (M x N) = x (M x K) @ W for W [K, N] (quantized along N), accumulated
+// over tiles of rows of W (so in float32 or float64 only).
+template <typename T>
+void qmm_tiles_nt(const T* x, int M, int K, const QRows& q, int N, T* y) {
   constexpr int64_t kTileElems = int64_t{1} << 20;
   const int kt = static_cast<int>(std::clamp<int64_t>(kTileElems / N, 1, K));
-  std::vector<float> tile(static_cast<size_t>(kt) * N);
+  std::vector<T> tile(static_cast<size_t>(kt) * N);
   for (int k0 = 0; k0 < K; k0 += kt) {
     const int rows = std::min(kt, K - k0);
-    dequant_rows<float>(q, k0, k0 + rows, tile.data());
-    cpu::MatRef a{x + k0, K, 1}, b{tile.data(), N, 1};
-    float beta = k0 == 0 ? 0.0f : 1.0f;
-    if (!cpu::gemv_dispatch(float32, M, N, rows, 1.0f, a, b, beta, y, N)) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, rows, 1.0f, x + k0, K,
-                  tile.data(), N, beta, y, N);
+    dequant_rows<T>(q, k0, k0 + rows, tile.data());
+    if constexpr (std::is_same_v<T, float>) {
+      cpu::MatRef a{x + k0, K, 1}, b{tile.data(), N, 1};
+      float beta = k0 == 0 ? 0.0f : 1.0f;
+      if (!cpu::gemv_dispatch(float32, M, N, rows, 1.0f, a, b, beta, y, N)) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, rows, 1.0f, x + k0, K,
+                    tile.data(), N, beta, y, N);
+      }
+    } else {
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, rows, 1.0, x + k0, K,
+                  tile.data(), N, k0 == 0 ? 0.0 : 1.0, y, N);
     }
   }
 }
@@ -269,8 +341,8 @@ void from_float(const float* v, size_t n, T* p) {
 // One product of the batch: x (M x K), W from q, y (M x N); T is out's type.
 template <typename T>
 void qmm_one(const T* x, int M, int K, int N, const QRows& q, bool transpose, T* y) {
-  const bool fast = transpose && q.mode == QuantizationMode::affine && M <= cpu::kQGemvMaxRows &&
-                    q.sdtype != float64;
+  const bool fast = !std::is_same_v<T, double> && transpose && q.mode == QuantizationMode::affine &&
+                    M <= cpu::kQGemvMaxRows && q.sdtype != float64;
   if (fast) {
     std::vector<float> xf;
     const float* xp;
@@ -293,6 +365,7 @@ void qmm_one(const T* x, int M, int K, int N, const QRows& q, bool transpose, T*
     a.N = N;
     a.K = K;
     a.x = xp;
+    a.x_bf16_exact = std::is_same_v<T, bfloat16_t>;
     a.w = q.w;
     a.scales = q.scales;
     a.biases = q.biases;
@@ -301,25 +374,25 @@ void qmm_one(const T* x, int M, int K, int N, const QRows& q, bool transpose, T*
     a.group_size = q.group_size;
     a.y = yp;
     a.ldy = N;
-    qgemv_portable(a, q);
+    if (!cpu::qgemv_dispatch(a)) qgemv_portable(a, q);
     if constexpr (!std::is_same_v<T, float>) from_float(yp, yf.size(), y);
     return;
   }
-  if constexpr (std::is_same_v<T, float> || is_half_v<T>) {
+  if constexpr (std::is_same_v<T, double>) {
     if (transpose) {
-      qmm_tiles_t<T>(x, M, K, q, N, y);
-      return;
+      qmm_tiles_t<double>(x, M, K, q, N, y);
+    } else {
+      qmm_tiles_nt<double>(x, M, K, q, N, y);
     }
-  }
-  // float64, or W not transposed: in float32, accumulating across tiles.
-  std::vector<float> xf = to_float(x, static_cast<size_t>(M) * K);
-  std::vector<float> yf(static_cast<size_t>(M) * N);
-  if (transpose) {
-    qmm_tiles_t<float>(xf.data(), M, K, q, N, yf.data());
+  } else if (transpose) {
+    qmm_tiles_t<T>(x, M, K, q, N, y);
   } else {
-    qmm_tiles_nt(xf.data(), M, K, q, N, yf.data());
+    // Accumulated across tiles in float32, whatever x's type.
+    std::vector<float> xf = to_float(x, static_cast<size_t>(M) * K);
+    std::vector<float> yf(static_cast<size_t>(M) * N);
+    qmm_tiles_nt<float>(xf.data(), M, K, q, N, yf.data());
+    from_float(yf.data(), yf.size(), y);
   }
-  from_float(yf.data(), yf.size(), y);
 }
 
 }  // namespace

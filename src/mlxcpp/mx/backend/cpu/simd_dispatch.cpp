@@ -2,6 +2,7 @@
 // simd_avx512.cpp) at run time and maps a matrix product onto their operand
 // conventions.
 #include "mlxcpp/mx/backend/cpu/isa.h"
+#include "mlxcpp/mx/backend/cpu/qgemv.h"
 #include "mlxcpp/mx/backend/cpu/simd_kernels.h"
 
 namespace mx::cpu {
@@ -85,6 +86,23 @@ bool gemm_bf16_dispatch(int M, int N, int K, float alpha, MatRef a, MatRef b, fl
   g.alpha = alpha;
   g.beta = beta;
   avx512::gemm_bf16(g);
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool qgemv_dispatch(const QGemvArgs& a) {
+#if defined(__x86_64__)
+  Isa i = isa();
+  if (i == Isa::none || a.M <= 0 || a.M > kQGemvMaxRows || a.N <= 0 || a.K <= 0) return false;
+  if (a.sdtype != float32 && a.sdtype != bfloat16 && a.sdtype != float16) return false;
+  if (a.group_size % 32 != 0 || a.K % a.group_size != 0) return false;
+  if (i == Isa::avx512) {
+    avx512::qgemv(a);
+  } else {
+    avx2::qgemv(a);
+  }
   return true;
 #else
   return false;

@@ -1,0 +1,294 @@
+// AVX-512 quantized GEMV (qgemv.h): 16 codes per vector, widened from bytes
+// (4 and 8 bits) or unpacked with a lane permute of the block's words and
+// per-lane variable shifts (other widths), converted to float32 and
+// multiplied into x with FMA; 4-bit codes against bfloat16 x take vdpbf16ps. Compiled for AVX-512
+// through a target region, as simd_avx512.cpp is; only called after isa() has checked the CPU
+// (simd_dispatch.cpp).
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "mlxcpp/mx/backend/cpu/qgemv.h"
+#include "mlxcpp/mx/half_types.h"
+#include "mlxcpp/mx/scheduler.h"
+
+#if defined(__clang__)
+#pragma clang attribute push(                                                               \
+    __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16"))), \
+    apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")
+// GCC 12 warns inside its own AVX-512 headers (_mm512_undefined_* "may be used
+// uninitialized") wherever the intrinsics are inlined.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace mx::cpu::avx512 {
+namespace {
+
+struct Vec {
+  static constexpr int L = 16;
+  using V = __m512;
+  using I = __m512i;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V set1(float v) { return _mm512_set1_ps(v); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static float hsum(V v) { return _mm512_reduce_add_ps(v); }
+
+  struct Consts {
+    I idx[2], sh[2], mask;
+    __mmask16 words;
+  };
+  static Consts make_consts(int bits) {
+    Consts c;
+    for (int j = 0; j < 2; ++j) {
+      alignas(64) int32_t iv[16], sv[16];
+      for (int l = 0; l < 16; ++l) {
+        int bit = (j * 16 + l) * bits;
+        iv[l] = bit / 32;
+        sv[l] = bit % 32;
+      }
+      c.idx[j] = _mm512_load_si512(iv);
+      c.sh[j] = _mm512_load_si512(sv);
+    }
+    c.mask = _mm512_set1_epi32(static_cast<int>((1u << bits) - 1));
+    c.words = _cvtu32_mask16((1u << bits) - 1u);
+    return c;
+  }
+
+  // 4 bits: the 16 bytes widened to 16 lanes; lane l holds codes 2l (low
+  // nibble) and 2l + 1, so vector 0 takes the even codes and vector 1 the odd.
+  template <int B>
+  static int pack_pos(int e) {
+    if constexpr (B == 4) {
+      return (e % 2) * 16 + e / 2;
+    } else {
+      return e;
+    }
+  }
+
+  template <int B>
+  static void decode_block(const uint32_t* p, const Consts& c, V* q) {
+    if constexpr (B == 4) {
+      I v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+      q[0] = _mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(15)));
+      q[1] = _mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4));
+    } else if constexpr (B == 8) {
+      q[0] = _mm512_cvtepi32_ps(
+          _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+      q[1] = _mm512_cvtepi32_ps(
+          _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 4))));
+    } else {
+      // A masked load never touches the words past the block (the end of
+      // the matrix may follow).
+      const I words = _mm512_maskz_loadu_epi32(c.words, p);
+      for (int j = 0; j < 2; ++j) {
+        I v = _mm512_srlv_epi32(_mm512_permutexvar_epi32(c.idx[j], words), c.sh[j]);
+        if constexpr (B < 0) {
+          // The next word's low bits, shifted up past the first word's part
+          // (a shift by 32 gives 0 where the value does not straddle).
+          I hi = _mm512_permutexvar_epi32(_mm512_add_epi32(c.idx[j], _mm512_set1_epi32(1)), words);
+          v = _mm512_or_si512(
+              v, _mm512_sllv_epi32(hi, _mm512_sub_epi32(_mm512_set1_epi32(32), c.sh[j])));
+        }
+        q[j] = _mm512_cvtepi32_ps(_mm512_and_si512(v, c.mask));
+      }
+    }
+  }
+};
+
+// 4 bits against bfloat16 x (exact in bfloat16): 64 codes (32 bytes) widened
+// to 32 16-bit lanes, each nibble mapped to its bfloat16 value by a 32-entry
+// word permute (entry i = i & 15, so the low nibble needs no mask), and
+// multiplied with vdpbf16ps: 64 multiply-adds in six instructions. x is
+// packed per 64 values as the 32 even ones, then the 32 odd ones.
+#define HAS_BF16_DOT 1
+
+std::vector<uint16_t> pack_x_bf16_4bit(const QGemvArgs& a) {
+  std::vector<uint16_t> xb(static_cast<size_t>(a.M) * a.K);
+  for (int m = 0; m < a.M; ++m) {
+    const float* x = a.x + int64_t{m} * a.K;
+    uint16_t* o = xb.data() + int64_t{m} * a.K;
+    for (int k0 = 0; k0 < a.K; k0 += 64) {
+      for (int w = 0; w < 32; ++w) {
+        o[k0 + w] = bfloat16_t(x[k0 + 2 * w]).bits;
+        o[k0 + 32 + w] = bfloat16_t(x[k0 + 2 * w + 1]).bits;
+      }
+    }
+  }
+  return xb;
+}
+
+template <int MM, typename S>
+void range_bf16_4bit(const QGemvArgs& a, const uint16_t* xb, const float* xsum, int n0, int n1) {
+  alignas(64) uint16_t tv[32];
+  for (int i = 0; i < 32; ++i) tv[i] = bfloat16_t(static_cast<float>(i & 15)).bits;
+  const __m512i table = _mm512_load_si512(tv);
+  const int g = a.group_size, groups = a.K / g, chunks = g / 64;
+  const int64_t row_bytes = int64_t{a.K} / 2;
+  const S* scales = static_cast<const S*>(a.scales);
+  const S* biases = static_cast<const S*>(a.biases);
+  for (int n = n0; n < n1; ++n) {
+    const uint8_t* wb = reinterpret_cast<const uint8_t*>(a.w) + n * row_bytes;
+    const S* srow = scales + int64_t{n} * groups;
+    const S* brow = biases + int64_t{n} * groups;
+    __m512 acc[MM];
+    float bsum[MM];
+#pragma GCC unroll 8
+    for (int m = 0; m < MM; ++m) {
+      acc[m] = _mm512_setzero_ps();
+      bsum[m] = 0.0f;
+    }
+    for (int gi = 0; gi < groups; ++gi) {
+      __m512 part[MM];
+#pragma GCC unroll 8
+      for (int m = 0; m < MM; ++m) part[m] = _mm512_setzero_ps();
+      for (int c = 0; c < chunks; ++c) {
+        const __m512i v =
+            _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb)));
+        wb += 32;
+        const __m512bh lo = (__m512bh)_mm512_permutexvar_epi16(v, table);
+        const __m512bh hi = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi16(v, 4), table);
+        const int64_t k = int64_t{gi} * g + c * 64;
+#pragma GCC unroll 8
+        for (int m = 0; m < MM; ++m) {
+          const uint16_t* xm = xb + int64_t{m} * a.K + k;
+          part[m] = _mm512_dpbf16_ps(part[m], lo, (__m512bh)_mm512_loadu_si512(xm));
+          part[m] = _mm512_dpbf16_ps(part[m], hi, (__m512bh)_mm512_loadu_si512(xm + 32));
+        }
+      }
+      const __m512 sc = _mm512_set1_ps(static_cast<float>(srow[gi]));
+      const float bv = static_cast<float>(brow[gi]);
+#pragma GCC unroll 8
+      for (int m = 0; m < MM; ++m) {
+        acc[m] = _mm512_fmadd_ps(part[m], sc, acc[m]);
+        bsum[m] += bv * xsum[m * groups + gi];
+      }
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < MM; ++m) a.y[m * a.ldy + n] = _mm512_reduce_add_ps(acc[m]) + bsum[m];
+  }
+}
+
+// 2, 3, 5 and 6 bits with AVX-512 VBMI (checked at run time: the ISA level
+// does not include it): 64 codes fill 8 * bits bytes, and each qword of the
+// output gathers (vpermb) the `bits` bytes holding its 8 codes, from which
+// vpmultishiftqb cuts code j at bit j * bits into byte j. The codes, as bytes
+// in natural order, then become floats (float32 x) or, through a word
+// permute table, bfloat16 values for vdpbf16ps (bfloat16 x).
+#define HAS_VBMI_UNPACK 1
+#define MLXCPP_VBMI_TARGET                                                             \
+  __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16," \
+                        "avx512vbmi")))
+
+bool has_vbmi() {
+  static const bool yes = __builtin_cpu_supports("avx512vbmi");
+  return yes;
+}
+
+template <int MM, typename S, bool BF16>
+MLXCPP_VBMI_TARGET void range_vbmi(const QGemvArgs& a, const void* xv, const float* xsum, int n0,
+                                   int n1) {
+  const int bits = a.bits, g = a.group_size, groups = a.K / g, chunks = g / 64;
+  const int64_t row_bytes = int64_t{a.K} * bits / 8;
+  alignas(64) uint8_t idx[64], ctrl[64];
+  for (int i = 0; i < 8; ++i) {
+    for (int j = 0; j < 8; ++j) {
+      idx[8 * i + j] = static_cast<uint8_t>(i * bits + j);
+      ctrl[8 * i + j] = static_cast<uint8_t>(j * bits);
+    }
+  }
+  const __m512i vidx = _mm512_load_si512(idx), vctrl = _mm512_load_si512(ctrl);
+  const __m512i mask = _mm512_set1_epi8(static_cast<char>((1u << bits) - 1));
+  // Reads exactly the 8 * bits bytes of the 64 codes.
+  const __mmask64 bytes = _cvtu64_mask64((uint64_t{1} << (8 * bits)) - 1);
+  alignas(64) uint16_t tv[64];
+  for (int i = 0; i < 64; ++i) tv[i] = bfloat16_t(static_cast<float>(i)).bits;
+  const __m512i tlo = _mm512_load_si512(tv), thi = _mm512_load_si512(tv + 32);
+  const S* scales = static_cast<const S*>(a.scales);
+  const S* biases = static_cast<const S*>(a.biases);
+  for (int n = n0; n < n1; ++n) {
+    const uint8_t* wb = reinterpret_cast<const uint8_t*>(a.w) + n * row_bytes;
+    const S* srow = scales + int64_t{n} * groups;
+    const S* brow = biases + int64_t{n} * groups;
+    __m512 acc[MM];
+    float bsum[MM];
+#pragma GCC unroll 8
+    for (int m = 0; m < MM; ++m) {
+      acc[m] = _mm512_setzero_ps();
+      bsum[m] = 0.0f;
+    }
+    for (int gi = 0; gi < groups; ++gi) {
+      __m512 part[MM];
+#pragma GCC unroll 8
+      for (int m = 0; m < MM; ++m) part[m] = _mm512_setzero_ps();
+      for (int c = 0; c < chunks; ++c) {
+        const __m512i raw = _mm512_maskz_loadu_epi8(bytes, wb);
+        wb += 8 * bits;
+        const __m512i codes = _mm512_and_si512(
+            _mm512_multishift_epi64_epi8(vctrl, _mm512_permutexvar_epi8(vidx, raw)), mask);
+        const int64_t k = int64_t{gi} * g + c * 64;
+        if constexpr (BF16) {
+          const uint16_t* xb = static_cast<const uint16_t*>(xv);
+          for (int h = 0; h < 2; ++h) {
+            const __m512i w16 = _mm512_cvtepu8_epi16(h == 0 ? _mm512_castsi512_si256(codes)
+                                                            : _mm512_extracti64x4_epi64(codes, 1));
+            const __m512bh q = (__m512bh)_mm512_permutex2var_epi16(tlo, w16, thi);
+#pragma GCC unroll 8
+            for (int m = 0; m < MM; ++m) {
+              part[m] = _mm512_dpbf16_ps(
+                  part[m], q, (__m512bh)_mm512_loadu_si512(xb + int64_t{m} * a.K + k + 32 * h));
+            }
+          }
+        } else {
+          const float* xf = static_cast<const float*>(xv);
+#pragma GCC unroll 4
+          for (int h = 0; h < 4; ++h) {
+            const __m512 q =
+                _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(codes, h)));
+#pragma GCC unroll 8
+            for (int m = 0; m < MM; ++m) {
+              part[m] =
+                  _mm512_fmadd_ps(q, _mm512_loadu_ps(xf + int64_t{m} * a.K + k + 16 * h), part[m]);
+            }
+          }
+        }
+      }
+      const __m512 sc = _mm512_set1_ps(static_cast<float>(srow[gi]));
+      const float bv = static_cast<float>(brow[gi]);
+#pragma GCC unroll 8
+      for (int m = 0; m < MM; ++m) {
+        acc[m] = _mm512_fmadd_ps(part[m], sc, acc[m]);
+        bsum[m] += bv * xsum[m * groups + gi];
+      }
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < MM; ++m) a.y[m * a.ldy + n] = _mm512_reduce_add_ps(acc[m]) + bsum[m];
+  }
+}
+
+#include "mlxcpp/mx/backend/cpu/qgemv_impl.inc"
+#undef HAS_BF16_DOT
+#undef HAS_VBMI_UNPACK
+#undef MLXCPP_VBMI_TARGET
+
+}  // namespace
+
+void qgemv(const QGemvArgs& a) { qgemv_impl(a); }
+
+}  // namespace mx::cpu::avx512
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#endif  // __x86_64__
