@@ -71,11 +71,7 @@ int run_cache_prompt(int argc, char** argv) {
               << " tok/s)" << std::flush;
   };
   auto logits = lm::prefill(*bundle.model, ids, cache, prefill_step_size, progress);
-  std::vector<mx::array> state;
-  for (auto& layer : cache) {
-    for (auto& a : layer->state()) state.push_back(a);
-  }
-  mx::eval(state);
+  lm::eval_prompt_cache(cache);
   progress(static_cast<int>(ids.size()), static_cast<int>(ids.size()));
   std::cerr << "\n";
   lm::save_prompt_cache(
