@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <vector>
 
 #include "mlxcpp/mx/array.h"
 #include "mlxcpp/nn/module.h"
@@ -22,6 +23,11 @@ class Linear : public Module {
   int input_dims() const { return weight().shape(1); }
   int output_dims() const { return weight().shape(0); }
 };
+
+// Several Linear layers applied to one input (a layer's q/k/v projections, an
+// MLP's gate and up), results in order. Without biases they go through
+// fast::grouped_linear: one pass over all their weights when decoding.
+std::vector<array> apply_linears(const std::vector<const Linear*>& layers, const array& x);
 
 // A lookup table: "weight" [num_embeddings, dims], initialised normal(0, 1/sqrt(dims)).
 class Embedding : public Module {
