@@ -76,11 +76,7 @@ int run_cache_prompt(int argc, char** argv) {
       lm::prefill(*bundle.model, ids, cache, prefill_step_size, progress, kv_flags.options());
   // mlx-lm checks before each model call; the last chunk may have crossed the threshold.
   lm::maybe_quantize_kv_cache(cache, kv_flags.options());
-  std::vector<mx::array> state;
-  for (auto& layer : cache) {
-    for (auto& a : layer->state()) state.push_back(a);
-  }
-  mx::eval(state);
+  lm::eval_prompt_cache(cache);
   progress(static_cast<int>(ids.size()), static_cast<int>(ids.size()));
   std::cerr << "\n";
   lm::save_prompt_cache(

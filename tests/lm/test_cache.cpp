@@ -12,6 +12,7 @@
 #include <set>
 
 #include "common/check.h"
+#include "common/temp_dir.h"
 #include "mlxcpp/lm/cache.h"
 #include "mlxcpp/mx.h"
 #include "mlxcpp/mx/io.h"
@@ -40,9 +41,7 @@ mx::array seq(const mx::array& a, int start, int stop) {
 }
 
 std::string tmp_path(const std::string& name) {
-  auto dir = fs::temp_directory_path() / ("mlxcpp_cache_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return (dir / name).string();
+  return (mxtest::process_temp_dir("mlxcpp_cache") / name).string();
 }
 
 std::shared_ptr<lm::KVCacheBase> make(const json& c) {

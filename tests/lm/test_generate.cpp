@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/check.h"
+#include "common/temp_dir.h"
 #include "lm/tokenizer_test_util.h"
 #include "mlxcpp/lm/cache.h"
 #include "mlxcpp/lm/chat_session.h"
@@ -80,8 +81,7 @@ const Echo& echo() {
 }
 
 fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() /
-               ("mlxcpp_gen_" + std::to_string(static_cast<long>(::getpid()))) / name;
+  fs::path d = mxtest::process_temp_dir("mlxcpp_gen") / name;
   fs::create_directories(d);
   return d;
 }

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <random>
 
+#include "common/temp_dir.h"
 #include "mlxcpp/lm/hub.h"
 
 namespace fs = std::filesystem;
@@ -27,10 +28,6 @@ class Hub : public ::testing::Test {
       saved_.emplace_back(v, s ? std::optional<std::string>(s) : std::nullopt);
       ::unsetenv(v);
     }
-    std::random_device rd;
-    root_ = fs::temp_directory_path() /
-            ("mlxcpp_hub_" + std::to_string(::getpid()) + "_" + std::to_string(rd()));
-    fs::create_directories(root_);
   }
   void TearDown() override {
     for (auto& [name, value] : saved_) {
@@ -39,8 +36,6 @@ class Hub : public ::testing::Test {
       else
         ::unsetenv(name.c_str());
     }
-    std::error_code ec;
-    fs::remove_all(root_, ec);
   }
 
   // A repo in `cache` with one file at `commit`, refs/main -> commit, as huggingface_hub writes
@@ -57,7 +52,8 @@ class Hub : public ::testing::Test {
     if (write_ref) std::ofstream(repo / "refs" / "main") << commit << "\n";
   }
 
-  fs::path root_;
+  mxtest::TempDir tmp_{"mlxcpp_hub"};
+  fs::path root_ = tmp_.path();
   std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
 };
 

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "common/check.h"
+#include "common/temp_dir.h"
 #include "mlxcpp/lm/load.h"
 #include "mlxcpp/lm/random_model.h"
 #include "mlxcpp/mx.h"
@@ -19,23 +20,7 @@ using nlohmann::json;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() /
-            ("mlxcpp_load_" + std::to_string(::getpid()) + "_" + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using mxtest::TempDir;
 
 void write(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
 

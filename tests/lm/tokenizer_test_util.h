@@ -12,6 +12,8 @@
 
 #include <unistd.h>
 
+#include "common/temp_dir.h"
+
 namespace lm::testing {
 
 inline std::filesystem::path data_dir() { return std::filesystem::path(MLXCPP_TEST_DATA); }
@@ -21,12 +23,7 @@ inline std::filesystem::path model_dir(const std::string& rel) {
   namespace fs = std::filesystem;
   fs::path src = data_dir() / rel;
   if (!fs::exists(src)) throw std::runtime_error("missing test data " + src.string());
-  static const fs::path root = [] {
-    fs::path r =
-        fs::temp_directory_path() / ("mlxcpp_tok_" + std::to_string(static_cast<long>(::getpid())));
-    fs::create_directories(r);
-    return r;
-  }();
+  const fs::path& root = mxtest::process_temp_dir("mlxcpp_tok").path();
   fs::path dst = root / rel;
   if (fs::exists(dst / ".done")) return dst;
   fs::create_directories(dst);

@@ -391,6 +391,12 @@ inline std::vector<GradCase> fast_cases() {
   return {
       bin("rms_norm", [](const array& x, const array& w) { return fast::rms_norm(x, w, 1e-5f); },
           {}, {}, {2, 4}, {4}),
+      {"grouped_linear",
+       {{1, 1, 4}, {3, 4}, {2, 4}},
+       [](const Arrays& x) {
+         auto ys = fast::grouped_linear(x[0], {x[1], x[2]});
+         return concatenate({ys[0], ys[1]}, -1);
+       }},
       {"layer_norm",
        {{2, 4}, {4}, {4}},
        [](const Arrays& x) { return fast::layer_norm(x[0], x[1], x[2], 1e-5f); }},

@@ -48,6 +48,21 @@ TEST(FastRope, ArrayOffsetEqualsIntOffset) {
   }
 }
 
+TEST(FastRope, RepeatedAndInterleavedCallsKeepTheirTables) {
+  // The kernel caches small sin/cos tables per thread: cases that differ only
+  // in base, scale, freqs or offset, run back to back in both orders and
+  // twice each, must each still match their own reference.
+  const auto& cases = refs().at("rope");
+  std::vector<size_t> order;
+  for (size_t i = 0; i < cases.size(); ++i) order.insert(order.end(), {i, i});
+  for (size_t i = cases.size(); i-- > 0;) order.push_back(i);
+  for (size_t i : order) {
+    const auto& c = cases[i];
+    expect_matches(run_case(c, input(c["x"], mx::float32)), c["out"], mx::float32,
+                   c["name"].get<std::string>() + " (repeated)");
+  }
+}
+
 TEST(FastRope, ReadsTransposedViews) {
   // Models apply rope to (B, L, H, D) projections transposed to (B, H, L, D).
   auto& c = refs().at("rope")[0];  // (2, 3, 5, 8)

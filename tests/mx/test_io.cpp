@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/check.h"
+#include "common/temp_dir.h"
 #include "mlxcpp/mx/io.h"
 
 using mx::array;
@@ -27,9 +28,7 @@ const nlohmann::json& expected() {
 }
 
 std::string tmp_path(const std::string& name) {
-  auto dir = fs::temp_directory_path() / ("mlxcpp_io_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return (dir / name).string();
+  return (mxtest::process_temp_dir("mlxcpp_io") / name).string();
 }
 
 std::string read_bytes(const std::string& path) {

@@ -25,14 +25,6 @@ double since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-void eval_cache(const PromptCache& cache) {
-  std::vector<mx::array> arrays;
-  for (const auto& layer : cache) {
-    for (auto& a : layer->state()) arrays.push_back(a);
-  }
-  mx::eval(arrays);
-}
-
 // Sums n 8-byte words at p (any alignment: safetensors data need not be 8-aligned).
 uint64_t read_sum(const char* p, size_t n) {
   auto word = [p](size_t i) {
@@ -98,7 +90,7 @@ BenchmarkTrial benchmark_generation(LanguageModel& model, int prompt_tokens, int
   while (prompt_tokens - done > 1) {
     int n = std::min(prefill_step_size, prompt_tokens - done - 1);
     model(mx::slice(prompt, {0, done}, {batch, done + n}), &cache);
-    eval_cache(cache);
+    eval_prompt_cache(cache);
     done += n;
   }
   auto logits = model(mx::slice(prompt, {0, done}, {batch, prompt_tokens}), &cache);

@@ -8,6 +8,7 @@
 #include "mlxcpp/mx/fast.h"
 #include "mlxcpp/mx/io.h"
 #include "mlxcpp/mx/ops.h"
+#include "mlxcpp/mx/transforms.h"
 
 namespace lm {
 
@@ -460,6 +461,14 @@ size_t prompt_cache_nbytes(const PromptCache& cache) {
   size_t n = 0;
   for (const auto& c : cache) n += c->nbytes();
   return n;
+}
+
+void eval_prompt_cache(const PromptCache& cache) {
+  std::vector<mx::array> arrays;
+  for (const auto& layer : cache) {
+    for (auto& a : layer->state()) arrays.push_back(a);
+  }
+  mx::eval(arrays);
 }
 
 void save_prompt_cache(const std::filesystem::path& file, const PromptCache& cache,

@@ -233,6 +233,8 @@ bool can_trim_prompt_cache(const PromptCache& cache);
 // Trims every layer by n; returns n, or 0 (and trims nothing) if a layer cannot trim.
 int trim_prompt_cache(PromptCache& cache, int n);
 size_t prompt_cache_nbytes(const PromptCache& cache);
+// Evaluates every layer's state (what a prefill chunk leaves behind) in one graph.
+void eval_prompt_cache(const PromptCache& cache);
 
 // mlx-lm's save_prompt_cache / load_prompt_cache (formats.md §5). Writes atomically.
 void save_prompt_cache(const std::filesystem::path& file, const PromptCache& cache,

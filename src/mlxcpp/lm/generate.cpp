@@ -25,15 +25,6 @@ mx::array token_row(const int32_t* begin, int n) {
   return mx::array(std::vector<int32_t>(begin, begin + n), {1, n}, mx::int32);
 }
 
-// Evaluates what a prefill chunk leaves behind: the cache contents.
-void eval_cache(const PromptCache& cache) {
-  std::vector<mx::array> arrays;
-  for (const auto& layer : cache) {
-    for (auto& a : layer->state()) arrays.push_back(a);
-  }
-  mx::eval(arrays);
-}
-
 void check_prompt_fits(const LanguageModel& model, const PromptCache& cache, size_t n) {
   int offset = cache.empty() ? 0 : cache.front()->offset();
   size_t total = static_cast<size_t>(offset) + n;
@@ -66,7 +57,7 @@ mx::array prefill(LanguageModel& model, const std::vector<int32_t>& prompt, Prom
     int n = std::min(prefill_step_size, total - done - 1);
     maybe_quantize_kv_cache(cache, kv);
     model(token_row(prompt.data() + done, n), &cache);
-    eval_cache(cache);
+    eval_prompt_cache(cache);
     done += n;
     if (progress) progress(done, total);
   }

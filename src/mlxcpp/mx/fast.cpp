@@ -66,6 +66,139 @@ array batched_param(const array& p, int ax, int rank, StreamOrDevice s) {
 
 // ---------------------------------------------------------------- rms_norm
 
+// ---- grouped_linear ----
+
+namespace {
+
+Shape with_last(Shape s, int n) {
+  s.back() = n;
+  return s;
+}
+
+}  // namespace
+
+std::vector<array> grouped_linear(const array& x, const std::vector<array>& weights,
+                                  StreamOrDevice s) {
+  if (weights.empty()) fail("grouped_linear", "needs at least one weight matrix");
+  if (x.ndim() == 0) fail("grouped_linear", "x must have at least one dimension, got a scalar");
+  const int K = x.shape(-1);
+  Dtype t = x.dtype();
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const array& w = weights[i];
+    if (w.ndim() != 2 || w.shape(1) != K) {
+      fail("grouped_linear", "weight " + std::to_string(i) + " has shape " + shape_str(w.shape()) +
+                                 "; expected (N, " + std::to_string(K) + ") for x of shape " +
+                                 shape_str(x.shape()));
+    }
+    t = promote_types(t, w.dtype());
+  }
+  if (!is_floating_point(t)) {
+    fail("grouped_linear", "needs a floating-point dtype, got " + dtype_name(t));
+  }
+  Stream st = to_stream(s);
+  std::vector<array> out;
+  if (st.device.type != Device::cpu || x.size() != static_cast<size_t>(K) || K == 0) {
+    for (const auto& w : weights) out.push_back(matmul(x, transpose(w, s), s));
+    return out;
+  }
+  std::vector<array> inputs{cast(x, t, s)};
+  std::vector<Shape> shapes;
+  for (const auto& w : weights) {
+    inputs.push_back(cast(w, t, s));
+    shapes.push_back(with_last(x.shape(), w.shape(0)));
+  }
+  return array::make_arrays(std::move(shapes), std::vector<Dtype>(weights.size(), t),
+                            std::make_shared<GroupedLinear>(st), std::move(inputs));
+}
+
+std::vector<Shape> GroupedLinear::output_shapes(const std::vector<array>& inputs) {
+  std::vector<Shape> shapes;
+  for (size_t i = 1; i < inputs.size(); ++i) {
+    shapes.push_back(with_last(inputs[0].shape(), inputs[i].shape(0)));
+  }
+  return shapes;
+}
+
+std::vector<array> GroupedLinear::vjp(const std::vector<array>& primals,
+                                      const std::vector<array>& cotangents,
+                                      const std::vector<int>& argnums, const std::vector<array>&) {
+  const array& x = primals[0];
+  const int K = x.shape(-1);
+  std::vector<array> grads;
+  for (int a : argnums) {
+    if (a == 0) {
+      // dx = sum_i g_i @ w_i
+      std::optional<array> dx;
+      for (size_t i = 1; i < primals.size(); ++i) {
+        array term = matmul(cotangents[i - 1], primals[i], stream());
+        dx = dx ? add(*dx, term, stream()) : term;
+      }
+      grads.push_back(*dx);
+    } else {
+      // dw_i = g_i^T @ x over the flattened leading dims.
+      const array& g = cotangents[a - 1];
+      array g2 = reshape(g, {-1, g.shape(-1)}, stream());
+      array x2 = reshape(x, {-1, K}, stream());
+      grads.push_back(matmul(transpose(g2, stream()), x2, stream()));
+    }
+  }
+  return grads;
+}
+
+std::vector<array> GroupedLinear::jvp(const std::vector<array>& primals,
+                                      const std::vector<array>& tangents,
+                                      const std::vector<int>& argnums) {
+  // d(x @ w_i^T) = dx @ w_i^T + x @ dw_i^T
+  std::vector<array> out;
+  for (size_t i = 1; i < primals.size(); ++i) {
+    std::optional<array> d;
+    for (size_t j = 0; j < argnums.size(); ++j) {
+      int a = argnums[j];
+      if (a != 0 && a != static_cast<int>(i)) continue;
+      array term = a == 0 ? matmul(tangents[j], transpose(primals[i], stream()), stream())
+                          : matmul(primals[0], transpose(tangents[j], stream()), stream());
+      d = d ? add(*d, term, stream()) : term;
+    }
+    out.push_back(d ? *d
+                    : zeros(with_last(primals[0].shape(), primals[i].shape(0)), primals[0].dtype(),
+                            stream()));
+  }
+  return out;
+}
+
+std::pair<std::vector<array>, std::vector<int>> GroupedLinear::vmap(
+    const std::vector<array>& inputs, const std::vector<int>& axes) {
+  // Batched: B copies of x (B, ..., K) against w_i (N_i, K) or (B, N_i, K);
+  // an unbatched x is broadcast along the new axis.
+  int B = 1;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (axes[i] >= 0) B = inputs[i].shape(axes[i]);
+  }
+  array x = axes[0] >= 0 ? moveaxis(inputs[0], axes[0], 0, stream()) : inputs[0];
+  if (axes[0] < 0) {
+    Shape bs = x.shape();
+    bs.insert(bs.begin(), B);
+    x = broadcast_to(expand_dims(x, 0, stream()), bs, stream());
+  }
+  const int K = x.shape(-1);
+  Shape mid(x.shape().begin() + 1, x.shape().end() - 1);
+  std::vector<array> out;
+  for (size_t i = 1; i < inputs.size(); ++i) {
+    if (axes[i] < 0) {
+      out.push_back(matmul(x, transpose(inputs[i], stream()), stream()));
+      continue;
+    }
+    array w = moveaxis(inputs[i], axes[i], 0, stream());  // (B, N, K)
+    array x3 = reshape(x, {B, -1, K}, stream());
+    array y = matmul(x3, swapaxes(w, 1, 2, stream()), stream());  // (B, R, N)
+    Shape os{B};
+    os.insert(os.end(), mid.begin(), mid.end());
+    os.push_back(w.shape(1));
+    out.push_back(reshape(y, os, stream()));
+  }
+  return {out, std::vector<int>(out.size(), 0)};
+}
+
 array rms_norm(const array& x, const std::optional<array>& weight, float eps, StreamOrDevice s) {
   if (x.ndim() == 0) fail("rms_norm", "x must have at least one dimension, got a scalar");
   check_param("rms_norm", "weight", x, weight);

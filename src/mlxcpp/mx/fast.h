@@ -4,11 +4,20 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "mlxcpp/mx/array.h"
 #include "mlxcpp/mx/device.h"
 
 namespace mx::fast {
+
+// x @ w_i^T for each w_i (N_i, K) of `weights`, x (..., K): the projections
+// of one input (a layer's queries, keys and values; an MLP's gate and up). On
+// the CPU, a single row of x (decoding) is multiplied with every matrix in one
+// parallel pass over their rows, with no join between them; anything else is
+// one matmul per matrix. Differentiable in x and every weight.
+std::vector<array> grouped_linear(const array& x, const std::vector<array>& weights,
+                                  StreamOrDevice s = {});
 
 // x * rsqrt(mean(x^2, -1) + eps) * weight over the last axis. The result has
 // the promoted type of x and weight; 16-bit inputs accumulate in float32.

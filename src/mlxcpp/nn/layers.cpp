@@ -49,6 +49,21 @@ array Linear::operator()(const array& x) const {
   return matmul(x, transpose(weight()));
 }
 
+std::vector<array> apply_linears(const std::vector<const LinearLayer*>& layers, const array& x) {
+  std::vector<array> weights;
+  for (const LinearLayer* layer : layers) {
+    const auto* l = dynamic_cast<const Linear*>(layer);
+    if (!l || l->has_bias()) {
+      std::vector<array> out;
+      for (const LinearLayer* m : layers) out.push_back((*m)(x));
+      return out;
+    }
+    check_last_axis("Linear", x, l->input_dims());
+    weights.push_back(l->weight());
+  }
+  return fast::grouped_linear(x, weights);
+}
+
 Embedding::Embedding(int num_embeddings, int dims, Dtype dtype, const std::optional<array>& key) {
   check_dims("Embedding", "num_embeddings", num_embeddings);
   check_dims("Embedding", "dims", dims);

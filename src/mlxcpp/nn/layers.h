@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <vector>
 
 #include "mlxcpp/mx/array.h"
 #include "mlxcpp/nn/module.h"
@@ -38,6 +39,12 @@ class Linear : public LinearLayer {
   int input_dims() const { return weight().shape(1); }
   int output_dims() const { return weight().shape(0); }
 };
+
+// Several linear layers applied to one input (a layer's q/k/v projections, an
+// MLP's gate and up), results in order. When all are float Linear layers without
+// biases they go through fast::grouped_linear (one pass over all their weights
+// when decoding); otherwise (quantized layers, biases) each is called in turn.
+std::vector<array> apply_linears(const std::vector<const LinearLayer*>& layers, const array& x);
 
 // A lookup table: "weight" [num_embeddings, dims], initialised normal(0, 1/sqrt(dims)).
 class Embedding : public EmbeddingLayer {

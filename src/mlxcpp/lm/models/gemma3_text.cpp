@@ -299,9 +299,10 @@ mx::array Attention::operator()(const mx::array& x, KVCacheBase* cache) const {
     return mx::transpose(mx::reshape(a, {B, T, n, head_dim_}), {0, 2, 1, 3});
   };
   // QK-norm over D (weight shared by all heads) before RoPE; v is not normalised.
-  auto q = q_norm(heads(q_proj(x), n_heads_));
-  auto k = k_norm(heads(k_proj(x), n_kv_heads_));
-  auto v = heads(v_proj(x), n_kv_heads_);
+  auto qkv = mx::nn::apply_linears({&q_proj, &k_proj, &v_proj}, x);
+  auto q = q_norm(heads(qkv[0], n_heads_));
+  auto k = k_norm(heads(qkv[1], n_kv_heads_));
+  auto v = heads(qkv[2], n_kv_heads_);
 
   int offset = cache ? cache->offset() : 0;
   q = mx::fast::rope(q, head_dim_, false, rope_.base, rope_.scale, offset);
@@ -338,11 +339,12 @@ mx::array MLP::operator()(const mx::array& x) const {
   auto& gate_proj = static_cast<const mx::nn::LinearLayer&>(child("gate_proj"));
   auto& up_proj = static_cast<const mx::nn::LinearLayer&>(child("up_proj"));
   auto& down_proj = static_cast<const mx::nn::LinearLayer&>(child("down_proj"));
-  auto gate = gate_proj(x);
+  auto gate_up = mx::nn::apply_linears({&gate_proj, &up_proj}, x);
+  const auto& gate = gate_up[0];
   // The activation is evaluated in fp32 and rounded once, as PyTorch does for 16-bit inputs.
   auto g32 = mx::astype(gate, mx::float32);
   auto act = mx::astype(tanh_gelu_ ? mx::nn::gelu_approx(g32) : mx::nn::gelu(g32), gate.dtype());
-  return down_proj(mx::multiply(act, up_proj(x)));
+  return down_proj(mx::multiply(act, gate_up[1]));
 }
 
 DecoderLayer::DecoderLayer(const TextConfig& cfg, int index, mx::Dtype dtype)

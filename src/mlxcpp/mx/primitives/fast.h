@@ -12,6 +12,25 @@
 namespace mx::fast {
 
 // inputs: x[, weight]. Normalizes the last axis.
+// inputs: x (..., K) with one row, w_1 .. w_n (N_i, K). outputs: x @ w_i^T.
+class GroupedLinear : public Primitive {
+ public:
+  explicit GroupedLinear(Stream s) : Primitive(s) {}
+  void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
+  std::vector<array> jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
+                         const std::vector<int>& argnums) override;
+  std::vector<array> vjp(const std::vector<array>& primals, const std::vector<array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<array>& outputs) override;
+  std::pair<std::vector<array>, std::vector<int>> vmap(const std::vector<array>& inputs,
+                                                       const std::vector<int>& axes) override;
+  const char* name() const override { return "GroupedLinear"; }
+  bool is_equivalent(const Primitive& other) const override {
+    return dynamic_cast<const GroupedLinear*>(&other) != nullptr;
+  }
+  std::vector<Shape> output_shapes(const std::vector<array>& inputs) override;
+};
+
 class RMSNorm : public UnaryPrimitive {
  public:
   RMSNorm(Stream s, float eps, bool has_weight)

@@ -1,8 +1,11 @@
 // CPU kernel of rotary position embeddings. The angles depend only on the
-// position and the frequency, so their cosines and sines are tabulated once
-// per call (in double, then rounded to the accumulation type) and shared by
-// every head; each row is then a handful of multiply-adds per pair.
+// position and the frequency, so their cosines and sines are tabulated (in
+// double, then rounded to the accumulation type) and shared by every head;
+// each row is then a handful of multiply-adds per pair. A decode step applies
+// the same table to the queries and keys of every layer, so small tables are
+// kept in a per-thread cache keyed by everything they depend on.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <vector>
 
@@ -29,20 +32,14 @@ inline void rotate_row(const T* xr, T* yr, const A* cosv, const A* sinv, int hal
   }
 }
 
-template <typename T>
-void rope_rows(const array& x, const std::vector<int64_t>& row_pos, bool batched_offset,
-               const std::vector<double>& inv_freq, double scale, int dims, bool traditional,
-               bool forward, array& out) {
-  using A = acc_t<T>;
-  const int d = x.shape(-1);
-  const int half = dims / 2;
-  const int64_t num_rows = static_cast<int64_t>(x.size() / d);
-  const int64_t num_pos = static_cast<int64_t>(row_pos.size());
-
-  // Per distinct position: half cosines, then half sines (negated for the inverse).
-  std::vector<A> cs(static_cast<size_t>(num_pos) * half * 2);
+// Per distinct position: half cosines, then half sines (negated for the inverse).
+template <typename A>
+void fill_table(std::vector<A>& cs, const std::vector<int64_t>& row_pos,
+                const std::vector<double>& inv_freq, double scale, bool forward) {
+  const int half = static_cast<int>(inv_freq.size());
+  cs.resize(row_pos.size() * half * 2);
   scheduler::parallel_for(
-      num_pos, std::max<int64_t>(1, 4096 / std::max(half, 1)), [&](size_t b, size_t e) {
+      row_pos.size(), std::max<int64_t>(1, 4096 / std::max(half, 1)), [&](size_t b, size_t e) {
         for (size_t p = b; p < e; ++p) {
           A* c = cs.data() + p * half * 2;
           for (int i = 0; i < half; ++i) {
@@ -52,6 +49,55 @@ void rope_rows(const array& x, const std::vector<int64_t>& row_pos, bool batched
           }
         }
       });
+}
+
+// The last few small tables of this thread. The key holds the inverse
+// frequencies themselves (not where they came from), so custom frequency
+// arrays are safe to cache too.
+template <typename A>
+const std::vector<A>& cached_table(const std::vector<int64_t>& row_pos,
+                                   const std::vector<double>& inv_freq, double scale,
+                                   bool forward) {
+  struct Entry {
+    std::vector<int64_t> pos;
+    std::vector<double> inv_freq;
+    double scale = 0;
+    bool forward = true;
+    std::vector<A> table;
+  };
+  constexpr size_t kEntries = 8, kMaxPositions = 16;
+  thread_local std::array<Entry, kEntries> entries;
+  thread_local size_t next = 0;
+  thread_local std::vector<A> uncached;
+  if (row_pos.size() > kMaxPositions) {
+    fill_table(uncached, row_pos, inv_freq, scale, forward);
+    return uncached;
+  }
+  for (auto& e : entries) {
+    if (e.scale == scale && e.forward == forward && e.pos == row_pos && e.inv_freq == inv_freq &&
+        !e.table.empty()) {
+      return e.table;
+    }
+  }
+  Entry& e = entries[next];
+  next = (next + 1) % kEntries;
+  e.pos = row_pos;
+  e.inv_freq = inv_freq;
+  e.scale = scale;
+  e.forward = forward;
+  fill_table(e.table, row_pos, inv_freq, scale, forward);
+  return e.table;
+}
+
+template <typename T>
+void rope_rows(const array& x, const std::vector<int64_t>& row_pos, bool batched_offset,
+               const std::vector<double>& inv_freq, double scale, int dims, bool traditional,
+               bool forward, array& out) {
+  using A = acc_t<T>;
+  const int d = x.shape(-1);
+  const int half = dims / 2;
+  const int64_t num_rows = static_cast<int64_t>(x.size() / d);
+  const std::vector<A>& cs = cached_table<A>(row_pos, inv_freq, scale, forward);
 
   const T* xp = x.data<T>();
   T* op = out.data<T>();
@@ -92,14 +138,22 @@ void RoPE::eval_cpu(const std::vector<array>& inputs, array& out) {
   const array& offset = inputs[1];
   const int half = dims_ / 2;
 
-  std::vector<double> inv_freq(half);
+  thread_local std::vector<double> inv_freq;
+  thread_local int freq_dims = -1;
+  thread_local float freq_base = 0;
   if (inputs.size() > 2) {
     array freqs = cpu::ensure_row_contiguous(inputs[2]);
     const float* f = freqs.data<float>();
+    inv_freq.resize(half);
     for (int i = 0; i < half; ++i) inv_freq[i] = 1.0 / static_cast<double>(f[i]);
-  } else {
+    freq_dims = -1;
+  } else if (freq_dims != dims_ || freq_base != base_) {
+    // Tabulated once per (dims, base): every layer of a model shares one or two.
     const double log_base = std::log(static_cast<double>(base_));
+    inv_freq.resize(half);
     for (int i = 0; i < half; ++i) inv_freq[i] = std::exp(-(2.0 * i / dims_) * log_base);
+    freq_dims = dims_;
+    freq_base = base_;
   }
 
   // Distinct positions: L of them for a scalar offset, B * L for per-batch ones.

@@ -100,17 +100,23 @@ void gemm_generic(int M, int N, int K, float alpha, cpu::MatRef a, cpu::MatRef b
                           });
 }
 
+// OpenBLAS runs single-threaded: its threads busy-wait for a while after
+// every call, which on a small machine took the cores from our own pool (a
+// decode step right after a prefill ran at half speed, and the read rate
+// measured then was halved). Products are split over our pool instead.
+[[maybe_unused]] const bool kSerialBlas = [] {
+  openblas_set_num_threads(1);
+  return true;
+}();
+
 template <typename T>
-void gemm_blas(int M, int N, int K, float alpha, cpu::MatRef a, cpu::MatRef b, float beta, T* c,
-               int64_t ldc) {
+void gemm_blas_serial(int M, int N, int K, float alpha, cpu::MatRef a, cpu::MatRef b, float beta,
+                      T* c, int64_t ldc) {
   BlasLayout la = blas_layout(a.rs, a.cs, M, K);
   BlasLayout lb = blas_layout(b.rs, b.cs, K, N);
   auto ta = la.trans ? CblasTrans : CblasNoTrans;
   auto tb = lb.trans ? CblasTrans : CblasNoTrans;
   if constexpr (std::is_same_v<T, float>) {
-    // A few rows against a matrix: our GEMV kernels read the matrix once at
-    // memory speed, where OpenBLAS's sgemm packs it first (see bench/RESULTS.md).
-    if (cpu::gemv_dispatch(float32, M, N, K, alpha, a, b, beta, c, ldc)) return;
     cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, static_cast<const float*>(a.p), la.ld,
                 static_cast<const float*>(b.p), lb.ld, beta, c, ldc);
   } else if constexpr (std::is_same_v<T, double>) {
@@ -120,6 +126,41 @@ void gemm_blas(int M, int N, int K, float alpha, cpu::MatRef a, cpu::MatRef b, f
     complex64_t al(alpha, 0.0f), be(beta, 0.0f);
     cblas_cgemm(CblasRowMajor, ta, tb, M, N, K, &al, a.p, la.ld, b.p, lb.ld, &be, c, ldc);
   }
+}
+
+template <typename T>
+void gemm_blas(int M, int N, int K, float alpha, cpu::MatRef a, cpu::MatRef b, float beta, T* c,
+               int64_t ldc) {
+  if constexpr (std::is_same_v<T, float>) {
+    // A few rows against a matrix: our GEMV kernels read the matrix once at
+    // memory speed, where OpenBLAS's sgemm packs it first (see bench/RESULTS.md).
+    if (cpu::gemv_dispatch(float32, M, N, K, alpha, a, b, beta, c, ldc)) return;
+  }
+  // Blocks of rows (or of columns, whichever is longer), one serial BLAS call
+  // each, when every block keeps enough work to amortize BLAS's packing.
+  constexpr double kMinWorkPerPart = double{1 << 22};  // multiply-adds
+  constexpr int kMinLenPerPart = 32;
+  const bool by_rows = M >= N;
+  const int len = by_rows ? M : N;
+  const double work = static_cast<double>(M) * N * K;
+  int parts = std::min({scheduler::num_threads(), len / kMinLenPerPart,
+                        static_cast<int>(std::min(work / kMinWorkPerPart, 1024.0))});
+  if (parts <= 1) {
+    gemm_blas_serial<T>(M, N, K, alpha, a, b, beta, c, ldc);
+    return;
+  }
+  const size_t grain = (static_cast<size_t>(len) + parts - 1) / parts;
+  scheduler::parallel_for(static_cast<size_t>(len), grain, [&](size_t b0, size_t e0) {
+    const int n = static_cast<int>(e0 - b0);
+    const auto off = static_cast<int64_t>(b0);
+    if (by_rows) {
+      cpu::MatRef ra{static_cast<const T*>(a.p) + off * a.rs, a.rs, a.cs};
+      gemm_blas_serial<T>(n, N, K, alpha, ra, b, beta, c + off * ldc, ldc);
+    } else {
+      cpu::MatRef rb{static_cast<const T*>(b.p) + off * b.cs, b.rs, b.cs};
+      gemm_blas_serial<T>(M, n, K, alpha, a, rb, beta, c + off, ldc);
+    }
+  });
 }
 
 template <typename T>

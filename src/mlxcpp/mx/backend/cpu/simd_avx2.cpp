@@ -211,6 +211,7 @@ struct F32Traits : Acc8 {
 }  // namespace
 
 void gemv(const GemvArgs& g) { gemv_impl(g); }
+void gemv_group(const GemvArgs* gs, int count) { gemv_group_impl(gs, count); }
 
 }  // namespace mx::cpu::avx2
 

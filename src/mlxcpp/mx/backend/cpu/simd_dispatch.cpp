@@ -71,6 +71,40 @@ bool gemv_dispatch(Dtype dtype, int M, int N, int K, float alpha, MatRef a, MatR
 #endif
 }
 
+bool gemv_group_dispatch(Dtype dtype, int K, const void* x, int64_t xcs,
+                         const std::vector<GemvGroupItem>& items) {
+#if defined(__x86_64__)
+  Isa i = isa();
+  if (i == Isa::none || K <= 0 || items.empty()) return false;
+  if (dtype != float32 && dtype != bfloat16 && dtype != float16) return false;
+  std::vector<GemvArgs> gs(items.size());
+  for (size_t j = 0; j < items.size(); ++j) {
+    GemvArgs& g = gs[j];
+    g.dtype = dtype;
+    g.M = 1;
+    g.N = items[j].N;
+    g.K = K;
+    g.x = x;
+    g.xrs = K;
+    g.xcs = xcs;
+    g.w = items[j].w;
+    g.ldw = items[j].ldw;
+    g.kn = false;
+    g.y = items[j].y;
+    g.yrs = g.N;
+    g.ycs = 1;
+  }
+  if (i == Isa::avx512) {
+    avx512::gemv_group(gs.data(), static_cast<int>(gs.size()));
+  } else {
+    avx2::gemv_group(gs.data(), static_cast<int>(gs.size()));
+  }
+  return true;
+#else
+  return false;
+#endif
+}
+
 bool gemm_bf16_dispatch(int M, int N, int K, float alpha, MatRef a, MatRef b, float beta, void* c,
                         int64_t ldc) {
 #if defined(__x86_64__)

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "mlxcpp/mx/backend/cpu/gemm.h"
 #include "mlxcpp/mx/dtype.h"
@@ -38,9 +39,11 @@ struct GemmArgs {
 
 namespace avx2 {
 void gemv(const GemvArgs& g);
-}
+void gemv_group(const GemvArgs* gs, int count);
+}  // namespace avx2
 namespace avx512 {
 void gemv(const GemvArgs& g);
+void gemv_group(const GemvArgs* gs, int count);
 void gemm_bf16(const GemmArgs& g);
 }  // namespace avx512
 
@@ -49,6 +52,18 @@ void gemm_bf16(const GemmArgs& g);
 // along one of its dims. Returns false (nothing written) otherwise.
 bool gemv_dispatch(Dtype dtype, int M, int N, int K, float alpha, MatRef a, MatRef b, float beta,
                    void* c, int64_t ldc);
+// y_i (1 x N_i, contiguous) = x (1 x K, element stride xcs) @ w_i^T for
+// row-major w_i (N_i x K, leading dim ldw_i), all of one float dtype, in one
+// parallel pass over every w_i's rows. Returns false (nothing written) when
+// the CPU has no vector kernels.
+struct GemvGroupItem {
+  const void* w;
+  int64_t ldw;
+  int N;
+  void* y;
+};
+bool gemv_group_dispatch(Dtype dtype, int K, const void* x, int64_t xcs,
+                         const std::vector<GemvGroupItem>& items);
 // bfloat16 GEMM through the AVX-512 BF16 kernel when the CPU has it.
 bool gemm_bf16_dispatch(int M, int N, int K, float alpha, MatRef a, MatRef b, float beta, void* c,
                         int64_t ldc);
