@@ -337,3 +337,34 @@ TEST(QuantizedModel, Gemma3WrapperNames) {
   auto tokens = prompt_row(reference(), 0);
   EXPECT_EQ(max_abs_diff(logits_of(*loaded.model, tokens), logits_of(*mem.model, tokens)), 0.0);
 }
+
+// Where the quantization dict is found, `false` / dict entries, and foreign methods refused.
+TEST(QuantizedModel, QuantizationConfigParsing) {
+  json base = {{"group_size", 32}, {"bits", 4}};
+  auto q = lm::QuantizationConfig::from_model_config({{"quantization", base}}, "c");
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->defaults, (mx::nn::QuantizationSpec{32, 4, "affine"}));  // no mode: affine
+  auto lifted = lm::QuantizationConfig::from_model_config(
+      {{"text_config", {{"quantization_config", base}}}}, "c");
+  ASSERT_TRUE(lifted);
+  EXPECT_EQ(lifted->defaults.group_size, 32);
+  EXPECT_FALSE(lm::QuantizationConfig::from_model_config({{"model_type", "x"}}, "c"));
+  json mixed = base;
+  mixed["model.layers.0.mlp.down_proj"] = {{"bits", 8}};
+  mixed["lm_head"] = false;
+  auto m = lm::QuantizationConfig::from_json(mixed, "c");
+  EXPECT_EQ(m.layers.at("model.layers.0.mlp.down_proj"),
+            (std::optional<mx::nn::QuantizationSpec>({32, 8, "affine"})));
+  EXPECT_EQ(m.layers.at("lm_head"), std::nullopt);
+  try {
+    lm::QuantizationConfig::from_model_config(
+        {{"quantization_config", {{"quant_method", "awq"}, {"w_bit", 4}}}}, "cfg.json");
+    FAIL() << "AWQ accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("\"awq\""), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(
+      lm::QuantizationConfig::from_json({{"group_size", 64}, {"bits", 4}, {"mode", "int4"}}, "c"),
+      std::invalid_argument);
+  EXPECT_THROW(lm::QuantizationConfig::from_json({{"bits", 4}}, "c"), std::invalid_argument);
+}
