@@ -248,12 +248,9 @@ TEST(ServerJsonGrammar, HandWrittenDocuments) {
   EXPECT_FALSE(accepts(any, R"({"a":tru})"));
   EXPECT_FALSE(accepts(any, "{\"a\":\"x\ny\"}"));  // raw control character in a string
 
-  json defs = {{"$defs",
-                {{"node",
-                  {{"type", "object"},
-                   {"properties",
-                    {{"next", {{"anyOf", {{{"$ref", "#/$defs/node"}}, {{"type", "null"}}}}}}}}}}}},
-               {"$ref", "#/$defs/node"}};
+  json defs = json::parse(R"({"$defs": {"node": {"type": "object",
+      "properties": {"next": {"anyOf": [{"$ref": "#/$defs/node"}, {"type": "null"}]}}}},
+    "$ref": "#/$defs/node"})");
   auto rec = lm::server::JsonGrammar::from_schema(defs);
   EXPECT_TRUE(accepts(rec, R"({"next":{"next":null}})"));
   EXPECT_FALSE(accepts(rec, R"({"next":1})"));
@@ -261,19 +258,15 @@ TEST(ServerJsonGrammar, HandWrittenDocuments) {
                std::invalid_argument);
   EXPECT_THROW(lm::server::JsonGrammar::from_schema({{"type", "color"}}), std::invalid_argument);
 
-  json tools = json::array({{{"type", "function"}, {"function", {{"name", "f"}, {"parameters", {{"type", "object"}, {"properties", {{"x", {{"type", "integer"}}}}}}}}}}},
-                           {
-    {"type", "function"}, {
-      "function", {
-        { "name", "g" }
-      }
-    }}
-});
-auto tc = lm::server::JsonGrammar::for_tool_calls(tools);
-EXPECT_TRUE(accepts(tc, R"({"name":"f","arguments":{"x":3}})"));
-EXPECT_TRUE(accepts(tc, R"({"name":"g","arguments":{}})"));
-EXPECT_FALSE(accepts(tc, R"({"name":"h","arguments":{}})"));
-EXPECT_FALSE(accepts(tc, R"({"name":"f","arguments":{"x":"3"}})"));
+  json tools = json::parse(R"([
+    {"type": "function", "function": {"name": "f", "parameters": {"type": "object",
+      "properties": {"x": {"type": "integer"}}}}},
+    {"type": "function", "function": {"name": "g"}}])");
+  auto tc = lm::server::JsonGrammar::for_tool_calls(tools);
+  EXPECT_TRUE(accepts(tc, R"({"name":"f","arguments":{"x":3}})"));
+  EXPECT_TRUE(accepts(tc, R"({"name":"g","arguments":{}})"));
+  EXPECT_FALSE(accepts(tc, R"({"name":"h","arguments":{}})"));
+  EXPECT_FALSE(accepts(tc, R"({"name":"f","arguments":{"x":"3"}})"));
 }
 
 // Random walks through the token masks always end in a document that parses

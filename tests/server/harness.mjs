@@ -24,8 +24,14 @@ export function assert(cond, message) {
   if (!cond) throw new Error('assertion failed: ' + message);
 }
 
+// JSON text with object keys sorted, so equality ignores key order.
+function canonical(v) {
+  return JSON.stringify(v, (k, x) => (x && typeof x === 'object' && !Array.isArray(x)
+    ? Object.fromEntries(Object.keys(x).sort().map((key) => [key, x[key]])) : x));
+}
+
 export function assertEq(actual, expected, message) {
-  const a = JSON.stringify(actual), e = JSON.stringify(expected);
+  const a = canonical(actual), e = canonical(expected);
   if (a !== e) throw new Error(`assertion failed: ${message}: got ${a}, expected ${e}`);
 }
 

@@ -34,31 +34,25 @@ void BatchKVCache::reserve(int length) {
   values_ = grow(*values_);
 }
 
-void BatchKVCache::add_row(const mx::array& keys, const mx::array& values) {
-  if (keys.ndim() != 4 || keys.shape(0) != 1 || values.shape() != keys.shape()) {
-    throw std::invalid_argument(
-        "BatchKVCache::add_row: keys and values must both be [1, Nkv, L, D]");
+void BatchKVCache::add_rows(const std::vector<std::pair<mx::array, mx::array>>& rows) {
+  if (rows.empty()) return;
+  int longest = 0;
+  for (const auto& [k, v] : rows) {
+    if (k.ndim() != 4 || k.shape(0) != 1 || v.shape() != k.shape()) {
+      throw std::invalid_argument(
+          "BatchKVCache::add_rows: keys and values must both be [1, Nkv, L, D]");
+    }
+    const auto& ref = keys_ ? *keys_ : rows.front().first;
+    if (k.shape(1) != ref.shape(1) || k.shape(3) != ref.shape(3)) {
+      throw std::invalid_argument(
+          "BatchKVCache::add_rows: a row's Nkv or D differs from the batch's");
+    }
+    longest = std::max(longest, k.shape(2));
   }
-  const int L = keys.shape(2);
-  if (!keys_) {
-    int cap = std::max(1, (L + kStep) / kStep) * kStep;
-    auto fresh = [&](const mx::array& x) {
-      return mx::concatenate({x, zeros_seq(x, 1, cap - L)}, 2);
-    };
-    keys_ = fresh(keys);
-    values_ = fresh(values);
-    pad_ = {0};
-    length_ = L;
-    return;
-  }
-  if (keys.shape(1) != keys_->shape(1) || keys.shape(3) != keys_->shape(3)) {
-    throw std::invalid_argument(
-        "BatchKVCache::add_row: the row's Nkv or D differs from the batch's");
-  }
-  if (L > length_) {
+  if (keys_ && longest > length_) {
     // Every existing row gets more padding on the left.
-    int d = L - length_;
-    reserve(L + 1);
+    int d = longest - length_;
+    reserve(longest + 1);
     int cap = keys_->shape(2);
     auto shift = [&](const mx::array& buf) {
       return mx::concatenate({zeros_seq(buf, buf.shape(0), d), seq(buf, 0, cap - d)}, 2);
@@ -66,42 +60,63 @@ void BatchKVCache::add_row(const mx::array& keys, const mx::array& values) {
     keys_ = shift(*keys_);
     values_ = shift(*values_);
     for (int& p : pad_) p += d;
-    length_ = L;
   }
-  int cap = keys_->shape(2);
-  auto padded = [&](const mx::array& x) {
-    std::vector<mx::array> parts;
-    if (length_ > L) parts.push_back(zeros_seq(x, 1, length_ - L));
-    parts.push_back(mx::astype(x, keys_->dtype()));
-    parts.push_back(zeros_seq(*keys_, 1, cap - length_));
-    return mx::concatenate(parts, 2);
-  };
-  keys_ = mx::concatenate({*keys_, padded(keys)}, 0);
-  values_ = mx::concatenate({*values_, padded(values)}, 0);
-  pad_.push_back(length_ - L);
+  length_ = std::max(length_, longest);
+  const mx::Dtype dtype = keys_ ? keys_->dtype() : rows.front().first.dtype();
+  int cap = keys_ ? keys_->shape(2) : std::max(1, (length_ + kStep) / kStep) * kStep;
+  std::vector<mx::array> ks, vs;
+  if (keys_) {
+    ks.push_back(*keys_);
+    vs.push_back(*values_);
+  }
+  for (const auto& [k, v] : rows) {
+    const int L = k.shape(2);
+    auto padded = [&](const mx::array& x) {
+      std::vector<mx::array> parts;
+      if (length_ > L) parts.push_back(mx::zeros({1, x.shape(1), length_ - L, x.shape(3)}, dtype));
+      parts.push_back(mx::astype(x, dtype));
+      if (cap > length_)
+        parts.push_back(mx::zeros({1, x.shape(1), cap - length_, x.shape(3)}, dtype));
+      return parts.size() == 1 ? parts[0] : mx::concatenate(parts, 2);
+    };
+    ks.push_back(padded(k));
+    vs.push_back(padded(v));
+    pad_.push_back(length_ - L);
+  }
+  keys_ = ks.size() == 1 ? ks[0] : mx::concatenate(ks, 0);
+  values_ = vs.size() == 1 ? vs[0] : mx::concatenate(vs, 0);
 }
 
-void BatchKVCache::remove_row(int b) {
-  if (b < 0 || b >= rows()) {
-    throw std::out_of_range("BatchKVCache::remove_row: row " + std::to_string(b) + " of " +
-                            std::to_string(rows()));
+void BatchKVCache::remove_rows(std::vector<int> rows) {
+  std::sort(rows.begin(), rows.end());
+  rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+  for (int b : rows) {
+    if (b < 0 || b >= this->rows()) {
+      throw std::out_of_range("BatchKVCache::remove_rows: row " + std::to_string(b) + " of " +
+                              std::to_string(this->rows()));
+    }
   }
-  if (rows() == 1) {
+  if (rows.empty()) return;
+  std::vector<int32_t> keep;
+  std::vector<int> pads;
+  for (int b = 0, r = 0; b < this->rows(); ++b) {
+    if (r < static_cast<int>(rows.size()) && rows[r] == b) {
+      ++r;
+      continue;
+    }
+    keep.push_back(b);
+    pads.push_back(pad_[b]);
+  }
+  pad_ = pads;
+  if (keep.empty()) {
     keys_.reset();
     values_.reset();
-    pad_.clear();
     length_ = 0;
     return;
   }
-  auto drop = [&](const mx::array& buf) {
-    std::vector<mx::array> parts;
-    if (b > 0) parts.push_back(rows_of(buf, 0, b));
-    if (b + 1 < buf.shape(0)) parts.push_back(rows_of(buf, b + 1, buf.shape(0)));
-    return parts.size() == 1 ? parts[0] : mx::concatenate(parts, 0);
-  };
-  keys_ = drop(*keys_);
-  values_ = drop(*values_);
-  pad_.erase(pad_.begin() + b);
+  mx::array idx(keep, {static_cast<int>(keep.size())}, mx::int32);
+  keys_ = mx::take(*keys_, idx, 0);
+  values_ = mx::take(*values_, idx, 0);
   // Padding every remaining row shares is dropped so the buffer stays short.
   int common = *std::min_element(pad_.begin(), pad_.end());
   if (common > 0) {

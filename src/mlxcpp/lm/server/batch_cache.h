@@ -32,10 +32,13 @@ class BatchKVCache : public KVCacheBase {
   size_t nbytes() const override;
 
   int rows() const { return static_cast<int>(pad_.size()); }
-  // Appends a sequence: keys/values [1, Nkv, L, D] of its positions 0..L-1.
-  void add_row(const mx::array& keys, const mx::array& values);
-  // Removes row b (later rows move up by one).
-  void remove_row(int b);
+  // Appends sequences: keys/values [1, Nkv, L, D] of their positions 0..L-1,
+  // in one copy of the buffer however many join.
+  void add_rows(const std::vector<std::pair<mx::array, mx::array>>& rows);
+  void add_row(const mx::array& keys, const mx::array& values) { add_rows({{keys, values}}); }
+  // Removes the given rows (the others keep their order), in one copy.
+  void remove_rows(std::vector<int> rows);
+  void remove_row(int b) { remove_rows({b}); }
   // Row b without its padding, [1, Nkv, L_b, D] (a view of the buffer).
   std::pair<mx::array, mx::array> row(int b) const;
   int row_length(int b) const { return length_ - pad_.at(b); }

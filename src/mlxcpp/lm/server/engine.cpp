@@ -163,13 +163,16 @@ void Engine::finish(Sequence& s, const std::string& reason, const std::string& e
   e.prompt_tokens = static_cast<int>(s.job.prompt.size());
   e.cached_tokens = s.cached_tokens;
   e.completion_tokens = s.generated;
-  s.out->push(std::move(e));
-  std::lock_guard<std::mutex> lk(mu_);
-  if (reason == "cancelled") {
-    ++stats_.cancelled;
-  } else {
-    ++stats_.completed;
+  {
+    // Counted before the client hears of it, so stats never lag a finished request.
+    std::lock_guard<std::mutex> lk(mu_);
+    if (reason == "cancelled") {
+      ++stats_.cancelled;
+    } else {
+      ++stats_.completed;
+    }
   }
+  s.out->push(std::move(e));
 }
 
 void Engine::fail_all(const std::string& error) {
@@ -325,16 +328,34 @@ void Engine::prefill_chunk(Sequence& s) {
     s.cache.clear();
     return;
   }
+  // The sequence joins the batch (with the others prefilled this round) in run().
+}
+
+void Engine::join_batch(const std::vector<std::shared_ptr<Sequence>>& joining) {
+  if (joining.empty()) return;
   if (batch_cache_.empty()) {
     for (int l = 0; l < model_->num_layers(); ++l) {
       batch_cache_.push_back(std::make_shared<BatchKVCache>());
     }
   }
-  for (size_t l = 0; l < s.cache.size(); ++l) {
-    auto st = s.cache[l]->state();
-    batch_cache_[l]->add_row(st[0], st[1]);
+  for (int l = 0; l < model_->num_layers(); ++l) {
+    std::vector<std::pair<mx::array, mx::array>> rows;
+    for (const auto& s : joining) {
+      auto st = s->cache[l]->state();
+      rows.emplace_back(st[0], st[1]);
+    }
+    batch_cache_[l]->add_rows(rows);
   }
-  s.cache.clear();
+  for (const auto& s : joining) {
+    s->cache.clear();
+    batch_.push_back(s);
+  }
+}
+
+void Engine::remove_rows(const std::vector<int>& rows) {
+  if (rows.empty()) return;
+  for (auto& c : batch_cache_) c->remove_rows(rows);
+  for (auto it = rows.rbegin(); it != rows.rend(); ++it) batch_.erase(batch_.begin() + *it);
 }
 
 void Engine::decode_step() {
@@ -359,11 +380,8 @@ void Engine::decode_step() {
       finished.push_back(b);
     }
   }
-  for (auto it = finished.rbegin(); it != finished.rend(); ++it) {
-    store_cache(*batch_[*it]);
-    for (auto& c : batch_cache_) c->remove_row(*it);
-    batch_.erase(batch_.begin() + *it);
-  }
+  for (int b : finished) store_cache(*batch_[b]);
+  remove_rows(finished);
   std::lock_guard<std::mutex> lk(mu_);
   ++stats_.steps;
 }
@@ -392,21 +410,26 @@ void Engine::run() {
         finish(*s, "cancelled");
         return true;
       });
-      for (int b = static_cast<int>(batch_.size()) - 1; b >= 0; --b) {
+      std::vector<int> gone;
+      for (int b = 0; b < static_cast<int>(batch_.size()); ++b) {
         if (!batch_[b]->out->cancelled()) continue;
         finish(*batch_[b], "cancelled");
-        for (auto& c : batch_cache_) c->remove_row(b);
-        batch_.erase(batch_.begin() + b);
+        gone.push_back(b);
       }
+      remove_rows(gone);
       admit();
       auto current = prefilling_;
+      std::vector<std::shared_ptr<Sequence>> joining;
       for (auto& s : current) {
         prefill_chunk(*s);
-        if (s->done || s->cache.empty()) {
+        if (s->done) {
           std::erase(prefilling_, s);
-          if (!s->done) batch_.push_back(s);
+        } else if (s->prefilled == s->job.prompt.size()) {
+          std::erase(prefilling_, s);
+          joining.push_back(s);
         }
       }
+      join_batch(joining);
       if (!batch_.empty()) decode_step();
       if (batch_.empty()) batch_cache_.clear();
     } catch (const std::exception& e) {

@@ -131,6 +131,10 @@ class Engine {
   void admit();
   void prefill_chunk(Sequence& s);
   void decode_step();
+  // Moves prefilled sequences into the decode batch (one buffer copy for all).
+  void join_batch(const std::vector<std::shared_ptr<Sequence>>& joining);
+  // Drops batch rows (ascending indices) and their caches.
+  void remove_rows(const std::vector<int>& rows);
   // Samples from logits [1, V]; returns the token, its logprob and the top alternatives.
   struct Sampled {
     mx::array token, logprobs;

@@ -60,6 +60,40 @@ json with_tool_instructions(const json& messages, const json& tools) {
   return out;
 }
 
+// For a template without tool support: assistant tool calls become their JSON
+// text and tool results become user turns, so role-alternating templates
+// (Gemma's) render the conversation.
+json without_tool_roles(const json& messages) {
+  json out = json::array();
+  for (const auto& m : messages) {
+    json msg = m;
+    if (m.contains("tool_calls")) {
+      std::string text = m["content"].get<std::string>();
+      for (const auto& c : m["tool_calls"]) {
+        json fn = c.value("function", json::object());
+        json call = {{"name", fn.value("name", "")},
+                     {"arguments", fn.value("arguments", json::object())}};
+        if (!text.empty()) text.append("\n");
+        text.append(call.dump());
+      }
+      msg = {{"role", "assistant"}, {"content", text}};
+    } else if (m["role"] == "tool") {
+      std::string text = "Result of tool call";
+      if (m.contains("tool_call_id")) text.append(" ").append(m["tool_call_id"].get<std::string>());
+      text.append(": ").append(m["content"].get<std::string>());
+      msg = {{"role", "user"}, {"content", text}};
+    }
+    if (!out.empty() && out.back()["role"] == msg["role"] && msg["role"] == "user") {
+      std::string joined = out.back()["content"].get<std::string>();
+      joined.append("\n\n").append(msg["content"].get<std::string>());
+      out.back()["content"] = joined;
+    } else {
+      out.push_back(msg);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<int32_t> request_prompt(const Tokenizer& tokenizer, const CompletionRequest& r,
@@ -71,8 +105,9 @@ std::vector<int32_t> request_prompt(const Tokenizer& tokenizer, const Completion
   bool use_tools = r.tools.is_array() && r.tool_choice != "none";
   bool has_template = chat_template.has_value() || has_chat_template(tokenizer);
   json messages = r.messages;
-  if (use_tools && !template_mentions_tools(tokenizer, chat_template)) {
-    messages = with_tool_instructions(messages, r.tools);
+  if (!template_mentions_tools(tokenizer, chat_template)) {
+    messages = without_tool_roles(messages);
+    if (use_tools) messages = with_tool_instructions(messages, r.tools);
   }
   try {
     if (!has_template) {
