@@ -1,6 +1,9 @@
 #include "mlxcpp/lm/server/engine.h"
 
 #include <algorithm>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <limits>
 #include <stdexcept>
 
@@ -436,7 +439,15 @@ void Engine::run() {
       fail_all(std::string("generation failed: ") + e.what());
     }
     bool idle = waiting_.empty() && prefilling_.empty() && batch_.empty();
-    if (idle) mx::clear_cache();  // hand freed buffers back between bursts
+    if (idle) {
+      // Between bursts, freed buffers go back to the system: the buffer cache,
+      // then what the C heap keeps of them (glibc holds freed chunks otherwise,
+      // and the resident size would ratchet up burst after burst).
+      mx::clear_cache();
+#ifdef __GLIBC__
+      malloc_trim(0);
+#endif
+    }
     std::lock_guard<std::mutex> lk(mu_);
     stats_.waiting = static_cast<int>(waiting_.size() + incoming_.size());
     stats_.prefilling = static_cast<int>(prefilling_.size());

@@ -13,6 +13,7 @@
 #include "mlxcpp/lm/server/json_grammar.h"
 #include "mlxcpp/lm/server/tool_calls.h"
 #include "mlxcpp/lm/tokenizer/tokenizer.h"
+#include "mlxcpp/mx/allocator.h"
 
 namespace lm::server {
 
@@ -587,7 +588,9 @@ struct HttpServer::Impl {
                  {"completed", s.completed},
                  {"cancelled", s.cancelled},
                  {"prompt_cache_entries", s.cache_entries},
-                 {"prompt_cache_bytes", s.cache_bytes}});
+                 {"prompt_cache_bytes", s.cache_bytes},
+                 {"active_memory", mx::get_active_memory()},
+                 {"cache_memory", mx::get_cache_memory()}});
     });
     auto page = [](const httplib::Request&, httplib::Response& res) {
       res.set_header("Content-Security-Policy",
