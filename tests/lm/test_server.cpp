@@ -498,3 +498,44 @@ TEST(ServerEngine, ConstrainedOutputParses) {
 }
 
 }  // namespace
+
+namespace {
+
+// A constraint that fails on its third token: the request ends with an error,
+// the one decoding beside it is unaffected.
+class FailingConstraint : public lm::server::TokenConstraint {
+ public:
+  explicit FailingConstraint(int vocab) : mask_(vocab, 1) {}
+  const std::vector<uint8_t>& allowed() override {
+    if (++calls_ == 3) throw std::runtime_error("constraint failed on purpose");
+    return mask_;
+  }
+  void accept(int32_t) override {}
+  bool complete() const override { return false; }
+
+ private:
+  std::vector<uint8_t> mask_;
+  int calls_ = 0;
+};
+
+TEST(ServerEngine, OneFailingRequestDoesNotHurtOthers) {
+  lm::server::EngineOptions o;
+  o.eos_token_ids = echo().eos_token_ids;
+  lm::server::Engine engine(echo().model, echo().tokenizer, o);
+  const auto& tok = *echo().tokenizer;
+  auto prompt = [&](const std::string& s) {
+    return tok.encode("<bos><start_of_turn>user\n" + s + "<end_of_turn>\n<start_of_turn>model\n",
+                      false);
+  };
+  auto bad = greedy_job(prompt("doomed request here"), 64);
+  bad.constraint = std::make_shared<FailingConstraint>(echo().model->vocab_size());
+  auto s_bad = engine.submit(bad);
+  auto s_good = engine.submit(greedy_job(prompt("the good one survives"), 64));
+  auto b = collect(s_bad);
+  EXPECT_EQ(b.final.finish_reason, "error");
+  EXPECT_NE(b.final.error.find("constraint failed on purpose"), std::string::npos);
+  EXPECT_EQ(collect(s_good).text, "the good one survives");
+  EXPECT_EQ(collect(engine.submit(greedy_job(prompt("and after"), 64))).text, "and after");
+}
+
+}  // namespace

@@ -5,6 +5,7 @@
 #include <malloc.h>
 #endif
 #include <limits>
+#include <optional>
 #include <stdexcept>
 
 #include "mlxcpp/lm/models/model.h"
@@ -54,6 +55,7 @@ struct Engine::Sequence {
   StreamingDetokenizer detok;
   std::string pending;  // text held back as a possible stop-string prefix
   bool done = false;
+  bool failed = false;  // ended by an error or a cancel: its cache is not kept
 };
 
 namespace {
@@ -160,6 +162,7 @@ EngineStats Engine::stats() const {
 void Engine::finish(Sequence& s, const std::string& reason, const std::string& error) {
   if (s.done) return;
   s.done = true;
+  s.failed = reason == "error" || reason == "cancelled";
   Event e;
   e.finish_reason = reason;
   e.error = error;
@@ -368,22 +371,38 @@ void Engine::decode_step() {
   PromptCache cache(batch_cache_.begin(), batch_cache_.end());
   auto logits = (*model_)(mx::array(last, {B, 1}, mx::int32), &cache);  // [B, 1, V]
   const int V = logits.shape(2);
-  std::vector<Sampled> sampled;
+  // A request whose own sampling fails (its processors, its grammar) ends with
+  // an error; the other rows go on.
+  std::vector<std::optional<Sampled>> sampled(B);
+  std::vector<int> finished;
   std::vector<mx::array> outputs;
   for (int b = 0; b < B; ++b) {
-    auto row = mx::reshape(mx::slice(logits, {b, 0, 0}, {b + 1, 1, V}), {1, V});
-    sampled.push_back(sample(*batch_[b], row));
-    outputs.push_back(sampled.back().token);
-    if (batch_[b]->job.logprobs) outputs.push_back(sampled.back().logprobs);
-  }
-  mx::eval(outputs);
-  std::vector<int> finished;
-  for (int b = 0; b < B; ++b) {
-    if (handle_token(*batch_[b], sampled[b].token.item<int32_t>(), sampled[b].logprobs)) {
+    try {
+      auto row = mx::reshape(mx::slice(logits, {b, 0, 0}, {b + 1, 1, V}), {1, V});
+      sampled[b] = sample(*batch_[b], row);
+      outputs.push_back(sampled[b]->token);
+      if (batch_[b]->job.logprobs) outputs.push_back(sampled[b]->logprobs);
+    } catch (const std::exception& e) {
+      finish(*batch_[b], "error", std::string("sampling failed: ") + e.what());
       finished.push_back(b);
     }
   }
-  for (int b : finished) store_cache(*batch_[b]);
+  mx::eval(outputs);
+  for (int b = 0; b < B; ++b) {
+    if (!sampled[b]) continue;
+    try {
+      if (handle_token(*batch_[b], sampled[b]->token.item<int32_t>(), sampled[b]->logprobs)) {
+        finished.push_back(b);
+      }
+    } catch (const std::exception& e) {
+      finish(*batch_[b], "error", std::string("generation failed: ") + e.what());
+      finished.push_back(b);
+    }
+  }
+  std::sort(finished.begin(), finished.end());
+  for (int b : finished) {
+    if (!batch_[b]->failed) store_cache(*batch_[b]);
+  }
   remove_rows(finished);
   std::lock_guard<std::mutex> lk(mu_);
   ++stats_.steps;
@@ -424,7 +443,12 @@ void Engine::run() {
       auto current = prefilling_;
       std::vector<std::shared_ptr<Sequence>> joining;
       for (auto& s : current) {
-        prefill_chunk(*s);
+        try {
+          prefill_chunk(*s);
+        } catch (const std::exception& e) {
+          // This request's prompt failed; the others go on.
+          finish(*s, "error", std::string("prefill failed: ") + e.what());
+        }
         if (s->done) {
           std::erase(prefilling_, s);
         } else if (s->prefilled == s->job.prompt.size()) {
