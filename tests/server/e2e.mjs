@@ -70,6 +70,14 @@ await run([
     assertEq(list.data[0].object, 'model', 'object');
   }],
   ['health', async () => assertEq((await health(server.baseURL)).status, 'ok', 'health')],
+  ['model by id, CORS preflight', async () => {
+    assertEq((await client.models.retrieve('echo')).id, 'echo', 'retrieve');
+    const r = await fetch(server.baseURL + '/v1/chat/completions', { method: 'OPTIONS',
+      headers: { Origin: 'http://example.test', 'Access-Control-Request-Method': 'POST' } });
+    assertEq(r.status, 204, 'preflight status');
+    assertEq(r.headers.get('access-control-allow-origin'), '*', 'allowed origin');
+    assert(r.headers.get('access-control-allow-methods').includes('POST'), 'allowed methods');
+  }],
   ['chat', async () => {
     const r = await client.chat.completions.create({ model: 'echo', messages: user('hello world') });
     assertEq(r.object, 'chat.completion', 'object');
