@@ -539,3 +539,20 @@ TEST(ServerEngine, OneFailingRequestDoesNotHurtOthers) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(ServerRequest, DeepNestingIsRefusedBeforeParsing) {
+  std::string deep = "{\"messages\":" + std::string(200000, '[') + std::string(200000, ']') + "}";
+  try {
+    lm::server::parse_body(deep);
+    ADD_FAILURE() << "accepted";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status(), 400);
+  }
+  // Brackets inside strings do not count.
+  std::string text = "{\"a\": \"" + std::string(1000, '[') + "\"}";
+  EXPECT_EQ(lm::server::parse_body(text)["a"].get<std::string>().size(), 1000u);
+}
+
+}  // namespace

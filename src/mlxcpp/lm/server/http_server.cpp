@@ -23,6 +23,10 @@ namespace {
 
 constexpr const char* kFingerprint = "mlxcpp";
 
+// JSON text for the client. Generated text can hold invalid UTF-8 (a model may
+// emit a lone byte token); it goes out as U+FFFD instead of failing the response.
+std::string wire(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 std::string random_id(const char* prefix) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   static const char* hex = "0123456789abcdef";
@@ -293,7 +297,7 @@ struct Exchange {
   // SSE lines for new events; appends "[DONE]" after the final one.
   std::string sse(const std::vector<Event>& events) {
     std::string out;
-    auto data = [&](const json& j) { out += "data: " + j.dump() + "\n\n"; };
+    auto data = [&](const json& j) { out += "data: " + wire(j) + "\n\n"; };
     for (const auto& e : events) {
       if (e.finish_reason) {
         final_event = e;
@@ -382,7 +386,7 @@ struct HttpServer::Impl {
 
   void send_json(httplib::Response& res, int status, const json& j) {
     res.status = status;
-    res.set_content(j.dump(), "application/json");
+    res.set_content(wire(j), "application/json");
   }
   void send_error(httplib::Response& res, const ApiError& e) {
     send_json(res, e.status(), e.body());
@@ -492,14 +496,20 @@ struct HttpServer::Impl {
     res.set_chunked_content_provider(
         "text/event-stream",
         [ex, wait](size_t, httplib::DataSink& sink) {
-          auto events = ex->stream->next(wait);
-          std::string out = events.empty() ? std::string(": keepalive\n\n") : ex->sse(events);
-          if (!out.empty() && !sink.write(out.data(), out.size())) {
+          try {
+            auto events = ex->stream->next(wait);
+            std::string out = events.empty() ? std::string(": keepalive\n\n") : ex->sse(events);
+            if (!out.empty() && !sink.write(out.data(), out.size())) {
+              ex->stream->cancel();
+              return false;
+            }
+            if (ex->finished) sink.done();
+            return true;
+          } catch (const std::exception&) {
+            // Never let an error escape into the HTTP layer: this stream ends, others go on.
             ex->stream->cancel();
             return false;
           }
-          if (ex->finished) sink.done();
-          return true;
         },
         [ex](bool success) {
           // A client that went away mid-stream frees its row in the engine.

@@ -1,5 +1,6 @@
 #include "mlxcpp/lm/server/request.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -14,7 +15,45 @@ json ApiError::body() const {
   return json{{"error", e}};
 }
 
+namespace {
+
+// Nesting deeper than this is refused before parsing: printing or destroying a
+// deeply nested value recurses, and a body of a few MB of '[' would overflow a
+// handler thread's stack.
+constexpr int kMaxDepth = 128;
+
+int nesting_depth(const std::string& text) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > kMaxDepth) return deepest;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+}  // namespace
+
 json parse_body(const std::string& text) {
+  if (nesting_depth(text) > kMaxDepth) {
+    throw ApiError(
+        400, "the request body nests JSON deeper than " + std::to_string(kMaxDepth) + " levels",
+        "invalid_request_error", std::nullopt, "invalid_json");
+  }
   json j;
   try {
     j = json::parse(text);
@@ -31,6 +70,12 @@ json parse_body(const std::string& text) {
 
 namespace {
 
+// A value as it appears in an error message: its JSON text, cut to 80 bytes.
+std::string brief(const json& v) {
+  std::string s = v.dump();
+  return s.size() <= 80 ? s : s.substr(0, 77) + "...";
+}
+
 [[noreturn]] void bad(const std::string& field, const std::string& message) {
   throw ApiError(400, "'" + field + "': " + message, "invalid_request_error", field,
                  "invalid_value");
@@ -44,10 +89,10 @@ const json* get(const json& o, const char* key) {
 }
 
 double number(const json& v, const std::string& field, double lo, double hi) {
-  if (!v.is_number()) bad(field, "expected a number, got " + v.dump());
+  if (!v.is_number()) bad(field, "expected a number, got " + brief(v));
   double d = v.get<double>();
   if (!std::isfinite(d) || d < lo || d > hi) {
-    bad(field, "must be in [" + json(lo).dump() + ", " + json(hi).dump() + "], got " + v.dump());
+    bad(field, "must be in [" + json(lo).dump() + ", " + json(hi).dump() + "], got " + brief(v));
   }
   return d;
 }
@@ -62,34 +107,34 @@ int64_t integer(const json& v, const std::string& field, int64_t lo, int64_t hi)
              std::floor(v.get<double>()) == v.get<double>() && std::fabs(v.get<double>()) < 9e18) {
     r = static_cast<int64_t>(v.get<double>());
   } else {
-    bad(field, "expected an integer, got " + v.dump());
+    bad(field, "expected an integer, got " + brief(v));
   }
   if (r < lo || r > hi) {
     bad(field,
-        "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v.dump());
+        "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + brief(v));
   }
   return r;
 }
 
 bool boolean(const json& v, const std::string& field) {
-  if (!v.is_boolean()) bad(field, "expected true or false, got " + v.dump());
+  if (!v.is_boolean()) bad(field, "expected true or false, got " + brief(v));
   return v.get<bool>();
 }
 
 const std::string& string(const json& v, const std::string& field) {
-  if (!v.is_string()) bad(field, "expected a string, got " + v.dump());
+  if (!v.is_string()) bad(field, "expected a string, got " + brief(v));
   return v.get_ref<const std::string&>();
 }
 
 // Message content: a string, or a list of text parts joined in order.
 json message_content(const json& c, const std::string& field) {
   if (c.is_null() || c.is_string()) return c;
-  if (!c.is_array()) bad(field, "expected a string or a list of content parts, got " + c.dump());
+  if (!c.is_array()) bad(field, "expected a string or a list of content parts, got " + brief(c));
   std::string text;
   for (size_t i = 0; i < c.size(); ++i) {
     std::string f = field + "[" + std::to_string(i) + "]";
     const json& part = c[i];
-    if (!part.is_object()) bad(f, "expected a content part object, got " + part.dump());
+    if (!part.is_object()) bad(f, "expected a content part object, got " + brief(part));
     const json* type = get(part, "type");
     if (!type) bad(f + ".type", "is required");
     const std::string& t = string(*type, f + ".type");
@@ -104,13 +149,13 @@ json message_content(const json& c, const std::string& field) {
 }
 
 json parse_messages(const json& v) {
-  if (!v.is_array()) bad("messages", "expected a list of messages, got " + v.dump());
+  if (!v.is_array()) bad("messages", "expected a list of messages, got " + brief(v));
   if (v.empty()) bad("messages", "must hold at least one message");
   json out = json::array();
   for (size_t i = 0; i < v.size(); ++i) {
     std::string f = "messages[" + std::to_string(i) + "]";
     const json& m = v[i];
-    if (!m.is_object()) bad(f, "expected a message object, got " + m.dump());
+    if (!m.is_object()) bad(f, "expected a message object, got " + brief(m));
     const json* role = get(m, "role");
     if (!role) bad(f + ".role", "is required");
     std::string r = string(*role, f + ".role");
@@ -171,14 +216,14 @@ void parse_prompt(const json& v, CompletionRequest& r) {
                    "request",
                    "invalid_request_error", "prompt", "unsupported_value");
   } else {
-    bad("prompt", "expected a string or a list of token ids, got " + v.dump());
+    bad("prompt", "expected a string or a list of token ids, got " + brief(v));
   }
   if (r.prompt_text && r.prompt_text->empty()) bad("prompt", "must not be empty");
 }
 
 void parse_tools(const json& body, CompletionRequest& r) {
   if (const json* tools = get(body, "tools")) {
-    if (!tools->is_array()) bad("tools", "expected a list of tools, got " + tools->dump());
+    if (!tools->is_array()) bad("tools", "expected a list of tools, got " + brief(*tools));
     for (size_t i = 0; i < tools->size(); ++i) {
       std::string f = "tools[" + std::to_string(i) + "]";
       const json& t = (*tools)[i];
@@ -217,7 +262,7 @@ void parse_tools(const json& body, CompletionRequest& r) {
         bad("tool_choice",
             "names the function '" + r.tool_choice_function + "', which is not among the tools");
     } else {
-      bad("tool_choice", "expected a string or an object, got " + tc->dump());
+      bad("tool_choice", "expected a string or an object, got " + brief(*tc));
     }
     if ((r.tool_choice == "required" || r.tool_choice == "function") && r.tools.is_null()) {
       bad("tool_choice", "'" + r.tool_choice + "' needs tools");
@@ -226,7 +271,7 @@ void parse_tools(const json& body, CompletionRequest& r) {
 }
 
 void parse_response_format(const json& v, CompletionRequest& r) {
-  if (!v.is_object()) bad("response_format", "expected an object, got " + v.dump());
+  if (!v.is_object()) bad("response_format", "expected an object, got " + brief(v));
   const json* type = get(v, "type");
   if (!type) bad("response_format.type", "is required");
   const std::string& t = string(*type, "response_format.type");
@@ -285,7 +330,7 @@ CompletionRequest parse_request(const json& body, bool chat, const RequestDefaul
 
   if (const json* s = get(body, "stream")) r.stream = boolean(*s, "stream");
   if (const json* so = get(body, "stream_options")) {
-    if (!so->is_object()) bad("stream_options", "expected an object, got " + so->dump());
+    if (!so->is_object()) bad("stream_options", "expected an object, got " + brief(*so));
     if (!r.stream) bad("stream_options", "is only allowed when 'stream' is true");
     if (const json* u = get(*so, "include_usage")) {
       r.include_usage = boolean(*u, "stream_options.include_usage");
@@ -323,7 +368,7 @@ CompletionRequest parse_request(const json& body, bool chat, const RequestDefaul
     p.frequency_penalty = static_cast<float>(number(*v, "frequency_penalty", -2, 2));
   }
   if (const json* v = get(body, "logit_bias")) {
-    if (!v->is_object()) bad("logit_bias", "expected an object {token id: bias}, got " + v->dump());
+    if (!v->is_object()) bad("logit_bias", "expected an object {token id: bias}, got " + brief(*v));
     for (const auto& [k, b] : v->items()) {
       std::string f = "logit_bias." + k;
       size_t used = 0;
@@ -363,14 +408,14 @@ CompletionRequest parse_request(const json& body, bool chat, const RequestDefaul
         r.stop.push_back(string((*v)[i], "stop[" + std::to_string(i) + "]"));
       }
     } else {
-      bad("stop", "expected a string or a list of strings, got " + v->dump());
+      bad("stop", "expected a string or a list of strings, got " + brief(*v));
     }
     for (const auto& st : r.stop) {
       if (st.empty()) bad("stop", "stop sequences must not be empty");
     }
   }
   if (const json* v = get(body, "chat_template_kwargs")) {
-    if (!v->is_object()) bad("chat_template_kwargs", "expected an object, got " + v->dump());
+    if (!v->is_object()) bad("chat_template_kwargs", "expected an object, got " + brief(*v));
     for (const auto& [k, val] : v->items()) r.template_kwargs[k] = val;
   }
   if (const json* v = get(body, "response_format")) parse_response_format(*v, r);
