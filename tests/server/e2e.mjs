@@ -215,6 +215,7 @@ await run([
   ['errors', async () => {
     checkError(await post('/v1/chat/completions', '{"messages": [', {}), 400);
     checkError(await post('/v1/chat/completions', '[1,2]'), 400);
+    checkError(await post('/v1/chat/completions', '{"messages":' + '['.repeat(50000) + ']'.repeat(50000) + '}'), 400);
     checkError(await post('/v1/chat/completions', { messages: user('x'), n: 2 }), 400, 'n');
     checkError(await post('/v1/chat/completions', { messages: user('x'), max_tokens: 'ten' }), 400, 'max_tokens');
     checkError(await post('/v1/chat/completions', { messages: user('x'), temperature: -3 }), 400, 'temperature');

@@ -63,6 +63,7 @@ const malformed = [
   [JSON.stringify({ messages: [{ role: 'user', content: 'x' }], temperature: 'hot' }), 400],
   [JSON.stringify({ messages: [{ role: 'user', content: 'x' }], n: 3 }), 400],
   ['"just a string"', 400],
+  ['{"messages":' + '['.repeat(5000) + ']'.repeat(5000) + '}', 400],
 ];
 
 async function wave(label) {
