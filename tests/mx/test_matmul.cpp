@@ -220,6 +220,35 @@ TEST(Matmul, BatchBroadcastIsNotMaterialized) {
   }
 }
 
+// A batch of row blocks against one shared matrix (a linear layer over a batch
+// of sequences, [B, M, K] @ [K, N]) runs as one product over all B * M rows;
+// rows that are not evenly spaced (a strided slice of a longer batch) still
+// take the per-entry path. Both against the naive float64 loop.
+TEST(Matmul, SharedRightOperandAcrossTheBatch) {
+  for (mx::Dtype d : kAllFloat) {
+    SCOPED_TRACE(mx::dtype_name(d));
+    for (int M : {1, 3}) {
+      array a64 = exact_values({6, M, 5}, 10), w64 = exact_values({5, 7}, 11);
+      auto wv = to_vector(w64);
+      std::vector<double> wrep;
+      for (int t = 0; t < 6; ++t) wrep.insert(wrep.end(), wv.begin(), wv.end());
+      auto expected = naive(to_vector(a64), wrep, M, 7, 5, 6);
+      array a = mx::astype(a64, d), w = mx::astype(w64, d);
+      expect_close(mx::matmul(a, w), expected, {6, M, 7}, 1e-6, rtol_for(d));
+      // The weight as a transposed view (how linear layers use it).
+      array wt = mx::transpose(mx::copy(mx::transpose(w)));
+      expect_close(mx::matmul(a, wt), expected, {6, M, 7}, 1e-6, rtol_for(d));
+      // Every other batch entry of a longer batch: rows are not evenly spaced.
+      array long64 = exact_values({12, M, 5}, 12);
+      array every_other =
+          mx::slice(mx::astype(long64, d), Shape{0, 0, 0}, Shape{12, M, 5}, Shape{2, 1, 1});
+      auto ev = to_vector(every_other);
+      expect_close(mx::matmul(every_other, w), naive(ev, wrep, M, 7, 5, 6), {6, M, 7}, 1e-6,
+                   rtol_for(d));
+    }
+  }
+}
+
 // Products big enough for several cache blocks of the 16-bit kernel (and for
 // OpenBLAS's threaded path), and every matrix-vector layout.
 TEST(Matmul, LargeAndMatrixVectorShapes) {

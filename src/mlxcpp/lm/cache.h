@@ -58,6 +58,10 @@ class KVCacheBase {
   virtual std::string class_name() const = 0;
   // Bytes held by the cache's arrays.
   virtual size_t nbytes() const = 0;
+  // A batch cache whose rows hold sequences of different lengths (left-padded
+  // to offset()) gives each row's own RoPE position here, [B] int32; the model
+  // then rotates row b at that position instead of offset().
+  virtual std::optional<mx::array> row_offsets() const { return std::nullopt; }
   bool empty() const { return offset() == 0; }
   // State arrays per saved entry: 1 for plain caches (tensors "<layer>.<i>"), 3 for quantized
   // ones (codes, scales, biases: tensors "<layer>.<i>.<j>", mlx-lm's nesting).

@@ -304,9 +304,14 @@ mx::array Attention::operator()(const mx::array& x, KVCacheBase* cache) const {
   auto k = k_norm(heads(qkv[1], n_kv_heads_));
   auto v = heads(qkv[2], n_kv_heads_);
 
-  int offset = cache ? cache->offset() : 0;
-  q = mx::fast::rope(q, head_dim_, false, rope_.base, rope_.scale, offset);
-  k = mx::fast::rope(k, head_dim_, false, rope_.base, rope_.scale, offset);
+  if (auto rows = cache ? cache->row_offsets() : std::nullopt) {
+    q = mx::fast::rope(q, head_dim_, false, rope_.base, rope_.scale, *rows);
+    k = mx::fast::rope(k, head_dim_, false, rope_.base, rope_.scale, *rows);
+  } else {
+    int offset = cache ? cache->offset() : 0;
+    q = mx::fast::rope(q, head_dim_, false, rope_.base, rope_.scale, offset);
+    k = mx::fast::rope(k, head_dim_, false, rope_.base, rope_.scale, offset);
+  }
 
   std::optional<int> window;
   if (!is_global_) window = window_;

@@ -200,16 +200,34 @@ void run_matmul(array a, array b, array& out, float alpha, float beta) {
     int na = static_cast<int>(a.ndim()), nbd = static_cast<int>(b.ndim());
     int64_t ars = a.strides()[na - 2], acs = a.strides()[na - 1];
     int64_t brs = b.strides()[nbd - 2], bcs = b.strides()[nbd - 1];
-    auto one = [&](const T* x, const T* y, T* z) {
+    auto rows = [&](int m, const T* x, const T* y, T* z) {
       cpu::MatRef ma{x, ars, acs}, mb{y, brs, bcs};
       if constexpr (uses_blas_v<T>) {
-        gemm_blas<T>(M, N, K, alpha, ma, mb, beta, z, N);
+        gemm_blas<T>(m, N, K, alpha, ma, mb, beta, z, N);
       } else if constexpr (is_half_v<T>) {
-        cpu::gemm_half(out.dtype(), M, N, K, alpha, ma, mb, beta, z, N);
+        cpu::gemm_half(out.dtype(), m, N, K, alpha, ma, mb, beta, z, N);
       } else {
-        gemm_generic<T>(M, N, K, alpha, ma, mb, beta, z, N);
+        gemm_generic<T>(m, N, K, alpha, ma, mb, beta, z, N);
       }
     };
+    auto one = [&](const T* x, const T* y, T* z) { rows(M, x, y, z); };
+    // x [..., M, K] @ W [K, N] with W shared by every batch entry (a linear
+    // layer over a batch of sequences): when x's rows are evenly spaced across
+    // the batch, one product over all nbatch * M rows reads W once instead of
+    // once per entry (decode batches are [B, 1, K]).
+    if (nbatch > 1 && ars != 0) {
+      bool fold = true;
+      int64_t expect = static_cast<int64_t>(M) * ars;
+      for (int d = static_cast<int>(batch.size()) - 1; d >= 0 && fold; --d) {
+        if (batch[d] == 1) continue;
+        fold = sb[d] == 0 && sa[d] == expect;
+        expect *= batch[d];
+      }
+      if (fold) {
+        rows(static_cast<int>(nbatch) * M, pa, pb, pc);
+        return;
+      }
+    }
     auto range = [&](size_t begin, size_t end) {
       cpu::StridedCursor cur(batch, {&sa, &sb}, static_cast<int64_t>(begin));
       for (size_t i = begin; i < end; ++i) {

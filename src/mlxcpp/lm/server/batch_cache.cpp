@@ -1,0 +1,194 @@
+#include "mlxcpp/lm/server/batch_cache.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "mlxcpp/mx/ops.h"
+
+namespace lm::server {
+
+namespace {
+
+mx::array seq(const mx::array& v, int start, int stop) {
+  return mx::slice(v, {0, 0, start, 0}, {v.shape(0), v.shape(1), stop, v.shape(3)});
+}
+
+mx::array rows_of(const mx::array& v, int start, int stop) {
+  return mx::slice(v, {start, 0, 0, 0}, {stop, v.shape(1), v.shape(2), v.shape(3)});
+}
+
+mx::array zeros_seq(const mx::array& like, int batch, int len) {
+  return mx::zeros({batch, like.shape(1), len, like.shape(3)}, like.dtype());
+}
+
+}  // namespace
+
+void BatchKVCache::reserve(int length) {
+  if (!keys_ || length <= keys_->shape(2)) return;
+  int cap = ((length + kStep - 1) / kStep) * kStep;
+  auto grow = [&](const mx::array& buf) {
+    return mx::concatenate({buf, zeros_seq(buf, buf.shape(0), cap - buf.shape(2))}, 2);
+  };
+  keys_ = grow(*keys_);
+  values_ = grow(*values_);
+}
+
+void BatchKVCache::add_rows(const std::vector<std::pair<mx::array, mx::array>>& rows) {
+  if (rows.empty()) return;
+  int longest = 0;
+  for (const auto& [k, v] : rows) {
+    if (k.ndim() != 4 || k.shape(0) != 1 || v.shape() != k.shape()) {
+      throw std::invalid_argument(
+          "BatchKVCache::add_rows: keys and values must both be [1, Nkv, L, D]");
+    }
+    const auto& ref = keys_ ? *keys_ : rows.front().first;
+    if (k.shape(1) != ref.shape(1) || k.shape(3) != ref.shape(3)) {
+      throw std::invalid_argument(
+          "BatchKVCache::add_rows: a row's Nkv or D differs from the batch's");
+    }
+    longest = std::max(longest, k.shape(2));
+  }
+  if (keys_ && longest > length_) {
+    // Every existing row gets more padding on the left.
+    int d = longest - length_;
+    reserve(longest + 1);
+    int cap = keys_->shape(2);
+    auto shift = [&](const mx::array& buf) {
+      return mx::concatenate({zeros_seq(buf, buf.shape(0), d), seq(buf, 0, cap - d)}, 2);
+    };
+    keys_ = shift(*keys_);
+    values_ = shift(*values_);
+    for (int& p : pad_) p += d;
+  }
+  length_ = std::max(length_, longest);
+  const mx::Dtype dtype = keys_ ? keys_->dtype() : rows.front().first.dtype();
+  int cap = keys_ ? keys_->shape(2) : std::max(1, (length_ + kStep) / kStep) * kStep;
+  std::vector<mx::array> ks, vs;
+  if (keys_) {
+    ks.push_back(*keys_);
+    vs.push_back(*values_);
+  }
+  for (const auto& [k, v] : rows) {
+    const int L = k.shape(2);
+    auto padded = [&](const mx::array& x) {
+      std::vector<mx::array> parts;
+      if (length_ > L) parts.push_back(mx::zeros({1, x.shape(1), length_ - L, x.shape(3)}, dtype));
+      parts.push_back(mx::astype(x, dtype));
+      if (cap > length_)
+        parts.push_back(mx::zeros({1, x.shape(1), cap - length_, x.shape(3)}, dtype));
+      return parts.size() == 1 ? parts[0] : mx::concatenate(parts, 2);
+    };
+    ks.push_back(padded(k));
+    vs.push_back(padded(v));
+    pad_.push_back(length_ - L);
+  }
+  keys_ = ks.size() == 1 ? ks[0] : mx::concatenate(ks, 0);
+  values_ = vs.size() == 1 ? vs[0] : mx::concatenate(vs, 0);
+}
+
+void BatchKVCache::remove_rows(std::vector<int> rows) {
+  std::sort(rows.begin(), rows.end());
+  rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+  for (int b : rows) {
+    if (b < 0 || b >= this->rows()) {
+      throw std::out_of_range("BatchKVCache::remove_rows: row " + std::to_string(b) + " of " +
+                              std::to_string(this->rows()));
+    }
+  }
+  if (rows.empty()) return;
+  std::vector<int32_t> keep;
+  std::vector<int> pads;
+  for (int b = 0, r = 0; b < this->rows(); ++b) {
+    if (r < static_cast<int>(rows.size()) && rows[r] == b) {
+      ++r;
+      continue;
+    }
+    keep.push_back(b);
+    pads.push_back(pad_[b]);
+  }
+  pad_ = pads;
+  if (keep.empty()) {
+    keys_.reset();
+    values_.reset();
+    length_ = 0;
+    return;
+  }
+  mx::array idx(keep, {static_cast<int>(keep.size())}, mx::int32);
+  keys_ = mx::take(*keys_, idx, 0);
+  values_ = mx::take(*values_, idx, 0);
+  // Padding every remaining row shares is dropped so the buffer stays short.
+  int common = *std::min_element(pad_.begin(), pad_.end());
+  if (common > 0) {
+    int cap = keys_->shape(2);
+    keys_ = seq(*keys_, common, cap);
+    values_ = seq(*values_, common, cap);
+    for (int& p : pad_) p -= common;
+    length_ -= common;
+  }
+}
+
+std::pair<mx::array, mx::array> BatchKVCache::row(int b) const {
+  if (b < 0 || b >= rows()) {
+    throw std::out_of_range("BatchKVCache::row: row " + std::to_string(b) + " of " +
+                            std::to_string(rows()));
+  }
+  auto one = [&](const mx::array& buf) { return seq(rows_of(buf, b, b + 1), pad_[b], length_); };
+  return {one(*keys_), one(*values_)};
+}
+
+std::pair<mx::array, mx::array> BatchKVCache::update_and_fetch(const mx::array& keys,
+                                                               const mx::array& values) {
+  if (!keys_) throw std::logic_error("BatchKVCache: update before any row was added");
+  if (keys.ndim() != 4 || keys.shape(0) != rows() || values.shape() != keys.shape()) {
+    throw std::invalid_argument("BatchKVCache: an update must be [B, Nkv, T, D] with B = " +
+                                std::to_string(rows()));
+  }
+  const int T = keys.shape(2);
+  reserve(length_ + T);
+  const int prev = length_;
+  length_ += T;
+  auto put = [&](mx::array& buf, const mx::array& x) {
+    buf = mx::slice_update(buf, mx::astype(x, buf.dtype()), mx::Shape{0, 0, prev, 0},
+                           mx::Shape{x.shape(0), x.shape(1), length_, x.shape(3)});
+  };
+  put(*keys_, keys);
+  put(*values_, values);
+  return {seq(*keys_, 0, length_), seq(*values_, 0, length_)};
+}
+
+AttentionMask BatchKVCache::make_mask(int T, std::optional<int> window) const {
+  bool padded = std::any_of(pad_.begin(), pad_.end(), [](int p) { return p > 0; });
+  if (!padded) return AttentionMask{T > 1 ? "causal" : "", window, std::nullopt};
+  const int B = rows(), Lk = length_ + T;
+  std::vector<uint8_t> m(static_cast<size_t>(B) * T * Lk, 0);
+  for (int b = 0; b < B; ++b) {
+    for (int i = 0; i < T; ++i) {
+      const int q = length_ + i;
+      int lo = pad_[b];
+      if (window) lo = std::max(lo, q - *window + 1);
+      uint8_t* row = m.data() + (static_cast<size_t>(b) * T + i) * Lk;
+      for (int j = lo; j <= q; ++j) row[j] = 1;
+    }
+  }
+  return AttentionMask{"array", std::nullopt, mx::array(m.begin(), {B, 1, T, Lk}, mx::bool_)};
+}
+
+std::optional<mx::array> BatchKVCache::row_offsets() const {
+  std::vector<int32_t> off;
+  for (int p : pad_) off.push_back(length_ - p);
+  return mx::array(off, {static_cast<int>(off.size())}, mx::int32);
+}
+
+std::vector<mx::array> BatchKVCache::state() const {
+  if (!keys_) return {};
+  return {seq(*keys_, 0, length_), seq(*values_, 0, length_)};
+}
+
+void BatchKVCache::set_state(const std::vector<mx::array>&) {
+  throw std::logic_error("BatchKVCache: state is built with add_row, not set_state");
+}
+
+size_t BatchKVCache::nbytes() const { return keys_ ? keys_->nbytes() + values_->nbytes() : 0; }
+
+}  // namespace lm::server

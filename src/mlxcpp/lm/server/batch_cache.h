@@ -1,0 +1,54 @@
+// The per-layer cache of a decode batch for continuous batching: sequences of
+// different lengths share one [B, Nkv, L, D] buffer, each left-padded to the
+// longest, so a single forward pass decodes every row. Rows join (from a
+// sequence's own prefilled cache) and leave between steps.
+#pragma once
+
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "mlxcpp/lm/cache.h"
+
+namespace lm::server {
+
+class BatchKVCache : public KVCacheBase {
+ public:
+  // keys/values: [B, Nkv, T, D], one new position range for every row.
+  std::pair<mx::array, mx::array> update_and_fetch(const mx::array& keys,
+                                                   const mx::array& values) override;
+  // An array mask [B, 1, T, offset() + T] hiding each row's padding (plus the
+  // causal order and the sliding window); a plain window when nothing is padded.
+  AttentionMask make_mask(int T, std::optional<int> window) const override;
+  // The padded length: the buffer position the next token is written at.
+  int offset() const override { return length_; }
+  // Row b's true position: offset() minus its padding.
+  std::optional<mx::array> row_offsets() const override;
+  bool is_trimmable() const override { return false; }
+  int trim(int) override { return 0; }
+  std::vector<mx::array> state() const override;
+  void set_state(const std::vector<mx::array>& state) override;
+  std::string class_name() const override { return "BatchKVCache"; }
+  size_t nbytes() const override;
+
+  int rows() const { return static_cast<int>(pad_.size()); }
+  // Appends sequences: keys/values [1, Nkv, L, D] of their positions 0..L-1,
+  // in one copy of the buffer however many join.
+  void add_rows(const std::vector<std::pair<mx::array, mx::array>>& rows);
+  void add_row(const mx::array& keys, const mx::array& values) { add_rows({{keys, values}}); }
+  // Removes the given rows (the others keep their order), in one copy.
+  void remove_rows(std::vector<int> rows);
+  void remove_row(int b) { remove_rows({b}); }
+  // Row b without its padding, [1, Nkv, L_b, D] (a view of the buffer).
+  std::pair<mx::array, mx::array> row(int b) const;
+  int row_length(int b) const { return length_ - pad_.at(b); }
+
+ private:
+  static constexpr int kStep = 256;
+  void reserve(int length);
+  std::optional<mx::array> keys_, values_;  // [B, Nkv, capacity, D]
+  std::vector<int> pad_;
+  int length_ = 0;
+};
+
+}  // namespace lm::server

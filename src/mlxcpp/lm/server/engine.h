@@ -1,0 +1,168 @@
+// The serving engine of `mlxcpp server`: one thread owns the model and runs
+// continuous batching. Requests wait in a queue, are prefilled (a chunk at a
+// time, interleaved with decode steps, starting from the longest cached token
+// prefix), then join the decode batch; every step decodes one token for every
+// batched request in a single forward pass over a left-padded batch cache.
+// Requests join and leave between steps; a cancelled one leaves at once.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mlxcpp/lm/cache.h"
+#include "mlxcpp/lm/sample.h"
+
+namespace lm {
+class LanguageModel;
+class Tokenizer;
+}  // namespace lm
+
+namespace lm::server {
+
+class BatchKVCache;
+class PromptStore;
+
+// Restricts the tokens a request may sample next (grammar-constrained output).
+class TokenConstraint {
+ public:
+  virtual ~TokenConstraint() = default;
+  // The tokens allowed next: one flag per vocabulary entry (size = vocab).
+  virtual const std::vector<uint8_t>& allowed() = 0;
+  // Advances past a sampled token (always one that allowed() permitted).
+  virtual void accept(int32_t token) = 0;
+  // True once the output is complete: generation stops with "stop".
+  virtual bool complete() const = 0;
+};
+
+struct TokenLogprob {
+  int32_t id = 0;
+  float logprob = 0;
+};
+
+struct GenerationJob {
+  std::vector<int32_t> prompt;
+  int max_tokens = 512;
+  SamplerOptions sampling;
+  LogitsProcessorOptions processors;
+  std::vector<std::string> stop;  // matched on the decoded text; the match is cut
+  bool logprobs = false;
+  int top_logprobs = 0;
+  std::shared_ptr<TokenConstraint> constraint;
+};
+
+// What the engine reports to a request's stream, in order.
+struct Event {
+  std::string text;                            // newly final text (may be empty)
+  std::vector<TokenLogprob> tokens;            // the tokens this event adds (with logprobs)
+  std::vector<std::vector<TokenLogprob>> top;  // per token, top_logprobs alternatives
+  std::optional<std::string> finish_reason;    // stop | length | cancelled | error
+  std::string error;
+  int prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
+};
+
+// The handle an HTTP handler holds while its request runs.
+class RequestStream {
+ public:
+  // Waits up to `timeout` for events; returns those queued (none on timeout).
+  std::vector<Event> next(std::chrono::milliseconds timeout);
+  // Asks the engine to stop this request and free its cache (a client left).
+  void cancel() { cancelled_ = true; }
+  bool cancelled() const { return cancelled_; }
+
+  // Engine side.
+  void push(Event e);
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Event> events_;
+  std::atomic<bool> cancelled_{false};
+};
+
+struct EngineOptions {
+  int decode_concurrency = 32;  // requests decoded together
+  int prompt_concurrency = 8;   // requests prefilled at a time (a chunk each per step)
+  int prefill_step_size = 2048;
+  size_t prompt_cache_size = 10;                // entries
+  size_t prompt_cache_bytes = size_t(1) << 32;  // bytes
+  std::optional<int> max_kv_size;               // positions per sequence (prompt + output)
+  std::vector<int32_t> eos_token_ids;
+};
+
+struct EngineStats {
+  int waiting = 0, prefilling = 0, decoding = 0;
+  size_t cache_entries = 0, cache_bytes = 0;
+  uint64_t completed = 0, cancelled = 0, steps = 0;
+};
+
+class Engine {
+ public:
+  Engine(std::shared_ptr<LanguageModel> model, std::shared_ptr<const Tokenizer> tokenizer,
+         EngineOptions options);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queues a request. Throws std::invalid_argument for a prompt that does not
+  // fit the context (or is empty).
+  std::shared_ptr<RequestStream> submit(GenerationJob job);
+  // Finishes every request with "cancelled" and joins the thread.
+  void shutdown();
+  EngineStats stats() const;
+  // Largest prompt + output, in tokens, a sequence may hold.
+  int context_limit() const;
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  // Logits per position (the model's vocabulary, possibly padded past the tokenizer's).
+  int vocab_size() const;
+
+ private:
+  struct Sequence;
+  void run();
+  void admit();
+  void prefill_chunk(Sequence& s);
+  void decode_step();
+  // Moves prefilled sequences into the decode batch (one buffer copy for all).
+  void join_batch(const std::vector<std::shared_ptr<Sequence>>& joining);
+  // Drops batch rows (ascending indices) and their caches.
+  void remove_rows(const std::vector<int>& rows);
+  // Samples from logits [1, V]; returns the token, its logprob and the top alternatives.
+  struct Sampled {
+    mx::array token, logprobs;
+  };
+  Sampled sample(Sequence& s, const mx::array& logits);
+  // Handles a sampled token; returns true when the sequence finished.
+  bool handle_token(Sequence& s, int32_t token, const mx::array& logprobs);
+  void finish(Sequence& s, const std::string& reason, const std::string& error = "");
+  void store_cache(Sequence& s);
+  void fail_all(const std::string& error);
+
+  std::shared_ptr<LanguageModel> model_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  EngineOptions options_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Sequence>> incoming_;
+  bool stopping_ = false;
+  EngineStats stats_;
+
+  // Engine-thread state.
+  std::deque<std::shared_ptr<Sequence>> waiting_;
+  std::vector<std::shared_ptr<Sequence>> prefilling_;
+  std::vector<std::shared_ptr<Sequence>> batch_;  // row b of the batch cache is batch_[b]
+  std::vector<std::shared_ptr<BatchKVCache>> batch_cache_;
+  std::unique_ptr<PromptStore> store_;
+  std::thread thread_;
+};
+
+}  // namespace lm::server
