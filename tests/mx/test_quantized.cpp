@@ -354,6 +354,32 @@ TEST(Quantized, QuantizedMatmulBatchAndDtypes) {
   }
 }
 
+// Strided views (a transposed x, every other row of the packed matrix) and
+// float16 weights (float16 scales and biases in the kernels) on every ISA.
+TEST(Quantized, ViewsAndFloat16) {
+  IsaGuard guard;
+  mx::random::seed(16);
+  array w = mx::astype(mx::random::normal({40, 128}), mx::float16);
+  auto q = mx::quantize(w, 64, 4);
+  EXPECT_EQ(q[1].dtype(), mx::float16);
+  array rows_w = mx::slice(q[0], {0, 0}, {40, 16}, {2, 1});
+  array rows_s = mx::slice(q[1], {0, 0}, {40, 2}, {2, 1});
+  array rows_b = mx::slice(q[2], {0, 0}, {40, 2}, {2, 1});
+  array wd = mx::dequantize(rows_w, rows_s, rows_b, 64, 4, "affine", mx::float32);
+  for (cpu::Isa isa : isas()) {
+    cpu::set_isa(isa);
+    SCOPED_TRACE(cpu::isa_name(isa));
+    for (int M : {1, 4, 12}) {
+      array xt = mx::astype(mx::random::normal({128, M}), mx::float16);
+      array x = mx::transpose(xt);  // (M, 128), column-major
+      array y = mx::quantized_matmul(x, rows_w, rows_s, rows_b, true, 64, 4);
+      EXPECT_EQ(y.dtype(), mx::float16);
+      expect_close(y, to_vector(mx::matmul(mx::astype(x, mx::float32), mx::transpose(wd))), {M, 20},
+                   0.02, 2.0 / 1024);
+    }
+  }
+}
+
 // vmap over x (axis 1 of the batch) against the product of each slice (12 rows
 // take the tile path, 3 the matrix-vector kernel: float32 sums in other orders).
 TEST(Quantized, VmapOverX) {
