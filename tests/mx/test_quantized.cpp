@@ -404,6 +404,36 @@ TEST(Quantized, VmapOverX) {
   EXPECT_THROW(mx::vmap(g, {0}, {0})({mx::stack({q[1], q[1]})}), std::invalid_argument);
 }
 
+// gather_qmm against quantized_matmul of the chosen entries one at a time
+// (mixture-of-experts: each token's row against its experts' matrices).
+TEST(Quantized, GatherQmmPicksEntries) {
+  mx::random::seed(17);
+  array w = mx::random::normal({4, 24, 64});  // 4 experts
+  auto q = mx::quantize(w, 32, 4);
+  array x = mx::random::normal({3, 1, 64});  // 3 tokens
+  array lhs = array({0, 1, 2, 2}, mx::int32), rhs = array({3, 0, 1, 3}, mx::int32);
+  array y = mx::gather_qmm(x, q[0], q[1], q[2], lhs, rhs, true, 32, 4);
+  ASSERT_EQ(y.shape(), (Shape{4, 1, 24}));
+  std::vector<int> li = {0, 1, 2, 2}, ri = {3, 0, 1, 3};
+  for (int i = 0; i < 4; ++i) {
+    array want =
+        mx::quantized_matmul(mx::take(x, li[i], 0), mx::take(q[0], ri[i], 0),
+                             mx::take(q[1], ri[i], 0), mx::take(q[2], ri[i], 0), true, 32, 4);
+    expect_close(mx::take(y, i, 0), to_vector(want), {1, 24}, 1e-6, 1e-6);
+  }
+  // Without lhs_indices, every x batch entry goes with the matching index.
+  array y2 =
+      mx::gather_qmm(x, q[0], q[1], q[2], std::nullopt, array({1, 1, 0}, mx::int32), true, 32, 4);
+  ASSERT_EQ(y2.shape(), (Shape{3, 1, 24}));
+  expect_close(
+      mx::take(y2, 2, 0),
+      to_vector(mx::quantized_matmul(mx::take(x, 2, 0), mx::take(q[0], 0, 0), mx::take(q[1], 0, 0),
+                                     mx::take(q[2], 0, 0), true, 32, 4)),
+      {1, 24}, 1e-6, 1e-6);
+  EXPECT_THROW(mx::gather_qmm(x, q[0], q[1], q[2], array({0.5f}), rhs, true, 32, 4),
+               std::invalid_argument);
+}
+
 TEST(Quantized, BadInputsNameTheShapes) {
   array w = mx::zeros({4, 96});
   auto expect_msg = [](auto f, const std::string& part) {
