@@ -354,6 +354,32 @@ TEST(Quantized, QuantizedMatmulBatchAndDtypes) {
   }
 }
 
+// Strided views (a transposed x, every other row of the packed matrix) and
+// float16 weights (float16 scales and biases in the kernels) on every ISA.
+TEST(Quantized, ViewsAndFloat16) {
+  IsaGuard guard;
+  mx::random::seed(16);
+  array w = mx::astype(mx::random::normal({40, 128}), mx::float16);
+  auto q = mx::quantize(w, 64, 4);
+  EXPECT_EQ(q[1].dtype(), mx::float16);
+  array rows_w = mx::slice(q[0], {0, 0}, {40, 16}, {2, 1});
+  array rows_s = mx::slice(q[1], {0, 0}, {40, 2}, {2, 1});
+  array rows_b = mx::slice(q[2], {0, 0}, {40, 2}, {2, 1});
+  array wd = mx::dequantize(rows_w, rows_s, rows_b, 64, 4, "affine", mx::float32);
+  for (cpu::Isa isa : isas()) {
+    cpu::set_isa(isa);
+    SCOPED_TRACE(cpu::isa_name(isa));
+    for (int M : {1, 4, 12}) {
+      array xt = mx::astype(mx::random::normal({128, M}), mx::float16);
+      array x = mx::transpose(xt);  // (M, 128), column-major
+      array y = mx::quantized_matmul(x, rows_w, rows_s, rows_b, true, 64, 4);
+      EXPECT_EQ(y.dtype(), mx::float16);
+      expect_close(y, to_vector(mx::matmul(mx::astype(x, mx::float32), mx::transpose(wd))), {M, 20},
+                   0.02, 2.0 / 1024);
+    }
+  }
+}
+
 // vmap over x (axis 1 of the batch) against the product of each slice (12 rows
 // take the tile path, 3 the matrix-vector kernel: float32 sums in other orders).
 TEST(Quantized, VmapOverX) {
@@ -376,6 +402,36 @@ TEST(Quantized, VmapOverX) {
     return std::vector<array>{mx::quantized_matmul(xs, q[0], in[0], q[2], true, 32, 4)};
   };
   EXPECT_THROW(mx::vmap(g, {0}, {0})({mx::stack({q[1], q[1]})}), std::invalid_argument);
+}
+
+// gather_qmm against quantized_matmul of the chosen entries one at a time
+// (mixture-of-experts: each token's row against its experts' matrices).
+TEST(Quantized, GatherQmmPicksEntries) {
+  mx::random::seed(17);
+  array w = mx::random::normal({4, 24, 64});  // 4 experts
+  auto q = mx::quantize(w, 32, 4);
+  array x = mx::random::normal({3, 1, 64});  // 3 tokens
+  array lhs = array({0, 1, 2, 2}, mx::int32), rhs = array({3, 0, 1, 3}, mx::int32);
+  array y = mx::gather_qmm(x, q[0], q[1], q[2], lhs, rhs, true, 32, 4);
+  ASSERT_EQ(y.shape(), (Shape{4, 1, 24}));
+  std::vector<int> li = {0, 1, 2, 2}, ri = {3, 0, 1, 3};
+  for (int i = 0; i < 4; ++i) {
+    array want =
+        mx::quantized_matmul(mx::take(x, li[i], 0), mx::take(q[0], ri[i], 0),
+                             mx::take(q[1], ri[i], 0), mx::take(q[2], ri[i], 0), true, 32, 4);
+    expect_close(mx::take(y, i, 0), to_vector(want), {1, 24}, 1e-6, 1e-6);
+  }
+  // Without lhs_indices, every x batch entry goes with the matching index.
+  array y2 =
+      mx::gather_qmm(x, q[0], q[1], q[2], std::nullopt, array({1, 1, 0}, mx::int32), true, 32, 4);
+  ASSERT_EQ(y2.shape(), (Shape{3, 1, 24}));
+  expect_close(
+      mx::take(y2, 2, 0),
+      to_vector(mx::quantized_matmul(mx::take(x, 2, 0), mx::take(q[0], 0, 0), mx::take(q[1], 0, 0),
+                                     mx::take(q[2], 0, 0), true, 32, 4)),
+      {1, 24}, 1e-6, 1e-6);
+  EXPECT_THROW(mx::gather_qmm(x, q[0], q[1], q[2], array({0.5f}), rhs, true, 32, 4),
+               std::invalid_argument);
 }
 
 TEST(Quantized, BadInputsNameTheShapes) {

@@ -39,4 +39,18 @@ array quantized_matmul(const array& x, const array& w, const array& scales,
                        int group_size = 64, int bits = 4, const std::string& mode = "affine",
                        StreamOrDevice s = {});
 
+// quantized_matmul of x's and w's batch entries chosen by index (MLX's
+// gather_qmm, the product of mixture-of-experts layers): x is [..., M, K] and
+// w [..., N, K * bits / 32] (transposed) with scales and biases alike;
+// lhs_indices pick entries of x's flattened batch dims (all, in order, when
+// absent), rhs_indices those of w's. The index arrays broadcast together and
+// their shape leads the output's, [..., M, N]. Written as gathers and one
+// batched quantized_matmul; sorted_indices is accepted for MLX's signature.
+array gather_qmm(const array& x, const array& w, const array& scales,
+                 const std::optional<array>& biases,
+                 std::optional<array> lhs_indices = std::nullopt,
+                 std::optional<array> rhs_indices = std::nullopt, bool transpose = true,
+                 int group_size = 64, int bits = 4, const std::string& mode = "affine",
+                 bool sorted_indices = false, StreamOrDevice s = {});
+
 }  // namespace mx

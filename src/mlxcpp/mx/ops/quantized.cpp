@@ -241,6 +241,51 @@ array quantized_matmul(const array& x_in, const array& w, const array& scales,
   return vec ? reshape(out, {static_cast<ShapeElem>(N)}, s) : out;
 }
 
+array gather_qmm(const array& x, const array& w, const array& scales,
+                 const std::optional<array>& biases, std::optional<array> lhs_indices,
+                 std::optional<array> rhs_indices, bool transpose, int group_size, int bits,
+                 const std::string& mode, bool sorted_indices, StreamOrDevice s) {
+  if (x.ndim() < 2 || w.ndim() < 2) {
+    throw std::invalid_argument("[gather_qmm] x (shape " + shape_str(x.shape()) +
+                                ") and w (shape " + shape_str(w.shape()) +
+                                ") need at least 2 dimensions");
+  }
+  if (scales.ndim() != w.ndim() || (biases && biases->ndim() != w.ndim())) {
+    throw std::invalid_argument("[gather_qmm] scales (shape " + shape_str(scales.shape()) +
+                                ") and biases must have the rank of w (shape " +
+                                shape_str(w.shape()) + ")");
+  }
+  auto flat = [&](const array& a) { return reshape(a, {-1, a.shape(-2), a.shape(-1)}, s); };
+  auto check = [&](const char* what, const array& idx) {
+    if (!is_integral(idx.dtype())) {
+      throw std::invalid_argument(std::string("[gather_qmm] ") + what + " must be integers, got " +
+                                  dtype_name(idx.dtype()));
+    }
+  };
+  array xf = flat(x), wf = flat(w), sf = flat(scales);
+  std::optional<array> bf;
+  if (biases) bf = flat(*biases);
+  array li = lhs_indices ? *lhs_indices : arange(xf.shape(0), uint32, s);
+  array ri = rhs_indices ? *rhs_indices : arange(wf.shape(0), uint32, s);
+  check("lhs_indices", li);
+  check("rhs_indices", ri);
+  std::vector<array> idx;
+  try {
+    idx = broadcast_arrays({li, ri}, s);
+  } catch (const std::invalid_argument&) {
+    throw std::invalid_argument("[gather_qmm] lhs_indices (shape " + shape_str(li.shape()) +
+                                ") and rhs_indices (shape " + shape_str(ri.shape()) +
+                                ") cannot be broadcast together");
+  }
+  array xs = take(xf, idx[0], 0, s);
+  array ws = take(wf, idx[1], 0, s);
+  array ss = take(sf, idx[1], 0, s);
+  std::optional<array> bs;
+  if (bf) bs = take(*bf, idx[1], 0, s);
+  (void)sorted_indices;  // the gathers above need no ordering
+  return quantized_matmul(xs, ws, ss, bs, transpose, group_size, bits, mode, s);
+}
+
 // ---------------------------------------------------------------- primitives' rules
 
 bool Quantize::is_equivalent(const Primitive& other) const {

@@ -43,6 +43,7 @@ struct Vec {
 
   struct Consts {
     I idx[4], sh[4], mask, words;
+    const uint32_t* safe_end = nullptr;
   };
   static Consts make_consts(int bits) {
     Consts c;
@@ -88,9 +89,11 @@ struct Vec {
             _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 2 * j))));
       }
     } else {
-      // A masked load never touches the words past the block (the end of
-      // the matrix may follow).
-      const I words = _mm256_maskload_epi32(reinterpret_cast<const int*>(p), c.words);
+      // Words past the block are never used; near the end of the matrix a
+      // masked load keeps from touching memory past it.
+      const I words = p < c.safe_end
+                          ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
+                          : _mm256_maskload_epi32(reinterpret_cast<const int*>(p), c.words);
       for (int j = 0; j < 4; ++j) {
         I v = _mm256_srlv_epi32(_mm256_permutevar8x32_epi32(words, c.idx[j]), c.sh[j]);
         if constexpr (B < 0) {
