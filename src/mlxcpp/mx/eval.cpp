@@ -55,12 +55,12 @@ void run_node(array& node, std::vector<array>& outputs, bool keep_graph, Pending
   const Stream& stream = p.stream();
   if (stream.device.type == Device::gpu) {
     if (!pending.streams.empty()) pending.synchronize_except(&stream);
-    p.eval_gpu(node.inputs(), outputs);
+    std::vector<array> used = gpu::device_accessible(node.inputs());
+    p.eval_gpu(used, outputs);
     pending.add(stream);
     // The kernels may still be running: keep what they read and write alive
     // until they are done. The outputs stay `scheduled` (with this
     // evaluation's event, whose wait covers the device) until someone waits.
-    std::vector<array> used = node.inputs();
     used.insert(used.end(), outputs.begin(), outputs.end());
     gpu::retain(stream, std::move(used));
   } else {

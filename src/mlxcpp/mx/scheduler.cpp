@@ -69,6 +69,8 @@ struct StreamTable {
   std::vector<int> default_streams{-1, -1};  // per device type
 
   Stream add(Device d) {
+    // A gpu stream means GPU work is coming: allocate unified memory from now.
+    if (d.type == Device::gpu) gpu::activate();
     std::lock_guard<std::mutex> lk(mu);
     int idx = static_cast<int>(streams.size());
     streams.emplace_back(idx, d);
@@ -226,6 +228,7 @@ void set_default_device(const Device& d) {
   if (!is_available(d)) {
     throw std::invalid_argument("[set_default_device] the gpu is not available in this build");
   }
+  if (d.type == Device::gpu) gpu::activate();
   table().default_device = d;
 }
 

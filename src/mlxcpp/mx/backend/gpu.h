@@ -16,13 +16,25 @@ namespace mx::gpu {
 // Whether the backend was built and a device is present (checked once).
 bool is_available();
 
+// Called when a gpu stream is first made or the gpu becomes the default
+// device: from then on the buffer cache allocates unified memory. Until then
+// the process has touched no CUDA context, so CPU-only work pays nothing for
+// the backend.
+void activate();
+
 // The raw allocation behind the buffer cache: memory the host and the device
-// can both address (unified memory). nullptr means the system allocator.
+// can both address (unified memory), once activate() has run. nullptr means
+// the system allocator.
 struct RawAllocator {
   void* (*alloc)(size_t bytes);  // nullptr when out of memory
   void (*free)(void* ptr);
 };
 const RawAllocator* raw_allocator();
+
+// `inputs` with those the device cannot read (host memory allocated before
+// activate(), a mmap'd file on a system without HMM) replaced by copies in
+// unified memory.
+std::vector<array> device_accessible(const std::vector<array>& inputs);
 
 // Keeps arrays (and so their buffers) alive until the work launched so far on
 // the stream has run: a buffer freed while a kernel still reads or writes it

@@ -2,6 +2,8 @@
 // mx gpu stream, and keeping buffers alive until the kernels using them ran.
 #include "mlxcpp/mx/backend/cuda/device.h"
 
+#include <atomic>
+#include <cstring>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -9,6 +11,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "mlxcpp/mx/backend/cuda/cublaslt.h"
 #include "mlxcpp/mx/backend/gpu.h"
 
 namespace mx {
@@ -86,11 +89,6 @@ StreamState& state(const Stream& s) {
     auto fresh = std::make_unique<StreamState>();
     check(cudaStreamCreateWithFlags(&fresh->res.stream, cudaStreamNonBlocking),
           "creating a stream");
-    check_cublas(cublasLtCreate(&fresh->res.blas), "creating a handle");
-    // cuBLASLt's recommended workspace for Hopper is 32 MiB.
-    fresh->res.workspace_size = size_t{32} << 20;
-    check(cudaMalloc(&fresh->res.workspace, fresh->res.workspace_size),
-          "allocating the GEMM workspace");
     st = std::move(fresh);
   }
   return *st;
@@ -107,9 +105,47 @@ void* managed_alloc(size_t bytes) {
 
 void managed_free(void* p) { cudaFree(p); }
 
+// The elements `a` addresses (any strides, negative and broadcast ones too)
+// copied by the host into a managed buffer, as a view with a's layout.
+array managed_copy(const array& a) {
+  int64_t lo = 0, hi = 0;
+  for (size_t d = 0; d < a.ndim(); ++d) {
+    int64_t span = (a.shape(static_cast<int>(d)) - 1) * a.strides()[d];
+    (span < 0 ? lo : hi) += span;
+  }
+  const size_t n = static_cast<size_t>(hi - lo + 1);
+  array span({static_cast<int32_t>(n)}, a.dtype(), nullptr, {});
+  span.set_data(allocator::malloc(n * a.itemsize()));
+  std::memcpy(span.data<char>(), a.data<char>() + lo * static_cast<int64_t>(a.itemsize()),
+              n * a.itemsize());
+  array view(a.shape(), a.dtype(), nullptr, {});
+  view.copy_shared_buffer(span, a.strides(), a.flags(), a.data_size(), -lo);
+  view.set_status(array::Status::available);
+  return view;
+}
+
 }  // namespace
 
 StreamResources& resources(const Stream& s) { return state(s).res; }
+
+StreamResources& gemm_resources(const Stream& s) {
+  auto& st = state(s);
+  std::lock_guard<std::mutex> lk(st.mu);
+  if (!st.res.blas) {
+    // cuBLASLt's recommended workspace for Hopper is 32 MiB.
+    size_t size = size_t{32} << 20;
+    void* workspace = nullptr;
+    check(cudaMalloc(&workspace, size), "allocating the GEMM workspace");
+    cublasLtHandle_t handle = nullptr;
+    cublasStatus_t status = cublaslt().create(&handle);
+    if (status != CUBLAS_STATUS_SUCCESS) cudaFree(workspace);
+    check_cublas(status, "creating a handle");
+    st.res.workspace = workspace;
+    st.res.workspace_size = size;
+    st.res.blas = handle;
+  }
+  return st.res;
+}
 
 void allocate_row_contiguous(array& out) {
   out.set_data(allocator::malloc(std::max<size_t>(out.nbytes(), 1)));
@@ -133,9 +169,48 @@ bool is_available() {
   return available;
 }
 
+namespace {
+std::atomic<bool> g_active{false};
+}  // namespace
+
+void activate() {
+  if (!g_active.load(std::memory_order_acquire) && is_available()) {
+    g_active.store(true, std::memory_order_release);
+  }
+}
+
 const RawAllocator* raw_allocator() {
   static const RawAllocator managed{&cuda::managed_alloc, &cuda::managed_free};
-  return is_available() ? &managed : nullptr;
+  return g_active.load(std::memory_order_acquire) ? &managed : nullptr;
+}
+
+std::vector<array> device_accessible(const std::vector<array>& inputs) {
+  // With HMM (or ATS) the device reads any host memory, mmap'd files too.
+  static const bool pageable = [] {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&v, cudaDevAttrPageableMemoryAccess, dev) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    return v != 0;
+  }();
+  std::vector<array> out = inputs;
+  if (pageable) return out;
+  for (auto& a : out) {
+    if (a.data_size() == 0 || !a.data<char>()) continue;
+    cudaPointerAttributes attr{};
+    if (cudaPointerGetAttributes(&attr, a.data<char>()) != cudaSuccess) {
+      cudaGetLastError();
+      attr.type = cudaMemoryTypeUnregistered;
+    }
+    if (attr.type == cudaMemoryTypeManaged || attr.type == cudaMemoryTypeDevice ||
+        (attr.type == cudaMemoryTypeHost && attr.devicePointer == a.data<char>())) {
+      continue;
+    }
+    a = cuda::managed_copy(a);
+  }
+  return out;
 }
 
 void retain(const Stream& s, std::vector<array> arrays) {

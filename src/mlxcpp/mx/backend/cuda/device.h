@@ -31,7 +31,11 @@ struct StreamResources {
   void* workspace = nullptr;
   size_t workspace_size = 0;
 };
+// The stream alone: no cuBLASLt handle or workspace yet.
 StreamResources& resources(const Stream& s);
+// The stream's resources with its cuBLASLt handle and workspace (loading the
+// library and creating them on first use).
+StreamResources& gemm_resources(const Stream& s);
 inline cudaStream_t stream_of(const Primitive& p) { return resources(p.stream()).stream; }
 
 // A row-contiguous buffer for `out` (unified memory; nothing is touched).

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "mlxcpp/mx/backend/cpu/layout.h"
+#include "mlxcpp/mx/backend/cuda/cublaslt.h"
 #include "mlxcpp/mx/backend/cuda/device.h"
 #include "mlxcpp/mx/primitives/matmul.h"
 
@@ -50,19 +51,19 @@ uint32_t alignment(const void* p, std::initializer_list<int64_t> byte_strides) {
 }
 
 struct LtDeleter {
-  void operator()(cublasLtMatmulDescOpaque_t* d) const { cublasLtMatmulDescDestroy(d); }
-  void operator()(cublasLtMatrixLayoutOpaque_t* l) const { cublasLtMatrixLayoutDestroy(l); }
-  void operator()(cublasLtMatmulPreferenceOpaque_t* p) const { cublasLtMatmulPreferenceDestroy(p); }
+  void operator()(cublasLtMatmulDescOpaque_t* d) const { cublaslt().desc_destroy(d); }
+  void operator()(cublasLtMatrixLayoutOpaque_t* l) const { cublaslt().layout_destroy(l); }
+  void operator()(cublasLtMatmulPreferenceOpaque_t* p) const { cublaslt().preference_destroy(p); }
 };
 
 cublasLtMatrixLayout_t make_layout(cudaDataType_t type, uint64_t rows, uint64_t cols, int64_t ld,
                                    int batch, int64_t batch_stride) {
   cublasLtMatrixLayout_t l;
-  check_cublas(cublasLtMatrixLayoutCreate(&l, type, rows, cols, ld), "creating a matrix layout");
+  check_cublas(cublaslt().layout_create(&l, type, rows, cols, ld), "creating a matrix layout");
   if (batch > 1) {
-    cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof(batch));
-    cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &batch_stride,
-                                     sizeof(batch_stride));
+    cublaslt().layout_set_attribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof(batch));
+    cublaslt().layout_set_attribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &batch_stride,
+                                    sizeof(batch_stride));
   }
   return l;
 }
@@ -157,14 +158,14 @@ void gemm(Primitive& p, array a, array b, array& out, float alpha, float beta) {
   std::unique_ptr<cublasLtMatmulDescOpaque_t, LtDeleter> desc;
   {
     cublasLtMatmulDesc_t d;
-    check_cublas(cublasLtMatmulDescCreate(&d, compute, scale_type), "creating a matmul");
+    check_cublas(cublaslt().desc_create(&d, compute, scale_type), "creating a matmul");
     desc.reset(d);
   }
   // Row-major C = A B is column-major C^T = B^T A^T: cuBLASLt's A is our b.
   cublasOperation_t ta = vb.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
   cublasOperation_t tb = va.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
-  cublasLtMatmulDescSetAttribute(desc.get(), CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta));
-  cublasLtMatmulDescSetAttribute(desc.get(), CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb));
+  cublaslt().desc_set_attribute(desc.get(), CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta));
+  cublaslt().desc_set_attribute(desc.get(), CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb));
   std::unique_ptr<cublasLtMatrixLayoutOpaque_t, LtDeleter> la(
       make_layout(type, vb.rows, vb.cols, vb.ld, count, sb));
   std::unique_ptr<cublasLtMatrixLayoutOpaque_t, LtDeleter> lb(
@@ -172,31 +173,31 @@ void gemm(Primitive& p, array a, array b, array& out, float alpha, float beta) {
   std::unique_ptr<cublasLtMatrixLayoutOpaque_t, LtDeleter> lc(
       make_layout(type, static_cast<uint64_t>(N), static_cast<uint64_t>(M), N, count, so));
 
-  auto& res = resources(s);
+  auto& res = gemm_resources(s);
   std::unique_ptr<cublasLtMatmulPreferenceOpaque_t, LtDeleter> pref;
   {
     cublasLtMatmulPreference_t pr;
-    check_cublas(cublasLtMatmulPreferenceCreate(&pr), "creating a preference");
+    check_cublas(cublaslt().preference_create(&pr), "creating a preference");
     pref.reset(pr);
   }
-  cublasLtMatmulPreferenceSetAttribute(pref.get(), CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                       &res.workspace_size, sizeof(res.workspace_size));
+  cublaslt().preference_set_attribute(pref.get(), CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                      &res.workspace_size, sizeof(res.workspace_size));
   const int64_t isz64 = static_cast<int64_t>(isz);
   uint32_t al_a = alignment(b.data<char>(), {vb.ld * isz64, sb * isz64});
   uint32_t al_b = alignment(a.data<char>(), {va.ld * isz64, sa * isz64});
   uint32_t al_c = alignment(out.data<char>(), {N * isz64, so * isz64});
-  cublasLtMatmulPreferenceSetAttribute(pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
-                                       &al_a, sizeof(al_a));
-  cublasLtMatmulPreferenceSetAttribute(pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-                                       &al_b, sizeof(al_b));
-  cublasLtMatmulPreferenceSetAttribute(pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
-                                       &al_c, sizeof(al_c));
-  cublasLtMatmulPreferenceSetAttribute(pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
-                                       &al_c, sizeof(al_c));
+  cublaslt().preference_set_attribute(pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a,
+                                      sizeof(al_a));
+  cublaslt().preference_set_attribute(pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b,
+                                      sizeof(al_b));
+  cublaslt().preference_set_attribute(pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c,
+                                      sizeof(al_c));
+  cublaslt().preference_set_attribute(pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c,
+                                      sizeof(al_c));
   cublasLtMatmulHeuristicResult_t heur{};
   int found = 0;
-  check_cublas(cublasLtMatmulAlgoGetHeuristic(res.blas, desc.get(), la.get(), lb.get(), lc.get(),
-                                              lc.get(), pref.get(), 1, &heur, &found),
+  check_cublas(cublaslt().algo_get_heuristic(res.blas, desc.get(), la.get(), lb.get(), lc.get(),
+                                             lc.get(), pref.get(), 1, &heur, &found),
                "choosing a GEMM algorithm");
   if (found == 0) {
     throw std::runtime_error(std::string("[") + p.name() + "] cuBLASLt has no algorithm for " +
@@ -222,9 +223,9 @@ void gemm(Primitive& p, array a, array b, array& out, float alpha, float beta) {
     }
     char* o = out.data<char>() + oo * isz64;
     check_cublas(
-        cublasLtMatmul(res.blas, desc.get(), alpha_p, b.data<char>() + ob * isz64, la.get(),
-                       a.data<char>() + oa * isz64, lb.get(), beta_p, o, lc.get(), o, lc.get(),
-                       &heur.algo, res.workspace, res.workspace_size, res.stream),
+        cublaslt().matmul(res.blas, desc.get(), alpha_p, b.data<char>() + ob * isz64, la.get(),
+                          a.data<char>() + oa * isz64, lb.get(), beta_p, o, lc.get(), o, lc.get(),
+                          &heur.algo, res.workspace, res.workspace_size, res.stream),
         p.name());
   }
 }
