@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <iostream>
+#include <string>
 
 #include "command.h"
 #include "gen_flags.h"
@@ -20,26 +21,34 @@ int run_benchmark(int argc, char** argv) {
   uint64_t seed = 0;
   std::string output = "text";
   model_flags.add(app);
-  app.add_option("--prompt-tokens,-p", prompt_tokens, "Prompt length")->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--generation-tokens,-g", generation_tokens, "Tokens to generate")->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--batch-size,-b", batch, "Sequences generated together")->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--num-trials,-n", trials, "Timed trials (after one warm-up)")->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--prefill-step-size", prefill_step_size, "Prompt tokens per prefill step")->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  app.add_option("--prompt-tokens,-p", prompt_tokens, "Prompt length")
+      ->capture_default_str()
+      ->check(mlxcpp::cli::positive_int());
+  app.add_option("--generation-tokens,-g", generation_tokens, "Tokens to generate")
+      ->capture_default_str()
+      ->check(mlxcpp::cli::positive_int());
+  app.add_option("--batch-size,-b", batch, "Sequences generated together")
+      ->capture_default_str()
+      ->check(mlxcpp::cli::positive_int());
+  app.add_option("--num-trials,-n", trials, "Timed trials (after one warm-up)")
+      ->capture_default_str()
+      ->check(mlxcpp::cli::positive_int());
+  app.add_option("--prefill-step-size", prefill_step_size, "Prompt tokens per prefill step")
+      ->capture_default_str()
+      ->check(mlxcpp::cli::positive_int());
   app.add_option("--seed", seed, "Seed of the random prompt")->capture_default_str();
-  app.add_option("--output", output, "text or json (json: the last line is one JSON object)")->capture_default_str()
+  app.add_option("--output", output, "text or json (json: the last line is one JSON object)")
+      ->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (auto rc = mlxcpp::cli::parse_args(app, argc, argv)) return *rc;
   auto bundle = lm::load(model_flags.model, model_flags.options());
   auto& model = *bundle.model;
+  if (prompt_tokens + generation_tokens > model.max_context()) {
+    throw std::invalid_argument("-p " + std::to_string(prompt_tokens) + " + -g " +
+                                std::to_string(generation_tokens) +
+                                " tokens exceed the model's context of " +
+                                std::to_string(model.max_context()) + " (max_position_embeddings)");
+  }
   const bool text = output == "text";
   if (text) {
     std::cout << "Running warmup.." << std::endl;
@@ -49,8 +58,7 @@ int run_benchmark(int argc, char** argv) {
   auto floor = lm::measure_bandwidth_floor(model);
   if (text) {
     std::cout << "Timing with prompt_tokens=" << prompt_tokens
-              << ", generation_tokens=" << generation_tokens << ", batch_size=" << batch
-              << ".\n";
+              << ", generation_tokens=" << generation_tokens << ", batch_size=" << batch << ".\n";
   }
   double sum_p = 0, sum_g = 0, max_mem = 0;
   nlohmann::json list = nlohmann::json::array();
@@ -69,6 +77,10 @@ int run_benchmark(int argc, char** argv) {
                 << std::endl;
     }
   }
+  // The floor is measured again after the trials and the better pass kept: on a shared
+  // machine the read rate moves with the load, and the best pass is the true bandwidth.
+  auto after = lm::measure_bandwidth_floor(model);
+  if (after.read_gbs > floor.read_gbs) floor = after;
   double avg_p = sum_p / trials, avg_g = sum_g / trials;
   // The floor is per sequence: a batch reads the weights once per step.
   double ratio = avg_g / batch / floor.floor_tps;
@@ -76,8 +88,8 @@ int run_benchmark(int argc, char** argv) {
     std::cout << "Averages: prompt_tps=" << avg_p << ", generation_tps=" << avg_g
               << ", peak_memory=" << max_mem << "\n";
     std::cout << "Bandwidth floor: " << floor.weight_bytes / 1e9 << " GB of weights per step at "
-              << floor.read_gbs << " GB/s read = " << floor.floor_tps
-              << " steps/s; decode at " << ratio << " of the floor" << std::endl;
+              << floor.read_gbs << " GB/s read = " << floor.floor_tps << " steps/s; decode at "
+              << ratio << " of the floor" << std::endl;
   } else {
     nlohmann::json j = {{"prompt_tokens", prompt_tokens},
                         {"generation_tokens", generation_tokens},

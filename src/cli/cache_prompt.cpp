@@ -3,7 +3,9 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <filesystem>
 #include <iostream>
+#include <system_error>
 
 #include "command.h"
 #include "gen_flags.h"
@@ -29,14 +31,20 @@ int run_cache_prompt(int argc, char** argv) {
       ->required();
   app.add_option("--system-prompt", system_prompt, "System prompt for the chat template");
   app.add_option("--max-kv-size", max_kv_size, "Bound the KV cache to this many positions")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--prefill-step-size", prefill_step_size, "Prompt tokens per prefill step")->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(mlxcpp::cli::positive_int());
+  app.add_option("--prefill-step-size", prefill_step_size, "Prompt tokens per prefill step")
+      ->capture_default_str()
+      ->check(mlxcpp::cli::positive_int());
   app.add_flag("--ignore-chat-template", ignore_chat_template, "Encode the prompt as it is");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+  if (auto rc = mlxcpp::cli::parse_args(app, argc, argv)) return *rc;
+  {
+    // Fail before the model loads and the prompt runs, not at the save.
+    std::error_code ec;
+    auto dir = std::filesystem::absolute(cache_file, ec).parent_path();
+    if (!std::filesystem::is_directory(dir, ec)) {
+      throw std::invalid_argument("--prompt-cache-file " + cache_file + ": the folder " +
+                                  dir.string() + " does not exist");
+    }
   }
   auto bundle = lm::load(model_flags.model, model_flags.options());
   if (!bundle.tokenizer) {
@@ -50,7 +58,8 @@ int run_cache_prompt(int argc, char** argv) {
   } else {
     // A user message left open, so that generate can append to it.
     nlohmann::json messages = nlohmann::json::array();
-    if (!system_prompt.empty()) messages.push_back({{"role", "system"}, {"content", system_prompt}});
+    if (!system_prompt.empty())
+      messages.push_back({{"role", "system"}, {"content", system_prompt}});
     messages.push_back({{"role", "user"}, {"content", text}});
     ids = tok.encode(lm::render_chat(tok, messages.dump(), false, true), false);
   }
@@ -58,8 +67,8 @@ int run_cache_prompt(int argc, char** argv) {
   auto t0 = std::chrono::steady_clock::now();
   auto progress = [&](int done, int total) {
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::cerr << "\rProcessed " << done << "/" << total << " tokens ("
-              << (s > 0 ? done / s : 0.0) << " tok/s)" << std::flush;
+    std::cerr << "\rProcessed " << done << "/" << total << " tokens (" << (s > 0 ? done / s : 0.0)
+              << " tok/s)" << std::flush;
   };
   auto logits = lm::prefill(*bundle.model, ids, cache, prefill_step_size, progress);
   std::vector<mx::array> state;
@@ -69,9 +78,9 @@ int run_cache_prompt(int argc, char** argv) {
   mx::eval(state);
   progress(static_cast<int>(ids.size()), static_cast<int>(ids.size()));
   std::cerr << "\n";
-  lm::save_prompt_cache(cache_file, cache,
-                        {{"model", model_flags.model},
-                         {"tokenizer_config", tok.config().raw_json}});
+  lm::save_prompt_cache(
+      cache_file, cache,
+      {{"model", model_flags.model}, {"tokenizer_config", tok.config().raw_json}});
   std::cout << "Saved the cache of " << ids.size() << " prompt tokens to " << cache_file
             << std::endl;
   return 0;

@@ -29,18 +29,17 @@ int run_chat(int argc, char** argv) {
   model_flags.add(app);
   sampling.add(app);
   sampling.seed = 0;
-  app.add_option("--max-tokens,-m", max_tokens, "Maximum tokens per reply")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+  app.add_option("--max-tokens,-m", max_tokens, "Maximum tokens per reply")
+      ->capture_default_str()
+      ->check(mlxcpp::cli::non_negative_int());
   app.add_option("--system-prompt", system_prompt, "System prompt");
   app.add_option("--max-kv-size", max_kv_size, "Bound the KV cache to this many positions")
-      ->check(CLI::PositiveNumber);
+      ->check(mlxcpp::cli::positive_int());
   app.add_option("--chat-template-config", chat_template_config,
-                 "JSON object of extra chat template variables")->capture_default_str();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+                 "JSON object of extra chat template variables")
+      ->capture_default_str();
+  if (auto rc = mlxcpp::cli::parse_args(app, argc, argv)) return *rc;
+  mlxcpp::cli::check_json_object(chat_template_config, "--chat-template-config");
   if (sampling.seed) mx::random::seed(*sampling.seed);
   auto bundle = lm::load(model_flags.model, model_flags.options());
   if (!bundle.tokenizer) {

@@ -6,6 +6,7 @@
 
 #include <iostream>
 #include <iterator>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -19,6 +20,23 @@
 #include "mlxcpp/mx/dtype.h"
 
 namespace mlxcpp::cli {
+
+// Integer ranges for option checks: CLI11's PositiveNumber prints DBL_MAX as
+// its upper bound ("not in range 0.000000 to 1797693...").
+inline CLI::Range positive_int() { return CLI::Range(1, std::numeric_limits<int>::max()); }
+inline CLI::Range non_negative_int() { return CLI::Range(0, std::numeric_limits<int>::max()); }
+
+// A JSON object given on the command line (e.g. --chat-template-config); the
+// error names the flag.
+inline void check_json_object(const std::string& text, const std::string& flag) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const std::exception& e) {
+    throw std::invalid_argument(flag + ": not JSON: " + e.what());
+  }
+  if (!j.is_object()) throw std::invalid_argument(flag + ": expected a JSON object, got " + text);
+}
 
 struct ModelFlags {
   std::string model;
@@ -51,21 +69,29 @@ struct SamplingFlags {
     s.top_p = default_top_p;
     app.add_option("--temp", s.temp, "Sampling temperature (0: argmax)")->capture_default_str();
     app.add_option("--top-p", s.top_p, "Nucleus sampling threshold")->capture_default_str();
-    app.add_option("--min-p", s.min_p, "Minimum probability relative to the most likely")->capture_default_str();
-    app.add_option("--top-k", s.top_k, "Keep the k most likely tokens (0: all)")->capture_default_str();
-    app.add_option("--min-tokens-to-keep", s.min_tokens_to_keep, "Tokens min-p always keeps")->capture_default_str();
-    app.add_option("--xtc-probability", s.xtc_probability, "Probability of applying XTC")->capture_default_str();
-    app.add_option("--xtc-threshold", s.xtc_threshold, "XTC probability threshold")->capture_default_str();
+    app.add_option("--min-p", s.min_p, "Minimum probability relative to the most likely")
+        ->capture_default_str();
+    app.add_option("--top-k", s.top_k, "Keep the k most likely tokens (0: all)")
+        ->capture_default_str();
+    app.add_option("--min-tokens-to-keep", s.min_tokens_to_keep, "Tokens min-p always keeps")
+        ->capture_default_str();
+    app.add_option("--xtc-probability", s.xtc_probability, "Probability of applying XTC")
+        ->capture_default_str();
+    app.add_option("--xtc-threshold", s.xtc_threshold, "XTC probability threshold")
+        ->capture_default_str();
     app.add_option("--seed", seed, "Random seed");
     app.add_option("--repetition-penalty", repetition_penalty, "CTRL repetition penalty (0: off)");
     app.add_option("--repetition-context-size", repetition_context_size,
-                   "Tokens the repetition penalty looks back over")->capture_default_str();
+                   "Tokens the repetition penalty looks back over")
+        ->capture_default_str();
     app.add_option("--presence-penalty", presence_penalty, "Presence penalty (0: off)");
     app.add_option("--presence-context-size", presence_context_size,
-                   "Tokens the presence penalty looks back over")->capture_default_str();
+                   "Tokens the presence penalty looks back over")
+        ->capture_default_str();
     app.add_option("--frequency-penalty", frequency_penalty, "Frequency penalty (0: off)");
     app.add_option("--frequency-context-size", frequency_context_size,
-                   "Tokens the frequency penalty looks back over")->capture_default_str();
+                   "Tokens the frequency penalty looks back over")
+        ->capture_default_str();
     app.add_option("--logit-bias", logit_bias, "JSON object {token_id: bias}");
   }
 
@@ -96,6 +122,17 @@ struct SamplingFlags {
   }
 };
 
+// Parses the command line; returns the exit status when the command must stop
+// (--help, or a parse error that CLI11 has printed).
+inline std::optional<int> parse_args(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return std::nullopt;
+}
+
 // --verbose True|False as mlx_lm takes it.
 inline bool parse_bool_flag(const std::string& v, const std::string& name) {
   if (v == "True" || v == "true" || v == "T" || v == "1") return true;
@@ -110,7 +147,8 @@ inline std::string read_prompt_flag(std::string prompt) {
   }
   std::string out;
   for (size_t i = 0; i < prompt.size(); ++i) {
-    if (prompt[i] == '\\' && i + 1 < prompt.size() && (prompt[i + 1] == 'n' || prompt[i + 1] == 't')) {
+    if (prompt[i] == '\\' && i + 1 < prompt.size() &&
+        (prompt[i + 1] == 'n' || prompt[i + 1] == 't')) {
       out += prompt[i + 1] == 'n' ? '\n' : '\t';
       ++i;
     } else {

@@ -3,7 +3,9 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <filesystem>
 #include <iostream>
+#include <system_error>
 
 #include "command.h"
 #include "gen_flags.h"
@@ -32,38 +34,44 @@ int run_generate(int argc, char** argv) {
   int max_tokens = 100, prefill_step_size = 2048;
   std::optional<int> max_kv_size;
   bool ignore_chat_template = false;
-  model_flags.add(app);
+  // Not required: with --prompt-cache-file the model comes from the cache's metadata.
+  model_flags.add(app, /*required=*/false);
   sampling.add(app);
-  auto* prompt_opt = app.add_option("--prompt,-p", prompt, "Prompt text ('-' reads stdin)")->capture_default_str();
+  auto* prompt_opt =
+      app.add_option("--prompt,-p", prompt, "Prompt text ('-' reads stdin)")->capture_default_str();
   auto* tokens_opt = app.add_option("--prompt-tokens", prompt_tokens,
                                     "Prompt as comma-separated token ids (no chat template)");
   prompt_opt->excludes(tokens_opt);
   app.add_option("--system-prompt", system_prompt, "System prompt for the chat template");
   app.add_option("--prefill-response", prefill_response, "Text the reply starts with");
-  app.add_option("--max-tokens,-m", max_tokens, "Maximum tokens to generate")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+  app.add_option("--max-tokens,-m", max_tokens, "Maximum tokens to generate")
+      ->capture_default_str()
+      ->check(mlxcpp::cli::non_negative_int());
   app.add_flag("--ignore-chat-template", ignore_chat_template,
                "Encode the prompt as it is (with BOS), without the chat template");
   app.add_option("--chat-template-config", chat_template_config,
-                 "JSON object of extra chat template variables")->capture_default_str();
+                 "JSON object of extra chat template variables")
+      ->capture_default_str();
   app.add_option("--extra-eos-token", extra_eos, "Extra end-of-sequence tokens (text)");
   app.add_option("--stop", stop, "Stop strings (matched on the decoded text)");
   app.add_option("--max-kv-size", max_kv_size, "Bound the KV cache to this many positions")
-      ->check(CLI::PositiveNumber);
+      ->check(mlxcpp::cli::positive_int());
   app.add_option("--prompt-cache-file", prompt_cache_file,
                  "A prompt cache from cache-prompt; the prompt continues it");
-  app.add_option("--prefill-step-size", prefill_step_size, "Prompt tokens per prefill step")->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  app.add_option("--prefill-step-size", prefill_step_size, "Prompt tokens per prefill step")
+      ->capture_default_str()
+      ->check(mlxcpp::cli::positive_int());
   app.add_option("--verbose", verbose, "True: print statistics; False: the text only")
       ->capture_default_str();
-  app.add_option("--output", output, "text or json (json: the last line is one JSON object)")->capture_default_str()
+  app.add_option("--output", output, "text or json (json: the last line is one JSON object)")
+      ->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (auto rc = mlxcpp::cli::parse_args(app, argc, argv)) return *rc;
   const bool is_verbose = mlxcpp::cli::parse_bool_flag(verbose, "--verbose");
+  mlxcpp::cli::check_json_object(chat_template_config, "--chat-template-config");
+  for (const auto& s : stop) {
+    if (s.empty()) throw std::invalid_argument("--stop: stop strings must not be empty");
+  }
   const bool json_out = output == "json";
 
   if (sampling.seed) mx::random::seed(*sampling.seed);
@@ -77,17 +85,32 @@ int run_generate(int argc, char** argv) {
   lm::PromptCache cache;
   std::string cache_model;
   if (!prompt_cache_file.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(prompt_cache_file, ec)) {
+      throw std::invalid_argument("--prompt-cache-file " + prompt_cache_file +
+                                  ": no such file (make one with mlxcpp cache-prompt)");
+    }
     auto [loaded, meta] = lm::load_prompt_cache(prompt_cache_file);
     cache = std::move(loaded);
     cache_model = meta.count("model") ? meta["model"] : "";
     if (model_flags.model.empty()) model_flags.model = cache_model;
   }
-  if (model_flags.model.empty()) throw std::invalid_argument("--model is required");
+  if (model_flags.model.empty()) {
+    throw std::invalid_argument(prompt_cache_file.empty()
+                                    ? "--model is required"
+                                    : "--model is required: the prompt cache " + prompt_cache_file +
+                                          " names no model");
+  }
   auto bundle = lm::load(model_flags.model, model_flags.options());
   if (!prompt_cache_file.empty()) {
-    if (!cache_model.empty() && cache_model != model_flags.model) {
-      throw std::invalid_argument("the prompt cache " + prompt_cache_file + " was made for model '" +
-                                  cache_model + "', not '" + model_flags.model + "'");
+    // The same folder under another spelling ("./m", an absolute path) is the same model.
+    std::error_code ec;
+    bool same = cache_model.empty() || cache_model == model_flags.model ||
+                std::filesystem::equivalent(cache_model, bundle.path, ec);
+    if (!same) {
+      throw std::invalid_argument("the prompt cache " + prompt_cache_file +
+                                  " was made for model '" + cache_model + "', not '" +
+                                  model_flags.model + "'");
     }
     opts.prompt_cache = &cache;
   }

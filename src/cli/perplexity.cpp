@@ -2,9 +2,11 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <system_error>
 
 #include "command.h"
 #include "gen_flags.h"
@@ -17,6 +19,12 @@ namespace {
 
 // A text file is one document; a .jsonl file holds one {"text": ...} per line.
 std::vector<std::string> read_documents(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec))
+    throw std::runtime_error("--data file " + path + " does not exist");
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    throw std::runtime_error("--data " + path + " is not a file");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("cannot open --data file " + path);
   std::vector<std::string> docs;
@@ -41,7 +49,7 @@ std::vector<std::string> read_documents(const std::string& path) {
   } else {
     std::stringstream ss;
     ss << in.rdbuf();
-    docs.push_back(ss.str());
+    if (!ss.str().empty()) docs.push_back(ss.str());
   }
   if (docs.empty()) throw std::runtime_error("--data file " + path + " holds no text");
   return docs;
@@ -56,17 +64,16 @@ int run_perplexity(int argc, char** argv) {
   auto* data_opt = app.add_option("--data", data, "Text file, or .jsonl with {\"text\": ...}");
   auto* tok_opt = app.add_option("--tokens", tokens_list, "Comma-separated token ids");
   data_opt->excludes(tok_opt);
-  app.add_option("--sequence-length", sequence_length, "Tokens per evaluated sequence")->capture_default_str()
+  app.add_option("--sequence-length", sequence_length, "Tokens per evaluated sequence")
+      ->capture_default_str()
       ->check(CLI::Range(2, 1 << 30));
-  app.add_option("--prefill-step-size", prefill_step_size, "Tokens per forward pass")->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--output", output, "text or json (json: the last line is one JSON object)")->capture_default_str()
+  app.add_option("--prefill-step-size", prefill_step_size, "Tokens per forward pass")
+      ->capture_default_str()
+      ->check(mlxcpp::cli::positive_int());
+  app.add_option("--output", output, "text or json (json: the last line is one JSON object)")
+      ->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (auto rc = mlxcpp::cli::parse_args(app, argc, argv)) return *rc;
   if (!data_opt->count() && !tok_opt->count()) {
     throw std::invalid_argument("give --data FILE or --tokens 1,2,3");
   }
@@ -86,8 +93,8 @@ int run_perplexity(int argc, char** argv) {
   }
   auto r = lm::evaluate_perplexity(*bundle.model, tokens, sequence_length, prefill_step_size);
   if (output == "json") {
-    nlohmann::json j = {{"nll", r.nll}, {"ppl", r.ppl}, {"tokens", r.tokens},
-                        {"sequences", r.sequences}};
+    nlohmann::json j = {
+        {"nll", r.nll}, {"ppl", r.ppl}, {"tokens", r.tokens}, {"sequences", r.sequences}};
     std::cout << j.dump() << std::endl;
   } else {
     std::cout << "Evaluated " << r.tokens << " tokens in " << r.sequences << " sequences\n"

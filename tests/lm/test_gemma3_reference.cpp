@@ -38,8 +38,8 @@ Case load_case(const std::string& name) {
   c.name = name;
   c.ref = nlohmann::json::parse(lm::testing::slurp(ref_root() / name / "reference.json"));
   if (name == "copy_trained") {
-    c.model_dir = fs::path(MLXCPP_TEST_DATA).parent_path().parent_path() / "models" /
-                  "gemma3-tiny-echo";
+    c.model_dir =
+        fs::path(MLXCPP_TEST_DATA).parent_path().parent_path() / "models" / "gemma3-tiny-echo";
   } else {
     // Copies the folder, decompressing tokenizer files stored as .xz.
     c.model_dir = lm::testing::model_dir("gemma3/" + name);
@@ -79,8 +79,8 @@ TEST_P(Gemma3Reference, LogitsMatchTransformers) {
   auto bundle = lm::load(c.model_dir.string());
   auto prompt = prompt_of(c);
   int T = static_cast<int>(prompt.size());
-  auto logits = mx::astype((*bundle.model)(mx::array(prompt, {1, T}, mx::int32), nullptr),
-                           mx::float32);
+  auto logits =
+      mx::astype((*bundle.model)(mx::array(prompt, {1, T}, mx::int32), nullptr), mx::float32);
   mx::eval(logits);
   ASSERT_EQ(logits.shape(1), T);
   const int V = logits.shape(2);
@@ -110,8 +110,8 @@ TEST_P(Gemma3Reference, LogitsMatchTransformers) {
       err_sum += std::abs(got - row[j]) / scale;
       ++err_n;
       if (std::abs(got - row[j]) > tol * scale && bad++ < 10) {
-        ADD_FAILURE() << c.name << " position " << t << " column " << columns[j] << ": got "
-                      << got << ", transformers " << row[j];
+        ADD_FAILURE() << c.name << " position " << t << " column " << columns[j] << ": got " << got
+                      << ", transformers " << row[j];
       }
     }
   }

@@ -1,7 +1,9 @@
 // Elementwise ops against NumPy (tests/data/mx/elementwise_refs.json, made by
 // tools/reference/elementwise_refs.py) and hand-worked edge cases.
+#include <cmath>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 
 #include <nlohmann/json.hpp>
@@ -196,6 +198,10 @@ TEST(Elementwise, IntegerOverflowWraps) {
   mxtest::expect_close(mx::negative(u), {0, 1}, {2}, 0, 0);
   array big(std::vector<int32_t>{2147483647}, {1}, mx::int32);
   mxtest::expect_close(big * array(2), {-2}, {1}, 0, 0);
+  mxtest::expect_close(big + array(1), {-2147483648.0}, {1}, 0, 0);
+  array small(std::vector<int32_t>{-2147483647 - 1}, {1}, mx::int32);
+  mxtest::expect_close(small - array(1), {2147483647}, {1}, 0, 0);
+  mxtest::expect_close(mx::negative(small), {-2147483648.0}, {1}, 0, 0);
 }
 
 TEST(Elementwise, BitwiseAndLogical) {
@@ -238,4 +244,48 @@ TEST(Elementwise, AsTypeRoundsAndConverts) {
   array tiny(std::vector<float>{5.960464477539063e-08f, 6.103515625e-05f}, {2});
   mxtest::expect_close(mx::astype(mx::astype(tiny, mx::float16), mx::float32),
                        {5.960464477539063e-08, 6.103515625e-05}, {2}, 0, 0);
+}
+
+// float32 tanh is computed in float32 arithmetic (vectorized); the reference is the C
+// library's double-precision tanh of the same inputs, on a dense grid that crosses the
+// kernel's internal switch points (|x| = 1/4, 0.55, 10), with tiny, subnormal and special
+// values.
+TEST(Elementwise, Float32TanhWithinThreeUlpsOfDoubleTanh) {
+  std::vector<float> xs;
+  for (int i = -120000; i <= 120000; ++i) xs.push_back(static_cast<float>(i) * 1e-4f);
+  for (int e = -149; e < 0; e += 3) {
+    xs.push_back(std::ldexp(1.0f, e));
+    xs.push_back(-std::ldexp(1.37f, e));
+  }
+  for (float v : {0.25f, -0.25f, std::nextafter(0.25f, 0.0f), 0.55f, 9.0f, 9.02f, 10.0f, -10.0f,
+                  100.0f, -1e30f}) {
+    xs.push_back(v);
+  }
+  const int n = static_cast<int>(xs.size());
+  auto got = mxtest::to_vector(mx::tanh(array(xs, {n})));
+  for (int i = 0; i < n; ++i) {
+    const float ref = static_cast<float>(std::tanh(static_cast<double>(xs[i])));
+    const double ulp = std::nextafter(std::fabs(ref), 2.0f) - std::fabs(ref);
+    // Past |x| = 0.55 the error must stay near half an ulp of the result's magnitude:
+    // GELU forms 1 + tanh(x), whose relative accuracy for very negative x is exactly that.
+    const double bound = std::fabs(xs[i]) >= 0.55f ? 1.5 * ulp : 3 * ulp;
+    ASSERT_LE(std::fabs(got[i] - std::tanh(static_cast<double>(xs[i]))), bound) << "x = " << xs[i];
+    ASSERT_EQ(std::signbit(got[i]), std::signbit(ref)) << "x = " << xs[i];
+  }
+  const float inf = std::numeric_limits<float>::infinity();
+  auto special = mxtest::to_vector(
+      mx::tanh(array({inf, -inf, std::numeric_limits<float>::quiet_NaN(), 0.0f, -0.0f})));
+  EXPECT_EQ(special[0], 1.0);
+  EXPECT_EQ(special[1], -1.0);
+  EXPECT_TRUE(std::isnan(special[2]));
+  EXPECT_TRUE(special[3] == 0.0 && !std::signbit(special[3]));
+  EXPECT_TRUE(special[4] == 0.0 && std::signbit(special[4]));
+  // A strided (transposed) input goes through the same kernel.
+  array m = mx::reshape(array(std::vector<float>(xs.begin(), xs.begin() + 6), {6}), {2, 3});
+  auto t = mxtest::to_vector(mx::tanh(mx::transpose(m)));
+  for (int i = 0; i < 3; ++i) {
+    for (int j = 0; j < 2; ++j) {
+      EXPECT_NEAR(t[i * 2 + j], std::tanh(static_cast<double>(xs[j * 3 + i])), 1e-6);
+    }
+  }
 }

@@ -170,6 +170,35 @@ TEST(MatmulKernels, StridedAndBatchedOperands) {
   }
 }
 
+// A weight whose rows start off the vector width (as tensors mapped from a
+// safetensors file do) while the row pitch is a multiple of it: the one-row
+// kernel peels each row's first elements with a masked load. Start offsets of
+// 1 to 31 elements, K from below the peel to several vectors past it.
+TEST(MatmulKernels, MisalignedWeightRowsOneRowOfX) {
+  IsaGuard guard;
+  const int pitch = 128, N = 37;  // 256 bytes of bfloat16 / float16, 512 of float32
+  for (cpu::Isa isa : isas()) {
+    cpu::set_isa(isa);
+    for (mx::Dtype d : kDtypes) {
+      for (int off : {1, 3, 8, 17, 24, 31}) {
+        for (int K : {5, 29, 40, 97}) {
+          SCOPED_TRACE(std::string(cpu::isa_name(isa)) + " " + mx::dtype_name(d) +
+                       " offset=" + std::to_string(off) + " K=" + std::to_string(K));
+          auto xv = values(K, 8), wv = values(int64_t(N) * K, 9);
+          std::vector<double> wide(size_t(N) * pitch, 5.0);
+          for (int n = 0; n < N; ++n) {
+            for (int k = 0; k < K; ++k) wide[size_t(n) * pitch + off + k] = wv[size_t(n) * K + k];
+          }
+          array ws = mx::slice(make(wide, {N, pitch}, d), {0, off}, {N, off + K});
+          array x = make(xv, {1, K}, d);
+          auto ref = reference(xv, wv, 1, N, K, false);
+          mxtest::expect_close(mx::matmul(x, mx::transpose(ws)), ref, {1, N}, 1e-6, rtol(d));
+        }
+      }
+    }
+  }
+}
+
 // C = alpha * x @ w.T + beta * C, the result written through the kernels' own
 // output conversion.
 TEST(MatmulKernels, AddmmAlphaBeta) {

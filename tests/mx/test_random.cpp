@@ -362,7 +362,7 @@ TEST(Random, Bernoulli) {
   EXPECT_NEAR(rates[0], 0.1, 0.01);
   EXPECT_NEAR(rates[1], 0.5, 0.015);
   EXPECT_NEAR(rates[2], 0.9, 0.01);
-  EXPECT_THROW(random::bernoulli(array({0.1f, 0.2f, 0.3f}), {2}), std::invalid_argument);
+  EXPECT_THROW(random::bernoulli(array({0.1f, 0.2f, 0.3f}), mx::Shape{2}), std::invalid_argument);
   EXPECT_THROW(random::bernoulli(array(1)), std::invalid_argument);
   EXPECT_EQ(random::bernoulli().shape(), Shape{});
 }

@@ -2,6 +2,8 @@
 // data/mx/reduce_refs.json), hand-worked cases, MLX's dtype rules, errors,
 // long sums against a float64 loop over the same inputs, and float64 finite
 // differences for the derivatives of Reduce and ArgReduce.
+#include <limits>
+
 #include "reduce_test_util.h"
 
 namespace {
@@ -274,3 +276,30 @@ TEST(Reduce, NumberOfElements) {
 }
 
 }  // namespace
+
+// Long contiguous rows (the vocabulary argmax of greedy decoding) take a lane-parallel
+// path: the first extremum still wins ties across lanes and blocks, the first NaN wins
+// over everything, and the tail after the last full block counts.
+TEST(Reduce, LongRowArgExtremaKeepNumpyRules) {
+  const int n = 1000;
+  for (auto dt : {mx::float32, mx::bfloat16}) {
+    SCOPED_TRACE(mx::dtype_name(dt));
+    std::vector<float> v(n);
+    for (int i = 0; i < n; ++i) v[i] = static_cast<float>((i * 37) % 101) - 50.0f;  // in [-50, 50]
+    v[613] = 100.0f;  // the maximum, tied later at 877 (another lane) and 999 (the tail)
+    v[877] = 100.0f;
+    v[999] = 100.0f;
+    v[250] = -100.0f;  // the minimum, tied earlier-in-lane-order at 251 (next lane)
+    v[251] = -100.0f;
+    array a = mx::astype(array(v, {1, n}), dt);
+    expect_close(mx::argmax(a, 1), {613}, {1});
+    expect_close(mx::argmin(a, 1), {250}, {1});
+    v[998] = 200.0f;  // a larger value in the tail
+    expect_close(mx::argmax(mx::astype(array(v, {1, n}), dt), 1), {998}, {1});
+    v[700] = std::numeric_limits<float>::quiet_NaN();
+    v[900] = std::numeric_limits<float>::quiet_NaN();
+    array b = mx::astype(array(v, {1, n}), dt);
+    expect_close(mx::argmax(b, 1), {700}, {1});
+    expect_close(mx::argmin(b, 1), {700}, {1});
+  }
+}

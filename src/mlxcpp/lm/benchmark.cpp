@@ -1,5 +1,6 @@
 #include "mlxcpp/lm/benchmark.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -34,23 +35,39 @@ void eval_cache(const PromptCache& cache) {
 
 // Sums n 8-byte words at p (any alignment: safetensors data need not be 8-aligned).
 uint64_t read_sum(const char* p, size_t n) {
-  std::atomic<uint64_t> total{0};
   auto word = [p](size_t i) {
     uint64_t w;
     std::memcpy(&w, p + 8 * i, 8);
     return w;
   };
-  mx::scheduler::parallel_for(n, size_t{1} << 16, [&](size_t b, size_t e) {
-    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    size_t i = b;
-    for (; i + 4 <= e; i += 4) {
-      s0 += word(i);
-      s1 += word(i + 1);
-      s2 += word(i + 2);
-      s3 += word(i + 3);
-    }
-    for (; i < e; ++i) s0 += word(i);
-    total += s0 + s1 + s2 + s3;
+  uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += word(i);
+    s1 += word(i + 1);
+    s2 += word(i + 2);
+    s3 += word(i + 3);
+  }
+  for (; i < n; ++i) s0 += word(i);
+  return s0 + s1 + s2 + s3;
+}
+
+// A piece of one parameter's bytes, in whole 8-byte words.
+struct Piece {
+  const char* p;
+  size_t words;
+};
+
+// Every parameter cut into pieces of at most 1 MB, streamed in one parallel
+// pass: one fork-join for the whole model (as the best decode step would
+// pay), pieces taken dynamically so that a thread that loses its core does
+// not hold the others up.
+uint64_t read_all(const std::vector<Piece>& pieces) {
+  std::atomic<uint64_t> total{0};
+  mx::scheduler::parallel_for(pieces.size(), 1, [&](size_t b, size_t e) {
+    uint64_t s = 0;
+    for (size_t i = b; i < e; ++i) s += read_sum(pieces[i].p, pieces[i].words);
+    total += s;
   });
   return total.load();
 }
@@ -65,10 +82,9 @@ BenchmarkTrial benchmark_generation(LanguageModel& model, int prompt_tokens, int
         "positive");
   }
   if (prompt_tokens + generation_tokens > model.max_context()) {
-    throw std::invalid_argument("benchmark: " + std::to_string(prompt_tokens) + " + " +
-                                std::to_string(generation_tokens) +
-                                " tokens exceed the model's context of " +
-                                std::to_string(model.max_context()));
+    throw std::invalid_argument(
+        "benchmark: " + std::to_string(prompt_tokens) + " + " + std::to_string(generation_tokens) +
+        " tokens exceed the model's context of " + std::to_string(model.max_context()));
   }
   auto key = mx::random::key(seed);
   auto prompt = mx::random::randint(0, model.vocab_size(), {batch, prompt_tokens}, mx::int32, key);
@@ -86,9 +102,9 @@ BenchmarkTrial benchmark_generation(LanguageModel& model, int prompt_tokens, int
     done += n;
   }
   auto logits = model(mx::slice(prompt, {0, done}, {batch, prompt_tokens}), &cache);
-  auto y = mx::argmax(mx::slice(logits, {0, logits.shape(1) - 1, 0},
-                                {batch, logits.shape(1), logits.shape(2)}),
-                      -1);  // [B, 1]
+  auto y = mx::argmax(
+      mx::slice(logits, {0, logits.shape(1) - 1, 0}, {batch, logits.shape(1), logits.shape(2)}),
+      -1);  // [B, 1]
   mx::eval(y);
   r.prompt_tps = double(batch) * prompt_tokens / since(t0);
 
@@ -120,13 +136,20 @@ BandwidthFloor measure_bandwidth_floor(const LanguageModel& model, int repeats) 
     f.weight_bytes += static_cast<double>(p.nbytes());
   }
   mx::eval(params);
+  constexpr size_t kPieceWords = (size_t{1} << 20) / 8;
+  std::vector<Piece> pieces;
+  for (auto& p : params) {
+    const char* base = p.data<char>();
+    size_t words = p.nbytes() / 8;
+    for (size_t w = 0; w < words; w += kPieceWords) {
+      pieces.push_back({base + 8 * w, std::min(kPieceWords, words - w)});
+    }
+  }
   double best = 0;
   volatile uint64_t sink = 0;  // keeps the sums observable
   for (int r = 0; r < repeats; ++r) {
     auto t0 = Clock::now();
-    for (auto& p : params) {
-      if (p.nbytes() >= 8) sink = sink + read_sum(p.data<char>(), p.nbytes() / 8);
-    }
+    sink = sink + read_all(pieces);
     double t = since(t0);
     if (best == 0 || t < best) best = t;
   }

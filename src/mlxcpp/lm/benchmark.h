@@ -22,9 +22,9 @@ BenchmarkTrial benchmark_generation(LanguageModel& model, int prompt_tokens, int
                                     int batch, int prefill_step_size, uint64_t seed);
 
 struct BandwidthFloor {
-  double weight_bytes = 0;    // bytes of all parameters (what one decode step reads)
-  double read_gbs = 0;        // best read bandwidth over the weights, GB/s
-  double floor_tps = 0;       // read_gbs * 1e9 / weight_bytes: decode tokens/s at the floor
+  double weight_bytes = 0;  // bytes of all parameters (what one decode step reads)
+  double read_gbs = 0;      // best read bandwidth over the weights, GB/s
+  double floor_tps = 0;     // read_gbs * 1e9 / weight_bytes: decode tokens/s at the floor
 };
 // Streams every parameter buffer `repeats` times and keeps the fastest pass.
 BandwidthFloor measure_bandwidth_floor(const LanguageModel& model, int repeats = 5);

@@ -8,9 +8,8 @@
 
 namespace lm {
 
-ChatSession::ChatSession(LanguageModel& model, const Tokenizer& tokenizer,
-                         GenerateOptions options, std::optional<std::string> system_prompt,
-                         std::string template_config)
+ChatSession::ChatSession(LanguageModel& model, const Tokenizer& tokenizer, GenerateOptions options,
+                         std::optional<std::string> system_prompt, std::string template_config)
     : model_(model),
       tokenizer_(tokenizer),
       options_(std::move(options)),
@@ -42,8 +41,8 @@ GenerationResponse ChatSession::reply(const std::string& user_text,
     ids = tokenizer_.encode(text, true);
   }
   // The longest prefix the cache already holds; at least one token must run.
-  size_t p = std::mismatch(ids.begin(), ids.end(), cached_.begin(), cached_.end()).first -
-             ids.begin();
+  size_t p =
+      std::mismatch(ids.begin(), ids.end(), cached_.begin(), cached_.end()).first - ids.begin();
   p = std::min(p, ids.size() - 1);
   if (cached_.size() > p) {
     int drop = static_cast<int>(cached_.size() - p);

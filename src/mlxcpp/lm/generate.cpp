@@ -100,12 +100,13 @@ void generate_step(LanguageModel& model, const std::vector<int32_t>& prompt,
     auto token = options.sampler ? options.sampler(logprobs) : mx::argmax(logprobs, -1);
     return std::make_pair(mx::astype(token, mx::int32), mx::squeeze(logprobs, 0));
   };
+  // A decode step's logits are [1, 1, V]; sample takes the [1, V] rows prefill gives.
   auto step = [&](const mx::array& token) {
-    return sample(model(mx::reshape(token, {1, 1}), &cache));
+    return sample(mx::squeeze(model(mx::reshape(token, {1, 1}), &cache), 1));
   };
 
-  auto [y, logprobs] = sample(prefill(model, prompt, cache, options.prefill_step_size,
-                                      options.prompt_progress_callback));
+  auto [y, logprobs] = sample(
+      prefill(model, prompt, cache, options.prefill_step_size, options.prompt_progress_callback));
   mx::async_eval({y, logprobs});
   for (int n = 0; n < options.max_tokens; ++n) {
     std::optional<std::pair<mx::array, mx::array>> next;

@@ -25,7 +25,7 @@ struct GenerationResponse {
   double prompt_tps = 0;
   int generation_tokens = 0;
   double generation_tps = 0;
-  double peak_memory_gb = 0;  // peak bytes / 1e9
+  double peak_memory_gb = 0;                 // peak bytes / 1e9
   std::optional<std::string> finish_reason;  // "stop" or "length" on the last response
 };
 
@@ -48,8 +48,7 @@ struct GenerateOptions {
 // Runs the prompt through the model in chunks of prefill_step_size and returns
 // the logits of its last position ([1, V]); the cache then holds the prompt.
 mx::array prefill(LanguageModel& model, const std::vector<int32_t>& prompt, PromptCache& cache,
-                  int prefill_step_size,
-                  const std::function<void(int, int)>& progress = nullptr);
+                  int prefill_step_size, const std::function<void(int, int)>& progress = nullptr);
 
 // Token-level loop. Calls on_token(token, logprobs) for each generated token
 // until it returns false or max_tokens is reached. The next step is scheduled

@@ -132,7 +132,11 @@ LoadedModel load(const std::string& path_or_repo, const LoadOptions& options) {
     // are lazy and replaced by load_weights, so this allocates nothing.
     model = model_factory(model_type)(config, mx::float32);
   } catch (const std::exception& e) {
-    throw std::runtime_error(config_file + ": " + e.what());
+    // Config parsers name the field as "config.json: ..."; the full path replaces that.
+    std::string what = e.what();
+    const std::string own = "config.json: ";
+    if (what.rfind(own, 0) == 0) what.erase(0, own.size());
+    throw std::runtime_error(config_file + ": " + what);
   }
 
   mx::ArrayMap weights = load_model_weights(dir);

@@ -45,12 +45,13 @@ PerplexityResult evaluate_perplexity(LanguageModel& model, const std::vector<int
     for (size_t a = 0; a + 1 < len; a += prefill_step_size) {
       int n = static_cast<int>(std::min(static_cast<size_t>(prefill_step_size), len - a));
       mx::array input(std::vector<int32_t>(seq + a, seq + a + n), {1, n}, mx::int32);
-      int m = static_cast<int>(std::min(static_cast<size_t>(n), len - 1 - a));  // predicting positions
+      int m =
+          static_cast<int>(std::min(static_cast<size_t>(n), len - 1 - a));  // predicting positions
       auto logits = mx::astype(model(input, &cache), mx::float32);
       logits = mx::slice(logits, {0, 0, 0}, {1, m, logits.shape(2)});
       mx::array targets(std::vector<int32_t>(seq + a + 1, seq + a + 1 + m), {1, m, 1}, mx::int32);
-      auto nll = mx::subtract(mx::logsumexp(logits, -1, true),
-                              mx::take_along_axis(logits, targets, -1));
+      auto nll =
+          mx::subtract(mx::logsumexp(logits, -1, true), mx::take_along_axis(logits, targets, -1));
       total += mx::astype(mx::sum(nll), mx::float64).item<double>();
       r.tokens += m;
     }

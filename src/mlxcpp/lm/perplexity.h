@@ -9,9 +9,9 @@ namespace lm {
 class LanguageModel;
 
 struct PerplexityResult {
-  double nll = 0;       // mean over predicted tokens, natural log
-  double ppl = 0;       // exp(nll)
-  int64_t tokens = 0;   // predicted tokens
+  double nll = 0;      // mean over predicted tokens, natural log
+  double ppl = 0;      // exp(nll)
+  int64_t tokens = 0;  // predicted tokens
   int64_t sequences = 0;
 };
 

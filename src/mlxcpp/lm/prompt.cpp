@@ -58,8 +58,8 @@ std::vector<int32_t> build_prompt(const Tokenizer& tokenizer, const std::string&
   messages.push_back({{"role", "user"}, {"content", text}});
   bool cont = options.prefill_response.has_value();
   if (cont) messages.push_back({{"role", "assistant"}, {"content", *options.prefill_response}});
-  std::string rendered = render_chat(tokenizer, messages.dump(), !cont, cont,
-                                     options.chat_template_config);
+  std::string rendered =
+      render_chat(tokenizer, messages.dump(), !cont, cont, options.chat_template_config);
   return tokenizer.encode(rendered, false);
 }
 

@@ -2,7 +2,13 @@
 // that runs the primitives in order and releases nodes as it goes.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <string>
 
 #include "mlxcpp/mx/backend/gpu.h"
 #include "mlxcpp/mx/event.h"
@@ -22,6 +28,64 @@ TracingScope::~TracingScope() { --g_tracing; }
 }  // namespace detail
 
 namespace {
+
+// MLXCPP_PROFILE=1: wall time per primitive (keyed by name, output shape and
+// dtype) and per evaluation task, printed to stderr at exit. Off, it costs one
+// predictable branch per node.
+class Profile {
+ public:
+  static bool enabled() {
+    static const bool on = [] {
+      const char* v = std::getenv("MLXCPP_PROFILE");
+      return v && *v && std::string(v) != "0";
+    }();
+    return on;
+  }
+  static Profile& get() {
+    static Profile p;
+    return p;
+  }
+  void add(const std::string& key, double sec) {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto& s = stats_[key];
+    s.first += 1;
+    s.second += sec;
+  }
+  ~Profile() {
+    std::vector<std::pair<std::string, std::pair<long, double>>> rows(stats_.begin(), stats_.end());
+    std::sort(rows.begin(), rows.end(),
+              [](const auto& a, const auto& b) { return a.second.second > b.second.second; });
+    std::fprintf(stderr, "%-60s %10s %12s %10s\n", "primitive [shape dtype]", "calls", "total ms",
+                 "mean us");
+    for (auto& [k, v] : rows) {
+      std::fprintf(stderr, "%-60s %10ld %12.3f %10.2f\n", k.c_str(), v.first, v.second * 1e3,
+                   v.second / static_cast<double>(v.first) * 1e6);
+    }
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::pair<long, double>> stats_;
+};
+
+using ProfileClock = std::chrono::steady_clock;
+
+double seconds_since(ProfileClock::time_point t0) {
+  return std::chrono::duration<double>(ProfileClock::now() - t0).count();
+}
+
+std::string profile_key(Primitive& p, const array& out) {
+  std::string k = p.name();
+  k += " [";
+  for (size_t i = 0; i < out.ndim(); ++i) {
+    if (i) k += ',';
+    k += std::to_string(out.shape(static_cast<int>(i)));
+  }
+  k += ' ';
+  k += dtype_name(out.dtype());
+  k += ']';
+  return k;
+}
 
 // GPU streams with kernels launched by the running task and not yet waited for.
 struct PendingGpu {
@@ -52,6 +116,9 @@ void run_node(array& node, std::vector<array>& outputs, bool keep_graph, Pending
     outputs.push_back(node);
   }
   auto& p = node.primitive();
+  const bool profile = Profile::enabled();
+  ProfileClock::time_point t0;
+  if (profile) t0 = ProfileClock::now();
   const Stream& stream = p.stream();
   if (stream.device.type == Device::gpu) {
     if (!pending.streams.empty()) pending.synchronize_except(&stream);
@@ -68,6 +135,7 @@ void run_node(array& node, std::vector<array>& outputs, bool keep_graph, Pending
     p.eval_cpu(node.inputs(), outputs);
     for (auto& o : outputs) o.set_status(array::Status::available);
   }
+  if (profile) Profile::get().add(profile_key(p, outputs[0]), seconds_since(t0));
   if (!keep_graph) node.detach();
   outputs.clear();
 }
@@ -132,9 +200,16 @@ std::shared_ptr<Event> schedule(const std::vector<array>& outputs) {
   scheduler::enqueue(stream, [shared_tape, event, waits = std::move(waits), keep_graph]() {
     auto& t = *shared_tape;
     std::vector<array> scratch;
+    const bool profile = Profile::enabled();
+    ProfileClock::time_point t0;
+    if (profile) t0 = ProfileClock::now();
     PendingGpu pending;
     try {
       for (auto& w : waits) w->wait();
+      if (profile) {
+        Profile::get().add("(task: waiting for earlier evaluations)", seconds_since(t0));
+        t0 = ProfileClock::now();
+      }
       for (size_t i = 0; i < t.size(); ++i) {
         if (t[i].status() != array::Status::available) {
           run_node(t[i], scratch, keep_graph, pending);
@@ -143,6 +218,7 @@ std::shared_ptr<Event> schedule(const std::vector<array>& outputs) {
         { array released = std::move(t[i]); }
       }
       t.clear();
+      if (profile) Profile::get().add("(task: all nodes, with release)", seconds_since(t0));
       // Launched GPU work: the event is signalled now (the worker moves on
       // to the next task) and its waiters wait for the device.
       if (!pending.streams.empty()) {

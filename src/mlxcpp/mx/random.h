@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 #include "mlxcpp/mx/array.h"
@@ -89,13 +90,17 @@ array bernoulli(const array& p, const Shape& shape, const std::optional<array>& 
                 StreamOrDevice s = {});
 array bernoulli(const array& p, const std::optional<array>& key = std::nullopt,
                 StreamOrDevice s = {});
+// Scalar probabilities (an array p takes the overloads above).
 template <typename T>
-array bernoulli(T p, const std::optional<array>& key = std::nullopt, StreamOrDevice s = {}) {
+requires std::is_arithmetic_v<T> array bernoulli(T p,
+                                                 const std::optional<array>& key = std::nullopt,
+                                                 StreamOrDevice s = {}) {
   return bernoulli(array(p), key, s);
 }
 template <typename T>
-array bernoulli(T p, const Shape& shape, const std::optional<array>& key = std::nullopt,
-                StreamOrDevice s = {}) {
+requires std::is_arithmetic_v<T> array bernoulli(T p, const Shape& shape,
+                                                 const std::optional<array>& key = std::nullopt,
+                                                 StreamOrDevice s = {}) {
   return bernoulli(array(p), shape, key, s);
 }
 array bernoulli(const std::optional<array>& key = std::nullopt, StreamOrDevice s = {});

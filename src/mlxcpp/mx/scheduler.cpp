@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -91,7 +92,42 @@ StreamTable& table() {
   return t;
 }
 
-// Fork-join pool: the caller takes part, helpers grab chunks from a counter.
+// Spins up to `budget` waiting for ready(), pausing between polls; true once
+// ready. Handing work to a thread that is already running costs well under a
+// microsecond, waking one from a condition variable tens of microseconds on a
+// loaded machine: short spins cover the gaps between the kernels of one graph.
+template <typename Ready>
+bool spin_until(Ready&& ready, std::chrono::nanoseconds budget) {
+  if (ready()) return true;
+  auto t0 = std::chrono::steady_clock::now();
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#elif defined(__aarch64__)
+      asm volatile("yield");
+#endif
+      if (ready()) return true;
+    }
+    auto waited = std::chrono::steady_clock::now() - t0;
+    if (waited > budget) return false;
+    // Past the first microseconds the thread we wait for may be waiting for
+    // a core (the machine is shared): offer ours.
+    if (waited > std::chrono::microseconds(5)) std::this_thread::yield();
+  }
+}
+
+// How long an idle helper keeps polling for the next job before it sleeps,
+// and how long the caller polls for the helpers to finish: a decode step runs
+// hundreds of small parallel kernels a few microseconds apart. Kept short: on
+// the shared 2-core machine, 100 us measured no better, and polling threads
+// take time from the loaded cores' other work.
+constexpr std::chrono::microseconds kHelperSpin{20};
+constexpr std::chrono::microseconds kJoinSpin{20};
+
+// Fork-join pool: the caller takes part, every thread grabs chunks from a
+// shared counter (so a thread that loses its core mid-job leaves its
+// remaining chunks to the others).
 class ThreadPool {
  public:
   ThreadPool() {
@@ -103,6 +139,7 @@ class ThreadPool {
     {
       std::lock_guard<std::mutex> lk(mu_);
       stop_ = true;
+      generation_.fetch_add(1);
     }
     cv_.notify_all();
     for (auto& t : helpers_) t.join();
@@ -115,18 +152,24 @@ class ThreadPool {
       for (size_t i = 0; i < nchunks; ++i) f(i);
       return;
     }
+    bool wake;
     {
       std::lock_guard<std::mutex> lk(mu_);
       job_ = &f;
       nchunks_ = nchunks;
       next_.store(0);
-      pending_ = nchunks;
-      ++generation_;
+      pending_.store(nchunks);
+      generation_.fetch_add(1);
+      wake = sleepers_ > 0;
     }
-    cv_.notify_all();
+    if (wake) cv_.notify_all();
     work();
-    std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait(lk, [&] { return pending_ == 0 && active_ == 0; });
+    auto finished = [&] { return pending_.load() == 0 && active_.load() == 0; };
+    if (!spin_until(finished, kJoinSpin)) {
+      std::unique_lock<std::mutex> lk(mu_);
+      done_cv_.wait(lk, finished);
+    }
+    std::lock_guard<std::mutex> lk(mu_);
     job_ = nullptr;
   }
 
@@ -142,7 +185,7 @@ class ThreadPool {
       if (!job_) return;
       f = job_;
       n = nchunks_;
-      ++active_;
+      active_.fetch_add(1);
     }
     for (;;) {
       size_t i = next_.fetch_add(1);
@@ -151,18 +194,23 @@ class ThreadPool {
       ++done;
     }
     std::lock_guard<std::mutex> lk(mu_);
-    pending_ -= done;
-    --active_;
-    if (pending_ == 0 && active_ == 0) done_cv_.notify_all();
+    pending_.fetch_sub(done);
+    active_.fetch_sub(1);
+    if (pending_.load() == 0 && active_.load() == 0) done_cv_.notify_all();
   }
   void helper_loop() {
     size_t seen = 0;
     for (;;) {
-      {
+      if (!spin_until([&] { return generation_.load() != seen; }, kHelperSpin)) {
         std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [&] { return stop_ || (generation_ != seen && job_ != nullptr); });
+        ++sleepers_;
+        cv_.wait(lk, [&] { return stop_ || generation_.load() != seen; });
+        --sleepers_;
+      }
+      {
+        std::lock_guard<std::mutex> lk(mu_);
         if (stop_) return;
-        seen = generation_;
+        seen = generation_.load();
       }
       work();
     }
@@ -175,9 +223,10 @@ class ThreadPool {
   const std::function<void(size_t)>* job_ = nullptr;
   size_t nchunks_ = 0;
   std::atomic<size_t> next_{0};
-  size_t pending_ = 0;
-  int active_ = 0;
-  size_t generation_ = 0;
+  std::atomic<size_t> pending_{0};
+  std::atomic<int> active_{0};
+  std::atomic<size_t> generation_{0};
+  int sleepers_ = 0;
   bool stop_ = false;
 };
 
@@ -201,12 +250,17 @@ int num_threads() {
   return n;
 }
 
+constexpr size_t kChunksPerThread = 16;
+
 void detail::parallel_for_impl(size_t n, size_t grain,
                                const std::function<void(size_t, size_t)>& f) {
   if (n == 0) return;
   size_t nt = static_cast<size_t>(pool().size());
   if (grain == 0) grain = 1;
-  size_t nchunks = std::min(nt, (n + grain - 1) / grain);
+  // Several chunks per thread, taken dynamically: a thread that is
+  // descheduled mid-job (a shared machine) delays the job by one chunk rather
+  // than by its whole static share.
+  size_t nchunks = std::min(nt * kChunksPerThread, (n + grain - 1) / grain);
   if (nchunks <= 1) {
     f(0, n);
     return;

@@ -253,7 +253,14 @@ RMSNorm::RMSNorm(int dims, float eps, mx::Dtype dtype) : eps_(eps) {
 
 mx::array RMSNorm::operator()(const mx::array& x) const {
   // fp32 throughout, (1 + w) formed in fp32, one cast at the end (HF; gemma3.md §2.2).
-  auto w = mx::add(mx::astype(param("weight"), mx::float32), mx::array(1.0f));
+  const mx::array& weight = param("weight");
+  mx::array w = [&] {
+    std::lock_guard<std::mutex> lk(offset_mu_);
+    if (!offset_ || offset_->first.id() != weight.id()) {
+      offset_.emplace(weight, mx::add(mx::astype(weight, mx::float32), mx::array(1.0f)));
+    }
+    return offset_->second;
+  }();
   auto y = mx::fast::rms_norm(mx::astype(x, mx::float32), w, eps_);
   return mx::astype(y, x.dtype());
 }

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -70,6 +71,11 @@ class RMSNorm : public mx::nn::Module {
 
  private:
   float eps_;
+  // (1 + w) in fp32 for the weight array it was formed from: a decode step would otherwise
+  // rebuild and evaluate it for every norm of every layer. Holding the weight keeps its id
+  // from being reused while the pair lives.
+  mutable std::mutex offset_mu_;
+  mutable std::optional<std::pair<mx::array, mx::array>> offset_;
 };
 
 class Attention : public mx::nn::Module {

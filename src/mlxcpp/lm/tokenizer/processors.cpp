@@ -177,8 +177,10 @@ void ByteFallbackDecoder::decode_chain(std::vector<std::string>& tokens) const {
   for (auto& t : tokens) {
     bool is_byte = t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>';
     if (is_byte) {
+      // The digits must outlive the parse: strtol's end pointer points into them.
+      const std::string digits = t.substr(3, 2);
       char* end = nullptr;
-      long v = std::strtol(t.substr(3, 2).c_str(), &end, 16);
+      long v = std::strtol(digits.c_str(), &end, 16);
       is_byte = end && *end == '\0';
       if (is_byte) {
         bytes += static_cast<char>(v);

@@ -3,6 +3,7 @@
 #include <complex>
 
 #include "mlxcpp/mx/backend/cpu/elementwise.h"
+#include "mlxcpp/mx/backend/cpu/reduce_ops.h"
 #include "mlxcpp/mx/primitives/elementwise.h"
 
 namespace mx {
@@ -89,11 +90,11 @@ void Add::eval_cpu(const std::vector<array>& in, array& out) {
     binary_loop<bool, bool>(in[0], in[1], out, [](bool x, bool y) { return x || y; });
     return;
   }
-  same_type<NumberType>("add", in, out, [](auto x, auto y) { return x + y; });
+  same_type<NumberType>("add", in, out, [](auto x, auto y) { return cpu::wrap_add(x, y); });
 }
 
 void Subtract::eval_cpu(const std::vector<array>& in, array& out) {
-  same_type<NumberType>("subtract", in, out, [](auto x, auto y) { return x - y; });
+  same_type<NumberType>("subtract", in, out, [](auto x, auto y) { return cpu::wrap_sub(x, y); });
 }
 
 void Multiply::eval_cpu(const std::vector<array>& in, array& out) {
@@ -101,7 +102,7 @@ void Multiply::eval_cpu(const std::vector<array>& in, array& out) {
     binary_loop<bool, bool>(in[0], in[1], out, [](bool x, bool y) { return x && y; });
     return;
   }
-  same_type<NumberType>("multiply", in, out, [](auto x, auto y) { return x * y; });
+  same_type<NumberType>("multiply", in, out, [](auto x, auto y) { return cpu::wrap_mul(x, y); });
 }
 
 void Divide::eval_cpu(const std::vector<array>& in, array& out) {

@@ -14,6 +14,7 @@
 // kernel skip key blocks outside the causal / sliding window.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -125,14 +126,12 @@ struct RowState {
   }
 };
 
-// Rows of a task are (head h0 + r / nq, query q0 + r % nq). Staged: K and V
-// blocks are converted to acc_t once (K transposed) and shared by many rows.
-// Direct (few rows, e.g. decoding): rows read K and V where they lie, since
-// staging would cost as much as the rows' own arithmetic.
-template <typename T, bool Direct>
-void attend(const Problem<T>& P, int b, int kvh, int q0, int nq, int ks, int ke,
-            RowState<acc_t<T>>& st, std::vector<acc_t<T>>& qs, std::vector<acc_t<T>>& kt,
-            std::vector<acc_t<T>>& vb) {
+// Rows of a task are (head h0 + r / nq, query q0 + r % nq). K and V blocks
+// are converted to acc_t once (K transposed) and shared by the many rows.
+template <typename T>
+void attend_staged(const Problem<T>& P, int b, int kvh, int q0, int nq, int ks, int ke,
+                   RowState<acc_t<T>>& st, std::vector<acc_t<T>>& qs, std::vector<acc_t<T>>& kt,
+                   std::vector<acc_t<T>>& vb) {
   using A = acc_t<T>;
   const int rows = P.rep * nq, D = P.D, Dv = P.Dv;
   const int h0 = kvh * P.rep;
@@ -153,23 +152,15 @@ void attend(const Problem<T>& P, int b, int kvh, int q0, int nq, int ks, int ke,
       khi = std::max(khi, hi);
     }
   }
-  if (!Direct) {
-    kt.resize(static_cast<size_t>(D) * kKeyBlock);
-    vb.resize(static_cast<size_t>(kKeyBlock) * Dv);
-  }
+  kt.resize(static_cast<size_t>(D) * kKeyBlock);
+  vb.resize(static_cast<size_t>(kKeyBlock) * Dv);
   const A neg_inf = -std::numeric_limits<A>::infinity();
   for (int j0 = klo; j0 <= khi; j0 += kKeyBlock) {
     const int jn = std::min(kKeyBlock, khi + 1 - j0);
-    auto vrow = [&](int jj) {
-      if constexpr (Direct) {
-        return P.v.row(b, kvh, j0 + jj);
-      } else {
-        return static_cast<const A*>(vb.data() + jj * Dv);
-      }
-    };
+    auto vrow = [&](int jj) { return static_cast<const A*>(vb.data() + jj * Dv); };
     // K transposed so that the score loop runs over keys, unit-stride, and
     // zero-padded to a full block so that its trip count is a constant.
-    for (int jj = 0; jj < (Direct ? 0 : kKeyBlock); ++jj) {
+    for (int jj = 0; jj < kKeyBlock; ++jj) {
       if (jj >= jn) {
         for (int d = 0; d < D; ++d) kt[d * kKeyBlock + jj] = A(0);
         continue;
@@ -186,17 +177,10 @@ void attend(const Problem<T>& P, int b, int kvh, int q0, int nq, int ks, int ke,
       // A block of scores fits in vector registers while q . k accumulates.
       alignas(64) A s[kKeyBlock] = {};
       const A* qr = qs.data() + r * D;
-      if constexpr (Direct) {
-        for (int jj = std::max(lo - j0, 0); jj < std::min(hi - j0 + 1, jn); ++jj) {
-          const T* kr = P.k.row(b, kvh, j0 + jj);
-          s[jj] = lane_sum<A>(D, [&](int d) { return qr[d] * static_cast<A>(kr[d]); });
-        }
-      } else {
-        for (int d = 0; d < D; ++d) {
-          const A qd = qr[d];
-          const A* kd = kt.data() + d * kKeyBlock;
-          for (int jj = 0; jj < kKeyBlock; ++jj) s[jj] += qd * kd[jj];
-        }
+      for (int d = 0; d < D; ++d) {
+        const A qd = qr[d];
+        const A* kd = kt.data() + d * kKeyBlock;
+        for (int jj = 0; jj < kKeyBlock; ++jj) s[jj] += qd * kd[jj];
       }
       A bmax = neg_inf;
       for (int jj = 0; jj < jn; ++jj) {
@@ -249,14 +233,210 @@ void attend(const Problem<T>& P, int b, int kvh, int q0, int nq, int ks, int ke,
   }
 }
 
+// 32-byte vectors of the accumulation type for the direct path (GCC / Clang
+// vector extensions: SIMD whatever the target, no intrinsics).
+template <typename A>
+struct Vec32Of;
+template <>
+struct Vec32Of<float> {
+  typedef float type __attribute__((vector_size(32)));
+};
+template <>
+struct Vec32Of<double> {
+  typedef double type __attribute__((vector_size(32)));
+};
+template <typename A>
+using Vec32 = typename Vec32Of<A>::type;
+
+template <typename A, typename T>
+Vec32<A> load_vec(const T* p) {
+  Vec32<A> v;
+  for (int l = 0; l < static_cast<int>(32 / sizeof(A)); ++l) v[l] = static_cast<A>(p[l]);
+  return v;
+}
+
+// s[r] = q_r . k for R query rows against one key row, the key converted once.
+template <int R, typename A, typename T>
+void dot_rows(const A* qs, int D, const T* k, A* s) {
+  constexpr int W = 32 / sizeof(A);
+  Vec32<A> acc[R] = {};
+  int d = 0;
+  for (; d + W <= D; d += W) {
+    const Vec32<A> kv = load_vec<A>(k + d);
+    for (int r = 0; r < R; ++r) {
+      Vec32<A> q;
+      std::memcpy(&q, qs + r * D + d, sizeof(q));
+      acc[r] += q * kv;
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    A t = 0;
+    for (int l = 0; l < W; ++l) t += acc[r][l];
+    for (int e = d; e < D; ++e) t += qs[r * D + e] * static_cast<A>(k[e]);
+    s[r] = t;
+  }
+}
+
+// o_r += sum over the block's keys of p[r][jj] v_jj, for R rows whose weights
+// are all nonzero: each value vector is converted once for the R rows and the
+// accumulators stay in registers across the keys.
+template <int R, typename A, typename T>
+void accumulate_rows(const Operand<T>& v, int b, int kvh, int j0, int jn, int Dv,
+                     const A (*p)[kKeyBlock], A* o) {
+  constexpr int W = 32 / sizeof(A);
+  int d = 0;
+  for (; d + W <= Dv; d += W) {
+    Vec32<A> acc[R];
+    for (int r = 0; r < R; ++r) std::memcpy(&acc[r], o + r * Dv + d, sizeof(acc[r]));
+    for (int jj = 0; jj < jn; ++jj) {
+      const Vec32<A> vv = load_vec<A>(v.row(b, kvh, j0 + jj) + d);
+      for (int r = 0; r < R; ++r) acc[r] += p[r][jj] * vv;
+    }
+    for (int r = 0; r < R; ++r) std::memcpy(o + r * Dv + d, &acc[r], sizeof(acc[r]));
+  }
+  for (; d < Dv; ++d) {
+    for (int jj = 0; jj < jn; ++jj) {
+      const A x = static_cast<A>(v.row(b, kvh, j0 + jj)[d]);
+      for (int r = 0; r < R; ++r) o[r * Dv + d] += p[r][jj] * x;
+    }
+  }
+}
+
+// Few rows (decoding: the query heads that share one KV head): each key and
+// value row is read and converted once, for all the rows at a time, where it
+// lies (staging a block would cost as much as the rows' own arithmetic).
+template <typename T>
+void attend_direct(const Problem<T>& P, int b, int kvh, int q0, int nq, int ks, int ke,
+                   RowState<acc_t<T>>& st, std::vector<acc_t<T>>& qs, std::vector<acc_t<T>>& vf) {
+  using A = acc_t<T>;
+  const int rows = P.rep * nq, D = P.D, Dv = P.Dv;
+  const int h0 = kvh * P.rep;
+  st.reset(rows, Dv);
+  qs.resize(static_cast<size_t>(rows) * D);
+  vf.resize(Dv);
+  int lo[kDirectRows], hi[kDirectRows], head[kDirectRows], query[kDirectRows];
+  int klo = ke, khi = ks - 1;
+  for (int r = 0; r < rows; ++r) {
+    head[r] = h0 + r / nq;
+    query[r] = q0 + r % nq;
+    const T* qr = P.q.row(b, head[r], query[r]);
+    for (int d = 0; d < D; ++d) qs[r * D + d] = static_cast<A>(qr[d]) * P.scale;
+    auto [l, h] = P.key_range(query[r]);
+    lo[r] = std::max(l, ks);
+    hi[r] = std::min(h, ke - 1);
+    if (lo[r] <= hi[r]) {
+      klo = std::min(klo, lo[r]);
+      khi = std::max(khi, hi[r]);
+    }
+  }
+  const A neg_inf = -std::numeric_limits<A>::infinity();
+  alignas(64) A s[kDirectRows][kKeyBlock];
+  for (int j0 = klo; j0 <= khi; j0 += kKeyBlock) {
+    const int jn = std::min(kKeyBlock, khi + 1 - j0);
+    for (int jj = 0; jj < jn; ++jj) {
+      const int j = j0 + jj;
+      const T* kr = P.k.row(b, kvh, j);
+      A dots[kDirectRows];
+      switch (rows) {
+        case 1:
+          dot_rows<1>(qs.data(), D, kr, dots);
+          break;
+        case 2:
+          dot_rows<2>(qs.data(), D, kr, dots);
+          break;
+        case 3:
+          dot_rows<3>(qs.data(), D, kr, dots);
+          break;
+        default:
+          dot_rows<4>(qs.data(), D, kr, dots);
+          break;
+      }
+      for (int r = 0; r < rows; ++r) {
+        if (j < lo[r] || j > hi[r]) {
+          s[r][jj] = neg_inf;
+          continue;
+        }
+        A v = dots[r];
+        if (P.apply_mask(b, head[r], query[r], j, v)) {
+          st.seen[r] = 1;
+          s[r][jj] = v;
+        } else {
+          s[r][jj] = neg_inf;
+        }
+      }
+    }
+    bool any = false;
+    for (int r = 0; r < rows; ++r) {
+      A bmax = neg_inf;
+      for (int jj = 0; jj < jn; ++jj) bmax = std::max(bmax, s[r][jj]);
+      const A m_new = std::max(st.m[r], bmax);
+      if (m_new == neg_inf) {
+        for (int jj = 0; jj < jn; ++jj) s[r][jj] = A(0);
+        continue;
+      }
+      any = true;
+      const A corr = std::exp(st.m[r] - m_new);
+      A* o = st.o.data() + static_cast<size_t>(r) * Dv;
+      if (corr != A(1)) {
+        for (int d = 0; d < Dv; ++d) o[d] *= corr;
+      }
+      A l = st.l[r] * corr;
+      for (int jj = 0; jj < jn; ++jj) {
+        s[r][jj] = std::exp(s[r][jj] - m_new);
+        l += s[r][jj];
+      }
+      st.l[r] = l;
+      st.m[r] = m_new;
+    }
+    if (!any) continue;
+    bool all_nonzero = true;
+    for (int r = 0; r < rows; ++r) {
+      for (int jj = 0; jj < jn; ++jj) all_nonzero &= s[r][jj] != A(0);
+    }
+    if (all_nonzero) {
+      A* o = st.o.data();
+      switch (rows) {
+        case 1:
+          accumulate_rows<1>(P.v, b, kvh, j0, jn, Dv, s, o);
+          break;
+        case 2:
+          accumulate_rows<2>(P.v, b, kvh, j0, jn, Dv, s, o);
+          break;
+        case 3:
+          accumulate_rows<3>(P.v, b, kvh, j0, jn, Dv, s, o);
+          break;
+        default:
+          accumulate_rows<4>(P.v, b, kvh, j0, jn, Dv, s, o);
+          break;
+      }
+      continue;
+    }
+    // Keys of weight zero are skipped row by row, so that a masked value (say,
+    // an unfilled cache slot holding NaN) cannot leak in as 0 * NaN.
+    for (int jj = 0; jj < jn; ++jj) {
+      bool used = false;
+      for (int r = 0; r < rows; ++r) used |= s[r][jj] != A(0);
+      if (!used) continue;
+      const T* vr = P.v.row(b, kvh, j0 + jj);
+      for (int d = 0; d < Dv; ++d) vf[d] = static_cast<A>(vr[d]);
+      for (int r = 0; r < rows; ++r) {
+        const A p = s[r][jj];
+        if (p == A(0)) continue;
+        A* o = st.o.data() + static_cast<size_t>(r) * Dv;
+        for (int d = 0; d < Dv; ++d) o[d] += p * vf[d];
+      }
+    }
+  }
+}
+
 template <typename T>
 void run_attend(const Problem<T>& P, int b, int kvh, int q0, int nq, int ks, int ke,
                 RowState<acc_t<T>>& st, std::vector<acc_t<T>>& qs, std::vector<acc_t<T>>& kt,
                 std::vector<acc_t<T>>& vb) {
   if (P.rep * nq <= kDirectRows) {
-    attend<T, true>(P, b, kvh, q0, nq, ks, ke, st, qs, kt, vb);
+    attend_direct(P, b, kvh, q0, nq, ks, ke, st, qs, vb);
   } else {
-    attend<T, false>(P, b, kvh, q0, nq, ks, ke, st, qs, kt, vb);
+    attend_staged(P, b, kvh, q0, nq, ks, ke, st, qs, kt, vb);
   }
 }
 

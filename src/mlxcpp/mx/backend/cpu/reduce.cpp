@@ -4,6 +4,7 @@
 // independent accumulators, contiguous kept runs are accumulated a row at a
 // time, and anything else takes a strided walk.
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "mlxcpp/mx/backend/cpu/elementwise.h"
@@ -242,7 +243,7 @@ namespace {
 // The first extremum wins ties; a NaN counts as the extremum (NumPy's rule),
 // so the index of the first NaN is returned when there is one.
 template <typename T, bool kMax>
-uint32_t arg_extremum(const T* x, int64_t n, int64_t stride) {
+uint32_t arg_extremum_scalar(const T* x, int64_t n, int64_t stride) {
   using A = acc_t<T>;
   A best = static_cast<A>(x[0]);
   uint32_t idx = 0;
@@ -256,6 +257,74 @@ uint32_t arg_extremum(const T* x, int64_t n, int64_t stride) {
     }
   }
   return idx;
+}
+
+// A contiguous float32 / 16-bit row (the argmax over a vocabulary in greedy
+// decoding): 16 lanes (two vectors of 8) each keep their extremum and its
+// first index. Written with vector types: the compiler will not turn the
+// scalar version's float compares into vector selects (they may trap on NaN).
+// A NaN anywhere sends the row to the scalar loop, which returns the first.
+using F8 = float __attribute__((vector_size(32)));
+using I8 = int32_t __attribute__((vector_size(32)));
+
+template <typename T, bool kMax>
+uint32_t arg_extremum_lanes(const T* x, int64_t n) {
+  auto load = [&](int64_t i) {
+    F8 v;
+    for (int l = 0; l < 8; ++l) v[l] = static_cast<float>(x[i + l]);
+    return v;
+  };
+  F8 best0 = load(0), best1 = load(8);
+  I8 idx0 = {0, 1, 2, 3, 4, 5, 6, 7}, idx1 = idx0 + 8;
+  I8 nan = (best0 != best0) | (best1 != best1);
+  I8 cur0 = idx0 + 16, cur1 = idx0 + 24;
+  const int64_t full = n / 16 * 16;
+  for (int64_t i = 16; i < full; i += 16) {
+    const F8 v0 = load(i), v1 = load(i + 8);
+    const I8 b0 = kMax ? v0 > best0 : v0 < best0;
+    const I8 b1 = kMax ? v1 > best1 : v1 < best1;
+    best0 = b0 ? v0 : best0;
+    best1 = b1 ? v1 : best1;
+    idx0 = b0 ? cur0 : idx0;
+    idx1 = b1 ? cur1 : idx1;
+    nan |= (v0 != v0) | (v1 != v1);
+    cur0 += 16;
+    cur1 += 16;
+  }
+  bool any_nan = false;
+  for (int l = 0; l < 8; ++l) any_nan |= nan[l] != 0;
+  if (any_nan) return arg_extremum_scalar<T, kMax>(x, n, 1);
+  // Across lanes: the extremum, the smallest index among equal values.
+  float b = best0[0];
+  int32_t bi = idx0[0];
+  auto take = [&](float v, int32_t i) {
+    if ((kMax ? v > b : v < b) || (v == b && i < bi)) {
+      b = v;
+      bi = i;
+    }
+  };
+  for (int l = 0; l < 8; ++l) {
+    take(best0[l], idx0[l]);
+    take(best1[l], idx1[l]);
+  }
+  for (int64_t i = full; i < n; ++i) {
+    const float v = static_cast<float>(x[i]);
+    if (v != v) return static_cast<uint32_t>(i);
+    if (kMax ? v > b : v < b) {
+      b = v;
+      bi = static_cast<int32_t>(i);
+    }
+  }
+  return static_cast<uint32_t>(bi);
+}
+
+template <typename T, bool kMax>
+uint32_t arg_extremum(const T* x, int64_t n, int64_t stride) {
+  if constexpr (std::is_same_v<T, float> || is_half_v<T>) {
+    // Indices stay below 2^31 in the lanes' int32.
+    if (stride == 1 && n >= 64 && n < (int64_t{1} << 31)) return arg_extremum_lanes<T, kMax>(x, n);
+  }
+  return arg_extremum_scalar<T, kMax>(x, n, stride);
 }
 
 }  // namespace

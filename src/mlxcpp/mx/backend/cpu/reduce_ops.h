@@ -26,6 +26,15 @@ inline T wrap_add(T a, T b) {
   }
 }
 template <typename T>
+inline T wrap_sub(T a, T b) {
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    using W = std::conditional_t<sizeof(T) <= 4, uint32_t, uint64_t>;
+    return static_cast<T>(static_cast<W>(a) - static_cast<W>(b));
+  } else {
+    return a - b;
+  }
+}
+template <typename T>
 inline T wrap_mul(T a, T b) {
   if constexpr (std::is_same_v<T, bool>) {
     return a && b;

@@ -1,9 +1,13 @@
 // CPU kernels of the unary elementwise primitives.
+#include <algorithm>
+#include <bit>
 #include <cmath>
 #include <complex>
+#include <cstdint>
 #include <limits>
 
 #include "mlxcpp/mx/backend/cpu/elementwise.h"
+#include "mlxcpp/mx/backend/cpu/reduce_ops.h"
 #include "mlxcpp/mx/primitives/elementwise.h"
 
 namespace mx {
@@ -55,6 +59,77 @@ T erfinv_impl(T y) {
   return static_cast<T>(r);
 }
 
+// tanh of eight float32 values in arithmetic alone (no libm call), written
+// with vector types so that it compiles to SIMD whatever the compiler makes
+// of the branches. With e = exp(-2|x|) and the sign put back:
+//   |x| < 1/4:        -m / (m + 2), m = expm1(-2|x|) by its Taylor polynomial
+//                     (no cancellation for small |x|);
+//   1/4 <= |x| < 0.55: the same with m = e - 1;
+//   beyond (tanh > 1/2): 1 - 2e / (1 + e), the small term carrying the error, so
+//                     that 1 + tanh(x) (GELU's form) keeps its relative accuracy.
+// exp(y) = 2^n exp(r) with r = y - n ln 2 in [-ln2/2, ln2/2]. |x| >= 10 gives
+// 1 (float32 tanh is 1 from 9.01 on). Within 3 ulps of the correctly rounded
+// value; NaN stays NaN.
+using F8 = float __attribute__((vector_size(32)));
+using I8 = int32_t __attribute__((vector_size(32)));
+
+F8 tanh8(F8 x) {
+  const I8 xb = std::bit_cast<I8>(x);
+  const I8 ab = xb & 0x7fffffff;  // |x| as an integer: ordered like the value
+  const I8 ten = std::bit_cast<int32_t>(10.0f) + I8{};
+  const F8 a = std::bit_cast<F8>(ab < ten ? ab : ten);
+  const F8 y = -2.0f * a;
+  // Near zero: y + y^2/2! + ... + y^10/10!.
+  F8 p = 1.0f / 3628800.0f + y * 0.0f;
+  p = p * y + 1.0f / 362880.0f;
+  p = p * y + 1.0f / 40320.0f;
+  p = p * y + 1.0f / 5040.0f;
+  p = p * y + 1.0f / 720.0f;
+  p = p * y + 1.0f / 120.0f;
+  p = p * y + 1.0f / 24.0f;
+  p = p * y + 1.0f / 6.0f;
+  p = p * y + 0.5f;
+  p = p * y * y + y;
+  // Further out: exp(y) = 2^n exp(r), the ln 2 split in two so that r is exact,
+  // n = round(y / ln 2) by the 1.5 * 2^23 shifter.
+  constexpr float kShift = 12582912.0f;
+  const F8 n = (y * 1.44269504088896341f + kShift) - kShift;
+  const F8 r = (y - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;
+  F8 e = 1.0f / 5040.0f + r * 0.0f;
+  e = e * r + 1.0f / 720.0f;
+  e = e * r + 1.0f / 120.0f;
+  e = e * r + 1.0f / 24.0f;
+  e = e * r + 1.0f / 6.0f;
+  e = e * r + 0.5f;
+  e = e * r + 1.0f;
+  e = e * r + 1.0f;
+  e *= std::bit_cast<F8>((__builtin_convertvector(n, I8) + 127) << 23);
+  const F8 m = ab < std::bit_cast<int32_t>(0.25f) ? p : e - 1.0f;
+  const F8 mid = -m / (m + 2.0f);
+  const F8 far = 1.0f - (e + e) / (1.0f + e);
+  const F8 mag = ab < std::bit_cast<int32_t>(0.55f) ? mid : far;
+  const I8 t = (std::bit_cast<I8>(mag) & 0x7fffffff) | (xb & ~0x7fffffff);
+  return std::bit_cast<F8>(ab > 0x7f800000 ? xb : t);
+}
+
+// Eight at a time through float32 (16-bit types round once at the end).
+template <typename T>
+void tanh_block(const T* x, T* y, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    F8 v;
+    for (int l = 0; l < 8; ++l) v[l] = static_cast<float>(x[i + l]);
+    v = tanh8(v);
+    for (int l = 0; l < 8; ++l) y[i + l] = static_cast<T>(v[l]);
+  }
+  if (i < n) {
+    F8 v = {};
+    for (size_t l = 0; l < n - i; ++l) v[l] = static_cast<float>(x[i + l]);
+    v = tanh8(v);
+    for (size_t l = 0; l < n - i; ++l) y[i + l] = static_cast<T>(v[l]);
+  }
+}
+
 template <template <typename> class Supports, typename Op>
 void run_same_type(const char* name, const array& in, array& out, Op op) {
   cpu::dispatch_supported<Supports>(in.dtype(), name, [&](auto tag) {
@@ -92,11 +167,30 @@ MX_FLOAT_UNARY(ArcCos, std::acos(x))
 MX_FLOAT_UNARY(ArcTan, std::atan(x))
 MX_FLOAT_UNARY(Sinh, std::sinh(x))
 MX_FLOAT_UNARY(Cosh, std::cosh(x))
-MX_FLOAT_UNARY(Tanh, std::tanh(x))
 MX_FLOAT_UNARY(ArcSinh, std::asinh(x))
 MX_FLOAT_UNARY(ArcCosh, std::acosh(x))
 MX_FLOAT_UNARY(ArcTanh, std::atanh(x))
 #undef MX_FLOAT_UNARY
+
+void Tanh::eval_cpu(const std::vector<array>& inputs, array& out) {
+  const array& in = inputs[0];
+  const Dtype t = in.dtype();
+  if (t != float32 && t != bfloat16 && t != float16) {
+    run_same_type<cpu::Inexact>("Tanh", in, out, [](auto x) { return std::tanh(x); });
+    return;
+  }
+  array src = in.flags().contiguous ? in : cpu::ensure_row_contiguous(in);
+  cpu::allocate_like(src, out);
+  cpu::dispatch_supported<cpu::Inexact>(t, "Tanh", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if constexpr (std::is_same_v<T, float> || is_half_v<T>) {
+      const T* x = src.data<T>();
+      T* y = out.data<T>();
+      scheduler::parallel_for(src.data_size(), cpu::kParallelGrain,
+                              [&](size_t b, size_t e) { tanh_block(x + b, y + b, e - b); });
+    }
+  });
+}
 
 #define MX_REAL_FLOAT_UNARY(NAME, EXPR)                                                   \
   void NAME::eval_cpu(const std::vector<array>& inputs, array& out) {                     \
@@ -131,8 +225,8 @@ void Negative::eval_cpu(const std::vector<array>& inputs, array& out) {
   }
   run_same_type<NumberType>("negative", inputs[0], out, [](auto x) {
     using T = decltype(x);
-    if constexpr (std::is_unsigned_v<T>) {
-      return static_cast<T>(T(0) - x);  // wraps, as NumPy does
+    if constexpr (std::is_integral_v<T>) {
+      return cpu::wrap_sub(T(0), x);  // wraps, as NumPy does (-INT_MIN is INT_MIN)
     } else {
       return -x;
     }
