@@ -7,6 +7,7 @@
 
 #include "common/check.h"
 #include "mlxcpp/mx/fast.h"
+#include "mlxcpp/mx/linalg.h"
 #include "mlxcpp/mx/primitive.h"
 #include "mlxcpp/mx/random.h"
 
@@ -93,10 +94,10 @@ TEST_F(Gpu, MemoryFunctionsCountGpuBuffers) {
 TEST_F(Gpu, PrimitiveWithoutKernelThrowsNamingIt) {
   array x = rand({8}, mx::float32, 6);
   try {
-    mx::eval(mx::sort(x, 0, kGpu));
+    mx::eval(mx::linalg::inv(mx::reshape(x, {2, 2, 2}, kCpu), kGpu));
     FAIL() << "expected an error";
   } catch (const std::exception& e) {
-    EXPECT_NE(std::string(e.what()).find("Sort"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("Inverse"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("GPU"), std::string::npos) << e.what();
   }
 }
@@ -370,4 +371,259 @@ TEST_F(Gpu, RmsNormAndRope) {
         },
         tol(dt), tol(dt), "rope freqs " + mx::dtype_name(dt));
   }
+}
+
+TEST_F(Gpu, ConcatenatePadAndDynamicSlices) {
+  for (auto dt : kFloats) {
+    array a = rand({2, 3, 5}, dt, 120), b = rand({2, 4, 5}, dt, 121);
+    array bt = mx::swapaxes(rand({2, 5, 4}, dt, 122), 1, 2, kCpu);
+    expect_same(
+        [&](mx::StreamOrDevice s) {
+          return mx::concatenate({a, b, bt}, 1, s);
+        },
+        0, 0, "concatenate axis 1 " + mx::dtype_name(dt));
+    expect_same(
+        [&](mx::StreamOrDevice s) {
+          return mx::concatenate({a, a}, -1, s);
+        },
+        0, 0, "concatenate last axis " + mx::dtype_name(dt));
+    expect_same(
+        [&](mx::StreamOrDevice s) {
+          return mx::pad(bt, {1, 2}, mx::Shape{2, 0}, mx::Shape{1, 3},
+                         mx::astype(array(-1.5f), dt, kCpu), "constant", s);
+        },
+        0, 0, "pad " + mx::dtype_name(dt));
+  }
+  array big = rand({2, 4, 16, 8}, mx::bfloat16, 123);
+  array upd = rand({2, 4, 3, 8}, mx::bfloat16, 124);
+  for (int start : {0, 5, 13, 20, -4}) {
+    array st = array({start}, mx::int32);
+    expect_same(
+        [&](mx::StreamOrDevice s) {
+          return mx::slice(big, st, {2}, {2, 4, 3, 8}, s);
+        },
+        0, 0, "dynamic slice at " + std::to_string(start));
+    expect_same([&](mx::StreamOrDevice s) { return mx::slice_update(big, upd, st, {2}, s); }, 0, 0,
+                "dynamic slice_update at " + std::to_string(start));
+  }
+  array st2 = array({1, 6}, mx::int32);
+  expect_same(
+      [&](mx::StreamOrDevice s) {
+        return mx::slice_update(big, mx::slice(upd, {0, 0, 0, 0}, {2, 3, 3, 8}, kCpu), st2, {1, 2},
+                                s);
+      },
+      0, 0, "dynamic slice_update on two axes");
+  array x = rand({4, 6}, mx::float32, 125);
+  expect_same([&](mx::StreamOrDevice s) { return mx::diagonal(x, 1, 0, 1, s); }, 0, 0, "diagonal");
+  expect_same(
+      [&](mx::StreamOrDevice s) {
+        return mx::as_strided(mx::transpose(x, kCpu), {3, 4}, {1, 2}, 1, s);
+      },
+      0, 0, "as_strided of a transposed view");
+  expect_same([&](mx::StreamOrDevice s) { return mx::view(x, mx::int32, s); }, 0, 0, "view");
+}
+
+TEST_F(Gpu, ScatterAndPutAlongAxis) {
+  array idx = array({0, 2, 2, 5, 1, 2, 0, 5}, {8}, mx::int32);
+  for (auto dt : {mx::float32, mx::bfloat16, mx::float16}) {
+    array a = rand({6, 5}, dt, 130);
+    array u = rand({8, 1, 5}, dt, 131);
+    // Duplicate indices accumulate (the sum of up to three updates).
+    expect_same([&](mx::StreamOrDevice s) { return mx::scatter_add(a, {idx}, u, {0}, s); },
+                tol(dt) * 4, tol(dt) * 4, "scatter_add " + mx::dtype_name(dt));
+    expect_same([&](mx::StreamOrDevice s) { return mx::scatter_max(a, {idx}, u, {0}, s); }, 0, 0,
+                "scatter_max " + mx::dtype_name(dt));
+    expect_same([&](mx::StreamOrDevice s) { return mx::scatter_min(a, {idx}, u, {0}, s); }, 0, 0,
+                "scatter_min " + mx::dtype_name(dt));
+    expect_same([&](mx::StreamOrDevice s) { return mx::scatter_prod(a, {idx}, u, {0}, s); },
+                tol(dt) * 4, tol(dt) * 4, "scatter_prod " + mx::dtype_name(dt));
+  }
+  array uniq = array({4, 0, 3}, {3}, mx::int32);
+  array ai = mx::astype(rand({5, 3}, mx::float32, 132, -50, 50), mx::int32, kCpu);
+  array ui = mx::astype(rand({3, 1, 3}, mx::float32, 133, -50, 50), mx::int32, kCpu);
+  expect_same([&](mx::StreamOrDevice s) { return mx::scatter(ai, {uniq}, ui, {0}, s); }, 0, 0,
+              "scatter int32 (unique indices)");
+  array idx5 = array({0, 2, 2, 4, 1, 2, 0, 4}, {8}, mx::int32);
+  array ui8 = mx::astype(rand({8, 1, 3}, mx::float32, 134, -9, 9), mx::int32, kCpu);
+  expect_same([&](mx::StreamOrDevice s) { return mx::scatter_add(ai, {idx5}, ui8, {0}, s); }, 0, 0,
+              "scatter_add int32");
+  // put_along_axis with distinct indices per row (the Gemma repetition
+  // penalty's pattern), on a bfloat16 vocabulary row.
+  array logits = rand({2, 300}, mx::bfloat16, 135);
+  array pos = array({3, 299, 0, 150, 7, 8}, {2, 3}, mx::int32);
+  array vals = rand({2, 3}, mx::bfloat16, 136);
+  expect_same([&](mx::StreamOrDevice s) { return mx::put_along_axis(logits, pos, vals, 1, s); }, 0,
+              0, "put_along_axis");
+}
+
+TEST_F(Gpu, Scans) {
+  for (auto dt : {mx::float32, mx::bfloat16}) {
+    array x = rand({3, 700}, dt, 140, 0.5f, 1.5f);
+    array xt = mx::transpose(rand({700, 3}, dt, 141, 0.5f, 1.5f), kCpu);
+    const double t = dt == mx::float32 ? 1e-4 : 3e-2;
+    for (bool rev : {false, true}) {
+      for (bool inc : {true, false}) {
+        std::string name = mx::dtype_name(dt) + (rev ? " reverse" : "") + (inc ? "" : " exclusive");
+        expect_same([&](mx::StreamOrDevice s) { return mx::cumsum(x, 1, rev, inc, s); }, t, t,
+                    "cumsum " + name);
+        expect_same([&](mx::StreamOrDevice s) { return mx::cummax(xt, 1, rev, inc, s); }, 0, 0,
+                    "cummax transposed " + name);
+      }
+    }
+    expect_same([&](mx::StreamOrDevice s) { return mx::cumsum(x, 0, false, true, s); }, t, t,
+                "cumsum axis 0 " + mx::dtype_name(dt));
+    array small = rand({2, 20}, dt, 142, 0.9f, 1.1f);
+    expect_same([&](mx::StreamOrDevice s) { return mx::cumprod(small, 1, false, true, s); }, t, t,
+                "cumprod " + mx::dtype_name(dt));
+  }
+  array xi = mx::astype(rand({4, 1000}, mx::float32, 143, -100, 100), mx::int32, kCpu);
+  expect_same([&](mx::StreamOrDevice s) { return mx::cumsum(xi, 1, false, true, s); }, 0, 0,
+              "cumsum int32");
+  array xb = mx::greater(rand({3, 300}, mx::float32, 144), array(0.0f), kCpu);
+  expect_same([&](mx::StreamOrDevice s) { return mx::cumsum(xb, 1, false, true, s); }, 0, 0,
+              "cumsum bool");
+}
+
+TEST_F(Gpu, SortArgsortAndPartitions) {
+  // Rows from tiny to longer than one shared-memory chunk (2048) to a
+  // vocabulary (262144, top-p sampling), with ties (rounded values) and NaN.
+  for (int n : {1, 7, 64, 2048, 5000, 262144}) {
+    for (auto dt : {mx::float32, mx::bfloat16}) {
+      array x = mx::astype(
+          mx::round(mx::multiply(rand({2, n}, mx::float32, 150 + n), array(20.0f), kCpu), 0, kCpu),
+          dt, kCpu);
+      std::string name = std::to_string(n) + " " + mx::dtype_name(dt);
+      expect_same([&](mx::StreamOrDevice s) { return mx::sort(x, 1, s); }, 0, 0, "sort " + name);
+      expect_same([&](mx::StreamOrDevice s) { return mx::argsort(x, 1, s); }, 0, 0,
+                  "argsort (stable) " + name);
+    }
+  }
+  array x = rand({5, 33}, mx::float32, 160);
+  array xt = mx::transpose(rand({33, 5}, mx::float32, 161), kCpu);
+  expect_same([&](mx::StreamOrDevice s) { return mx::sort(x, 0, s); }, 0, 0, "sort axis 0");
+  expect_same([&](mx::StreamOrDevice s) { return mx::argsort(xt, 1, s); }, 0, 0,
+              "argsort of a transposed view");
+  array withnan = array({3.0f, NAN, -1.0f, 2.0f, NAN, 0.5f}, {6});
+  expect_same([&](mx::StreamOrDevice s) { return mx::sort(withnan, 0, s); }, 0, 0,
+              "NaN sorts last");
+  array xi = mx::astype(rand({3, 100}, mx::float32, 162, -1000, 1000), mx::int32, kCpu);
+  expect_same([&](mx::StreamOrDevice s) { return mx::sort(xi, 1, s); }, 0, 0, "sort int32");
+  // A partition's kth element is the sorted one; smaller come before it.
+  array v = rand({4, 3000}, mx::float32, 163);
+  const int kth = 2990;
+  array got = mx::partition(v, kth, 1, kGpu);
+  array want = mx::sort(v, 1, kCpu);
+  mx::eval({got, want});
+  auto g = mxtest::to_vector(got), w = mxtest::to_vector(want);
+  for (int r = 0; r < 4; ++r) {
+    const double pivot = g[r * 3000 + kth];
+    EXPECT_EQ(pivot, w[r * 3000 + kth]) << "row " << r;
+    for (int j = 0; j < 3000; ++j) {
+      if (j < kth) {
+        EXPECT_LE(g[r * 3000 + j], pivot);
+      } else if (j > kth) {
+        EXPECT_GE(g[r * 3000 + j], pivot);
+      }
+    }
+  }
+  // top-k through argpartition: the k largest indices, as a set.
+  array ap = mx::argpartition(v, -8, 1, kGpu);
+  array top = mx::sort(mx::slice(ap, {0, 3000 - 8}, {4, 3000}, kGpu), 1, kGpu);
+  array top_cpu =
+      mx::sort(mx::slice(mx::argsort(v, 1, kCpu), {0, 3000 - 8}, {4, 3000}, kCpu), 1, kCpu);
+  mx::eval({top, top_cpu});
+  EXPECT_EQ(mxtest::to_vector(top), mxtest::to_vector(top_cpu));
+}
+
+TEST_F(Gpu, RandomBitsMatchTheCpu) {
+  for (auto shape : {mx::Shape{1}, mx::Shape{3}, mx::Shape{1000}, mx::Shape{7, 13}}) {
+    for (int width : {1, 2, 4}) {
+      array key = mx::random::key(77 + width);
+      expect_same([&](mx::StreamOrDevice s) { return mx::random::bits(shape, width, key, s); }, 0,
+                  0, "bits width " + std::to_string(width) + " of " + std::to_string(shape[0]));
+    }
+  }
+  expect_same(
+      [&](mx::StreamOrDevice s) {
+        return mx::random::normal({500}, mx::float32, 0.0f, 1.0f, mx::random::key(9), s);
+      },
+      1e-5, 1e-5, "normal");
+}
+
+TEST_F(Gpu, LayerNorm) {
+  for (auto dt : kFloats) {
+    array x = rand({3, 5, 200}, dt, 170);
+    array w = rand({200}, dt, 171), b = rand({200}, dt, 172);
+    expect_same([&](mx::StreamOrDevice s) { return mx::fast::layer_norm(x, w, b, 1e-5f, s); },
+                tol(dt) * 2, tol(dt) * 2, "layer_norm " + mx::dtype_name(dt));
+    expect_same(
+        [&](mx::StreamOrDevice s) { return mx::fast::layer_norm(x, std::nullopt, b, 1e-5f, s); },
+        tol(dt) * 2, tol(dt) * 2, "layer_norm bias only " + mx::dtype_name(dt));
+    expect_same(
+        [&](mx::StreamOrDevice s) {
+          return mx::fast::layer_norm(x, std::nullopt, std::nullopt, 1e-6f, s);
+        },
+        tol(dt) * 2, tol(dt) * 2, "layer_norm plain " + mx::dtype_name(dt));
+  }
+}
+
+TEST_F(Gpu, ScaledDotProductAttention) {
+  struct Case {
+    int B, Hq, Hkv, Lq, Lk, D;
+    std::string mode;
+    int window;
+  };
+  // Prefill (Lq == Lk), decode (Lq == 1, long Lk: split-KV), chunked prefill
+  // (Lq < Lk), grouped-query heads, Gemma 3's head dim 256, sliding windows.
+  std::vector<Case> cases = {
+      {1, 4, 4, 9, 9, 64, "", 0},         {2, 8, 2, 17, 17, 64, "causal", 0},
+      {1, 8, 1, 1, 1500, 256, "", 0},     {1, 4, 2, 1, 3000, 128, "causal", 512},
+      {1, 4, 4, 5, 40, 96, "causal", 0},  {1, 8, 4, 33, 33, 256, "causal", 8},
+      {2, 2, 1, 1, 700, 64, "causal", 0},
+  };
+  for (auto dt : kFloats) {
+    int seed = 180;
+    for (auto& c : cases) {
+      array q = rand({c.B, c.Hq, c.Lq, c.D}, dt, seed++);
+      array k = rand({c.B, c.Hkv, c.Lk, c.D}, dt, seed++);
+      array v = rand({c.B, c.Hkv, c.Lk, c.D}, dt, seed++);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(c.D));
+      std::optional<int> win = c.window > 0 ? std::optional<int>(c.window) : std::nullopt;
+      std::string name = mx::dtype_name(dt) + " Lq " + std::to_string(c.Lq) + " Lk " +
+                         std::to_string(c.Lk) + " " + c.mode + " window " +
+                         std::to_string(c.window);
+      expect_same(
+          [&](mx::StreamOrDevice s) {
+            return mx::fast::scaled_dot_product_attention(q, k, v, scale, c.mode, {}, {}, win, s);
+          },
+          tol(dt) * 2, tol(dt) * 2, "sdpa " + name);
+    }
+  }
+  // A bool mask, an additive mask, sinks, a strided (B, L, H, D) -> (B, H, L, D) view.
+  array q = mx::swapaxes(rand({1, 6, 4, 64}, mx::float32, 200), 1, 2, kCpu);
+  array k = rand({1, 2, 6, 64}, mx::float32, 201), v = rand({1, 2, 6, 64}, mx::float32, 202);
+  array bmask = mx::greater(rand({6, 6}, mx::float32, 203), array(-0.5f), kCpu);
+  array amask = rand({1, 4, 6, 6}, mx::float32, 204);
+  array sinks = rand({4}, mx::float32, 205);
+  expect_same(
+      [&](mx::StreamOrDevice s) {
+        return mx::fast::scaled_dot_product_attention(q, k, v, 0.125f, bmask, s);
+      },
+      1e-5, 1e-5, "sdpa bool mask, strided q");
+  expect_same(
+      [&](mx::StreamOrDevice s) {
+        return mx::fast::scaled_dot_product_attention(q, k, v, 0.125f, amask, s);
+      },
+      1e-5, 1e-5, "sdpa additive mask");
+  expect_same(
+      [&](mx::StreamOrDevice s) {
+        return mx::fast::scaled_dot_product_attention(q, k, v, 0.125f, "causal", {}, sinks, 2, s);
+      },
+      1e-5, 1e-5, "sdpa sinks and window");
+  array none = mx::zeros({6, 6}, mx::bool_, kCpu);
+  expect_same(
+      [&](mx::StreamOrDevice s) {
+        return mx::fast::scaled_dot_product_attention(q, k, v, 0.125f, none, s);
+      },
+      1e-5, 1e-5, "sdpa rows that see no key");
 }

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -62,6 +63,8 @@ class StreamWorker {
   std::thread thread_;
 };
 
+void drain_gpu_at_exit();
+
 struct StreamTable {
   std::mutex mu;
   std::vector<Stream> streams;
@@ -71,7 +74,13 @@ struct StreamTable {
 
   Stream add(Device d) {
     // A gpu stream means GPU work is coming: allocate unified memory from now.
-    if (d.type == Device::gpu) gpu::activate();
+    if (d.type == Device::gpu) {
+      gpu::activate();
+      // Registered after the CUDA runtime started (activate() probed the
+      // device), so it runs before the runtime's own teardown at exit.
+      static const bool drain_at_exit = (std::atexit(&drain_gpu_at_exit), true);
+      (void)drain_at_exit;
+    }
     std::lock_guard<std::mutex> lk(mu);
     int idx = static_cast<int>(streams.size());
     streams.emplace_back(idx, d);
@@ -89,6 +98,19 @@ struct StreamTable {
 
 StreamTable& table() {
   static StreamTable t;
+  // MLXCPP_DEFAULT_DEVICE=gpu starts a process on the GPU: how the whole test
+  // suite runs there with the same assertions as on the CPU.
+  static const bool from_env = [] {
+    const char* d = std::getenv("MLXCPP_DEFAULT_DEVICE");
+    if (!d || std::string(d) != "gpu") return false;
+    if (!gpu::is_available()) {
+      throw std::runtime_error("MLXCPP_DEFAULT_DEVICE=gpu but no GPU is available");
+    }
+    gpu::activate();
+    t.default_device = Device(Device::gpu);
+    return true;
+  }();
+  (void)from_env;
   return t;
 }
 
@@ -312,6 +334,32 @@ Stream new_stream(Device d) {
   if (!is_available(d)) throw std::invalid_argument("[new_stream] the gpu is not available");
   return table().add(d);
 }
+
+namespace {
+
+// GPU work still queued at exit (an async_eval nobody waited for) finishes
+// before the CUDA runtime is torn down; CUDA calls from later destructors are
+// then skipped.
+void drain_gpu_at_exit() {
+  std::vector<Stream> gpu_streams;
+  {
+    auto& t = table();
+    std::lock_guard<std::mutex> lk(t.mu);
+    for (auto& s : t.streams) {
+      if (s.device.type == Device::gpu) gpu_streams.push_back(s);
+    }
+  }
+  for (auto& s : gpu_streams) {
+    try {
+      synchronize(s);
+    } catch (...) {
+      // An error of work nobody waited for: nothing is left to report it to.
+    }
+  }
+  gpu::shutdown();
+}
+
+}  // namespace
 
 void synchronize(Stream s) {
   auto e = std::make_shared<Event>();

@@ -40,6 +40,10 @@ std::vector<array> device_accessible(const std::vector<array>& inputs);
 // the stream has run: a buffer freed while a kernel still reads or writes it
 // could otherwise be handed to a CPU kernel.
 void retain(const Stream& s, std::vector<array> arrays);
+// Called at exit once queued GPU work has finished: later releases of
+// buffers and events make no CUDA calls (the runtime is being torn down).
+void shutdown();
+
 // Blocks until all work launched on the stream has finished.
 void synchronize(const Stream& s);
 // Marks the work launched so far on the stream; calling the result (from any

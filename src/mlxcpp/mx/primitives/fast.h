@@ -167,6 +167,8 @@ class ScaledDotProductAttention : public UnaryPrimitive {
   const char* name() const override { return "ScaledDotProductAttention"; }
   bool is_equivalent(const Primitive& other) const override;
   std::vector<Shape> output_shapes(const std::vector<array>& inputs) override;
+  float scale() const { return scale_; }
+  const AttentionMask& mask() const { return mask_; }
 
  private:
   float scale_;

@@ -39,12 +39,15 @@ std::string unsupported_dtype(const char* op, Dtype d) {
 
 namespace {
 
+// Set by gpu::shutdown() at exit: the runtime is about to be torn down, and
+// calling it from later destructors would fail.
+std::atomic<bool> g_shutdown{false};
+
 // A marker recorded on a stream; shared by everyone who may wait for it.
 struct Marker {
   cudaEvent_t event = nullptr;
   ~Marker() {
-    // After the driver shut down (static destruction) this fails harmlessly.
-    if (event) cudaEventDestroy(event);
+    if (event && !g_shutdown.load(std::memory_order_acquire)) cudaEventDestroy(event);
   }
 };
 
@@ -103,7 +106,9 @@ void* managed_alloc(size_t bytes) {
   return p;
 }
 
-void managed_free(void* p) { cudaFree(p); }
+void managed_free(void* p) {
+  if (!g_shutdown.load(std::memory_order_acquire)) cudaFree(p);
+}
 
 // The elements `a` addresses (any strides, negative and broadcast ones too)
 // copied by the host into a managed buffer, as a view with a's layout.
@@ -172,6 +177,8 @@ bool is_available() {
 namespace {
 std::atomic<bool> g_active{false};
 }  // namespace
+
+void shutdown() { cuda::g_shutdown.store(true, std::memory_order_release); }
 
 void activate() {
   if (!g_active.load(std::memory_order_acquire) && is_available()) {

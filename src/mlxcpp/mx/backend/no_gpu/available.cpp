@@ -5,6 +5,7 @@
 namespace mx::gpu {
 bool is_available() { return false; }
 void activate() {}
+void shutdown() {}
 const RawAllocator* raw_allocator() { return nullptr; }
 std::vector<array> device_accessible(const std::vector<array>& inputs) { return inputs; }
 void retain(const Stream&, std::vector<array>) {}
