@@ -261,6 +261,8 @@ ThreadPool& pool() {
 
 namespace scheduler {
 
+void finish_queued_work_at_exit() { std::atexit(&drain_gpu_at_exit); }
+
 void enqueue(const Stream& s, std::function<void()> task) {
   table().worker(s).enqueue(std::move(task));
 }
@@ -337,19 +339,18 @@ Stream new_stream(Device d) {
 
 namespace {
 
-// GPU work still queued at exit (an async_eval nobody waited for) finishes
-// before the CUDA runtime is torn down; CUDA calls from later destructors are
+// Work still queued at exit (an async_eval nobody waited for) finishes
+// before the CUDA runtime is torn down: on every stream, since a task on a
+// cpu stream may launch kernels too. CUDA calls from later destructors are
 // then skipped.
 void drain_gpu_at_exit() {
-  std::vector<Stream> gpu_streams;
+  std::vector<Stream> streams;
   {
     auto& t = table();
     std::lock_guard<std::mutex> lk(t.mu);
-    for (auto& s : t.streams) {
-      if (s.device.type == Device::gpu) gpu_streams.push_back(s);
-    }
+    streams = t.streams;
   }
-  for (auto& s : gpu_streams) {
+  for (auto& s : streams) {
     try {
       synchronize(s);
     } catch (...) {

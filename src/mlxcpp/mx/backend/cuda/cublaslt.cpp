@@ -5,6 +5,14 @@
 #include <stdexcept>
 #include <string>
 
+namespace mx::scheduler {
+// Registers (again) the exit handler that lets work still queued on the
+// streams finish (scheduler.cpp). Exit handlers run in reverse order of
+// registration, together with the static destructors of libraries loaded
+// later, so it is registered again after cuBLASLt is loaded.
+void finish_queued_work_at_exit();
+}  // namespace mx::scheduler
+
 namespace mx::cuda {
 namespace {
 
@@ -42,6 +50,9 @@ CublasLt load() {
   resolve(lib, "cublasLtMatrixLayoutCreate", t.layout_create);
   resolve(lib, "cublasLtMatrixLayoutDestroy", t.layout_destroy);
   resolve(lib, "cublasLtMatrixLayoutSetAttribute", t.layout_set_attribute);
+  // The library's static destructors, registered just now, would otherwise
+  // run at exit while a queued GEMM still uses its state.
+  scheduler::finish_queued_work_at_exit();
   return t;
 }
 
