@@ -8,7 +8,10 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
+
+#include "mlxcpp/mx/backend/gpu.h"
 
 namespace mx {
 namespace {
@@ -36,64 +39,79 @@ size_t physical_memory() {
   return static_cast<size_t>(pages) * static_cast<size_t>(page);
 }
 
+// Host blocks carry a 64-byte header in front of the user pointer holding the
+// rounded size. Blocks from the GPU backend's allocator (unified memory, used
+// once the process has started using the GPU) keep their sizes in a table
+// instead: a header would share a page with data the device writes, and
+// reading it on the host would migrate that page back. The two kinds are
+// cached apart, so a host block is never handed out once the GPU is in use.
 class BufferCache {
  public:
   BufferCache() : memory_limit_(physical_memory()), cache_limit_(memory_limit_) {}
 
   void* malloc(size_t size) {
     size_t rounded = round_size(size == 0 ? 1 : size);
+    const gpu::RawAllocator* raw = gpu::raw_allocator();
     {
       std::lock_guard<std::mutex> lk(mu_);
+      // Host blocks cached before the GPU came into use are not reused.
+      if (raw && host_cache_bytes_ > 0) release_cached(free_, host_cache_bytes_);
+      auto& list = raw ? managed_free_ : free_;
       if (active_ + rounded > memory_limit_) {
         throw std::runtime_error("[malloc] allocating " + std::to_string(size) +
                                  " bytes would exceed the memory limit of " +
                                  std::to_string(memory_limit_) + " bytes (" +
                                  std::to_string(active_) + " active)");
       }
-      auto it = free_.find(rounded);
-      if (it != free_.end() && !it->second.empty()) {
+      auto it = list.find(rounded);
+      if (it != list.end() && !it->second.empty()) {
         void* p = it->second.back();
         it->second.pop_back();
         cache_bytes_ -= rounded;
+        if (!raw) host_cache_bytes_ -= rounded;
         note_active(rounded);
         return p;
       }
       // Make room for a fresh block by returning cached ones first.
-      if (active_ + cache_bytes_ + rounded > memory_limit_) release_cached(cache_bytes_);
+      if (active_ + cache_bytes_ + rounded > memory_limit_) release_all_cached();
     }
-    void* base = nullptr;
-    if (posix_memalign(&base, kAlign, rounded + kHeader) != 0) {
+    void* p = raw_alloc(raw, rounded);
+    if (!p) {
       {
         std::lock_guard<std::mutex> lk(mu_);
-        release_cached(cache_bytes_);
+        release_all_cached();
       }
-      if (posix_memalign(&base, kAlign, rounded + kHeader) != 0) {
+      p = raw_alloc(raw, rounded);
+      if (!p) {
         throw std::runtime_error("[malloc] out of memory allocating " + std::to_string(size) +
                                  " bytes");
       }
     }
-    *static_cast<size_t*>(base) = rounded;
     std::lock_guard<std::mutex> lk(mu_);
+    if (raw) managed_[p] = {rounded, raw};
     note_active(rounded);
-    return static_cast<char*>(base) + kHeader;
+    return p;
   }
 
   void free(void* p) {
     if (!p) return;
-    size_t rounded = block_size(p);
     std::lock_guard<std::mutex> lk(mu_);
+    size_t rounded = block_size_locked(p);
     active_ -= rounded;
     if (cache_limit_ == 0) {
-      std::free(static_cast<char*>(p) - kHeader);
+      raw_free(p);
       return;
     }
-    free_[rounded].push_back(p);
+    const bool managed = managed_.count(p) != 0;
+    (managed ? managed_free_ : free_)[rounded].push_back(p);
     cache_bytes_ += rounded;
-    if (cache_bytes_ > cache_limit_) release_cached(cache_bytes_ - cache_limit_);
+    if (!managed) host_cache_bytes_ += rounded;
+    if (cache_bytes_ > cache_limit_) release_some_cached(cache_bytes_ - cache_limit_);
   }
 
-  static size_t block_size(void* p) {
-    return *reinterpret_cast<size_t*>(static_cast<char*>(p) - kHeader);
+  size_t block_size(void* p) {
+    std::lock_guard<std::mutex> lk(mu_);
+    return block_size_locked(p);
   }
 
   size_t active() {
@@ -124,35 +142,73 @@ class BufferCache {
   size_t set_cache_limit(size_t l) {
     std::lock_guard<std::mutex> lk(mu_);
     std::swap(l, cache_limit_);
-    if (cache_bytes_ > cache_limit_) release_cached(cache_bytes_ - cache_limit_);
+    if (cache_bytes_ > cache_limit_) release_some_cached(cache_bytes_ - cache_limit_);
     return l;
   }
   void clear() {
     std::lock_guard<std::mutex> lk(mu_);
-    release_cached(cache_bytes_);
+    release_all_cached();
   }
 
  private:
+  size_t block_size_locked(void* p) {
+    auto it = managed_.find(p);
+    if (it != managed_.end()) return it->second.size;
+    return *reinterpret_cast<size_t*>(static_cast<char*>(p) - kHeader);
+  }
+  static void* raw_alloc(const gpu::RawAllocator* raw, size_t rounded) {
+    if (raw) return raw->alloc(rounded);
+    void* base = nullptr;
+    if (posix_memalign(&base, kAlign, rounded + kHeader) != 0) return nullptr;
+    *static_cast<size_t*>(base) = rounded;
+    return static_cast<char*>(base) + kHeader;
+  }
+  // Called with mu_ held.
+  void raw_free(void* p) {
+    auto it = managed_.find(p);
+    if (it != managed_.end()) {
+      const gpu::RawAllocator* raw = it->second.raw;
+      managed_.erase(it);
+      raw->free(p);
+    } else {
+      std::free(static_cast<char*>(p) - kHeader);
+    }
+  }
   void note_active(size_t n) {
     active_ += n;
     if (active_ > peak_) peak_ = active_;
   }
-  // Frees at least `bytes` of cached blocks, largest first.
-  void release_cached(size_t bytes) {
+  // Frees at least `bytes` of the blocks cached in `list`, largest first;
+  // returns the bytes freed. Called with mu_ held.
+  size_t release_cached(std::map<size_t, std::vector<void*>>& list, size_t bytes) {
     size_t released = 0;
-    for (auto it = free_.rbegin(); it != free_.rend() && released < bytes; ++it) {
+    for (auto it = list.rbegin(); it != list.rend() && released < bytes; ++it) {
       auto& v = it->second;
       while (!v.empty() && released < bytes) {
-        std::free(static_cast<char*>(v.back()) - kHeader);
+        raw_free(v.back());
         v.pop_back();
         released += it->first;
       }
     }
     cache_bytes_ -= released;
+    if (&list == &free_) host_cache_bytes_ -= released;
+    return released;
   }
+  void release_some_cached(size_t bytes) {
+    size_t done = release_cached(free_, bytes);
+    if (done < bytes) release_cached(managed_free_, bytes - done);
+  }
+  void release_all_cached() { release_some_cached(cache_bytes_); }
 
+  struct ManagedBlock {
+    size_t size;
+    const gpu::RawAllocator* raw;
+  };
   std::mutex mu_;
-  std::map<size_t, std::vector<void*>> free_;
+  std::map<size_t, std::vector<void*>> free_;          // host blocks
+  std::map<size_t, std::vector<void*>> managed_free_;  // unified-memory blocks
+  std::unordered_map<void*, ManagedBlock> managed_;    // live and cached ones
+  size_t host_cache_bytes_ = 0;
   size_t active_ = 0;
   size_t peak_ = 0;
   size_t cache_bytes_ = 0;
@@ -172,7 +228,7 @@ namespace allocator {
 Buffer malloc(size_t size) { return Buffer(cache().malloc(size)); }
 void free(Buffer buffer) { cache().free(buffer.ptr()); }
 size_t allocation_size(Buffer buffer) {
-  return buffer.ptr() ? BufferCache::block_size(buffer.ptr()) : 0;
+  return buffer.ptr() ? cache().block_size(buffer.ptr()) : 0;
 }
 }  // namespace allocator
 

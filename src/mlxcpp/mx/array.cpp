@@ -207,13 +207,24 @@ int64_t array::strides(int dim) const {
 }
 
 void array::eval() {
-  if (status() != Status::available) mx::eval({*this});
+  auto st = status();
+  if (st == Status::scheduled && desc_->event) {
+    // Already in an evaluation (async_eval, or GPU work launched but not yet
+    // waited for): waiting is enough.
+    wait();
+  } else if (st != Status::available) {
+    mx::eval({*this});
+  }
 }
 
 bool array::is_available() const { return status() == Status::available; }
 
 void array::wait() {
-  if (status() == Status::scheduled && desc_->event) desc_->event->wait();
+  if (status() == Status::scheduled && desc_->event) {
+    desc_->event->wait();
+    // GPU outputs become available only once the device has run them.
+    set_status(Status::available);
+  }
 }
 
 void array::detach() {

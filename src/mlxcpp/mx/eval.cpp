@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 
+#include "mlxcpp/mx/backend/gpu.h"
 #include "mlxcpp/mx/event.h"
 #include "mlxcpp/mx/primitive.h"
 #include "mlxcpp/mx/scheduler.h"
@@ -86,7 +87,28 @@ std::string profile_key(Primitive& p, const array& out) {
   return k;
 }
 
-void run_node(array& node, std::vector<array>& outputs, bool keep_graph) {
+// GPU streams with kernels launched by the running task and not yet waited for.
+struct PendingGpu {
+  std::vector<Stream> streams;
+  void add(const Stream& s) {
+    if (std::find(streams.begin(), streams.end(), s) == streams.end()) streams.push_back(s);
+  }
+  // Host-side work (a CPU kernel, or kernels on another GPU stream, which the
+  // device does not order against this one) must see the results: wait.
+  void synchronize_except(const Stream* keep) {
+    std::vector<Stream> kept;
+    for (auto& s : streams) {
+      if (keep && s == *keep) {
+        kept.push_back(s);
+      } else {
+        gpu::synchronize(s);
+      }
+    }
+    streams = std::move(kept);
+  }
+};
+
+void run_node(array& node, std::vector<array>& outputs, bool keep_graph, PendingGpu& pending) {
   outputs.clear();
   if (node.has_siblings()) {
     outputs = node.outputs();
@@ -97,13 +119,23 @@ void run_node(array& node, std::vector<array>& outputs, bool keep_graph) {
   const bool profile = Profile::enabled();
   ProfileClock::time_point t0;
   if (profile) t0 = ProfileClock::now();
-  if (p.stream().device.type == Device::gpu) {
-    p.eval_gpu(node.inputs(), outputs);
+  const Stream& stream = p.stream();
+  if (stream.device.type == Device::gpu) {
+    if (!pending.streams.empty()) pending.synchronize_except(&stream);
+    std::vector<array> used = gpu::device_accessible(node.inputs());
+    p.eval_gpu(used, outputs);
+    pending.add(stream);
+    // The kernels may still be running: keep what they read and write alive
+    // until they are done. The outputs stay `scheduled` (with this
+    // evaluation's event, whose wait covers the device) until someone waits.
+    used.insert(used.end(), outputs.begin(), outputs.end());
+    gpu::retain(stream, std::move(used));
   } else {
+    if (!pending.streams.empty()) pending.synchronize_except(nullptr);
     p.eval_cpu(node.inputs(), outputs);
+    for (auto& o : outputs) o.set_status(array::Status::available);
   }
   if (profile) Profile::get().add(profile_key(p, outputs[0]), seconds_since(t0));
-  for (auto& o : outputs) o.set_status(array::Status::available);
   if (!keep_graph) node.detach();
   outputs.clear();
 }
@@ -171,6 +203,7 @@ std::shared_ptr<Event> schedule(const std::vector<array>& outputs) {
     const bool profile = Profile::enabled();
     ProfileClock::time_point t0;
     if (profile) t0 = ProfileClock::now();
+    PendingGpu pending;
     try {
       for (auto& w : waits) w->wait();
       if (profile) {
@@ -178,15 +211,31 @@ std::shared_ptr<Event> schedule(const std::vector<array>& outputs) {
         t0 = ProfileClock::now();
       }
       for (size_t i = 0; i < t.size(); ++i) {
-        if (t[i].status() != array::Status::available) run_node(t[i], scratch, keep_graph);
+        if (t[i].status() != array::Status::available) {
+          run_node(t[i], scratch, keep_graph, pending);
+        }
         // Drop the tape's reference so intermediates die once consumed.
         { array released = std::move(t[i]); }
       }
       t.clear();
       if (profile) Profile::get().add("(task: all nodes, with release)", seconds_since(t0));
+      // Launched GPU work: the event is signalled now (the worker moves on
+      // to the next task) and its waiters wait for the device.
+      if (!pending.streams.empty()) {
+        std::vector<std::function<void()>> fences;
+        for (auto& s : pending.streams) fences.push_back(gpu::fence(s));
+        event->set_device_wait([fences = std::move(fences)] {
+          for (auto& f : fences) f();
+        });
+      }
       event->signal();
     } catch (...) {
       t.clear();
+      // Nothing may still run on the device once the error is reported.
+      try {
+        pending.synchronize_except(nullptr);
+      } catch (...) {
+      }
       event->signal(std::current_exception());
     }
   });

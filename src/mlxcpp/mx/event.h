@@ -3,6 +3,7 @@
 
 #include <condition_variable>
 #include <exception>
+#include <functional>
 #include <mutex>
 
 namespace mx {
@@ -17,11 +18,23 @@ class Event {
     }
     cv_.notify_all();
   }
-  // Waits, then rethrows the error the work raised, if any.
+  // Work that the task only launched (GPU kernels) finishes later: `w`
+  // blocks until it has. Set before signal().
+  void set_device_wait(std::function<void()> w) {
+    std::lock_guard<std::mutex> lk(mu_);
+    device_wait_ = std::move(w);
+  }
+  // Waits (for the launched device work too), then rethrows the error the
+  // work raised, if any.
   void wait() {
-    std::unique_lock<std::mutex> lk(mu_);
-    cv_.wait(lk, [&] { return done_; });
-    if (error_) std::rethrow_exception(error_);
+    std::function<void()> device_wait;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] { return done_; });
+      if (error_) std::rethrow_exception(error_);
+      device_wait = device_wait_;
+    }
+    if (device_wait) device_wait();
   }
   bool is_signaled() {
     std::lock_guard<std::mutex> lk(mu_);
@@ -33,6 +46,7 @@ class Event {
   std::condition_variable cv_;
   bool done_ = false;
   std::exception_ptr error_;
+  std::function<void()> device_wait_;
 };
 
 }  // namespace mx

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -12,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "mlxcpp/mx/backend/gpu.h"
 #include "mlxcpp/mx/event.h"
 
 namespace mx {
@@ -61,6 +63,8 @@ class StreamWorker {
   std::thread thread_;
 };
 
+void drain_gpu_at_exit();
+
 struct StreamTable {
   std::mutex mu;
   std::vector<Stream> streams;
@@ -69,6 +73,14 @@ struct StreamTable {
   std::vector<int> default_streams{-1, -1};  // per device type
 
   Stream add(Device d) {
+    // A gpu stream means GPU work is coming: allocate unified memory from now.
+    if (d.type == Device::gpu) {
+      gpu::activate();
+      // Registered after the CUDA runtime started (activate() probed the
+      // device), so it runs before the runtime's own teardown at exit.
+      static const bool drain_at_exit = (std::atexit(&drain_gpu_at_exit), true);
+      (void)drain_at_exit;
+    }
     std::lock_guard<std::mutex> lk(mu);
     int idx = static_cast<int>(streams.size());
     streams.emplace_back(idx, d);
@@ -86,6 +98,19 @@ struct StreamTable {
 
 StreamTable& table() {
   static StreamTable t;
+  // MLXCPP_DEFAULT_DEVICE=gpu starts a process on the GPU: how the whole test
+  // suite runs there with the same assertions as on the CPU.
+  static const bool from_env = [] {
+    const char* d = std::getenv("MLXCPP_DEFAULT_DEVICE");
+    if (!d || std::string(d) != "gpu") return false;
+    if (!gpu::is_available()) {
+      throw std::runtime_error("MLXCPP_DEFAULT_DEVICE=gpu but no GPU is available");
+    }
+    gpu::activate();
+    t.default_device = Device(Device::gpu);
+    return true;
+  }();
+  (void)from_env;
   return t;
 }
 
@@ -238,6 +263,8 @@ ThreadPool& pool() {
 
 namespace scheduler {
 
+void finish_queued_work_at_exit() { std::atexit(&drain_gpu_at_exit); }
+
 void enqueue(const Stream& s, std::function<void()> task) {
   table().worker(s).enqueue(std::move(task));
 }
@@ -281,12 +308,11 @@ void set_default_device(const Device& d) {
   if (!is_available(d)) {
     throw std::invalid_argument("[set_default_device] the gpu is not available in this build");
   }
+  if (d.type == Device::gpu) gpu::activate();
   table().default_device = d;
 }
 
-bool gpu_is_available();  // defined by the GPU backend, or by backend/no_gpu
-
-bool is_available(const Device& d) { return d.type == Device::cpu || gpu_is_available(); }
+bool is_available(const Device& d) { return d.type == Device::cpu || gpu::is_available(); }
 
 Stream default_stream(Device d) {
   auto& t = table();
@@ -313,10 +339,37 @@ Stream new_stream(Device d) {
   return table().add(d);
 }
 
+namespace {
+
+// Work still queued at exit (an async_eval nobody waited for) finishes
+// before the CUDA runtime is torn down: on every stream, since a task on a
+// cpu stream may launch kernels too. CUDA calls from later destructors are
+// then skipped.
+void drain_gpu_at_exit() {
+  std::vector<Stream> streams;
+  {
+    auto& t = table();
+    std::lock_guard<std::mutex> lk(t.mu);
+    streams = t.streams;
+  }
+  for (auto& s : streams) {
+    try {
+      synchronize(s);
+    } catch (...) {
+      // An error of work nobody waited for: nothing is left to report it to.
+    }
+  }
+  gpu::shutdown();
+}
+
+}  // namespace
+
 void synchronize(Stream s) {
   auto e = std::make_shared<Event>();
   scheduler::enqueue(s, [e] { e->signal(); });
   e->wait();
+  // The stream's tasks have launched their kernels; wait for the device too.
+  if (s.device.type == Device::gpu) gpu::synchronize(s);
 }
 
 void synchronize() { synchronize(default_stream(default_device())); }

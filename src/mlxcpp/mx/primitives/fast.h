@@ -147,6 +147,11 @@ class RoPE : public UnaryPrimitive {
   std::vector<Shape> output_shapes(const std::vector<array>& inputs) override {
     return {inputs[0].shape()};
   }
+  int dims() const { return dims_; }
+  bool traditional() const { return traditional_; }
+  float base() const { return base_; }
+  float scale() const { return scale_; }
+  bool forward() const { return forward_; }
 
  private:
   int dims_;
@@ -181,6 +186,8 @@ class ScaledDotProductAttention : public UnaryPrimitive {
   const char* name() const override { return "ScaledDotProductAttention"; }
   bool is_equivalent(const Primitive& other) const override;
   std::vector<Shape> output_shapes(const std::vector<array>& inputs) override;
+  float scale() const { return scale_; }
+  const AttentionMask& mask() const { return mask_; }
 
  private:
   float scale_;

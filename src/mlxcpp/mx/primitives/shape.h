@@ -68,6 +68,9 @@ class SliceUpdate : public UnaryPrimitive {
         stop_(std::move(stop)),
         strides_(std::move(strides)) {}
   MX_PRIMITIVE_COMMON(SliceUpdate)
+  const Shape& start() const { return start_; }
+  const Shape& stop() const { return stop_; }
+  const Shape& strides() const { return strides_; }
 
  private:
   Shape start_, stop_, strides_;
@@ -78,6 +81,8 @@ class Arange : public UnaryPrimitive {
   Arange(Stream s, double start, double stop, double step)
       : UnaryPrimitive(s), start_(start), stop_(stop), step_(step) {}
   MX_PRIMITIVE_COMMON(Arange)
+  double start() const { return start_; }
+  double step() const { return step_; }
 
  private:
   double start_, stop_, step_;

@@ -11,6 +11,7 @@ class Concatenate : public UnaryPrimitive {
  public:
   Concatenate(Stream s, int axis) : UnaryPrimitive(s), axis_(axis) {}
   MX_PRIMITIVE_COMMON(Concatenate)
+  int axis() const { return axis_; }
   std::vector<Shape> output_shapes(const std::vector<array>& inputs) override {
     Shape out = inputs[0].shape();
     out[axis_] = 0;
@@ -29,6 +30,8 @@ class Pad : public UnaryPrimitive {
   Pad(Stream s, std::vector<int> axes, Shape low, Shape high)
       : UnaryPrimitive(s), axes_(std::move(axes)), low_(std::move(low)), high_(std::move(high)) {}
   MX_PRIMITIVE_COMMON(Pad)
+  const std::vector<int>& axes() const { return axes_; }
+  const Shape& low() const { return low_; }
   std::vector<Shape> output_shapes(const std::vector<array>& inputs) override {
     Shape out = inputs[0].shape();
     for (size_t i = 0; i < axes_.size(); ++i) out[axes_[i]] += low_[i] + high_[i];
@@ -86,6 +89,7 @@ class DynamicSlice : public UnaryPrimitive {
   DynamicSlice(Stream s, std::vector<int> axes, Shape slice_size)
       : UnaryPrimitive(s), axes_(std::move(axes)), slice_size_(std::move(slice_size)) {}
   MX_PRIMITIVE_COMMON(DynamicSlice)
+  const std::vector<int>& axes() const { return axes_; }
   std::vector<Shape> output_shapes(const std::vector<array>&) override { return {slice_size_}; }
 
  private:
@@ -98,6 +102,7 @@ class DynamicSliceUpdate : public UnaryPrimitive {
  public:
   DynamicSliceUpdate(Stream s, std::vector<int> axes) : UnaryPrimitive(s), axes_(std::move(axes)) {}
   MX_PRIMITIVE_COMMON(DynamicSliceUpdate)
+  const std::vector<int>& axes() const { return axes_; }
   std::vector<Shape> output_shapes(const std::vector<array>& inputs) override {
     return {inputs[0].shape()};
   }

@@ -1,0 +1,220 @@
+// Device-side helpers of the CUDA kernels: the element types behind each
+// Dtype, conversions, and strided indexing over collapsed dims.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
+
+#include "mlxcpp/mx/backend/cpu/layout.h"
+#include "mlxcpp/mx/backend/cuda/device.h"
+#include "mlxcpp/mx/dtype.h"
+
+namespace mx::cuda {
+
+template <typename T>
+struct Tag {
+  using type = T;
+};
+
+template <typename T>
+inline constexpr bool is_half_v = std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat16>;
+template <typename T>
+inline constexpr bool is_float_v = is_half_v<T> || std::is_floating_point_v<T>;
+
+// 16-bit floats compute in float; everything else in its own type.
+template <typename T>
+using compute_t = std::conditional_t<is_half_v<T>, float, T>;
+
+template <typename To, typename From>
+__device__ __forceinline__ To cast_to(From x) {
+  if constexpr (std::is_same_v<To, From>) {
+    return x;
+  } else if constexpr (is_half_v<From>) {
+    return cast_to<To>(static_cast<float>(x));
+  } else if constexpr (std::is_same_v<To, bool>) {
+    return x != From(0);
+  } else if constexpr (is_half_v<To>) {
+    return To(static_cast<float>(x));
+  } else if constexpr (std::is_floating_point_v<From> && std::is_integral_v<To>) {
+    // Out-of-range floats wrap through int64 as on x86 CPUs (and NumPy there),
+    // where the GPU's own conversion would saturate.
+    if constexpr (sizeof(To) < 8) {
+      return static_cast<To>(static_cast<int64_t>(x));
+    } else if constexpr (std::is_unsigned_v<To>) {
+      return x < From(0) ? static_cast<To>(static_cast<int64_t>(x)) : static_cast<To>(x);
+    } else {
+      return static_cast<To>(x);
+    }
+  } else {
+    return static_cast<To>(x);
+  }
+}
+
+// x < 0 without a (warned) pointless comparison for unsigned types.
+template <typename T>
+__device__ __forceinline__ bool is_negative(T x) {
+  if constexpr (std::is_unsigned_v<T> || std::is_same_v<T, bool>) {
+    return false;
+  } else {
+    return x < T(0);
+  }
+}
+
+// Calls f(Tag<T>{}) with T the device element type of `d`. Complex types and
+// the rarely used 16-bit integers have no GPU kernels: the error names the op.
+template <typename F>
+void dispatch(Dtype d, const char* op, F&& f) {
+  switch (d.val) {
+    case Dtype::Val::bool_:
+      return f(Tag<bool>{});
+    case Dtype::Val::uint8:
+      return f(Tag<uint8_t>{});
+    case Dtype::Val::uint32:
+      return f(Tag<uint32_t>{});
+    case Dtype::Val::uint64:
+      return f(Tag<uint64_t>{});
+    case Dtype::Val::int8:
+      return f(Tag<int8_t>{});
+    case Dtype::Val::int32:
+      return f(Tag<int32_t>{});
+    case Dtype::Val::int64:
+      return f(Tag<int64_t>{});
+    case Dtype::Val::float16:
+      return f(Tag<__half>{});
+    case Dtype::Val::bfloat16:
+      return f(Tag<__nv_bfloat16>{});
+    case Dtype::Val::float32:
+      return f(Tag<float>{});
+    case Dtype::Val::float64:
+      return f(Tag<double>{});
+    default:
+      throw std::invalid_argument(unsupported_dtype(op, d));
+  }
+}
+
+// Floating types only.
+template <typename F>
+void dispatch_float(Dtype d, const char* op, F&& f) {
+  switch (d.val) {
+    case Dtype::Val::float16:
+      return f(Tag<__half>{});
+    case Dtype::Val::bfloat16:
+      return f(Tag<__nv_bfloat16>{});
+    case Dtype::Val::float32:
+      return f(Tag<float>{});
+    case Dtype::Val::float64:
+      return f(Tag<double>{});
+    default:
+      throw std::invalid_argument(unsupported_dtype(op, d));
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ T shfl_down(T v, int offset) {
+  if constexpr (std::is_integral_v<T> && sizeof(T) < 4) {
+    return static_cast<T>(__shfl_down_sync(0xffffffffu, static_cast<int>(v), offset));
+  } else {
+    return __shfl_down_sync(0xffffffffu, v, offset);
+  }
+}
+
+// Combines one value per thread of the block; every thread gets the result.
+template <typename T, typename F>
+__device__ T block_reduce(T v, T identity, F f) {
+  __shared__ T smem[32];
+  for (int o = 16; o > 0; o >>= 1) v = f(v, shfl_down(v, o));
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();  // smem may still be read from a previous call
+  if (lane == 0) smem[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    const int nwarps = (blockDim.x + 31) >> 5;
+    v = lane < nwarps ? smem[lane] : identity;
+    for (int o = 16; o > 0; o >>= 1) v = f(v, shfl_down(v, o));
+    if (lane == 0) smem[0] = v;
+  }
+  __syncthreads();
+  return smem[0];
+}
+
+// The Dtype of a device element type.
+template <typename T>
+constexpr Dtype dtype_of() {
+  if constexpr (std::is_same_v<T, bool>)
+    return bool_;
+  else if constexpr (std::is_same_v<T, uint8_t>)
+    return uint8;
+  else if constexpr (std::is_same_v<T, uint32_t>)
+    return uint32;
+  else if constexpr (std::is_same_v<T, uint64_t>)
+    return uint64;
+  else if constexpr (std::is_same_v<T, int8_t>)
+    return int8;
+  else if constexpr (std::is_same_v<T, int32_t>)
+    return int32;
+  else if constexpr (std::is_same_v<T, int64_t>)
+    return int64;
+  else if constexpr (std::is_same_v<T, __half>)
+    return float16;
+  else if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    return bfloat16;
+  else if constexpr (std::is_same_v<T, float>)
+    return float32;
+  else if constexpr (std::is_same_v<T, double>)
+    return float64;
+  else
+    static_assert(sizeof(T) == 0, "no Dtype for this type");
+}
+
+// Shape and per-operand strides after collapsing, passed to kernels by value.
+template <int N>
+struct Layout {
+  int ndim = 0;
+  int32_t shape[kMaxDims] = {};
+  int64_t strides[N][kMaxDims] = {};
+  bool contiguous = false;  // every operand row-contiguous: flat index == offset
+
+  // Element offsets of operand k for flat row-major index i.
+  __device__ __forceinline__ int64_t offset(int k, int64_t i) const {
+    int64_t off = 0;
+    for (int d = ndim - 1; d >= 0; --d) {
+      int64_t q = i / shape[d];
+      off += (i - q * shape[d]) * strides[k][d];
+      i = q;
+    }
+    return off;
+  }
+};
+
+// Collapses `shape` under the operands' strides; throws (naming `op`) when
+// more than kMaxDims dims remain.
+template <int N>
+Layout<N> make_layout(const Shape& shape, const std::vector<Strides>& strides, const char* op) {
+  auto [cs, cst] = cpu::collapse_contiguous_dims(shape, strides);
+  Layout<N> l;
+  if (cs.size() > static_cast<size_t>(kMaxDims)) {
+    throw std::invalid_argument(std::string("[") + op + "] the GPU kernel handles at most " +
+                                std::to_string(kMaxDims) + " non-mergeable dims, got " +
+                                std::to_string(cs.size()));
+  }
+  l.ndim = static_cast<int>(cs.size());
+  bool contig = true;
+  for (int d = 0; d < l.ndim; ++d) l.shape[d] = cs[d];
+  for (int k = 0; k < N; ++k) {
+    int64_t expect = 1;
+    for (int d = l.ndim - 1; d >= 0; --d) {
+      l.strides[k][d] = cst[k][d];
+      if (cs[d] != 1 && cst[k][d] != expect) contig = false;
+      expect *= cs[d];
+    }
+  }
+  l.contiguous = contig;
+  return l;
+}
+
+}  // namespace mx::cuda

@@ -1,0 +1,250 @@
+// Matrix products through cuBLASLt. Operands are passed in place when each
+// matrix has a unit stride on one axis (row-major or a transposed view) and
+// the batch collapses to one stride per operand (stride 0 for a broadcast
+// batch); anything else is copied row-contiguous first. float32 computes in
+// full float32 (no TF32) unless MLXCPP_CUDA_TF32=1 is set; 16-bit inputs
+// accumulate in float32.
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+
+#include "mlxcpp/mx/backend/cpu/layout.h"
+#include "mlxcpp/mx/backend/cuda/cublaslt.h"
+#include "mlxcpp/mx/backend/cuda/device.h"
+#include "mlxcpp/mx/primitives/matmul.h"
+
+namespace mx::cuda {
+namespace {
+
+// A matrix view in cuBLASLt's column-major terms.
+struct MatView {
+  bool transposed = false;  // op(X) = X^T
+  uint64_t rows = 0, cols = 0;
+  int64_t ld = 0;
+};
+
+// `rows` x `cols` row-major-indexed matrix with strides (sr, sc), seen
+// column-major: a row-major matrix is its transpose with ld = sr; a
+// column-major one (a transposed view) is itself with ld = sc.
+bool view_of(int64_t rows, int64_t cols, int64_t sr, int64_t sc, MatView& v) {
+  if ((sc == 1 || cols == 1) && (rows == 1 || sr >= std::max<int64_t>(cols, 1))) {
+    v = {false, static_cast<uint64_t>(cols), static_cast<uint64_t>(rows),
+         std::max<int64_t>(rows == 1 ? cols : sr, 1)};
+    return true;
+  }
+  if ((sr == 1 || rows == 1) && (cols == 1 || sc >= std::max<int64_t>(rows, 1))) {
+    v = {true, static_cast<uint64_t>(rows), static_cast<uint64_t>(cols),
+         std::max<int64_t>(cols == 1 ? rows : sc, 1)};
+    return true;
+  }
+  return false;
+}
+
+// Largest power of two (<= 256) dividing the address and every byte stride.
+uint32_t alignment(const void* p, std::initializer_list<int64_t> byte_strides) {
+  uint64_t a = reinterpret_cast<uintptr_t>(p) | 256;
+  for (auto s : byte_strides) {
+    if (s != 0) a |= static_cast<uint64_t>(s);
+  }
+  return static_cast<uint32_t>(a & (~a + 1));
+}
+
+struct LtDeleter {
+  void operator()(cublasLtMatmulDescOpaque_t* d) const { cublaslt().desc_destroy(d); }
+  void operator()(cublasLtMatrixLayoutOpaque_t* l) const { cublaslt().layout_destroy(l); }
+  void operator()(cublasLtMatmulPreferenceOpaque_t* p) const { cublaslt().preference_destroy(p); }
+};
+
+cublasLtMatrixLayout_t make_layout(cudaDataType_t type, uint64_t rows, uint64_t cols, int64_t ld,
+                                   int batch, int64_t batch_stride) {
+  cublasLtMatrixLayout_t l;
+  check_cublas(cublaslt().layout_create(&l, type, rows, cols, ld), "creating a matrix layout");
+  if (batch > 1) {
+    cublaslt().layout_set_attribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof(batch));
+    cublaslt().layout_set_attribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &batch_stride,
+                                    sizeof(batch_stride));
+  }
+  return l;
+}
+
+bool use_tf32() {
+  static const bool on = [] {
+    const char* v = std::getenv("MLXCPP_CUDA_TF32");
+    return v && std::strcmp(v, "1") == 0;
+  }();
+  return on;
+}
+
+// out (batch..., M, N) = alpha * a @ b + beta * out, batch dims broadcast.
+void gemm(Primitive& p, array a, array b, array& out, float alpha, float beta) {
+  const Stream& s = p.stream();
+  const int nd = static_cast<int>(out.ndim());
+  const int64_t M = out.shape(-2), N = out.shape(-1), K = a.shape(-1);
+  cudaDataType_t type;
+  cublasComputeType_t compute;
+  cudaDataType_t scale_type = CUDA_R_32F;
+  switch (out.dtype().val) {
+    case Dtype::Val::float32:
+      type = CUDA_R_32F;
+      compute = use_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+      break;
+    case Dtype::Val::float16:
+      type = CUDA_R_16F;
+      compute = CUBLAS_COMPUTE_32F;
+      break;
+    case Dtype::Val::bfloat16:
+      type = CUDA_R_16BF;
+      compute = CUBLAS_COMPUTE_32F;
+      break;
+    case Dtype::Val::float64:
+      type = CUDA_R_64F;
+      compute = CUBLAS_COMPUTE_64F;
+      scale_type = CUDA_R_64F;
+      break;
+    default:
+      throw std::invalid_argument(unsupported_dtype(p.name(), out.dtype()));
+  }
+  if (a.dtype() != out.dtype() || b.dtype() != out.dtype()) {
+    throw std::invalid_argument(std::string("[") + p.name() + "] operands " +
+                                dtype_name(a.dtype()) + " and " + dtype_name(b.dtype()) +
+                                " differ from the output dtype " + dtype_name(out.dtype()));
+  }
+  if (out.size() == 0) return;
+  if (K == 0) {
+    if (beta == 0.0f) {
+      check(cudaMemsetAsync(out.data<char>(), 0, out.nbytes(), resources(s).stream), "matmul");
+      return;
+    }
+    if (beta == 1.0f) return;
+    throw std::invalid_argument(std::string("[") + p.name() +
+                                "] K = 0 with beta other than 0 or 1 is not supported on the GPU");
+  }
+
+  // Batch dims of the output with each operand's strides (0 where broadcast).
+  auto batch_strides = [&](const array& x) {
+    Strides st(nd - 2, 0);
+    const int off = nd - static_cast<int>(x.ndim());
+    for (int d = 0; d < static_cast<int>(x.ndim()) - 2; ++d) {
+      st[d + off] = x.shape(d) == 1 ? 0 : x.strides()[d];
+    }
+    return st;
+  };
+  Shape batch(out.shape().begin(), out.shape().end() - 2);
+  Strides out_bs(nd - 2);
+  for (int d = nd - 3; d >= 0; --d) {
+    out_bs[d] = (d == nd - 3 ? M * N : out_bs[d + 1] * batch[d + 1]);
+  }
+  MatView va, vb;
+  auto fits = [&](const array& x, int64_t r, int64_t c, MatView& v) {
+    return view_of(r, c, x.strides()[x.ndim() - 2], x.strides()[x.ndim() - 1], v);
+  };
+  if (!fits(a, M, K, va)) {
+    a = ensure_row_contiguous(a, s);
+    fits(a, M, K, va);
+  }
+  if (!fits(b, K, N, vb)) {
+    b = ensure_row_contiguous(b, s);
+    fits(b, K, N, vb);
+  }
+  auto [bshape, bstr] =
+      cpu::collapse_contiguous_dims(batch, {batch_strides(a), batch_strides(b), out_bs});
+  // The innermost collapsed batch dim goes to cuBLASLt; outer ones loop here.
+  const int inner = static_cast<int>(bshape.size()) - 1;
+  const int count = bshape[inner];
+  const int64_t sa = bstr[0][inner], sb = bstr[1][inner], so = bstr[2][inner];
+
+  const size_t isz = out.itemsize();
+  std::unique_ptr<cublasLtMatmulDescOpaque_t, LtDeleter> desc;
+  {
+    cublasLtMatmulDesc_t d;
+    check_cublas(cublaslt().desc_create(&d, compute, scale_type), "creating a matmul");
+    desc.reset(d);
+  }
+  // Row-major C = A B is column-major C^T = B^T A^T: cuBLASLt's A is our b.
+  cublasOperation_t ta = vb.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
+  cublasOperation_t tb = va.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
+  cublaslt().desc_set_attribute(desc.get(), CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta));
+  cublaslt().desc_set_attribute(desc.get(), CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb));
+  std::unique_ptr<cublasLtMatrixLayoutOpaque_t, LtDeleter> la(
+      make_layout(type, vb.rows, vb.cols, vb.ld, count, sb));
+  std::unique_ptr<cublasLtMatrixLayoutOpaque_t, LtDeleter> lb(
+      make_layout(type, va.rows, va.cols, va.ld, count, sa));
+  std::unique_ptr<cublasLtMatrixLayoutOpaque_t, LtDeleter> lc(
+      make_layout(type, static_cast<uint64_t>(N), static_cast<uint64_t>(M), N, count, so));
+
+  auto& res = gemm_resources(s);
+  std::unique_ptr<cublasLtMatmulPreferenceOpaque_t, LtDeleter> pref;
+  {
+    cublasLtMatmulPreference_t pr;
+    check_cublas(cublaslt().preference_create(&pr), "creating a preference");
+    pref.reset(pr);
+  }
+  cublaslt().preference_set_attribute(pref.get(), CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                      &res.workspace_size, sizeof(res.workspace_size));
+  const int64_t isz64 = static_cast<int64_t>(isz);
+  uint32_t al_a = alignment(b.data<char>(), {vb.ld * isz64, sb * isz64});
+  uint32_t al_b = alignment(a.data<char>(), {va.ld * isz64, sa * isz64});
+  uint32_t al_c = alignment(out.data<char>(), {N * isz64, so * isz64});
+  cublaslt().preference_set_attribute(pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a,
+                                      sizeof(al_a));
+  cublaslt().preference_set_attribute(pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b,
+                                      sizeof(al_b));
+  cublaslt().preference_set_attribute(pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c,
+                                      sizeof(al_c));
+  cublaslt().preference_set_attribute(pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c,
+                                      sizeof(al_c));
+  cublasLtMatmulHeuristicResult_t heur{};
+  int found = 0;
+  check_cublas(cublaslt().algo_get_heuristic(res.blas, desc.get(), la.get(), lb.get(), lc.get(),
+                                             lc.get(), pref.get(), 1, &heur, &found),
+               "choosing a GEMM algorithm");
+  if (found == 0) {
+    throw std::runtime_error(std::string("[") + p.name() + "] cuBLASLt has no algorithm for " +
+                             dtype_name(out.dtype()) + " M=" + std::to_string(M) +
+                             " N=" + std::to_string(N) + " K=" + std::to_string(K));
+  }
+
+  double alpha_d = alpha, beta_d = beta;
+  const void* alpha_p = scale_type == CUDA_R_64F ? static_cast<const void*>(&alpha_d) : &alpha;
+  const void* beta_p = scale_type == CUDA_R_64F ? static_cast<const void*>(&beta_d) : &beta;
+  // Outer batch dims (those that did not collapse into one stride).
+  Shape outer(bshape.begin(), bshape.end() - 1);
+  int64_t n_outer = 1;
+  for (auto d : outer) n_outer *= d;
+  for (int64_t i = 0; i < n_outer; ++i) {
+    int64_t oa = 0, ob = 0, oo = 0, rem = i;
+    for (int d = static_cast<int>(outer.size()) - 1; d >= 0; --d) {
+      int64_t idx = rem % outer[d];
+      rem /= outer[d];
+      oa += idx * bstr[0][d];
+      ob += idx * bstr[1][d];
+      oo += idx * bstr[2][d];
+    }
+    char* o = out.data<char>() + oo * isz64;
+    check_cublas(
+        cublaslt().matmul(res.blas, desc.get(), alpha_p, b.data<char>() + ob * isz64, la.get(),
+                          a.data<char>() + oa * isz64, lb.get(), beta_p, o, lc.get(), o, lc.get(),
+                          &heur.algo, res.workspace, res.workspace_size, res.stream),
+        p.name());
+  }
+}
+
+void matmul_gpu(Primitive& p, const std::vector<array>& inputs, std::vector<array>& outputs) {
+  allocate_row_contiguous(outputs[0]);
+  gemm(p, inputs[0], inputs[1], outputs[0], 1.0f, 0.0f);
+}
+
+void addmm_gpu(Primitive& p, const std::vector<array>& inputs, std::vector<array>& outputs) {
+  auto& op = static_cast<AddMM&>(p);
+  array& out = outputs[0];
+  allocate_row_contiguous(out);
+  copy_into(inputs[2], out, p.stream());
+  gemm(p, inputs[0], inputs[1], out, op.alpha(), op.beta());
+}
+
+const Register<Matmul> r_matmul(&matmul_gpu);
+const Register<AddMM> r_addmm(&addmm_gpu);
+
+}  // namespace
+}  // namespace mx::cuda
