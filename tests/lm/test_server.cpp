@@ -430,7 +430,7 @@ TEST(ServerEngine, ConcurrentRequestsMatchTransformers) {
     EXPECT_EQ(c.tokens, want.get<std::vector<int32_t>>()) << "request " << i;
     EXPECT_EQ(c.final.finish_reason, "length");
     EXPECT_EQ(c.final.completion_tokens, 48);
-    EXPECT_EQ(c.text, ref["decoded_greedy"][i % ref["greedy"].size()]);
+    EXPECT_EQ(c.text, ref["decoded_greedy"][i % ref["greedy"].size()].get<std::string>());
   }
   auto st = engine.stats();
   EXPECT_EQ(st.completed, streams.size());

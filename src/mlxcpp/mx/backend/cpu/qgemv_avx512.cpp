@@ -256,16 +256,21 @@ MLXCPP_VBMI_TARGET void range_vbmi(const QGemvArgs& a, const void* xv, const flo
           }
         } else {
           const float* xf = static_cast<const float*>(xv);
-#pragma GCC unroll 4
-          for (int h = 0; h < 4; ++h) {
+          // The lane index of extracti32x4 must be a constant at every
+          // optimization level (a loop variable compiles only once unrolled).
+          auto quarter = [&]<int H>() {
             const __m512 q =
-                _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(codes, h)));
+                _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(codes, H)));
 #pragma GCC unroll 8
             for (int m = 0; m < MM; ++m) {
               part[m] =
-                  _mm512_fmadd_ps(q, _mm512_loadu_ps(xf + int64_t{m} * a.K + k + 16 * h), part[m]);
+                  _mm512_fmadd_ps(q, _mm512_loadu_ps(xf + int64_t{m} * a.K + k + 16 * H), part[m]);
             }
-          }
+          };
+          quarter.template operator()<0>();
+          quarter.template operator()<1>();
+          quarter.template operator()<2>();
+          quarter.template operator()<3>();
         }
       }
       const __m512 sc = _mm512_set1_ps(static_cast<float>(srow[gi]));
