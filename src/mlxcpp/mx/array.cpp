@@ -1,6 +1,7 @@
 #include "mlxcpp/mx/array.h"
 
 #include <cstring>
+#include <sstream>
 
 #include "mlxcpp/mx/dtype_dispatch.h"
 #include "mlxcpp/mx/event.h"
@@ -9,6 +10,15 @@
 #include "mlxcpp/mx/transforms.h"
 
 namespace mx {
+
+std::string shape_str(const Shape& s) {
+  std::ostringstream os;
+  os << "(";
+  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
+  if (s.size() == 1) os << ",";
+  os << ")";
+  return os.str();
+}
 
 namespace detail {
 

@@ -21,6 +21,9 @@ using ShapeElem = int32_t;
 using Shape = std::vector<ShapeElem>;
 using Strides = std::vector<int64_t>;
 
+// A shape as error messages print it, NumPy's tuple style: (2, 3), (4,), ().
+std::string shape_str(const Shape& s);
+
 class Primitive;
 class Event;
 using Deleter = std::function<void(allocator::Buffer)>;

@@ -12,15 +12,6 @@ namespace mx::fast {
 
 namespace {
 
-std::string shape_str(const Shape& s) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  if (s.size() == 1) os << ",";
-  os << ")";
-  return os.str();
-}
-
 [[noreturn]] void fail(const char* op, const std::string& msg) {
   throw std::invalid_argument(std::string("[") + op + "] " + msg);
 }

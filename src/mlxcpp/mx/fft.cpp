@@ -13,15 +13,6 @@ namespace mx::fft {
 
 namespace {
 
-std::string shape_str(const Shape& s) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  if (s.size() == 1) os << ",";
-  os << ")";
-  return os.str();
-}
-
 // Crops or zero-pads each axis of `a` to `target`.
 array fit_to(const array& a, const Shape& target, const Stream& st) {
   if (a.shape() == target) return a;

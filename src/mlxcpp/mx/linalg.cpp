@@ -14,15 +14,6 @@ namespace mx::linalg {
 
 namespace {
 
-std::string shape_str(const Shape& s) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  if (s.size() == 1) os << ",";
-  os << ")";
-  return os.str();
-}
-
 void check_float(const array& a, const char* op) {
   if (a.dtype() != float32 && a.dtype() != float64) {
     throw std::invalid_argument(std::string("[linalg::") + op +

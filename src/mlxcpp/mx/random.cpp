@@ -16,15 +16,6 @@ namespace mx::random {
 
 namespace {
 
-std::string shape_str(const Shape& s) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  if (s.size() == 1) os << ",";
-  os << ")";
-  return os.str();
-}
-
 // The global key chain used when no key is given: each draw splits the current
 // key into (next chain key, key handed out).
 class KeySequence {

@@ -17,15 +17,6 @@ namespace mx {
 
 namespace {
 
-std::string shape_str(const Shape& s) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  if (s.size() == 1) os << ",";
-  os << ")";
-  return os.str();
-}
-
 bool is_stop_gradient(const array& a) {
   return a.has_primitive() && typeid(a.primitive()) == typeid(StopGradient);
 }

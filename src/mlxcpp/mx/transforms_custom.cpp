@@ -11,15 +11,6 @@ namespace mx {
 
 namespace {
 
-std::string shape_str(const Shape& s) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  if (s.size() == 1) os << ",";
-  os << ")";
-  return os.str();
-}
-
 void throw_vmap_read() {
   throw std::invalid_argument(
       "[vmap] the function evaluated an array that depends on a mapped input while vmap traced "

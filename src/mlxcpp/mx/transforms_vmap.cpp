@@ -13,15 +13,6 @@ namespace mx {
 
 namespace {
 
-std::string shape_str(const Shape& s) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  if (s.size() == 1) os << ",";
-  os << ")";
-  return os.str();
-}
-
 // The size of the mapped axis, checking in_axes against the inputs.
 int mapped_size(const std::vector<array>& inputs, const std::vector<int>& axes) {
   if (axes.size() != inputs.size()) {

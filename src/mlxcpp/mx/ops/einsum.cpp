@@ -17,15 +17,6 @@ namespace {
 constexpr int kEllipsis = 256;
 constexpr int kEllipsisMarker = -1;
 
-std::string shape_str(const Shape& s) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  if (s.size() == 1) os << ",";
-  os << ")";
-  return os.str();
-}
-
 [[noreturn]] void fail(const std::string& subscripts, const std::string& why) {
   throw std::invalid_argument("[einsum] " + why + " (subscripts \"" + subscripts + "\")");
 }

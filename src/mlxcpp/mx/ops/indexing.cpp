@@ -29,15 +29,6 @@ namespace {
 
 using Reduce = Scatter::ReduceType;
 
-std::string shape_str(const Shape& s) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  if (s.size() == 1) os << ",";
-  os << ")";
-  return os.str();
-}
-
 std::string err(const char* op, const std::string& msg) {
   return std::string("[") + op + "] " + msg;
 }

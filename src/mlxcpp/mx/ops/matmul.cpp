@@ -10,15 +10,6 @@ namespace mx {
 
 namespace {
 
-std::string shape_str(const Shape& s) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  if (s.size() == 1) os << ",";
-  os << ")";
-  return os.str();
-}
-
 // The operands of a product as the primitives see them: at least 2-D, one
 // dtype, inner dims checked; plus the output shapes with and without the dims
 // that 1-D operands add.

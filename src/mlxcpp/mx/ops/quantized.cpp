@@ -12,15 +12,6 @@ namespace mx {
 
 namespace {
 
-std::string shape_str(const Shape& s) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  if (s.size() == 1) os << ",";
-  os << ")";
-  return os.str();
-}
-
 // Checks the (group_size, bits) pair a mode allows (formats.md 2.1).
 void check_params(const char* op, QuantizationMode mode, int group_size, int bits) {
   std::string where = std::string("[") + op + "] ";

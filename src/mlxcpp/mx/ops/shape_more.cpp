@@ -11,15 +11,6 @@ namespace mx {
 
 namespace {
 
-std::string shape_str(const Shape& s) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  if (s.size() == 1) os << ",";
-  os << ")";
-  return os.str();
-}
-
 template <typename V>
 std::string list_str(const V& v) {
   std::ostringstream os;

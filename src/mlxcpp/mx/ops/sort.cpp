@@ -10,15 +10,6 @@ namespace mx {
 
 namespace {
 
-std::string shape_str(const Shape& s) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  if (s.size() == 1) os << ",";
-  os << ")";
-  return os.str();
-}
-
 int sort_axis(const array& a, int axis, const char* op) {
   if (a.ndim() == 0) {
     throw std::invalid_argument(std::string("[") + op +

@@ -15,15 +15,6 @@ namespace mx {
 namespace cpu {
 namespace {
 
-std::string shape_str(const Shape& s) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  if (s.size() == 1) os << ",";
-  os << ")";
-  return os.str();
-}
-
 // Index conversion is a light loop, so chunks can be smaller than for kernels.
 constexpr size_t kIndexGrain = size_t{1} << 14;
 
