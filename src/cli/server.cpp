@@ -70,6 +70,7 @@ int run_server(int argc, char** argv) {
   float temp = 0, top_p = 1, min_p = 0;
   int top_k = 0, max_tokens = 512;
   std::optional<int> max_kv_size, kv_bits;
+  int kv_group_size = 64;
   model_flags.add(app);
   app.add_option("--host", sopt.host, "Address to listen on (loopback by default)")
       ->capture_default_str();
@@ -109,17 +110,20 @@ int run_server(int argc, char** argv) {
   app.add_option("--max-kv-size", max_kv_size,
                  "Positions one request may hold (prompt + reply); longer prompts are rejected")
       ->check(CLI::Range(2, 1 << 30));
-  app.add_option("--kv-bits", kv_bits, "Quantize the KV cache to this many bits");
+  app.add_option(
+      "--kv-bits", kv_bits,
+      "Keep the decode batch's KV cache quantized to this many bits (2, 3, 4, 5, 6 or 8)");
+  app.add_option("--kv-group-size", kv_group_size, "Group size of the KV cache quantization")
+      ->capture_default_str();
   app.add_option("--max-body-bytes", sopt.max_body_bytes, "Largest request body accepted")
       ->capture_default_str();
   app.add_option("--http-threads", sopt.http_threads,
                  "Connection handler threads (0: 160; each streaming client holds one)")
       ->capture_default_str();
   if (auto rc = mlxcpp::cli::parse_args(app, argc, argv)) return *rc;
-  if (kv_bits) {
-    throw std::invalid_argument(
-        "--kv-bits: quantized KV caches are not implemented in mlxcpp yet; serve without it");
-  }
+  // Checked here, not at the first request: the quantizer rejects bits and group sizes
+  // it cannot pack, naming both.
+  if (kv_bits) lm::KVQuantizer(kv_group_size, *kv_bits);
   mlxcpp::cli::check_json_object(template_args, "--chat-template-args");
 
   lm::server::RequestDefaults& d = sopt.defaults;
@@ -149,6 +153,8 @@ int run_server(int argc, char** argv) {
   }
   eopt.prompt_cache_bytes = parse_bytes(cache_bytes);
   eopt.max_kv_size = max_kv_size;
+  eopt.kv_bits = kv_bits;
+  eopt.kv_group_size = kv_group_size;
 
   auto bundle = lm::load(model_flags.model, model_flags.options());
   if (!bundle.tokenizer) {

@@ -353,6 +353,27 @@ TEST(ServerBatchCache, BatchedDecodeMatchesSingleRows) {
   EXPECT_EQ(batch[0]->row_length(0), int(rows[1].size()));
 }
 
+TEST(ServerBatchCache, QuantizedRowsRoundTripThroughTheKvQuantizer) {
+  // Rows of different lengths, left-padded in packed form: each row reads back as the
+  // quantizer's own round trip of what went in, and an update appends to every row.
+  lm::server::BatchKVCache cache(32, 4);
+  lm::KVQuantizer q(32, 4);
+  auto key = mx::random::key(3);
+  auto a = mx::random::normal({1, 2, 5, 64}, mx::float32, 0.0f, 1.0f, key);
+  auto b = mx::random::normal({1, 2, 3, 64}, mx::float32, 0.0f, 1.0f, mx::random::key(4));
+  cache.add_rows({{a, a}, {b, b}});
+  auto round_trip = [&](const mx::array& x) { return q.unpack(q.pack(x)); };
+  EXPECT_TRUE(mx::array_equal(cache.row(0).first, round_trip(a)).item<bool>());
+  EXPECT_TRUE(mx::array_equal(cache.row(1).second, round_trip(b)).item<bool>());
+  auto t = mx::random::normal({2, 2, 1, 64}, mx::float32, 0.0f, 1.0f, mx::random::key(5));
+  auto [k, v] = cache.update_and_fetch(t, t);
+  ASSERT_EQ(k.shape(), (mx::Shape{2, 2, 6, 64}));
+  auto last = mx::slice(k, {0, 0, 5, 0}, {2, 2, 6, 64});
+  EXPECT_TRUE(mx::array_equal(last, round_trip(t)).item<bool>());
+  EXPECT_EQ(cache.row_length(1), 4);
+  EXPECT_LT(cache.nbytes(), size_t{2} * 2 * 2 * 256 * 64 * 4);  // below the float32 buffers
+}
+
 // ------------------------------------------------------------------ prompt store
 
 TEST(ServerPromptStore, LongestPrefixAndLimits) {
@@ -435,6 +456,26 @@ TEST(ServerEngine, ConcurrentRequestsMatchTransformers) {
   auto st = engine.stats();
   EXPECT_EQ(st.completed, streams.size());
   EXPECT_LT(st.steps, streams.size() * 48u);  // decode steps were shared
+}
+
+// --kv-bits: the decode batch keeps its rows quantized. 8-bit keys and values of the echo model
+// leave its greedy continuations (transformers' float reference) unchanged.
+TEST(ServerEngine, QuantizedBatchCacheKeepsTheGreedyTokens) {
+  lm::server::EngineOptions o;
+  o.decode_concurrency = 8;
+  o.kv_bits = 8;
+  o.kv_group_size = 32;
+  lm::server::Engine engine(echo().model, echo().tokenizer, o);
+  const auto& ref = reference();
+  std::vector<std::shared_ptr<lm::server::RequestStream>> streams;
+  for (const auto& p : ref["prompt_tokens"]) {
+    streams.push_back(
+        engine.submit(greedy_job(p.get<std::vector<int32_t>>(), ref["max_new_tokens"])));
+  }
+  for (size_t i = 0; i < streams.size(); ++i) {
+    auto c = collect(streams[i]);
+    EXPECT_EQ(c.tokens, ref["greedy"][i].get<std::vector<int32_t>>()) << "request " << i;
+  }
 }
 
 TEST(ServerEngine, PromptCacheReuseStopsAndCancel) {

@@ -34,8 +34,18 @@ void BatchKVCache::reserve(int length) {
   values_ = grow(*values_);
 }
 
-void BatchKVCache::add_rows(const std::vector<std::pair<mx::array, mx::array>>& rows) {
-  if (rows.empty()) return;
+mx::array BatchKVCache::store(const mx::array& x) {
+  if (!quantizer_) return x;
+  if (x.ndim() != 4) {
+    throw std::invalid_argument("BatchKVCache: keys and values must be [B, Nkv, L, D]");
+  }
+  return quantizer_->pack(x);
+}
+
+void BatchKVCache::add_rows(const std::vector<std::pair<mx::array, mx::array>>& float_rows) {
+  if (float_rows.empty()) return;
+  std::vector<std::pair<mx::array, mx::array>> rows;
+  for (const auto& [k, v] : float_rows) rows.emplace_back(store(k), store(v));
   int longest = 0;
   for (const auto& [k, v] : rows) {
     if (k.ndim() != 4 || k.shape(0) != 1 || v.shape() != k.shape()) {
@@ -133,7 +143,9 @@ std::pair<mx::array, mx::array> BatchKVCache::row(int b) const {
     throw std::out_of_range("BatchKVCache::row: row " + std::to_string(b) + " of " +
                             std::to_string(rows()));
   }
-  auto one = [&](const mx::array& buf) { return seq(rows_of(buf, b, b + 1), pad_[b], length_); };
+  auto one = [&](const mx::array& buf) {
+    return load(seq(rows_of(buf, b, b + 1), pad_[b], length_));
+  };
   return {one(*keys_), one(*values_)};
 }
 
@@ -152,9 +164,9 @@ std::pair<mx::array, mx::array> BatchKVCache::update_and_fetch(const mx::array& 
     buf = mx::slice_update(buf, mx::astype(x, buf.dtype()), mx::Shape{0, 0, prev, 0},
                            mx::Shape{x.shape(0), x.shape(1), length_, x.shape(3)});
   };
-  put(*keys_, keys);
-  put(*values_, values);
-  return {seq(*keys_, 0, length_), seq(*values_, 0, length_)};
+  put(*keys_, store(keys));
+  put(*values_, store(values));
+  return {load(seq(*keys_, 0, length_)), load(seq(*values_, 0, length_))};
 }
 
 AttentionMask BatchKVCache::make_mask(int T, std::optional<int> window) const {

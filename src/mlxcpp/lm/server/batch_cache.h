@@ -14,6 +14,11 @@ namespace lm::server {
 
 class BatchKVCache : public KVCacheBase {
  public:
+  BatchKVCache() = default;
+  // Rows kept quantized (the KV quantizer of QuantizedKVCache: packed codes,
+  // scales and biases per position), dequantized when read; the padding is
+  // packed zeros, which the mask hides.
+  BatchKVCache(int group_size, int bits) : quantizer_(KVQuantizer(group_size, bits)) {}
   // keys/values: [B, Nkv, T, D], one new position range for every row.
   std::pair<mx::array, mx::array> update_and_fetch(const mx::array& keys,
                                                    const mx::array& values) override;
@@ -46,6 +51,10 @@ class BatchKVCache : public KVCacheBase {
  private:
   static constexpr int kStep = 256;
   void reserve(int length);
+  // Stored form of float keys/values, and back.
+  mx::array store(const mx::array& x);
+  mx::array load(const mx::array& x) const { return quantizer_ ? quantizer_->unpack(x) : x; }
+  std::optional<KVQuantizer> quantizer_;
   std::optional<mx::array> keys_, values_;  // [B, Nkv, capacity, D]
   std::vector<int> pad_;
   int length_ = 0;

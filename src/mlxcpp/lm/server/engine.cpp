@@ -341,7 +341,9 @@ void Engine::join_batch(const std::vector<std::shared_ptr<Sequence>>& joining) {
   if (joining.empty()) return;
   if (batch_cache_.empty()) {
     for (int l = 0; l < model_->num_layers(); ++l) {
-      batch_cache_.push_back(std::make_shared<BatchKVCache>());
+      batch_cache_.push_back(options_.kv_bits ? std::make_shared<BatchKVCache>(
+                                                    options_.kv_group_size, *options_.kv_bits)
+                                              : std::make_shared<BatchKVCache>());
     }
   }
   for (int l = 0; l < model_->num_layers(); ++l) {

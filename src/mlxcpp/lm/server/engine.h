@@ -96,6 +96,8 @@ struct EngineOptions {
   size_t prompt_cache_size = 10;                // entries
   size_t prompt_cache_bytes = size_t(1) << 32;  // bytes
   std::optional<int> max_kv_size;               // positions per sequence (prompt + output)
+  std::optional<int> kv_bits;                   // decode batch's KV cache quantized to these bits
+  int kv_group_size = 64;
   std::vector<int32_t> eos_token_ids;
 };
 
