@@ -14,12 +14,6 @@ namespace lm {
 
 namespace {
 
-std::string shape_str(const mx::Shape& s) {
-  std::string r = "(";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + ")";
-}
-
 // Slice [start, stop) of axis 2 of a [B, N, L, D] array.
 mx::array seq_slice(const mx::array& v, int start, int stop) {
   return mx::slice(v, {0, 0, start, 0}, {v.shape(0), v.shape(1), stop, v.shape(3)});
@@ -30,7 +24,7 @@ mx::array seq_slice(const mx::array& v, int start, int stop) {
 int check_update(const char* cls, const mx::array& keys, const mx::array& values,
                  const std::optional<mx::array>& buf_k, const std::optional<mx::array>& buf_v) {
   auto both = [&] {
-    return "keys " + shape_str(keys.shape()) + ", values " + shape_str(values.shape());
+    return "keys " + mx::shape_str(keys.shape()) + ", values " + mx::shape_str(values.shape());
   };
   if (keys.ndim() != 4 || values.ndim() != 4) {
     throw std::invalid_argument(std::string(cls) +
@@ -51,8 +45,9 @@ int check_update(const char* cls, const mx::array& keys, const mx::array& values
     };
     if (mismatch(keys, *buf_k) || mismatch(values, *buf_v)) {
       throw std::invalid_argument(std::string(cls) + ": update " + both() +
-                                  " does not match the cached keys " + shape_str(buf_k->shape()) +
-                                  ", values " + shape_str(buf_v->shape()) + " in B, Nkv or D");
+                                  " does not match the cached keys " +
+                                  mx::shape_str(buf_k->shape()) + ", values " +
+                                  mx::shape_str(buf_v->shape()) + " in B, Nkv or D");
     }
   }
   return keys.shape(2);
@@ -71,7 +66,7 @@ std::pair<mx::array, mx::array> check_state(const char* cls, const std::vector<m
     throw std::invalid_argument(std::string(cls) +
                                 ": state keys and values must be [B, Nkv, T, D] with equal B, Nkv "
                                 "and T, got keys " +
-                                shape_str(k.shape()) + ", values " + shape_str(v.shape()));
+                                mx::shape_str(k.shape()) + ", values " + mx::shape_str(v.shape()));
   }
   return {k, v};
 }

@@ -10,12 +10,6 @@ namespace lm {
 
 namespace {
 
-std::string shape_str(const mx::Shape& s) {
-  std::string r = "(";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + ")";
-}
-
 int parse_meta(const std::string& s, const std::string& what) {
   int v = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
@@ -94,7 +88,7 @@ void KVQuantizer::learn(int head_dim, mx::Dtype dtype, const char* who) {
 mx::array KVQuantizer::pack(const mx::array& x) {
   if (x.ndim() != 4) {
     throw std::invalid_argument("quantized KV cache: keys/values must be [B, N, T, D], got " +
-                                shape_str(x.shape()));
+                                mx::shape_str(x.shape()));
   }
   learn(x.shape(3), dtype_ ? *dtype_ : x.dtype(), "quantized KV cache");
   auto parts = mx::quantize(mx::astype(x, *dtype_), group_size_, bits_, "affine");
@@ -110,15 +104,16 @@ mx::array KVQuantizer::join(const mx::array& codes, const mx::array& scales,
     throw std::invalid_argument(std::string(who) +
                                 ": expected uint32 codes [B, N, T, D*bits/32] and equal scales and "
                                 "biases [B, N, T, D/group], got codes " +
-                                shape_str(codes.shape()) + ", scales " + shape_str(scales.shape()) +
-                                ", biases " + shape_str(biases.shape()));
+                                mx::shape_str(codes.shape()) + ", scales " +
+                                mx::shape_str(scales.shape()) + ", biases " +
+                                mx::shape_str(biases.shape()));
   }
   const int groups = scales.shape(3);
   const int head_dim = groups * group_size_;
   if (codes.shape(3) * 32 != head_dim * bits_ || codes.shape(0) != scales.shape(0) ||
       codes.shape(1) != scales.shape(1) || codes.shape(2) != scales.shape(2)) {
-    throw std::invalid_argument(std::string(who) + ": codes " + shape_str(codes.shape()) +
-                                " do not match scales " + shape_str(scales.shape()) + " at " +
+    throw std::invalid_argument(std::string(who) + ": codes " + mx::shape_str(codes.shape()) +
+                                " do not match scales " + mx::shape_str(scales.shape()) + " at " +
                                 std::to_string(bits_) + " bits, group size " +
                                 std::to_string(group_size_));
   }
