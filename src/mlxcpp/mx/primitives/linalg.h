@@ -28,6 +28,8 @@ class Inverse : public UnaryPrimitive {
   void eval_cpu(const std::vector<array>& inputs, array& out) override;
   MX_LINALG_PRIMITIVE_DECLS(Inverse)
   MX_LINALG_JVP
+  bool triangular() const { return tri_; }
+  bool upper() const { return upper_; }
 
  private:
   bool tri_, upper_;
@@ -40,6 +42,7 @@ class Cholesky : public UnaryPrimitive {
   void eval_cpu(const std::vector<array>& inputs, array& out) override;
   MX_LINALG_PRIMITIVE_DECLS(Cholesky)
   MX_LINALG_JVP
+  bool upper() const { return upper_; }
 
  private:
   bool upper_;
@@ -72,6 +75,7 @@ class SVD : public Primitive {
   void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
   MX_LINALG_PRIMITIVE_DECLS(SVD)
   MX_LINALG_JVP
+  bool compute_uv() const { return compute_uv_; }
 
  private:
   bool compute_uv_;
@@ -87,6 +91,8 @@ class Eigh : public Primitive {
   MX_LINALG_PRIMITIVE_DECLS(Eigh)
   // Eigenvector derivatives need distinct eigenvalues.
   MX_LINALG_JVP
+  char uplo() const { return uplo_; }
+  bool compute_eigenvectors() const { return compute_eigenvectors_; }
 
  private:
   char uplo_;
