@@ -4,6 +4,7 @@
 // compare-and-swap on the aligned 32-bit word holding the element), so
 // duplicate indices accumulate as on the CPU; with no reduction, which of
 // several writes to one place lands is unspecified on the GPU (as in MLX).
+#include "mlxcpp/mx/backend/cuda/indexing.h"
 #include "mlxcpp/mx/backend/cuda/kernel_utils.cuh"
 #include "mlxcpp/mx/primitives/indexing.h"
 
@@ -40,16 +41,24 @@ __device__ __forceinline__ T combine(ReduceType r, T a, T b) {
         return cast_to<T>(x * y);
       }
     case ReduceType::Max:
-      // A NaN already in place stays.
-      if constexpr (std::is_floating_point_v<C>) {
-        if (x != x) return a;
+      // A NaN already in place stays. complex64 has no order (the op refuses it).
+      if constexpr (is_complex_v<C>) {
+        return b;
+      } else {
+        if constexpr (std::is_floating_point_v<C>) {
+          if (x != x) return a;
+        }
+        return x > y ? a : b;
       }
-      return x > y ? a : b;
     case ReduceType::Min:
-      if constexpr (std::is_floating_point_v<C>) {
-        if (x != x) return a;
+      if constexpr (is_complex_v<C>) {
+        return b;
+      } else {
+        if constexpr (std::is_floating_point_v<C>) {
+          if (x != x) return a;
+        }
+        return x < y ? a : b;
       }
-      return x < y ? a : b;
     default:
       return b;
   }
@@ -92,7 +101,7 @@ __device__ void atomic_combine(T* p, T v, ReduceType r) {
 
 // Index arrays share one (broadcast) shape I; updates are I + window,
 // row-contiguous. Windows whose place leaves the array are skipped (the CPU
-// throws; a kernel cannot).
+// throws; a kernel cannot; indices the host can read were checked before).
 template <typename T>
 __global__ void scatter_kernel(const T* upd, T* out, int64_t n, ScatterParams p, ReduceType r) {
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -119,6 +128,22 @@ __global__ void scatter_kernel(const T* upd, T* out, int64_t n, ScatterParams p,
     } else {
       atomic_combine(out + off, upd[u], r);
     }
+  }
+}
+
+// The op's name in the CPU kernels' messages.
+const char* scatter_op_name(ReduceType r) {
+  switch (r) {
+    case ReduceType::Sum:
+      return "scatter_add";
+    case ReduceType::Prod:
+      return "scatter_prod";
+    case ReduceType::Max:
+      return "scatter_max";
+    case ReduceType::Min:
+      return "scatter_min";
+    default:
+      return "scatter";
   }
 }
 
@@ -156,6 +181,12 @@ void scatter_gpu(Primitive& prim, const std::vector<array>& inputs, std::vector<
     p.index_of[d] = -1;
   }
   if (p.upd_total == 0) return;
+  {
+    Shape window(upd.shape().begin() + uoff, upd.shape().end());
+    check_indices(scatter_op_name(sc.reduce_type()),
+                  std::vector<array>(inputs.begin() + 1, inputs.begin() + 1 + k), sc.axes(),
+                  out.shape(), window, out.strides());
+  }
   for (size_t m = 0; m < k; ++m) {
     const array& idx = inputs[m + 1];
     array idx64(idx.shape(), int64, nullptr, {});
@@ -165,7 +196,7 @@ void scatter_gpu(Primitive& prim, const std::vector<array>& inputs, std::vector<
     p.idx[m] = idx64.data<int64_t>();
     p.index_of[sc.axes()[m]] = static_cast<int>(m);
   }
-  dispatch(out.dtype(), sc.name(), [&](auto tag) {
+  dispatch_any(out.dtype(), sc.name(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     scatter_kernel<T><<<grid_for(n), 256, 0, stream_of(prim)>>>(upd.data<T>(), out.data<T>(), n, p,
                                                                 sc.reduce_type());

@@ -117,7 +117,7 @@ void dynamic_copy(Primitive& p, const array& start, const std::vector<int>& axes
   const int64_t ss = start.ndim() == 0 ? 0 : start.strides()[0];
   auto launch = [&](auto itag) {
     using I = typename decltype(itag)::type;
-    dispatch(big.dtype(), op, [&](auto tag) {
+    dispatch_any(big.dtype(), op, [&](auto tag) {
       using T = typename decltype(tag)::type;
       const T* src = kUpdate ? small.data<T>() : big.data<T>();
       T* dst = kUpdate ? const_cast<T*>(big.data<T>()) : const_cast<T*>(small.data<T>());
@@ -148,6 +148,13 @@ void dynamic_copy(Primitive& p, const array& start, const std::vector<int>& axes
 
 void dynamic_slice_gpu(Primitive& p, const std::vector<array>& in, std::vector<array>& out) {
   auto& ds = static_cast<DynamicSlice&>(p);
+  // A start the host can already read (made on the host, or by an evaluation
+  // that finished) gives a view as on the CPU: no copy and no kernel. A start
+  // the device is still computing is read there instead of waiting for it.
+  if (in[1].status() == array::Status::available) {
+    static_cast<UnaryPrimitive&>(p).eval_cpu(in, out[0]);
+    return;
+  }
   allocate_row_contiguous(out[0]);
   dynamic_copy<false>(p, in[1], ds.axes(), in[0], out[0], "DynamicSlice");
 }
