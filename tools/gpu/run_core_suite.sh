@@ -8,7 +8,7 @@ mkdir -p "$out"
 run_one() {
   local b=$1 out=$2 n
   n=$(basename "$b")
-  MLXCPP_DEFAULT_DEVICE=gpu L timeout 300 "$b" --gtest_brief=1 >"$out/$n.log" 2>&1
+  MLXCPP_DEFAULT_DEVICE=gpu L timeout "${PER_BINARY_TIMEOUT:-300}" "$b" --gtest_brief=1 >"$out/$n.log" 2>&1
   local rc=$?
   local failed
   failed=$(grep -E '^\[  FAILED  \] [A-Za-z]' "$out/$n.log" | grep -v ' listed below' |
@@ -16,4 +16,5 @@ run_one() {
   echo "$n rc=$rc failed: ${failed:-none}"
 }
 export -f run_one
-ls build/tests/mx_test_* build/tests/nn_test_* | xargs -P 4 -I{} bash -c 'run_one {} '"$out" | sort
+export PER_BINARY_TIMEOUT
+find build/tests -maxdepth 1 -type f -perm -u+x \( -name 'mx_test_*' -o -name 'nn_test_*' \) | xargs -P "${JOBS:-4}" -I{} bash -c 'run_one {} '"$out" | sort

@@ -47,10 +47,17 @@ __global__ void gather_kernel(const T* a, T* out, int64_t n, GatherParams p) {
 
 }  // namespace
 
+bool host_made(const array& a) {
+  // Every array a primitive produced carries its evaluation's event (set when
+  // it was scheduled, never cleared); an output of a GPU kernel is marked
+  // available as soon as its buffer exists, long before the kernel has run.
+  return !a.has_primitive() && !a.event();
+}
+
 void check_indices(const char* op, const std::vector<array>& indices, const std::vector<int>& axes,
                    const Shape& shape, const Shape& window, const Strides& strides) {
   for (const auto& idx : indices) {
-    if (idx.status() != array::Status::available) return;
+    if (!host_made(idx)) return;
   }
   cpu::index_offsets(op, indices, axes, shape, window, strides);
 }

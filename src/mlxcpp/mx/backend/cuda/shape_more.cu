@@ -2,6 +2,7 @@
 // views diagonal / as_strided / view. Windows of the output are strided views
 // filled by copy_into; dynamic starts are read on the device, so a decode step
 // that slices a cache at a position held in an array needs no host round trip.
+#include "mlxcpp/mx/backend/cuda/indexing.h"
 #include "mlxcpp/mx/backend/cuda/kernel_utils.cuh"
 #include "mlxcpp/mx/primitives/shape_more.h"
 
@@ -148,10 +149,9 @@ void dynamic_copy(Primitive& p, const array& start, const std::vector<int>& axes
 
 void dynamic_slice_gpu(Primitive& p, const std::vector<array>& in, std::vector<array>& out) {
   auto& ds = static_cast<DynamicSlice&>(p);
-  // A start the host can already read (made on the host, or by an evaluation
-  // that finished) gives a view as on the CPU: no copy and no kernel. A start
-  // the device is still computing is read there instead of waiting for it.
-  if (in[1].status() == array::Status::available) {
+  // A start made on the host gives a view as on the CPU: no copy and no
+  // kernel. A computed start is read on the device instead of waiting for it.
+  if (host_made(in[1])) {
     static_cast<UnaryPrimitive&>(p).eval_cpu(in, out[0]);
     return;
   }
