@@ -67,9 +67,22 @@ TEST(Eval, StreamsRunInOrderOnTheirOwnThreads) {
   mxtest::expect_close(b, {9}, {1});
   mx::synchronize(s1);
   mx::synchronize(s2);
+  if (!mx::is_available(mx::Device::gpu)) {
+    // Without a GPU the CPU is the only device and asking for the GPU fails.
+    EXPECT_EQ(mx::default_device(), mx::Device(mx::Device::cpu));
+    EXPECT_THROW(mx::set_default_device(mx::Device::gpu), std::invalid_argument);
+    return;
+  }
+  // With one, either device can be the default, and work on a gpu stream
+  // combines with the cpu streams' results.
+  const mx::Device before = mx::default_device();
+  mx::set_default_device(mx::Device::gpu);
+  EXPECT_EQ(mx::default_device(), mx::Device(mx::Device::gpu));
+  array c = mx::add(b, array({1.0f}));
+  mxtest::expect_close(c, {10}, {1});
+  mx::set_default_device(mx::Device::cpu);
   EXPECT_EQ(mx::default_device(), mx::Device(mx::Device::cpu));
-  EXPECT_FALSE(mx::is_available(mx::Device::gpu));
-  EXPECT_THROW(mx::set_default_device(mx::Device::gpu), std::invalid_argument);
+  mx::set_default_device(before);
 }
 
 TEST(Eval, ParallelForCoversTheRangeOnce) {

@@ -31,14 +31,15 @@ void expect_invalid(F&& f, std::initializer_list<std::string> parts) {
 }
 
 // A two-output primitive written for these tests (sin and cos of a float64
-// array), so that sibling handling does not depend on other op families.
+// array), so that sibling handling does not depend on other op families. It
+// has only a CPU kernel, so it runs on the CPU stream whatever the default
+// device is (the suite also runs with the GPU as the default device).
 class SinCos : public mx::Primitive {
  public:
   explicit SinCos(mx::Stream s) : Primitive(s) {}
   static Arrays apply(const array& x) {
     return array::make_arrays({x.shape(), x.shape()}, {mx::float64, mx::float64},
-                              std::make_shared<SinCos>(mx::default_stream(mx::default_device())),
-                              {x});
+                              std::make_shared<SinCos>(mx::default_stream(mx::Device::cpu)), {x});
   }
   void eval_cpu(const Arrays& inputs, Arrays& outputs) override {
     array in = inputs[0];

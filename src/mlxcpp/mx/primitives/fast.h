@@ -69,6 +69,8 @@ class RMSNormVJP : public Primitive {
                          const std::vector<array>& outputs) override;
   const char* name() const override { return "RMSNormVJP"; }
   bool is_equivalent(const Primitive& other) const override;
+  float eps() const { return eps_; }
+  bool has_weight() const { return has_weight_; }
 
  private:
   float eps_;
@@ -116,6 +118,9 @@ class LayerNormVJP : public Primitive {
                          const std::vector<array>& outputs) override;
   const char* name() const override { return "LayerNormVJP"; }
   bool is_equivalent(const Primitive& other) const override;
+  float eps() const { return eps_; }
+  bool has_weight() const { return has_weight_; }
+  bool has_bias() const { return has_bias_; }
 
  private:
   float eps_;
@@ -208,6 +213,8 @@ class ScaledDotProductAttentionVJP : public Primitive {
                          const std::vector<array>& outputs) override;
   const char* name() const override { return "ScaledDotProductAttentionVJP"; }
   bool is_equivalent(const Primitive& other) const override;
+  float scale() const { return scale_; }
+  const AttentionMask& mask() const { return mask_; }
 
  private:
   float scale_;

@@ -1,9 +1,10 @@
 // Binary elementwise kernels and select. The ops broadcast their inputs with
 // stride-0 views, so one strided walk covers broadcasting, transposes and
 // slices; fully contiguous operands take the flat path. 16-bit floats compute
-// in float.
+// in float; complex64 in cfloat (complex.cuh).
 #include <cmath>
 
+#include "mlxcpp/mx/backend/cuda/complex.cuh"
 #include "mlxcpp/mx/backend/cuda/kernel_utils.cuh"
 #include "mlxcpp/mx/primitives/elementwise.h"
 
@@ -13,9 +14,15 @@ namespace {
 template <typename T>
 inline constexpr bool kFloat = is_float_v<T>;
 template <typename T>
+inline constexpr bool kInexact = is_float_v<T> || is_complex_v<T>;
+template <typename T>
 inline constexpr bool kNumber = !std::is_same_v<T, bool>;
 template <typename T>
+inline constexpr bool kRealNumber = !std::is_same_v<T, bool> && !is_complex_v<T>;
+template <typename T>
 inline constexpr bool kAny = true;
+template <typename T>
+inline constexpr bool kOrdered = !is_complex_v<T>;
 template <typename T>
 inline constexpr bool kBool = std::is_same_v<T, bool>;
 template <typename T>
@@ -54,10 +61,10 @@ MX_CUDA_BINARY_OP(Multiply, kAny, false, [&] {
     return static_cast<C>(x * y);
   }
 }())
-MX_CUDA_BINARY_OP(Divide, kFloat, false, x / y)
+MX_CUDA_BINARY_OP(Divide, kInexact, false, x / y)
 // Python's floor division and modulo: the result takes the divisor's sign;
 // integer division by 0 gives 0.
-MX_CUDA_BINARY_OP(FloorDivide, kNumber, false, [&] {
+MX_CUDA_BINARY_OP(FloorDivide, kRealNumber, false, [&] {
   if constexpr (fp) {
     return floor(x / y);
   } else if constexpr (std::is_signed_v<C>) {
@@ -70,7 +77,7 @@ MX_CUDA_BINARY_OP(FloorDivide, kNumber, false, [&] {
     return y == 0 ? C(0) : static_cast<C>(x / y);
   }
 }())
-MX_CUDA_BINARY_OP(Remainder, kNumber, false, [&] {
+MX_CUDA_BINARY_OP(Remainder, kRealNumber, false, [&] {
   if constexpr (fp) {
     C r = fmod(x, y);
     if (r != 0 && ((r < 0) != (y < 0))) r += y;
@@ -85,7 +92,7 @@ MX_CUDA_BINARY_OP(Remainder, kNumber, false, [&] {
   }
 }())
 MX_CUDA_BINARY_OP(Power, kNumber, false, [&] {
-  if constexpr (fp) {
+  if constexpr (fp || is_complex_v<C>) {
     return pow(x, y);
   } else {
     if constexpr (std::is_signed_v<C>) {
@@ -105,13 +112,13 @@ MX_CUDA_BINARY_OP(Power, kNumber, false, [&] {
   }
 }())
 // NaN propagates through maximum and minimum.
-MX_CUDA_BINARY_OP(Maximum, kAny, false, [&] {
+MX_CUDA_BINARY_OP(Maximum, kOrdered, false, [&] {
   if constexpr (fp) {
     if (isnan(x) || isnan(y)) return C(NAN);
   }
   return x > y ? x : y;
 }())
-MX_CUDA_BINARY_OP(Minimum, kAny, false, [&] {
+MX_CUDA_BINARY_OP(Minimum, kOrdered, false, [&] {
   if constexpr (fp) {
     if (isnan(x) || isnan(y)) return C(NAN);
   }
@@ -126,16 +133,16 @@ MX_CUDA_BINARY_OP(LogAddExp, kFloat, false, [&] {
 }())
 MX_CUDA_BINARY_OP(Equal, kAny, true, x == y)
 MX_CUDA_BINARY_OP(NaNEqual, kAny, true, [&] {
-  if constexpr (fp) {
+  if constexpr (fp || is_complex_v<C>) {
     if (isnan(x) && isnan(y)) return true;
   }
   return x == y;
 }())
 MX_CUDA_BINARY_OP(NotEqual, kAny, true, x != y)
-MX_CUDA_BINARY_OP(Greater, kAny, true, x > y)
-MX_CUDA_BINARY_OP(GreaterEqual, kAny, true, x >= y)
-MX_CUDA_BINARY_OP(Less, kAny, true, x < y)
-MX_CUDA_BINARY_OP(LessEqual, kAny, true, x <= y)
+MX_CUDA_BINARY_OP(Greater, kOrdered, true, x > y)
+MX_CUDA_BINARY_OP(GreaterEqual, kOrdered, true, x >= y)
+MX_CUDA_BINARY_OP(Less, kOrdered, true, x < y)
+MX_CUDA_BINARY_OP(LessEqual, kOrdered, true, x <= y)
 MX_CUDA_BINARY_OP(LogicalAnd, kBool, true, x&& y)
 MX_CUDA_BINARY_OP(LogicalOr, kBool, true, x || y)
 MX_CUDA_BINARY_OP(BitwiseAnd, kIntOrBool, false, static_cast<C>(x& y))
@@ -187,7 +194,7 @@ void binary_gpu(Primitive& p, const std::vector<array>& inputs, std::vector<arra
   if (n == 0) return;
   auto l = make_layout<2>(out.shape(), {a.strides(), b.strides()}, p.name());
   cudaStream_t s = stream_of(p);
-  dispatch(a.dtype(), p.name(), [&](auto tag) {
+  dispatch_any(a.dtype(), p.name(), [&](auto tag) {
     using In = typename decltype(tag)::type;
     if constexpr (Op::template supports<In>()) {
       using Out = std::conditional_t<Op::to_bool, bool, In>;
@@ -222,7 +229,7 @@ void select_gpu(Primitive& p, const std::vector<array>& inputs, std::vector<arra
   const int64_t n = static_cast<int64_t>(out.size());
   if (n == 0) return;
   auto l = make_layout<3>(out.shape(), {c.strides(), x.strides(), y.strides()}, "Select");
-  dispatch(out.dtype(), "Select", [&](auto tag) {
+  dispatch_any(out.dtype(), "Select", [&](auto tag) {
     using T = typename decltype(tag)::type;
     select_kernel<T><<<grid_for(n), 256, 0, stream_of(p)>>>(c.data<bool>(), x.data<T>(),
                                                             y.data<T>(), out.data<T>(), n, l);

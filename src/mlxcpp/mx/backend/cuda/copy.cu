@@ -37,9 +37,9 @@ void copy_into(const array& src, array& dst, const Stream& s) {
           "copy");
     return;
   }
-  dispatch(src.dtype(), "copy", [&](auto in_tag) {
+  dispatch_any(src.dtype(), "copy", [&](auto in_tag) {
     using In = typename decltype(in_tag)::type;
-    dispatch(dst.dtype(), "copy", [&](auto out_tag) {
+    dispatch_any(dst.dtype(), "copy", [&](auto out_tag) {
       using Out = typename decltype(out_tag)::type;
       copy_kernel<In, Out><<<grid_for(n), 256, 0, cs>>>(src.data<In>(), dst.data<Out>(), n, l);
     });

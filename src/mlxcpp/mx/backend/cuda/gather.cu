@@ -1,6 +1,8 @@
 // Gather (take, take_along_axis, embedding lookups): the index arrays are
 // first converted to contiguous int64 over their broadcast shape, then one
 // thread per output element finds its source element.
+#include "mlxcpp/mx/backend/cpu/indexing.h"
+#include "mlxcpp/mx/backend/cuda/indexing.h"
 #include "mlxcpp/mx/backend/cuda/kernel_utils.cuh"
 #include "mlxcpp/mx/primitives/indexing.h"
 
@@ -18,7 +20,8 @@ struct GatherParams {
 };
 
 // An index that leaves its axis is clamped to it: a kernel cannot throw, and
-// reading outside the buffer would fault the whole context.
+// reading outside the buffer would fault the whole context. Indices the host
+// can already read were checked before the launch (check_indices).
 template <typename T>
 __global__ void gather_kernel(const T* a, T* out, int64_t n, GatherParams p) {
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -42,6 +45,25 @@ __global__ void gather_kernel(const T* a, T* out, int64_t n, GatherParams p) {
   }
 }
 
+}  // namespace
+
+bool host_made(const array& a) {
+  // Every array a primitive produced carries its evaluation's event (set when
+  // it was scheduled, never cleared); an output of a GPU kernel is marked
+  // available as soon as its buffer exists, long before the kernel has run.
+  return !a.has_primitive() && !a.event();
+}
+
+void check_indices(const char* op, const std::vector<array>& indices, const std::vector<int>& axes,
+                   const Shape& shape, const Shape& window, const Strides& strides) {
+  for (const auto& idx : indices) {
+    if (!host_made(idx)) return;
+  }
+  cpu::index_offsets(op, indices, axes, shape, window, strides);
+}
+
+namespace {
+
 void gather_gpu(Primitive& prim, const std::vector<array>& inputs, std::vector<array>& outputs) {
   auto& g = static_cast<Gather&>(prim);
   const array& a = inputs[0];
@@ -63,6 +85,8 @@ void gather_gpu(Primitive& prim, const std::vector<array>& inputs, std::vector<a
     p.index_of[d] = -1;
   }
   if (p.slice_total == 0) return;
+  check_indices("gather", std::vector<array>(inputs.begin() + 1, inputs.end()), g.axes(), a.shape(),
+                g.slice_sizes(), a.strides());
   for (size_t m = 0; m < g.axes().size(); ++m) {
     const array& idx = inputs[m + 1];
     array idx64(idx.shape(), int64, nullptr, {});
@@ -72,7 +96,7 @@ void gather_gpu(Primitive& prim, const std::vector<array>& inputs, std::vector<a
     p.idx[m] = idx64.data<int64_t>();
     p.index_of[g.axes()[m]] = static_cast<int>(m);
   }
-  dispatch(a.dtype(), "Gather", [&](auto tag) {
+  dispatch_any(a.dtype(), "Gather", [&](auto tag) {
     using T = typename decltype(tag)::type;
     gather_kernel<T><<<grid_for(n), 256, 0, stream_of(prim)>>>(a.data<T>(), out.data<T>(), n, p);
   });

@@ -21,6 +21,36 @@ struct Tag {
   using type = T;
 };
 
+// complex64 on the device: two floats laid out as std::complex<float>. Plain
+// (trivially constructible) so that it can live in shared memory. It and its
+// functions (complex.cuh) live in their own namespace, found by argument-
+// dependent lookup, so that they never hide ::sqrt and kin for real types.
+namespace cplx {
+struct alignas(8) cfloat {
+  float re, im;
+  cfloat() = default;
+  __host__ __device__ constexpr explicit cfloat(float r, float i = 0.0f) : re(r), im(i) {}
+};
+__device__ __forceinline__ cfloat operator+(cfloat a, cfloat b) {
+  return cfloat(a.re + b.re, a.im + b.im);
+}
+__device__ __forceinline__ cfloat operator-(cfloat a, cfloat b) {
+  return cfloat(a.re - b.re, a.im - b.im);
+}
+__device__ __forceinline__ cfloat operator-(cfloat a) { return cfloat(-a.re, -a.im); }
+__device__ __forceinline__ cfloat operator*(cfloat a, cfloat b) {
+  return cfloat(a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re);
+}
+__device__ __forceinline__ bool operator==(cfloat a, cfloat b) {
+  return a.re == b.re && a.im == b.im;
+}
+__device__ __forceinline__ bool operator!=(cfloat a, cfloat b) { return !(a == b); }
+}  // namespace cplx
+using cplx::cfloat;
+
+template <typename T>
+inline constexpr bool is_complex_v = std::is_same_v<T, cfloat>;
+
 template <typename T>
 inline constexpr bool is_half_v = std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat16>;
 template <typename T>
@@ -34,6 +64,15 @@ template <typename To, typename From>
 __device__ __forceinline__ To cast_to(From x) {
   if constexpr (std::is_same_v<To, From>) {
     return x;
+  } else if constexpr (is_complex_v<From>) {
+    // complex to real keeps the real part (astype's rule); to bool tests both.
+    if constexpr (std::is_same_v<To, bool>) {
+      return x.re != 0.0f || x.im != 0.0f;
+    } else {
+      return cast_to<To>(x.re);
+    }
+  } else if constexpr (is_complex_v<To>) {
+    return cfloat(cast_to<float>(x), 0.0f);
   } else if constexpr (is_half_v<From>) {
     return cast_to<To>(static_cast<float>(x));
   } else if constexpr (std::is_same_v<To, bool>) {
@@ -65,8 +104,8 @@ __device__ __forceinline__ bool is_negative(T x) {
   }
 }
 
-// Calls f(Tag<T>{}) with T the device element type of `d`. Complex types and
-// the rarely used 16-bit integers have no GPU kernels: the error names the op.
+// Calls f(Tag<T>{}) with T the device element type of `d`, for every real
+// dtype; complex64 throws naming the op (dispatch_any covers it too).
 template <typename F>
 void dispatch(Dtype d, const char* op, F&& f) {
   switch (d.val) {
@@ -74,6 +113,10 @@ void dispatch(Dtype d, const char* op, F&& f) {
       return f(Tag<bool>{});
     case Dtype::Val::uint8:
       return f(Tag<uint8_t>{});
+    case Dtype::Val::uint16:
+      return f(Tag<uint16_t>{});
+    case Dtype::Val::int16:
+      return f(Tag<int16_t>{});
     case Dtype::Val::uint32:
       return f(Tag<uint32_t>{});
     case Dtype::Val::uint64:
@@ -97,6 +140,14 @@ void dispatch(Dtype d, const char* op, F&& f) {
   }
 }
 
+// Every dtype, complex64 as cfloat. For kernels that either move elements
+// without looking at them or guard their arithmetic per type.
+template <typename F>
+void dispatch_any(Dtype d, const char* op, F&& f) {
+  if (d == complex64) return f(Tag<cfloat>{});
+  dispatch(d, op, std::forward<F>(f));
+}
+
 // Floating types only.
 template <typename F>
 void dispatch_float(Dtype d, const char* op, F&& f) {
@@ -116,7 +167,10 @@ void dispatch_float(Dtype d, const char* op, F&& f) {
 
 template <typename T>
 __device__ __forceinline__ T shfl_down(T v, int offset) {
-  if constexpr (std::is_integral_v<T> && sizeof(T) < 4) {
+  if constexpr (is_complex_v<T>) {
+    return cfloat(__shfl_down_sync(0xffffffffu, v.re, offset),
+                  __shfl_down_sync(0xffffffffu, v.im, offset));
+  } else if constexpr (std::is_integral_v<T> && sizeof(T) < 4) {
     return static_cast<T>(__shfl_down_sync(0xffffffffu, static_cast<int>(v), offset));
   } else {
     return __shfl_down_sync(0xffffffffu, v, offset);
@@ -149,6 +203,10 @@ constexpr Dtype dtype_of() {
     return bool_;
   else if constexpr (std::is_same_v<T, uint8_t>)
     return uint8;
+  else if constexpr (std::is_same_v<T, uint16_t>)
+    return uint16;
+  else if constexpr (std::is_same_v<T, int16_t>)
+    return int16;
   else if constexpr (std::is_same_v<T, uint32_t>)
     return uint32;
   else if constexpr (std::is_same_v<T, uint64_t>)
@@ -167,6 +225,8 @@ constexpr Dtype dtype_of() {
     return float32;
   else if constexpr (std::is_same_v<T, double>)
     return float64;
+  else if constexpr (is_complex_v<T>)
+    return complex64;
   else
     static_assert(sizeof(T) == 0, "no Dtype for this type");
 }

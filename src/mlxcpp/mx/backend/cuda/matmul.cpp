@@ -3,7 +3,8 @@
 // the batch collapses to one stride per operand (stride 0 for a broadcast
 // batch); anything else is copied row-contiguous first. float32 computes in
 // full float32 (no TF32) unless MLXCPP_CUDA_TF32=1 is set; 16-bit inputs
-// accumulate in float32.
+// accumulate in float32. Other dtypes (integers, bool, complex64) and the
+// K = 0 scaling go to our own kernel (matmul_generic.cu).
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -12,6 +13,7 @@
 #include "mlxcpp/mx/backend/cpu/layout.h"
 #include "mlxcpp/mx/backend/cuda/cublaslt.h"
 #include "mlxcpp/mx/backend/cuda/device.h"
+#include "mlxcpp/mx/backend/cuda/matmul_generic.h"
 #include "mlxcpp/mx/primitives/matmul.h"
 
 namespace mx::cuda {
@@ -103,7 +105,9 @@ void gemm(Primitive& p, array a, array b, array& out, float alpha, float beta) {
       scale_type = CUDA_R_64F;
       break;
     default:
-      throw std::invalid_argument(unsupported_dtype(p.name(), out.dtype()));
+      // Integers, bool and complex64: our own kernel.
+      matmul_generic(a, b, out, alpha, beta, s);
+      return;
   }
   if (a.dtype() != out.dtype() || b.dtype() != out.dtype()) {
     throw std::invalid_argument(std::string("[") + p.name() + "] operands " +
@@ -117,8 +121,8 @@ void gemm(Primitive& p, array a, array b, array& out, float alpha, float beta) {
       return;
     }
     if (beta == 1.0f) return;
-    throw std::invalid_argument(std::string("[") + p.name() +
-                                "] K = 0 with beta other than 0 or 1 is not supported on the GPU");
+    matmul_generic(a, b, out, alpha, beta, s);  // out = beta * out
+    return;
   }
 
   // Batch dims of the output with each operand's strides (0 where broadcast).

@@ -30,6 +30,14 @@ template <>
 struct Widened<uint8_t> {
   using type = uint32_t;
 };
+template <>
+struct Widened<int16_t> {
+  using type = int32_t;
+};
+template <>
+struct Widened<uint16_t> {
+  using type = uint32_t;
+};
 
 // Wrapping integer arithmetic (signed overflow is undefined in C++).
 template <typename T>
@@ -167,22 +175,35 @@ std::pair<Layout<1>, Layout<1>> split_layouts(const array& in, const std::vector
   return {make_layout<1>(os, {ost}, op), make_layout<1>(is, {ist}, op)};
 }
 
+// complex64 has no order: max and min refuse it (the others reduce cfloat).
+template <template <typename> class Op>
+inline constexpr bool kComplexReduce = true;
+template <>
+inline constexpr bool kComplexReduce<MaxR> = false;
+template <>
+inline constexpr bool kComplexReduce<MinR> = false;
+
 template <template <typename> class Op>
 void run_reduce(Primitive& p, const array& in, array& out, const std::vector<int>& axes,
                 const char* name) {
   int64_t rows, n;
   auto [outer, inner] = split_layouts(in, axes, name, rows, n);
   if (rows == 0) return;
-  dispatch(in.dtype(), name, [&](auto tag) {
+  if (in.dtype() == complex64 && !kComplexReduce<Op>) {
+    throw std::invalid_argument(std::string("[") + name + "] does not support complex64");
+  }
+  dispatch_any(in.dtype(), name, [&](auto tag) {
     using In = typename decltype(tag)::type;
-    using R = Op<In>;
-    if (out.dtype() != dtype_of<typename R::Out>()) {
-      throw std::invalid_argument(std::string("[") + name + "] unexpected output dtype " +
-                                  dtype_name(out.dtype()));
+    if constexpr (!is_complex_v<In> || kComplexReduce<Op>) {
+      using R = Op<In>;
+      if (out.dtype() != dtype_of<typename R::Out>()) {
+        throw std::invalid_argument(std::string("[") + name + "] unexpected output dtype " +
+                                    dtype_name(out.dtype()));
+      }
+      unsigned grid = static_cast<unsigned>(std::min<int64_t>(rows, int64_t{1} << 20));
+      reduce_kernel<R, In><<<grid, threads_for(n), 0, stream_of(p)>>>(
+          in.data<In>(), out.data<typename R::Out>(), rows, n, outer, inner);
     }
-    unsigned grid = static_cast<unsigned>(std::min<int64_t>(rows, int64_t{1} << 20));
-    reduce_kernel<R, In><<<grid, threads_for(n), 0, stream_of(p)>>>(
-        in.data<In>(), out.data<typename R::Out>(), rows, n, outer, inner);
   });
   check_launch(name);
 }

@@ -21,7 +21,7 @@ __device__ __forceinline__ bool is_nan(C x) {
 }
 
 template <typename C>
-__device__ __forceinline__ C scan_op(Scan::ReduceType t, C a, C b) {
+__device__ __forceinline__ C real_scan_op(Scan::ReduceType t, C a, C b) {
   switch (t) {
     case Scan::Sum:
       if constexpr (std::is_same_v<C, bool>) {
@@ -43,7 +43,7 @@ __device__ __forceinline__ C scan_op(Scan::ReduceType t, C a, C b) {
 }
 
 template <typename C>
-__device__ __forceinline__ C scan_identity(Scan::ReduceType t) {
+__device__ __forceinline__ C real_scan_identity(Scan::ReduceType t) {
   switch (t) {
     case Scan::Sum:
       return C(0);
@@ -61,6 +61,26 @@ __device__ __forceinline__ C scan_identity(Scan::ReduceType t) {
       } else {
         return ::cuda::std::numeric_limits<C>::max();
       }
+  }
+}
+
+// complex64 sums and multiplies; it has no order, so cummax and cummin are
+// refused before the launch.
+template <typename C>
+__device__ __forceinline__ C scan_op(Scan::ReduceType t, C a, C b) {
+  if constexpr (is_complex_v<C>) {
+    return t == Scan::Prod ? a * b : a + b;
+  } else {
+    return real_scan_op(t, a, b);
+  }
+}
+
+template <typename C>
+__device__ __forceinline__ C scan_identity(Scan::ReduceType t) {
+  if constexpr (is_complex_v<C>) {
+    return C(t == Scan::Prod ? 1.0f : 0.0f);
+  } else {
+    return real_scan_identity<C>(t);
   }
 }
 
@@ -119,7 +139,11 @@ void scan_gpu(Primitive& p, const std::vector<array>& inputs, std::vector<array>
   for (size_t d = axis + 1; d < x.ndim(); ++d) inner *= x.shape(static_cast<int>(d));
   const int64_t rows = static_cast<int64_t>(x.size()) / n;
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(rows, int64_t{1} << 20));
-  dispatch(out.dtype(), sc.name(), [&](auto tag) {
+  if (out.dtype() == complex64 && (sc.type() == Scan::Max || sc.type() == Scan::Min)) {
+    throw std::invalid_argument(std::string("[") + (sc.type() == Scan::Max ? "cummax" : "cummin") +
+                                "] does not support complex64");
+  }
+  dispatch_any(out.dtype(), sc.name(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     scan_kernel<T><<<grid, kScanThreads, 0, stream_of(p)>>>(
         x.data<T>(), out.data<T>(), rows, n, inner, sc.type(), sc.reverse(), sc.inclusive());

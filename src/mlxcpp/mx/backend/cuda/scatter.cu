@@ -2,8 +2,9 @@
 // starts as a copy of the input, then one thread per update element combines
 // it into its place. Sum / prod / max / min combine atomically (a
 // compare-and-swap on the aligned 32-bit word holding the element), so
-// duplicate indices accumulate as on the CPU; with no reduction, which of
-// several writes to one place lands is unspecified on the GPU (as in MLX).
+// duplicate indices accumulate as on the CPU; with no reduction the last
+// index tuple writing a place wins, as on the CPU.
+#include "mlxcpp/mx/backend/cuda/indexing.h"
 #include "mlxcpp/mx/backend/cuda/kernel_utils.cuh"
 #include "mlxcpp/mx/primitives/indexing.h"
 
@@ -40,16 +41,24 @@ __device__ __forceinline__ T combine(ReduceType r, T a, T b) {
         return cast_to<T>(x * y);
       }
     case ReduceType::Max:
-      // A NaN already in place stays.
-      if constexpr (std::is_floating_point_v<C>) {
-        if (x != x) return a;
+      // A NaN already in place stays. complex64 has no order (the op refuses it).
+      if constexpr (is_complex_v<C>) {
+        return b;
+      } else {
+        if constexpr (std::is_floating_point_v<C>) {
+          if (x != x) return a;
+        }
+        return x > y ? a : b;
       }
-      return x > y ? a : b;
     case ReduceType::Min:
-      if constexpr (std::is_floating_point_v<C>) {
-        if (x != x) return a;
+      if constexpr (is_complex_v<C>) {
+        return b;
+      } else {
+        if constexpr (std::is_floating_point_v<C>) {
+          if (x != x) return a;
+        }
+        return x < y ? a : b;
       }
-      return x < y ? a : b;
     default:
       return b;
   }
@@ -91,34 +100,68 @@ __device__ void atomic_combine(T* p, T v, ReduceType r) {
 }
 
 // Index arrays share one (broadcast) shape I; updates are I + window,
-// row-contiguous. Windows whose place leaves the array are skipped (the CPU
-// throws; a kernel cannot).
-template <typename T>
-__global__ void scatter_kernel(const T* upd, T* out, int64_t n, ScatterParams p, ReduceType r) {
+// row-contiguous. Update element u belongs to index tuple u / upd_total; its
+// place in out is `off`. Windows whose place leaves the array are skipped (the
+// CPU throws; a kernel cannot; host-made indices were checked before).
+__device__ __forceinline__ bool place_of(int64_t u, const ScatterParams& p, int64_t& off) {
+  const int64_t i = u / p.upd_total;
+  int64_t j = u - i * p.upd_total;
+  off = 0;
+  bool inside = true;
+  for (int d = p.ndim - 1; d >= 0; --d) {
+    const int64_t jd = j % p.window[d];
+    j /= p.window[d];
+    int64_t pos = jd;
+    if (p.index_of[d] >= 0) {
+      int64_t start = p.idx[p.index_of[d]][i];
+      if (start < 0) start += p.out_shape[d];
+      pos += start;
+    }
+    inside = inside && pos >= 0 && pos < p.out_shape[d];
+    off += pos * p.out_strides[d];
+  }
+  return inside;
+}
+
+// Plain scatter: the last index tuple writing a place wins, as on the CPU.
+// A first pass keeps the largest tuple per place (atomicMax), the second
+// writes only the winners.
+__global__ void scatter_winner_kernel(int64_t n, ScatterParams p, int* winner) {
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t u = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; u < n; u += step) {
-    const int64_t i = u / p.upd_total;
-    int64_t j = u - i * p.upd_total;
-    int64_t off = 0;
-    bool inside = true;
-    for (int d = p.ndim - 1; d >= 0; --d) {
-      const int64_t jd = j % p.window[d];
-      j /= p.window[d];
-      int64_t pos = jd;
-      if (p.index_of[d] >= 0) {
-        int64_t start = p.idx[p.index_of[d]][i];
-        if (start < 0) start += p.out_shape[d];
-        pos += start;
-      }
-      inside = inside && pos >= 0 && pos < p.out_shape[d];
-      off += pos * p.out_strides[d];
-    }
-    if (!inside) continue;
+    int64_t off;
+    if (place_of(u, p, off)) atomicMax(winner + off, static_cast<int>(u / p.upd_total));
+  }
+}
+
+template <typename T>
+__global__ void scatter_kernel(const T* upd, T* out, int64_t n, ScatterParams p, ReduceType r,
+                               const int* winner) {
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t u = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; u < n; u += step) {
+    int64_t off;
+    if (!place_of(u, p, off)) continue;
     if (r == ReduceType::None) {
-      out[off] = upd[u];
+      if (winner[off] == static_cast<int>(u / p.upd_total)) out[off] = upd[u];
     } else {
       atomic_combine(out + off, upd[u], r);
     }
+  }
+}
+
+// The op's name in the CPU kernels' messages.
+const char* scatter_op_name(ReduceType r) {
+  switch (r) {
+    case ReduceType::Sum:
+      return "scatter_add";
+    case ReduceType::Prod:
+      return "scatter_prod";
+    case ReduceType::Max:
+      return "scatter_max";
+    case ReduceType::Min:
+      return "scatter_min";
+    default:
+      return "scatter";
   }
 }
 
@@ -156,6 +199,12 @@ void scatter_gpu(Primitive& prim, const std::vector<array>& inputs, std::vector<
     p.index_of[d] = -1;
   }
   if (p.upd_total == 0) return;
+  {
+    Shape window(upd.shape().begin() + uoff, upd.shape().end());
+    check_indices(scatter_op_name(sc.reduce_type()),
+                  std::vector<array>(inputs.begin() + 1, inputs.begin() + 1 + k), sc.axes(),
+                  out.shape(), window, out.strides());
+  }
   for (size_t m = 0; m < k; ++m) {
     const array& idx = inputs[m + 1];
     array idx64(idx.shape(), int64, nullptr, {});
@@ -165,10 +214,22 @@ void scatter_gpu(Primitive& prim, const std::vector<array>& inputs, std::vector<
     p.idx[m] = idx64.data<int64_t>();
     p.index_of[sc.axes()[m]] = static_cast<int>(m);
   }
-  dispatch(out.dtype(), sc.name(), [&](auto tag) {
+  cudaStream_t cs = stream_of(prim);
+  array winner({1}, int32, nullptr, {});
+  if (sc.reduce_type() == ReduceType::None) {
+    if (n / p.upd_total > INT32_MAX || out.size() > static_cast<size_t>(INT32_MAX)) {
+      throw std::invalid_argument("[scatter] more than 2^31 index tuples or elements on the GPU");
+    }
+    winner = array({static_cast<int32_t>(out.size())}, int32, nullptr, {});
+    allocate_row_contiguous(winner);
+    keep_until_done(prim.stream(), winner);
+    check(cudaMemsetAsync(winner.data<char>(), 0xff, winner.nbytes(), cs), "scatter");  // -1
+    scatter_winner_kernel<<<grid_for(n), 256, 0, cs>>>(n, p, winner.data<int>());
+  }
+  dispatch_any(out.dtype(), sc.name(), [&](auto tag) {
     using T = typename decltype(tag)::type;
-    scatter_kernel<T><<<grid_for(n), 256, 0, stream_of(prim)>>>(upd.data<T>(), out.data<T>(), n, p,
-                                                                sc.reduce_type());
+    scatter_kernel<T><<<grid_for(n), 256, 0, cs>>>(upd.data<T>(), out.data<T>(), n, p,
+                                                   sc.reduce_type(), winner.data<int>());
   });
   check_launch(sc.name());
 }

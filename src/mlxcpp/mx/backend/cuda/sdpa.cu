@@ -61,7 +61,7 @@ __device__ void finish_row(const SdpaParams& p, const T* v_head, int h, A m, A l
     const A a = l > A(0) ? exp(m - mm) : A(0);
     l = l * a + exp(sk - mm);
     for (int c = 0; c < kMaxChunks; ++c) o[c] *= a;
-  } else if (!(l > A(0))) {
+  } else if (l == A(0)) {  // NaN l: the row saw a NaN score, which must reach it
     for (int c = 0; c < kMaxChunks; ++c) o[c] = A(0);
     for (int64_t j = 0; j < p.Lk; ++j) {
       const T* vr = v_head + j * p.v_s[2];
@@ -171,7 +171,7 @@ __global__ void sdpa_combine_kernel(const T* v, T* out, SdpaParams p) {
   if (m != -INFINITY) {
     for (int s = 0; s < p.splits; ++s) {
       const float* ps = part + s * (2 + p.Dv);
-      if (!(ps[1] > 0.0f)) continue;
+      if (ps[1] == 0.0f) continue;  // a NaN sum still propagates
       const A a = exp(ps[0] - m);
       l += ps[1] * a;
       for (int c = 0; c < kMaxChunks; ++c) {

@@ -2,6 +2,7 @@
 // views diagonal / as_strided / view. Windows of the output are strided views
 // filled by copy_into; dynamic starts are read on the device, so a decode step
 // that slices a cache at a position held in an array needs no host round trip.
+#include "mlxcpp/mx/backend/cuda/indexing.h"
 #include "mlxcpp/mx/backend/cuda/kernel_utils.cuh"
 #include "mlxcpp/mx/primitives/shape_more.h"
 
@@ -117,7 +118,7 @@ void dynamic_copy(Primitive& p, const array& start, const std::vector<int>& axes
   const int64_t ss = start.ndim() == 0 ? 0 : start.strides()[0];
   auto launch = [&](auto itag) {
     using I = typename decltype(itag)::type;
-    dispatch(big.dtype(), op, [&](auto tag) {
+    dispatch_any(big.dtype(), op, [&](auto tag) {
       using T = typename decltype(tag)::type;
       const T* src = kUpdate ? small.data<T>() : big.data<T>();
       T* dst = kUpdate ? const_cast<T*>(big.data<T>()) : const_cast<T*>(small.data<T>());
@@ -148,6 +149,12 @@ void dynamic_copy(Primitive& p, const array& start, const std::vector<int>& axes
 
 void dynamic_slice_gpu(Primitive& p, const std::vector<array>& in, std::vector<array>& out) {
   auto& ds = static_cast<DynamicSlice&>(p);
+  // A start made on the host gives a view as on the CPU: no copy and no
+  // kernel. A computed start is read on the device instead of waiting for it.
+  if (host_made(in[1])) {
+    static_cast<UnaryPrimitive&>(p).eval_cpu(in, out[0]);
+    return;
+  }
   allocate_row_contiguous(out[0]);
   dynamic_copy<false>(p, in[1], ds.axes(), in[0], out[0], "DynamicSlice");
 }

@@ -22,6 +22,17 @@ __device__ __forceinline__ bool key_nan(K x) {
   }
 }
 
+// complex64 orders by real part, then imaginary part (as on the CPU).
+template <typename K>
+__device__ __forceinline__ bool key_less(K a, K b) {
+  if constexpr (is_complex_v<K>) {
+    if (a.re != b.re) return a.re < b.re;
+    return a.im < b.im;
+  } else {
+    return a < b;
+  }
+}
+
 // Whether (a, ia) orders before (b, ib). Indices >= n are padding, last.
 template <typename K>
 __device__ __forceinline__ bool before(K a, uint32_t ia, K b, uint32_t ib, uint32_t n) {
@@ -29,7 +40,7 @@ __device__ __forceinline__ bool before(K a, uint32_t ia, K b, uint32_t ib, uint3
   if (pa != pb) return pb;
   const bool na = key_nan(a), nb = key_nan(b);
   if (na != nb) return nb;
-  if (!na && a != b) return a < b;
+  if (!na && a != b) return key_less(a, b);
   return ia < ib;
 }
 
@@ -152,7 +163,7 @@ void sort_gpu(Primitive& prim, int axis_arg, const std::vector<array>& inputs, a
   p = std::max<int64_t>(p, 2);
   const int64_t chunk = std::min(p, kChunk);
   cudaStream_t cs = stream_of(prim);
-  dispatch(x.dtype(), prim.name(), [&](auto tag) {
+  dispatch_any(x.dtype(), prim.name(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     using K = compute_t<T>;
     const int64_t key_bytes = rows * p * static_cast<int64_t>(sizeof(K));

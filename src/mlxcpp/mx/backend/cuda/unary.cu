@@ -1,8 +1,9 @@
 // Unary elementwise kernels: one grid-stride loop per (op, dtype), reading a
 // strided input (flat when contiguous) and writing a row-contiguous output.
-// 16-bit floats compute in float.
+// 16-bit floats compute in float; complex64 computes in cfloat (complex.cuh).
 #include <cmath>
 
+#include "mlxcpp/mx/backend/cuda/complex.cuh"
 #include "mlxcpp/mx/backend/cuda/kernel_utils.cuh"
 #include "mlxcpp/mx/primitives/elementwise.h"
 
@@ -12,84 +13,137 @@ namespace {
 template <typename T>
 inline constexpr bool kFloat = is_float_v<T>;
 template <typename T>
+inline constexpr bool kInexact = is_float_v<T> || is_complex_v<T>;
+template <typename T>
 inline constexpr bool kNumber = !std::is_same_v<T, bool>;
+template <typename T>
+inline constexpr bool kRealNumber = !std::is_same_v<T, bool> && !is_complex_v<T>;
 template <typename T>
 inline constexpr bool kIntOrBool = std::is_integral_v<T>;
 template <typename T>
 inline constexpr bool kAny = true;
+template <typename T>
+inline constexpr bool kNotComplex = !is_complex_v<T>;
+template <typename T>
+inline constexpr bool kComplex = is_complex_v<T>;
 
-// Op(x) on the compute type; To: the element type written (bool or input's).
-#define MX_CUDA_FLOAT_OP(NAME, EXPR)       \
-  struct NAME##Op {                        \
-    template <typename T>                  \
-    static constexpr bool supports() {     \
-      return kFloat<T>;                    \
-    }                                      \
-    static constexpr bool to_bool = false; \
-    template <typename C>                  \
-    __device__ C operator()(C x) const {   \
-      return EXPR;                         \
-    }                                      \
+// Op(x) on the compute type. The element type written is bool (to_bool), or
+// float for a complex input of an op with complex_to_real, else the input's.
+#define MX_CUDA_FLOAT_OP(NAME, EXPR)               \
+  struct NAME##Op {                                \
+    template <typename T>                          \
+    static constexpr bool supports() {             \
+      return kFloat<T>;                            \
+    }                                              \
+    static constexpr bool to_bool = false;         \
+    static constexpr bool complex_to_real = false; \
+    template <typename C>                          \
+    __device__ C operator()(C x) const {           \
+      return EXPR;                                 \
+    }                                              \
   };
 
-MX_CUDA_FLOAT_OP(Sqrt, sqrt(x))
-MX_CUDA_FLOAT_OP(Rsqrt, rsqrt(x))
-MX_CUDA_FLOAT_OP(Exp, exp(x))
+// Defined for complex64 too: CEXPR is the complex form.
+#define MX_CUDA_INEXACT_OP(NAME, EXPR, CEXPR)      \
+  struct NAME##Op {                                \
+    template <typename T>                          \
+    static constexpr bool supports() {             \
+      return kInexact<T>;                          \
+    }                                              \
+    static constexpr bool to_bool = false;         \
+    static constexpr bool complex_to_real = false; \
+    template <typename C>                          \
+    __device__ C operator()(C x) const {           \
+      if constexpr (is_complex_v<C>) {             \
+        return CEXPR;                              \
+      } else {                                     \
+        return EXPR;                               \
+      }                                            \
+    }                                              \
+  };
+
+MX_CUDA_INEXACT_OP(Sqrt, sqrt(x), sqrt(x))
+MX_CUDA_INEXACT_OP(Rsqrt, rsqrt(x), C(1) / sqrt(x))
+MX_CUDA_INEXACT_OP(Exp, exp(x), exp(x))
 MX_CUDA_FLOAT_OP(Expm1, expm1(x))
-MX_CUDA_FLOAT_OP(Log, log(x))
-MX_CUDA_FLOAT_OP(Log2, log2(x))
-MX_CUDA_FLOAT_OP(Log10, log10(x))
+MX_CUDA_INEXACT_OP(Log, log(x), log(x))
+MX_CUDA_INEXACT_OP(Log2, log2(x), log(x) / log(C(2)))
+MX_CUDA_INEXACT_OP(Log10, log10(x), log10(x))
 MX_CUDA_FLOAT_OP(Log1p, log1p(x))
-MX_CUDA_FLOAT_OP(Sin, sin(x))
-MX_CUDA_FLOAT_OP(Cos, cos(x))
-MX_CUDA_FLOAT_OP(Tan, tan(x))
-MX_CUDA_FLOAT_OP(ArcSin, asin(x))
-MX_CUDA_FLOAT_OP(ArcCos, acos(x))
-MX_CUDA_FLOAT_OP(ArcTan, atan(x))
-MX_CUDA_FLOAT_OP(Sinh, sinh(x))
-MX_CUDA_FLOAT_OP(Cosh, cosh(x))
-MX_CUDA_FLOAT_OP(Tanh, tanh(x))
-MX_CUDA_FLOAT_OP(ArcSinh, asinh(x))
-MX_CUDA_FLOAT_OP(ArcCosh, acosh(x))
-MX_CUDA_FLOAT_OP(ArcTanh, atanh(x))
+MX_CUDA_INEXACT_OP(Sin, sin(x), sin(x))
+MX_CUDA_INEXACT_OP(Cos, cos(x), cos(x))
+MX_CUDA_INEXACT_OP(Tan, tan(x), tan(x))
+MX_CUDA_INEXACT_OP(ArcSin, asin(x), asin(x))
+MX_CUDA_INEXACT_OP(ArcCos, acos(x), acos(x))
+MX_CUDA_INEXACT_OP(ArcTan, atan(x), atan(x))
+MX_CUDA_INEXACT_OP(Sinh, sinh(x), sinh(x))
+MX_CUDA_INEXACT_OP(Cosh, cosh(x), cosh(x))
+// float tanhf is off by up to 2 ulps; through double it rounds correctly
+// (GELU's 1 + tanh(x) needs the half-ulp accuracy the CPU kernel has).
+MX_CUDA_INEXACT_OP(
+    Tanh,
+    [&] {
+      if constexpr (std::is_same_v<C, float>) {
+        return static_cast<float>(tanh(static_cast<double>(x)));
+      } else {
+        return tanh(x);
+      }
+    }(),
+    tanh(x))
+MX_CUDA_INEXACT_OP(ArcSinh, asinh(x), asinh(x))
+MX_CUDA_INEXACT_OP(ArcCosh, acosh(x), acosh(x))
+MX_CUDA_INEXACT_OP(ArcTanh, atanh(x), atanh(x))
 MX_CUDA_FLOAT_OP(Erf, erf(x))
 MX_CUDA_FLOAT_OP(ErfInv, erfinv(x))
 MX_CUDA_FLOAT_OP(Sigmoid, C(1) / (C(1) + exp(-x)))
 #undef MX_CUDA_FLOAT_OP
+#undef MX_CUDA_INEXACT_OP
 
 // Ops over numbers where integers pass through or have their own rule.
-#define MX_CUDA_NUMBER_OP(NAME, SUPPORTS, EXPR)        \
-  struct NAME##Op {                                    \
-    template <typename T>                              \
-    static constexpr bool supports() {                 \
-      return SUPPORTS<T>;                              \
-    }                                                  \
-    static constexpr bool to_bool = false;             \
-    template <typename C>                              \
-    __device__ C operator()(C x) const {               \
-      constexpr bool fp = std::is_floating_point_v<C>; \
-      (void)fp;                                        \
-      return EXPR;                                     \
-    }                                                  \
+#define MX_CUDA_NUMBER_OP(NAME, SUPPORTS, TO_REAL, EXPR) \
+  struct NAME##Op {                                      \
+    template <typename T>                                \
+    static constexpr bool supports() {                   \
+      return SUPPORTS<T>;                                \
+    }                                                    \
+    static constexpr bool to_bool = false;               \
+    static constexpr bool complex_to_real = TO_REAL;     \
+    template <typename C>                                \
+    __device__ auto operator()(C x) const {              \
+      constexpr bool fp = std::is_floating_point_v<C>;   \
+      (void)fp;                                          \
+      return EXPR;                                       \
+    }                                                    \
   };
 
-MX_CUDA_NUMBER_OP(Abs, kNumber, [&] {
-  if constexpr (std::is_unsigned_v<C>) {
+MX_CUDA_NUMBER_OP(Abs, kNumber, true, [&] {
+  if constexpr (is_complex_v<C>) {
+    return cabs(x);
+  } else if constexpr (std::is_unsigned_v<C>) {
     return x;
   } else {
     return x < C(0) ? C(-x) : x;
   }
 }())
-MX_CUDA_NUMBER_OP(Negative, kNumber, static_cast<C>(C(0) - x))
-MX_CUDA_NUMBER_OP(Square, kNumber, static_cast<C>(x* x))
-MX_CUDA_NUMBER_OP(Floor, kNumber, [&] {
+MX_CUDA_NUMBER_OP(Negative, kNumber, false, static_cast<C>(C(0) - x))
+MX_CUDA_NUMBER_OP(Square, kNumber, false, static_cast<C>(x* x))
+MX_CUDA_NUMBER_OP(Conjugate, kAny, false, [&] {
+  if constexpr (is_complex_v<C>) {
+    return conj(x);
+  } else {
+    return x;
+  }
+}())
+MX_CUDA_NUMBER_OP(Real, kComplex, true, x.re)
+MX_CUDA_NUMBER_OP(Imag, kComplex, true, x.im)
+MX_CUDA_NUMBER_OP(Floor, kRealNumber, false, [&] {
   if constexpr (fp) {
     return floor(x);
   } else {
     return x;
   }
 }())
-MX_CUDA_NUMBER_OP(Ceil, kNumber, [&] {
+MX_CUDA_NUMBER_OP(Ceil, kRealNumber, false, [&] {
   if constexpr (fp) {
     return ceil(x);
   } else {
@@ -97,16 +151,21 @@ MX_CUDA_NUMBER_OP(Ceil, kNumber, [&] {
   }
 }())
 // Half to even, as NumPy does.
-MX_CUDA_NUMBER_OP(Round, kNumber, [&] {
+MX_CUDA_NUMBER_OP(Round, kNumber, false, [&] {
   if constexpr (fp) {
     return rint(x);
+  } else if constexpr (is_complex_v<C>) {
+    return C(rintf(x.re), rintf(x.im));
   } else {
     return x;
   }
 }())
-MX_CUDA_NUMBER_OP(Sign, kAny, [&] {
+MX_CUDA_NUMBER_OP(Sign, kAny, false, [&] {
   if constexpr (std::is_same_v<C, bool>) {
     return x;
+  } else if constexpr (is_complex_v<C>) {
+    const float m = cabs(x);
+    return m == 0.0f ? C(0.0f) : C(x.re / m, x.im / m);
   } else {
     if constexpr (fp) {
       if (isnan(x)) return x;
@@ -114,7 +173,7 @@ MX_CUDA_NUMBER_OP(Sign, kAny, [&] {
     return static_cast<C>((C(0) < x) - is_negative(x));
   }
 }())
-MX_CUDA_NUMBER_OP(BitwiseInvert, kIntOrBool, [&] {
+MX_CUDA_NUMBER_OP(BitwiseInvert, kIntOrBool, false, [&] {
   if constexpr (std::is_same_v<C, bool>) {
     return !x;
   } else {
@@ -123,13 +182,14 @@ MX_CUDA_NUMBER_OP(BitwiseInvert, kIntOrBool, [&] {
 }())
 #undef MX_CUDA_NUMBER_OP
 
-#define MX_CUDA_BOOL_OP(NAME, EXPR)                    \
+#define MX_CUDA_BOOL_OP(NAME, SUPPORTS, EXPR)          \
   struct NAME##Op {                                    \
     template <typename T>                              \
     static constexpr bool supports() {                 \
-      return true;                                     \
+      return SUPPORTS<T>;                              \
     }                                                  \
     static constexpr bool to_bool = true;              \
+    static constexpr bool complex_to_real = false;     \
     template <typename C>                              \
     __device__ bool operator()(C x) const {            \
       constexpr bool fp = std::is_floating_point_v<C>; \
@@ -138,29 +198,29 @@ MX_CUDA_NUMBER_OP(BitwiseInvert, kIntOrBool, [&] {
     }                                                  \
   };
 
-MX_CUDA_BOOL_OP(LogicalNot, x == C(0))
-MX_CUDA_BOOL_OP(IsNaN, [&] {
-  if constexpr (fp) {
+MX_CUDA_BOOL_OP(LogicalNot, kAny, x == C(0))
+MX_CUDA_BOOL_OP(IsNaN, kAny, [&] {
+  if constexpr (fp || is_complex_v<C>) {
     return static_cast<bool>(isnan(x));
   } else {
     return false;
   }
 }())
-MX_CUDA_BOOL_OP(IsInf, [&] {
-  if constexpr (fp) {
+MX_CUDA_BOOL_OP(IsInf, kAny, [&] {
+  if constexpr (fp || is_complex_v<C>) {
     return static_cast<bool>(isinf(x));
   } else {
     return false;
   }
 }())
-MX_CUDA_BOOL_OP(IsPosInf, [&] {
+MX_CUDA_BOOL_OP(IsPosInf, kNotComplex, [&] {
   if constexpr (fp) {
     return isinf(x) && x > C(0);
   } else {
     return false;
   }
 }())
-MX_CUDA_BOOL_OP(IsNegInf, [&] {
+MX_CUDA_BOOL_OP(IsNegInf, kNotComplex, [&] {
   if constexpr (fp) {
     return isinf(x) && x < C(0);
   } else {
@@ -192,10 +252,12 @@ void unary_gpu(Primitive& p, const std::vector<array>& inputs, std::vector<array
   if (n == 0) return;
   auto l = make_layout<1>(y.shape(), {x.strides()}, p.name());
   cudaStream_t s = stream_of(p);
-  dispatch(x.dtype(), p.name(), [&](auto tag) {
+  dispatch_any(x.dtype(), p.name(), [&](auto tag) {
     using In = typename decltype(tag)::type;
     if constexpr (Op::template supports<In>()) {
-      using Out = std::conditional_t<Op::to_bool, bool, In>;
+      using Out = std::conditional_t<
+          Op::to_bool, bool,
+          std::conditional_t<Op::complex_to_real && is_complex_v<In>, float, In>>;
       unary_kernel<Op, In, Out><<<grid_for(n), 256, 0, s>>>(x.data<In>(), y.data<Out>(), n, l);
     } else {
       throw std::invalid_argument(unsupported_dtype(p.name(), x.dtype()));
@@ -236,6 +298,9 @@ MX_REGISTER_UNARY(Ceil)
 MX_REGISTER_UNARY(Round)
 MX_REGISTER_UNARY(Sign)
 MX_REGISTER_UNARY(BitwiseInvert)
+MX_REGISTER_UNARY(Conjugate)
+MX_REGISTER_UNARY(Real)
+MX_REGISTER_UNARY(Imag)
 MX_REGISTER_UNARY(LogicalNot)
 MX_REGISTER_UNARY(IsNaN)
 MX_REGISTER_UNARY(IsInf)
