@@ -6,6 +6,16 @@
 
 namespace mx::nn {
 
+namespace {
+
+std::string shape_str(const Shape& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+}  // namespace
+
 array reduce_loss(const array& loss, const std::string& reduction) {
   if (reduction == "none") return loss;
   if (reduction == "mean") return mean(loss);
