@@ -1,4 +1,6 @@
 // Lazy evaluation, streams and the memory functions.
+#include <cstdlib>
+#include <string>
 #include <thread>
 
 #include "common/check.h"
@@ -67,9 +69,16 @@ TEST(Eval, StreamsRunInOrderOnTheirOwnThreads) {
   mxtest::expect_close(b, {9}, {1});
   mx::synchronize(s1);
   mx::synchronize(s2);
-  EXPECT_EQ(mx::default_device(), mx::Device(mx::Device::cpu));
-  EXPECT_FALSE(mx::is_available(mx::Device::gpu));
-  EXPECT_THROW(mx::set_default_device(mx::Device::gpu), std::invalid_argument);
+  // As in MLX the default device is the GPU when one is present, unless
+  // MLXCPP_DEFAULT_DEVICE=cpu keeps the process on the CPU.
+  const char* env = std::getenv("MLXCPP_DEFAULT_DEVICE");
+  const bool forced_cpu = env && std::string(env) == "cpu";
+  if (mx::is_available(mx::Device::gpu)) {
+    EXPECT_EQ(mx::default_device(), mx::Device(forced_cpu ? mx::Device::cpu : mx::Device::gpu));
+  } else {
+    EXPECT_EQ(mx::default_device(), mx::Device(mx::Device::cpu));
+    EXPECT_THROW(mx::set_default_device(mx::Device::gpu), std::invalid_argument);
+  }
 }
 
 TEST(Eval, ParallelForCoversTheRangeOnce) {

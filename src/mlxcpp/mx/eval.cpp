@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 
 #include "mlxcpp/mx/backend/gpu.h"
@@ -122,14 +123,22 @@ void run_node(array& node, std::vector<array>& outputs, bool keep_graph, Pending
   const Stream& stream = p.stream();
   if (stream.device.type == Device::gpu) {
     if (!pending.streams.empty()) pending.synchronize_except(&stream);
-    std::vector<array> used = gpu::device_accessible(node.inputs());
-    p.eval_gpu(used, outputs);
+    // Buffers freed from here on (the copies made for the device, inputs
+    // released by detach) may still be read by the kernels just launched:
+    // the allocator hands them to later kernels of this stream only, and to
+    // anyone else once the stream has passed its next marker.
+    gpu::LaunchScope scope(stream);
+    {
+      std::vector<array> used = gpu::device_accessible(node.inputs());
+      p.eval_gpu(used, outputs);
+    }
     pending.add(stream);
-    // The kernels may still be running: keep what they read and write alive
-    // until they are done. The outputs stay `scheduled` (with this
-    // evaluation's event, whose wait covers the device) until someone waits.
-    used.insert(used.end(), outputs.begin(), outputs.end());
-    gpu::retain(stream, std::move(used));
+    // The outputs stay `scheduled` (with this evaluation's event, whose wait
+    // covers the device) until someone waits.
+    if (profile) Profile::get().add(profile_key(p, outputs[0]), seconds_since(t0));
+    if (!keep_graph) node.detach();
+    outputs.clear();
+    return;
   } else {
     if (!pending.streams.empty()) pending.synchronize_except(nullptr);
     p.eval_cpu(node.inputs(), outputs);
@@ -214,8 +223,14 @@ std::shared_ptr<Event> schedule(const std::vector<array>& outputs) {
         if (t[i].status() != array::Status::available) {
           run_node(t[i], scratch, keep_graph, pending);
         }
-        // Drop the tape's reference so intermediates die once consumed.
-        { array released = std::move(t[i]); }
+        // Drop the tape's reference so intermediates die once consumed
+        // (freed in the order of the stream that last used them).
+        if (t[i].has_primitive() && t[i].primitive().stream().device.type == Device::gpu) {
+          gpu::LaunchScope scope(t[i].primitive().stream());
+          array released = std::move(t[i]);
+        } else {
+          array released = std::move(t[i]);
+        }
       }
       t.clear();
       if (profile) Profile::get().add("(task: all nodes, with release)", seconds_since(t0));
@@ -251,5 +266,19 @@ void eval(std::vector<array> outputs) {
 }
 
 void async_eval(std::vector<array> outputs) { schedule(std::move(outputs)); }
+
+std::vector<array> to_device_memory(std::vector<array> arrays, StreamOrDevice s) {
+  eval(arrays);
+  Stream stream = to_stream(s);
+  if (stream.device.type != Device::gpu) return arrays;
+  return gpu::to_device_memory(arrays, stream);
+}
+
+double gpu_copy_bandwidth_gbs(size_t bytes, int repeats) {
+  if (!gpu::is_available()) {
+    throw std::invalid_argument("[gpu_copy_bandwidth_gbs] no GPU is available");
+  }
+  return gpu::copy_bandwidth_gbs(bytes, repeats);
+}
 
 }  // namespace mx
