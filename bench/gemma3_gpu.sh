@@ -9,7 +9,8 @@
 # Usage: bench/gemma3_gpu.sh [build dir]
 # Env: DIR (/tmp/mlxcpp-bench), PARTS ("peaks ours hf"), RUN (a prefix for our
 # binaries, e.g. L on the GPU machine), PY (/usr/bin/python3 for transformers),
-# LOG (where the raw JSON lines go; default a temporary file).
+# LOG (where the raw JSON lines go; default a temporary file), TRIALS (decode trials, 3),
+# HF_ARGS (extra bench/hf_baseline.py flags).
 set -eu
 B=${1:-build}
 BIN=$B/src/mlxcpp
@@ -33,7 +34,7 @@ if has peaks; then
 fi
 if has ours; then
   # Decode: prompt 128, 256 new tokens, 3 trials after a warm-up.
-  printf 'ours decode %s\n' "$($RUN "$BIN" benchmark --model "$MODEL" -p 128 -g 256 -n 3 \
+  printf 'ours decode %s\n' "$($RUN "$BIN" benchmark --model "$MODEL" -p 128 -g 256 -n "${TRIALS:-3}" \
     --output json | tail -n 1)" >>"$LOG"
   for T in 2048 8192; do
     printf 'ours prefill %s\n' "$($RUN "$BIN" benchmark --model "$MODEL" -p $T -g 2 -n 2 \
@@ -41,7 +42,8 @@ if has ours; then
   done
 fi
 if has hf; then
-  "$PY" "$(dirname "$0")/hf_baseline.py" "$MODEL" | sed 's/^/hf /' >>"$LOG"
+  # shellcheck disable=SC2086
+  "$PY" "$(dirname "$0")/hf_baseline.py" "$MODEL" ${HF_ARGS:-} | sed 's/^/hf /' >>"$LOG"
 fi
 
 /usr/bin/python3 - "$LOG" "$MODEL/config.json" <<'PY'

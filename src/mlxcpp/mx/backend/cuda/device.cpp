@@ -380,7 +380,14 @@ std::vector<cuda::StreamState*> gpu_streams() {
 
 LaunchScope::LaunchScope(const Stream& s)
     : previous_(t_launch_stream), previous_state_(t_launch_state) {
-  auto* st = &cuda::state(s);
+  // Looked up once per thread and stream: a scope is entered for every node.
+  thread_local int cached_index = -1;
+  thread_local cuda::StreamState* cached = nullptr;
+  if (cached_index != s.index) {
+    cached = &cuda::state(s);
+    cached_index = s.index;
+  }
+  auto* st = cached;
   st->launching.fetch_add(1, std::memory_order_acq_rel);
   t_launch_stream = s.index;
   t_launch_state = st;
