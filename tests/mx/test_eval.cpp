@@ -69,16 +69,22 @@ TEST(Eval, StreamsRunInOrderOnTheirOwnThreads) {
   mxtest::expect_close(b, {9}, {1});
   mx::synchronize(s1);
   mx::synchronize(s2);
-  // As in MLX the default device is the GPU when one is present, unless
-  // MLXCPP_DEFAULT_DEVICE=cpu keeps the process on the CPU.
-  const char* env = std::getenv("MLXCPP_DEFAULT_DEVICE");
-  const bool forced_cpu = env && std::string(env) == "cpu";
-  if (mx::is_available(mx::Device::gpu)) {
-    EXPECT_EQ(mx::default_device(), mx::Device(forced_cpu ? mx::Device::cpu : mx::Device::gpu));
-  } else {
+  if (!mx::is_available(mx::Device::gpu)) {
+    // Without a GPU the CPU is the only device and asking for the GPU fails.
     EXPECT_EQ(mx::default_device(), mx::Device(mx::Device::cpu));
     EXPECT_THROW(mx::set_default_device(mx::Device::gpu), std::invalid_argument);
+    return;
   }
+  // With one, either device can be the default, and work on a gpu stream
+  // combines with the cpu streams' results.
+  const mx::Device before = mx::default_device();
+  mx::set_default_device(mx::Device::gpu);
+  EXPECT_EQ(mx::default_device(), mx::Device(mx::Device::gpu));
+  array c = mx::add(b, array({1.0f}));
+  mxtest::expect_close(c, {10}, {1});
+  mx::set_default_device(mx::Device::cpu);
+  EXPECT_EQ(mx::default_device(), mx::Device(mx::Device::cpu));
+  mx::set_default_device(before);
 }
 
 TEST(Eval, ParallelForCoversTheRangeOnce) {
@@ -117,4 +123,14 @@ TEST(Memory, CacheActivePeakAndLimits) {
   }
   EXPECT_EQ(mx::get_cache_memory(), 0u);
   mx::set_cache_limit(mx::get_memory_limit());
+}
+
+TEST(Eval, DefaultDeviceIsTheGpuWhenPresent) {
+  // As in MLX: the GPU when one is present, unless MLXCPP_DEFAULT_DEVICE=cpu
+  // keeps the process on the CPU (the tests above restore what they change).
+  const char* env = std::getenv("MLXCPP_DEFAULT_DEVICE");
+  const bool forced_cpu = env && std::string(env) == "cpu";
+  const bool gpu = mx::is_available(mx::Device::gpu);
+  EXPECT_EQ(mx::default_device(),
+            mx::Device(gpu && !forced_cpu ? mx::Device::gpu : mx::Device::cpu));
 }

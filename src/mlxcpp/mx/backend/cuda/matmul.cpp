@@ -4,14 +4,13 @@
 // batch); anything else is copied row-contiguous first. float32 computes in
 // full float32 (no TF32) unless MLXCPP_CUDA_TF32=1 is set; 16-bit inputs
 // accumulate in float32.
-#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
-#include <tuple>
+#include <string>
 
 #include "mlxcpp/mx/backend/cpu/layout.h"
 #include "mlxcpp/mx/backend/cuda/cublaslt.h"
@@ -90,11 +89,21 @@ struct PlanKey {
   cublasComputeType_t compute;
   cudaDataType_t scale_type;
   cublasOperation_t ta, tb;
-  std::array<uint64_t, 12> dims;  // A, B (rows, cols, ld, batch stride), C, batch count
-  std::array<uint32_t, 3> align;  // A, B, C/D
-  bool operator<(const PlanKey& o) const {
-    return std::tie(handle, type, compute, scale_type, ta, tb, dims, align) <
-           std::tie(o.handle, o.type, o.compute, o.scale_type, o.ta, o.tb, o.dims, o.align);
+  uint64_t dims[12];  // A, B (rows, cols, ld, batch stride), C (rows, cols, batch stride), count
+  uint32_t align[3];  // A, B, C/D
+  // The fields' bytes, one after the other (no padding): the cache's key.
+  std::string bytes() const {
+    std::string k;
+    auto put = [&](const auto& v) { k.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
+    put(handle);
+    put(type);
+    put(compute);
+    put(scale_type);
+    put(ta);
+    put(tb);
+    for (auto d : dims) put(d);
+    for (auto a : align) put(a);
+    return k;
   }
 };
 
@@ -108,9 +117,10 @@ std::shared_ptr<const Plan> find_plan(const PlanKey& k, size_t workspace_size, c
                                       Dtype dtype, int64_t M, int64_t N, int64_t K) {
   // Leaked on purpose: plans may be used by work still queued at exit.
   static auto* mu = new std::mutex();
-  static auto* plans = new std::map<PlanKey, std::shared_ptr<const Plan>>();
+  static auto* plans = new std::map<std::string, std::shared_ptr<const Plan>>();
+  const std::string key = k.bytes();
   std::lock_guard<std::mutex> lk(*mu);
-  auto it = plans->find(k);
+  auto it = plans->find(key);
   if (it != plans->end()) return it->second;
   // Bounded: prefill chunks of many lengths would otherwise grow it forever
   // (callers hold their plan by a shared pointer).
@@ -158,7 +168,7 @@ std::shared_ptr<const Plan> find_plan(const PlanKey& k, size_t workspace_size, c
                              " N=" + std::to_string(N) + " K=" + std::to_string(K));
   }
   plan->algo = heur.algo;
-  plans->emplace(k, plan);
+  plans->emplace(key, plan);
   return plan;
 }
 
@@ -251,21 +261,22 @@ void gemm(Primitive& p, array a, array b, array& out, float alpha, float beta) {
   key.scale_type = scale_type;
   key.ta = vb.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
   key.tb = va.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
-  key.dims = {vb.rows,
-              vb.cols,
-              static_cast<uint64_t>(vb.ld),
-              static_cast<uint64_t>(sb),
-              va.rows,
-              va.cols,
-              static_cast<uint64_t>(va.ld),
-              static_cast<uint64_t>(sa),
-              static_cast<uint64_t>(N),
-              static_cast<uint64_t>(M),
-              static_cast<uint64_t>(so),
-              static_cast<uint64_t>(count)};
-  key.align = {alignment(b.data<char>(), {vb.ld * isz64, sb * isz64}),
-               alignment(a.data<char>(), {va.ld * isz64, sa * isz64}),
-               alignment(out.data<char>(), {N * isz64, so * isz64})};
+  const uint64_t dims[12] = {vb.rows,
+                             vb.cols,
+                             static_cast<uint64_t>(vb.ld),
+                             static_cast<uint64_t>(sb),
+                             va.rows,
+                             va.cols,
+                             static_cast<uint64_t>(va.ld),
+                             static_cast<uint64_t>(sa),
+                             static_cast<uint64_t>(N),
+                             static_cast<uint64_t>(M),
+                             static_cast<uint64_t>(so),
+                             static_cast<uint64_t>(count)};
+  for (int i = 0; i < 12; ++i) key.dims[i] = dims[i];
+  key.align[0] = alignment(b.data<char>(), {vb.ld * isz64, sb * isz64});
+  key.align[1] = alignment(a.data<char>(), {va.ld * isz64, sa * isz64});
+  key.align[2] = alignment(out.data<char>(), {N * isz64, so * isz64});
   const std::shared_ptr<const Plan> plan_ptr =
       find_plan(key, res.workspace_size, p.name(), out.dtype(), M, N, K);
   const Plan& plan = *plan_ptr;
