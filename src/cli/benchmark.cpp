@@ -62,7 +62,7 @@ int run_benchmark(int argc, char** argv) {
     std::cout << "Timing with prompt_tokens=" << prompt_tokens
               << ", generation_tokens=" << generation_tokens << ", batch_size=" << batch << ".\n";
   }
-  double sum_p = 0, sum_g = 0, max_mem = 0;
+  double sum_p = 0, sum_g = 0, max_mem = 0, sum_ttft = 0;
   nlohmann::json list = nlohmann::json::array();
   // On a shared machine the read rate moves with the neighbours' load from one
   // minute to the next, so each trial is also set against the floor measured
@@ -82,17 +82,19 @@ int run_benchmark(int argc, char** argv) {
     trial_ratios.push_back(trial_ratio);
     sum_p += r.prompt_tps;
     sum_g += r.generation_tps;
+    sum_ttft += r.ttft_s;
     max_mem = std::max(max_mem, r.peak_memory_gb);
     list.push_back({{"prompt_tps", r.prompt_tps},
                     {"generation_tps", r.generation_tps},
                     {"peak_memory_gb", r.peak_memory_gb},
+                    {"ttft_s", r.ttft_s},
                     {"adjacent_floor_tps", local_floor},
                     {"decode_floor_ratio", trial_ratio}});
     if (text) {
       std::cout << "Trial " << t + 1 << ":  prompt_tps=" << r.prompt_tps
                 << ", generation_tps=" << r.generation_tps << ", peak_memory=" << r.peak_memory_gb
-                << ", floor around it=" << local_floor << " steps/s (decode at " << trial_ratio
-                << ")" << std::endl;
+                << ", ttft=" << r.ttft_s << " s, floor around it=" << local_floor
+                << " steps/s (decode at " << trial_ratio << ")" << std::endl;
     }
   }
   floor = best;
@@ -105,10 +107,11 @@ int run_benchmark(int argc, char** argv) {
   }
   if (text) {
     std::cout << "Averages: prompt_tps=" << avg_p << ", generation_tps=" << avg_g
-              << ", peak_memory=" << max_mem << "\n";
+              << ", peak_memory=" << max_mem << ", ttft=" << sum_ttft / trials << " s\n";
     std::cout << "Bandwidth floor: " << floor.weight_bytes / 1e9 << " GB of weights per step at "
-              << floor.read_gbs << " GB/s read = " << floor.floor_tps << " steps/s; decode at "
-              << ratio << " of the best floor; median of the trials against the floor around "
+              << floor.read_gbs << " GB/s (" << floor.source << ") = " << floor.floor_tps
+              << " steps/s; decode at " << ratio
+              << " of the best floor; median of the trials against the floor around "
               << "each: " << median_ratio << std::endl;
   } else {
     nlohmann::json j = {{"prompt_tokens", prompt_tokens},
@@ -119,7 +122,9 @@ int run_benchmark(int argc, char** argv) {
                         {"generation_tps", avg_g},
                         {"peak_memory_gb", max_mem},
                         {"weight_bytes", floor.weight_bytes},
+                        {"ttft_s", sum_ttft / trials},
                         {"read_gbs", floor.read_gbs},
+                        {"bandwidth_source", floor.source},
                         {"floor_tps", floor.floor_tps},
                         {"decode_floor_ratio", ratio},
                         {"median_trial_floor_ratio", median_ratio}};

@@ -1,4 +1,6 @@
 // Lazy evaluation, streams and the memory functions.
+#include <cstdlib>
+#include <string>
 #include <thread>
 
 #include "common/check.h"
@@ -121,4 +123,14 @@ TEST(Memory, CacheActivePeakAndLimits) {
   }
   EXPECT_EQ(mx::get_cache_memory(), 0u);
   mx::set_cache_limit(mx::get_memory_limit());
+}
+
+TEST(Eval, DefaultDeviceIsTheGpuWhenPresent) {
+  // As in MLX: the GPU when one is present, unless MLXCPP_DEFAULT_DEVICE=cpu
+  // keeps the process on the CPU (the tests above restore what they change).
+  const char* env = std::getenv("MLXCPP_DEFAULT_DEVICE");
+  const bool forced_cpu = env && std::string(env) == "cpu";
+  const bool gpu = mx::is_available(mx::Device::gpu);
+  EXPECT_EQ(mx::default_device(),
+            mx::Device(gpu && !forced_cpu ? mx::Device::gpu : mx::Device::cpu));
 }

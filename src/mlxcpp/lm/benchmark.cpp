@@ -98,7 +98,8 @@ BenchmarkTrial benchmark_generation(LanguageModel& model, int prompt_tokens, int
       mx::slice(logits, {0, logits.shape(1) - 1, 0}, {batch, logits.shape(1), logits.shape(2)}),
       -1);  // [B, 1]
   mx::eval(y);
-  r.prompt_tps = double(batch) * prompt_tokens / since(t0);
+  r.ttft_s = since(t0);
+  r.prompt_tps = double(batch) * prompt_tokens / r.ttft_s;
 
   // Decode: each step is scheduled before the previous token is read, as in generate_step.
   auto t1 = Clock::now();
@@ -128,6 +129,16 @@ BandwidthFloor measure_bandwidth_floor(const LanguageModel& model, int repeats) 
     f.weight_bytes += static_cast<double>(p.nbytes());
   }
   mx::eval(params);
+  if (mx::default_device() == mx::Device(mx::Device::gpu)) {
+    // The weights live in GPU memory (lm::load): reading them on the host
+    // would measure the bus and pull pages off the device. A decode step
+    // reads each weight byte once from HBM; a device copy reads and writes
+    // every byte, so its bytes moved per second is the HBM rate.
+    f.source = "gpu device-to-device copy";
+    f.read_gbs = mx::gpu_copy_bandwidth_gbs(size_t{1} << 30, 2 * repeats);
+    f.floor_tps = f.read_gbs * 1e9 / f.weight_bytes;
+    return f;
+  }
   constexpr size_t kPieceWords = (size_t{1} << 20) / 8;
   std::vector<Piece> pieces;
   for (auto& p : params) {

@@ -1,9 +1,12 @@
 // Generation speed (mlx_lm.benchmark) and the memory-bandwidth floor it is
-// measured against: the time to stream the model's weight bytes once through
-// a read-and-sum loop on all cores, in the same run.
+// measured against, in the same run: on the CPU the time to stream the
+// model's weight bytes once through a read-and-sum loop on all cores; on the
+// GPU (the default device) the weight bytes over the measured
+// device-to-device copy bandwidth.
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace lm {
@@ -14,6 +17,7 @@ struct BenchmarkTrial {
   double prompt_tps = 0;      // prompt tokens (all sequences) per second
   double generation_tps = 0;  // generated tokens (all sequences) per second
   double peak_memory_gb = 0;
+  double ttft_s = 0;  // prompt submitted -> first generated token on the host
 };
 
 // Prefill `batch` random prompts of prompt_tokens, then generate_tokens greedy
@@ -25,6 +29,8 @@ struct BandwidthFloor {
   double weight_bytes = 0;  // bytes of all parameters (what one decode step reads)
   double read_gbs = 0;      // best read bandwidth over the weights, GB/s
   double floor_tps = 0;     // read_gbs * 1e9 / weight_bytes: decode tokens/s at the floor
+  // What read_gbs measured: "host read" or "gpu device-to-device copy".
+  std::string source = "host read";
 };
 // Streams every parameter buffer `repeats` times and keeps the fastest pass.
 BandwidthFloor measure_bandwidth_floor(const LanguageModel& model, int repeats = 5);

@@ -175,9 +175,23 @@ LoadedModel load(const std::string& path_or_repo, const LoadOptions& options) {
     throw std::runtime_error(dir.string() + ": " + e.what());
   }
   ordered.clear();
+  std::vector<std::string> names;
   std::vector<mx::array> params;
-  for (auto& [name, p] : model->parameters()) params.push_back(p);
+  for (auto& [name, p] : model->parameters()) {
+    names.push_back(name);
+    params.push_back(p);
+  }
   mx::eval(params);
+  if (mx::default_device() == mx::Device(mx::Device::gpu)) {
+    // The weights are mmap'd checkpoint pages (or casts of them in unified
+    // memory): the GPU would read the pages over the bus on every step.
+    // Device-resident copies make decode read them from HBM.
+    params = mx::to_device_memory(std::move(params));
+    std::map<std::string, mx::array> resident;
+    for (size_t i = 0; i < names.size(); ++i) resident.emplace(names[i], params[i]);
+    params.clear();
+    model->load_weights(resident, /*strict=*/true, /*cast_floating=*/false);
+  }
   out.model = std::move(model);
 
   if (fs::exists(dir / "tokenizer.json", ec)) {

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -52,43 +53,51 @@ class BufferCache {
   void* malloc(size_t size) {
     size_t rounded = round_size(size == 0 ? 1 : size);
     const gpu::RawAllocator* raw = gpu::raw_allocator();
+    // Unified-memory blocks come in placements (gpu.h); each has its own pool.
+    const int place = raw ? raw->placement(rounded) : 0;
     {
       std::lock_guard<std::mutex> lk(mu_);
       // Host blocks cached before the GPU came into use are not reused.
-      if (raw && host_cache_bytes_ > 0) release_cached(free_, host_cache_bytes_);
-      auto& list = raw ? managed_free_ : free_;
+      if (raw && host_cache_bytes_ > 0) release_host_cached(host_cache_bytes_);
       if (active_ + rounded > memory_limit_) {
         throw std::runtime_error("[malloc] allocating " + std::to_string(size) +
                                  " bytes would exceed the memory limit of " +
                                  std::to_string(memory_limit_) + " bytes (" +
                                  std::to_string(active_) + " active)");
       }
-      auto it = list.find(rounded);
-      if (it != list.end() && !it->second.empty()) {
-        void* p = it->second.back();
-        it->second.pop_back();
-        cache_bytes_ -= rounded;
-        if (!raw) host_cache_bytes_ -= rounded;
-        note_active(rounded);
-        return p;
+      if (raw) {
+        if (void* p = take_managed_locked(rounded, place)) {
+          note_active(rounded);
+          return p;
+        }
+      } else {
+        auto it = free_.find(rounded);
+        if (it != free_.end() && !it->second.empty()) {
+          void* p = it->second.back();
+          it->second.pop_back();
+          cache_bytes_ -= rounded;
+          host_cache_bytes_ -= rounded;
+          note_active(rounded);
+          return p;
+        }
       }
       // Make room for a fresh block by returning cached ones first.
       if (active_ + cache_bytes_ + rounded > memory_limit_) release_all_cached();
     }
-    void* p = raw_alloc(raw, rounded);
+    void* p = raw_alloc(raw, rounded, place);
     if (!p) {
       {
         std::lock_guard<std::mutex> lk(mu_);
         release_all_cached();
       }
-      p = raw_alloc(raw, rounded);
+      p = raw_alloc(raw, rounded, place);
       if (!p) {
         throw std::runtime_error("[malloc] out of memory allocating " + std::to_string(size) +
                                  " bytes");
       }
     }
     std::lock_guard<std::mutex> lk(mu_);
-    if (raw) managed_[p] = {rounded, raw};
+    if (raw) managed_[p] = {rounded, raw, place};
     note_active(rounded);
     return p;
   }
@@ -102,10 +111,15 @@ class BufferCache {
       raw_free(p);
       return;
     }
-    const bool managed = managed_.count(p) != 0;
-    (managed ? managed_free_ : free_)[rounded].push_back(p);
+    auto m = managed_.find(p);
+    if (m != managed_.end()) {
+      // Kernels launched before this free may still use the block.
+      managed_free_[pool_key(rounded, m->second.place)].push_back({p, gpu::free_ticket()});
+    } else {
+      free_[rounded].push_back(p);
+      host_cache_bytes_ += rounded;
+    }
     cache_bytes_ += rounded;
-    if (!managed) host_cache_bytes_ += rounded;
     if (cache_bytes_ > cache_limit_) release_some_cached(cache_bytes_ - cache_limit_);
   }
 
@@ -156,8 +170,8 @@ class BufferCache {
     if (it != managed_.end()) return it->second.size;
     return *reinterpret_cast<size_t*>(static_cast<char*>(p) - kHeader);
   }
-  static void* raw_alloc(const gpu::RawAllocator* raw, size_t rounded) {
-    if (raw) return raw->alloc(rounded);
+  static void* raw_alloc(const gpu::RawAllocator* raw, size_t rounded, int place) {
+    if (raw) return raw->alloc(rounded, place);
     void* base = nullptr;
     if (posix_memalign(&base, kAlign, rounded + kHeader) != 0) return nullptr;
     *static_cast<size_t*>(base) = rounded;
@@ -178,11 +192,11 @@ class BufferCache {
     active_ += n;
     if (active_ > peak_) peak_ = active_;
   }
-  // Frees at least `bytes` of the blocks cached in `list`, largest first;
-  // returns the bytes freed. Called with mu_ held.
-  size_t release_cached(std::map<size_t, std::vector<void*>>& list, size_t bytes) {
+  // Frees at least `bytes` of the host blocks cached, largest first; returns
+  // the bytes freed. Called with mu_ held.
+  size_t release_host_cached(size_t bytes) {
     size_t released = 0;
-    for (auto it = list.rbegin(); it != list.rend() && released < bytes; ++it) {
+    for (auto it = free_.rbegin(); it != free_.rend() && released < bytes; ++it) {
       auto& v = it->second;
       while (!v.empty() && released < bytes) {
         raw_free(v.back());
@@ -191,23 +205,71 @@ class BufferCache {
       }
     }
     cache_bytes_ -= released;
-    if (&list == &free_) host_cache_bytes_ -= released;
+    host_cache_bytes_ -= released;
     return released;
   }
+  // The same for unified-memory blocks. A block may still be in use by
+  // kernels (its ticket not yet honoured): the device is drained first, as
+  // returning memory to the driver under a running kernel is undefined.
+  size_t release_managed_cached(size_t bytes) {
+    size_t released = 0;
+    bool drained = false;
+    for (auto it = managed_free_.rbegin(); it != managed_free_.rend() && released < bytes; ++it) {
+      auto& v = it->second;
+      while (!v.empty() && released < bytes) {
+        if (!drained && !gpu::reusable(v.back().ticket)) {
+          gpu::wait_for_all();
+          drained = true;
+        }
+        raw_free(v.back().ptr);
+        v.pop_back();
+        released += it->first / 2;
+      }
+    }
+    cache_bytes_ -= released;
+    return released;
+  }
+  static size_t pool_key(size_t rounded, int place) { return rounded * 2 + (place ? 1 : 0); }
+  // A cached unified-memory block of `rounded` bytes that the caller may use
+  // now (see gpu::FreeTicket), or nullptr. Called with mu_ held.
+  void* take_managed_locked(size_t rounded, int place) {
+    auto it = managed_free_.find(pool_key(rounded, place));
+    if (it == managed_free_.end() || it->second.empty()) return nullptr;
+    auto& v = it->second;
+    for (int pass = 0; pass < 2; ++pass) {
+      // Newest first: the block most likely still in the GPU's L2.
+      for (size_t i = v.size(); i-- > 0;) {
+        if (!gpu::reusable(v[i].ticket)) continue;
+        void* p = v[i].ptr;
+        v.erase(v.begin() + static_cast<std::ptrdiff_t>(i));
+        cache_bytes_ -= rounded;
+        return p;
+      }
+      // Learn which markers have finished since, then look once more.
+      if (pass == 0) gpu::poll();
+    }
+    return nullptr;
+  }
   void release_some_cached(size_t bytes) {
-    size_t done = release_cached(free_, bytes);
-    if (done < bytes) release_cached(managed_free_, bytes - done);
+    size_t done = release_host_cached(bytes);
+    if (done < bytes) release_managed_cached(bytes - done);
   }
   void release_all_cached() { release_some_cached(cache_bytes_); }
 
   struct ManagedBlock {
     size_t size;
     const gpu::RawAllocator* raw;
+    int place;
   };
   std::mutex mu_;
-  std::map<size_t, std::vector<void*>> free_;          // host blocks
-  std::map<size_t, std::vector<void*>> managed_free_;  // unified-memory blocks
-  std::unordered_map<void*, ManagedBlock> managed_;    // live and cached ones
+  std::map<size_t, std::vector<void*>> free_;  // host blocks
+  struct CachedBlock {
+    void* ptr;
+    gpu::FreeTicket ticket;
+  };
+  // Unified-memory blocks by pool_key(size, placement).
+  std::map<size_t, std::vector<CachedBlock>> managed_free_;
+  std::unordered_map<void*, ManagedBlock> managed_;  // live and cached ones
   size_t host_cache_bytes_ = 0;
   size_t active_ = 0;
   size_t peak_ = 0;

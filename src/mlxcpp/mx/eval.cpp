@@ -8,6 +8,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <stdexcept>
 #include <string>
 
 #include "mlxcpp/mx/backend/gpu.h"
@@ -90,12 +92,23 @@ std::string profile_key(Primitive& p, const array& out) {
 // GPU streams with kernels launched by the running task and not yet waited for.
 struct PendingGpu {
   std::vector<Stream> streams;
+  // Earlier evaluations whose kernels were launched on this task's gpu
+  // stream and may still run: kernels this task launches on that stream are
+  // ordered after them by the stream itself, so only host-side work (or
+  // another stream) waits for them.
+  std::vector<std::shared_ptr<Event>> launched_before;
+  int launched_before_stream = -1;
   void add(const Stream& s) {
     if (std::find(streams.begin(), streams.end(), s) == streams.end()) streams.push_back(s);
   }
+  bool any() const { return !streams.empty() || !launched_before.empty(); }
   // Host-side work (a CPU kernel, or kernels on another GPU stream, which the
   // device does not order against this one) must see the results: wait.
   void synchronize_except(const Stream* keep) {
+    if (!launched_before.empty() && !(keep && keep->index == launched_before_stream)) {
+      for (auto& e : launched_before) e->wait();
+      launched_before.clear();
+    }
     std::vector<Stream> kept;
     for (auto& s : streams) {
       if (keep && s == *keep) {
@@ -121,17 +134,25 @@ void run_node(array& node, std::vector<array>& outputs, bool keep_graph, Pending
   if (profile) t0 = ProfileClock::now();
   const Stream& stream = p.stream();
   if (stream.device.type == Device::gpu) {
-    if (!pending.streams.empty()) pending.synchronize_except(&stream);
-    std::vector<array> used = gpu::device_accessible(node.inputs());
-    p.eval_gpu(used, outputs);
+    if (pending.any()) pending.synchronize_except(&stream);
+    // Buffers freed from here on (the copies made for the device, inputs
+    // released by detach) may still be read by the kernels just launched:
+    // the allocator hands them to later kernels of this stream only, and to
+    // anyone else once the stream has passed its next marker.
+    gpu::LaunchScope scope(stream);
+    {
+      std::vector<array> used = gpu::device_accessible(node.inputs());
+      p.eval_gpu(used, outputs);
+    }
     pending.add(stream);
-    // The kernels may still be running: keep what they read and write alive
-    // until they are done. The outputs stay `scheduled` (with this
-    // evaluation's event, whose wait covers the device) until someone waits.
-    used.insert(used.end(), outputs.begin(), outputs.end());
-    gpu::retain(stream, std::move(used));
+    // The outputs stay `scheduled` (with this evaluation's event, whose wait
+    // covers the device) until someone waits.
+    if (profile) Profile::get().add(profile_key(p, outputs[0]), seconds_since(t0));
+    if (!keep_graph) node.detach();
+    outputs.clear();
+    return;
   } else {
-    if (!pending.streams.empty()) pending.synchronize_except(nullptr);
+    if (pending.any()) pending.synchronize_except(nullptr);
     p.eval_cpu(node.inputs(), outputs);
     for (auto& o : outputs) o.set_status(array::Status::available);
   }
@@ -197,7 +218,7 @@ std::shared_ptr<Event> schedule(const std::vector<array>& outputs) {
   Stream stream =
       tape.empty() ? default_stream(default_device()) : tape.back().primitive().stream();
   auto shared_tape = std::make_shared<std::vector<array>>(std::move(tape));
-  scheduler::enqueue(stream, [shared_tape, event, waits = std::move(waits), keep_graph]() {
+  scheduler::enqueue(stream, [shared_tape, event, waits = std::move(waits), keep_graph, stream]() {
     auto& t = *shared_tape;
     std::vector<array> scratch;
     const bool profile = Profile::enabled();
@@ -205,28 +226,67 @@ std::shared_ptr<Event> schedule(const std::vector<array>& outputs) {
     if (profile) t0 = ProfileClock::now();
     PendingGpu pending;
     try {
-      for (auto& w : waits) w->wait();
+      for (auto& w : waits) {
+        // A decode step waits here for the step before it (the sampled
+        // token is its input): on the same gpu stream only for the launch,
+        // so the device never idles while this step's kernels are launched.
+        auto on = w->wait_launched();
+        const bool same_stream =
+            stream.device.type == Device::gpu && !on.empty() &&
+            std::all_of(on.begin(), on.end(), [&](int s) { return s == stream.index; });
+        if (same_stream) {
+          pending.launched_before.push_back(w);
+          pending.launched_before_stream = stream.index;
+        } else {
+          w->wait();
+        }
+      }
       if (profile) {
         Profile::get().add("(task: waiting for earlier evaluations)", seconds_since(t0));
         t0 = ProfileClock::now();
       }
       for (size_t i = 0; i < t.size(); ++i) {
+        std::optional<Stream> gpu_stream;
+        if (t[i].has_primitive() && t[i].primitive().stream().device.type == Device::gpu) {
+          gpu_stream = t[i].primitive().stream();
+        }
         if (t[i].status() != array::Status::available) {
           run_node(t[i], scratch, keep_graph, pending);
         }
-        // Drop the tape's reference so intermediates die once consumed.
-        { array released = std::move(t[i]); }
+        // Drop the tape's reference so intermediates die once consumed
+        // (freed in the order of the stream that last used them).
+        if (gpu_stream) {
+          gpu::LaunchScope scope(*gpu_stream);
+          array released = std::move(t[i]);
+        } else {
+          array released = std::move(t[i]);
+        }
       }
       t.clear();
       if (profile) Profile::get().add("(task: all nodes, with release)", seconds_since(t0));
       // Launched GPU work: the event is signalled now (the worker moves on
       // to the next task) and its waiters wait for the device.
+      // Earlier work not covered by this task's fences (nothing launched on
+      // its stream after all) is waited for before the event says done.
+      if (!pending.launched_before.empty() &&
+          std::none_of(pending.streams.begin(), pending.streams.end(), [&](const Stream& s) {
+            return s.index == pending.launched_before_stream;
+          })) {
+        for (auto& e : pending.launched_before) e->wait();
+      }
+      pending.launched_before.clear();
       if (!pending.streams.empty()) {
         std::vector<std::function<void()>> fences;
-        for (auto& s : pending.streams) fences.push_back(gpu::fence(s));
-        event->set_device_wait([fences = std::move(fences)] {
-          for (auto& f : fences) f();
-        });
+        std::vector<int> indices;
+        for (auto& s : pending.streams) {
+          fences.push_back(gpu::fence(s));
+          indices.push_back(s.index);
+        }
+        event->set_device_wait(
+            [fences = std::move(fences)] {
+              for (auto& f : fences) f();
+            },
+            std::move(indices));
       }
       event->signal();
     } catch (...) {
@@ -251,5 +311,19 @@ void eval(std::vector<array> outputs) {
 }
 
 void async_eval(std::vector<array> outputs) { schedule(std::move(outputs)); }
+
+std::vector<array> to_device_memory(std::vector<array> arrays, StreamOrDevice s) {
+  eval(arrays);
+  Stream stream = to_stream(s);
+  if (stream.device.type != Device::gpu) return arrays;
+  return gpu::to_device_memory(arrays, stream);
+}
+
+double gpu_copy_bandwidth_gbs(size_t bytes, int repeats) {
+  if (!gpu::is_available()) {
+    throw std::invalid_argument("[gpu_copy_bandwidth_gbs] no GPU is available");
+  }
+  return gpu::copy_bandwidth_gbs(bytes, repeats);
+}
 
 }  // namespace mx

@@ -5,6 +5,7 @@
 #include <exception>
 #include <functional>
 #include <mutex>
+#include <vector>
 
 namespace mx {
 
@@ -20,9 +21,20 @@ class Event {
   }
   // Work that the task only launched (GPU kernels) finishes later: `w`
   // blocks until it has. Set before signal().
-  void set_device_wait(std::function<void()> w) {
+  // `gpu_streams`: the mx gpu streams the launched work ran on.
+  void set_device_wait(std::function<void()> w, std::vector<int> gpu_streams) {
     std::lock_guard<std::mutex> lk(mu_);
     device_wait_ = std::move(w);
+    gpu_streams_ = std::move(gpu_streams);
+  }
+  // Waits until the work was run or launched (not for the device), then
+  // rethrows the error it raised, if any. Returns the gpu streams whose
+  // launched work wait() would also wait for.
+  std::vector<int> wait_launched() {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, [&] { return done_; });
+    if (error_) std::rethrow_exception(error_);
+    return device_wait_ ? gpu_streams_ : std::vector<int>{};
   }
   // Waits (for the launched device work too), then rethrows the error the
   // work raised, if any.
@@ -47,6 +59,7 @@ class Event {
   bool done_ = false;
   std::exception_ptr error_;
   std::function<void()> device_wait_;
+  std::vector<int> gpu_streams_;
 };
 
 }  // namespace mx

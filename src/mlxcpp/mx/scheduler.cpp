@@ -98,13 +98,21 @@ struct StreamTable {
 
 StreamTable& table() {
   static StreamTable t;
-  // MLXCPP_DEFAULT_DEVICE=gpu starts a process on the GPU: how the whole test
-  // suite runs there with the same assertions as on the CPU.
+  // As in MLX, a process starts on the GPU when one is present;
+  // MLXCPP_DEFAULT_DEVICE=cpu keeps it on the CPU, =gpu insists on the GPU
+  // (how the whole test suite runs there with the same assertions).
   static const bool from_env = [] {
     const char* d = std::getenv("MLXCPP_DEFAULT_DEVICE");
-    if (!d || std::string(d) != "gpu") return false;
+    const std::string want = d ? d : "";
+    if (!want.empty() && want != "cpu" && want != "gpu") {
+      throw std::runtime_error("MLXCPP_DEFAULT_DEVICE must be cpu or gpu, got '" + want + "'");
+    }
+    if (want == "cpu") return false;
     if (!gpu::is_available()) {
-      throw std::runtime_error("MLXCPP_DEFAULT_DEVICE=gpu but no GPU is available");
+      if (want == "gpu") {
+        throw std::runtime_error("MLXCPP_DEFAULT_DEVICE=gpu but no GPU is available");
+      }
+      return false;
     }
     gpu::activate();
     t.default_device = Device(Device::gpu);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "mlxcpp/mx/array.h"
+#include "mlxcpp/mx/device.h"
 
 namespace mx {
 
@@ -19,6 +20,15 @@ void eval(Arrays&&... outputs) {
 }
 // Schedules the evaluation and returns at once; reading the data waits.
 void async_eval(std::vector<array> outputs);
+
+// The arrays (evaluated first) with their data resident in the memory of the
+// stream's device: on a GPU, copies in unified memory that lives on the device
+// (host reads keep working), for arrays whose data is elsewhere, such as
+// mmap'd checkpoint pages; on the CPU, the arrays themselves.
+std::vector<array> to_device_memory(std::vector<array> arrays, StreamOrDevice s = {});
+// Device-to-device copy bandwidth of the GPU (bytes read + written per
+// second, GB/s): the best of `repeats` copies of `bytes`. Throws without a GPU.
+double gpu_copy_bandwidth_gbs(size_t bytes = size_t{1} << 30, int repeats = 10);
 
 using ParamMap = std::map<std::string, array>;
 

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "mlxcpp/mx/array.h"
@@ -24,9 +26,15 @@ void activate();
 
 // The raw allocation behind the buffer cache: memory the host and the device
 // can both address (unified memory), once activate() has run. nullptr means
-// the system allocator.
+// the system allocator. Blocks have a placement, chosen by `placement` from
+// the size and the calling thread and kept for the block's life (the cache
+// pools each placement apart): 0 lives on the device; 1 lives on the host and
+// is mapped for the device, for small blocks the host writes or reads (scalars
+// made from host values, a sampled token id), which would otherwise migrate
+// page by page on every access and stall kernels on device page faults.
 struct RawAllocator {
-  void* (*alloc)(size_t bytes);  // nullptr when out of memory
+  int (*placement)(size_t bytes);
+  void* (*alloc)(size_t bytes, int placement);  // nullptr when out of memory
   void (*free)(void* ptr);
 };
 const RawAllocator* raw_allocator();
@@ -43,6 +51,49 @@ void retain(const Stream& s, std::vector<array> arrays);
 // Called at exit once queued GPU work has finished: later releases of
 // buffers and events make no CUDA calls (the runtime is being torn down).
 void shutdown();
+
+// Set on a thread while it launches (and releases the inputs of) one node's
+// kernels on a gpu stream: buffers it allocates are written in that stream's
+// order, buffers it frees were last used there.
+class LaunchScope {
+ public:
+  explicit LaunchScope(const Stream& s);
+  ~LaunchScope();
+  LaunchScope(const LaunchScope&) = delete;
+  LaunchScope& operator=(const LaunchScope&) = delete;
+
+ private:
+  int previous_;
+  void* previous_state_;
+};
+
+// What a freed unified-memory buffer waits for before it can be handed out
+// again: kernels launched before the free may still read or write it. A
+// kernel launched later on the stream that last used it is ordered after them
+// by the stream itself, so that stream may reuse it at once; anyone else (the
+// host, another stream) waits for the markers listed.
+struct FreeTicket {
+  int stream = -1;  // the mx stream that may reuse the buffer at once, or -1
+  std::vector<std::pair<const void*, uint64_t>> waits;  // (stream state, marker)
+};
+FreeTicket free_ticket();
+// Whether the calling thread (launching on a stream, or the host) may reuse a
+// buffer freed with this ticket now.
+bool reusable(const FreeTicket& t);
+// Notes which markers have finished (cheap queries, no waiting).
+void poll();
+// Blocks until all device work has finished (before buffers are returned to
+// the driver).
+void wait_for_all();
+
+// Copies of `arrays` in device-resident unified memory (prefetched to the GPU,
+// advised as read-mostly and preferring the GPU), made with DMA copies on the
+// stream and waited for; arrays already in unified or device memory, and
+// views, are returned as they are. Host reads keep working.
+std::vector<array> to_device_memory(const std::vector<array>& arrays, const Stream& s);
+// Device-to-device copy bandwidth (bytes read + written per second, in GB/s),
+// the best of `repeats` copies of `bytes`.
+double copy_bandwidth_gbs(size_t bytes, int repeats);
 
 // Blocks until all work launched on the stream has finished.
 void synchronize(const Stream& s);

@@ -13,8 +13,12 @@
 
 #include "mlxcpp/mx/backend/cuda/cublaslt.h"
 #include "mlxcpp/mx/backend/gpu.h"
+#include "mlxcpp/mx/device_memory.h"
 
 namespace mx {
+namespace scheduler {
+void finish_queued_work_at_exit();  // scheduler.cpp
+}  // namespace scheduler
 namespace cuda {
 
 void check(cudaError_t err, const char* what) {
@@ -37,7 +41,17 @@ std::string unsupported_dtype(const char* op, Dtype d) {
   return std::string("[") + op + "] the GPU kernel does not support dtype " + dtype_name(d);
 }
 
+// The mx stream the calling thread is launching on (gpu::LaunchScope), or -1.
+int launch_stream_of_thread();
+
 namespace {
+
+// Set once a cuBLASLt handle exists. cuBLASLt creates state lazily inside
+// its first heuristic query and GEMM, registering static destructors then:
+// the exit handler that drains queued work is registered once more after the
+// first task with a GEMM, so that it runs before those destructors.
+std::atomic<bool> g_gemm_used{false};
+std::atomic<bool> g_drain_after_gemm{false};
 
 // Set by gpu::shutdown() at exit: the runtime is about to be torn down, and
 // calling it from later destructors would fail.
@@ -46,6 +60,7 @@ std::atomic<bool> g_shutdown{false};
 // A marker recorded on a stream; shared by everyone who may wait for it.
 struct Marker {
   cudaEvent_t event = nullptr;
+  uint64_t number = 0;  // the stream's markers are numbered 1, 2, ...
   ~Marker() {
     if (event && !g_shutdown.load(std::memory_order_acquire)) cudaEventDestroy(event);
   }
@@ -53,18 +68,46 @@ struct Marker {
 
 struct StreamState {
   StreamResources res;
+  int index = 0;  // the mx stream's index
   std::mutex mu;
   std::vector<array> pending;  // used by work launched since the last marker
   std::deque<std::pair<std::shared_ptr<Marker>, std::vector<array>>> in_flight;
+  // Markers recorded so far and the highest one known to have finished; work
+  // launched since the last marker makes the stream dirty. Freed buffers'
+  // tickets are written in these numbers.
+  std::atomic<uint64_t> recorded{0};
+  std::atomic<uint64_t> completed{0};
+  std::atomic<bool> dirty{false};
+  std::atomic<int> launching{0};  // threads inside a LaunchScope of this stream
+
+  // Records a marker after the work launched so far. Called with mu held.
+  std::shared_ptr<Marker> mark_locked() {
+    auto marker = std::make_shared<Marker>();
+    check(cudaEventCreateWithFlags(&marker->event, cudaEventDisableTiming), "creating an event");
+    dirty.store(false, std::memory_order_release);
+    check(cudaEventRecord(marker->event, res.stream), "recording an event");
+    marker->number = recorded.load(std::memory_order_relaxed) + 1;
+    recorded.store(marker->number, std::memory_order_release);
+    in_flight.emplace_back(marker, std::move(pending));
+    pending.clear();
+    return marker;
+  }
+  void note_completed(uint64_t n) {
+    uint64_t c = completed.load(std::memory_order_acquire);
+    while (c < n && !completed.compare_exchange_weak(c, n, std::memory_order_acq_rel)) {
+    }
+  }
 
   // Arrays whose work has finished, taken out under the lock and released by
   // the caller outside it (their destruction may free buffers).
   std::vector<array> take_finished() {
     std::vector<array> done;
     while (!in_flight.empty() && cudaEventQuery(in_flight.front().first->event) == cudaSuccess) {
+      note_completed(in_flight.front().first->number);
       for (auto& a : in_flight.front().second) done.push_back(std::move(a));
       in_flight.pop_front();
     }
+    if (!in_flight.empty()) cudaGetLastError();  // clear cudaErrorNotReady
     return done;
   }
 };
@@ -72,6 +115,7 @@ struct StreamState {
 struct StreamTable {
   std::mutex mu;
   std::unordered_map<int, std::unique_ptr<StreamState>> states;
+  std::vector<StreamState*> gpu_streams;  // in creation order, never removed
 };
 
 StreamTable& table() {
@@ -92,17 +136,60 @@ StreamState& state(const Stream& s) {
     auto fresh = std::make_unique<StreamState>();
     check(cudaStreamCreateWithFlags(&fresh->res.stream, cudaStreamNonBlocking),
           "creating a stream");
+    fresh->index = s.index;
+    t.gpu_streams.push_back(fresh.get());
     st = std::move(fresh);
   }
   return *st;
 }
 
-void* managed_alloc(size_t bytes) {
+int current_device() {
+  static const int dev = [] {
+    int d = 0;
+    check(cudaGetDevice(&d), "querying the current device");
+    return d;
+  }();
+  return dev;
+}
+
+cudaMemLocation device_location() {
+  cudaMemLocation loc{};
+  loc.type = cudaMemLocationTypeDevice;
+  loc.id = current_device();
+  return loc;
+}
+
+// Blocks of this size or less, and blocks below kHostWrittenMax allocated
+// outside a kernel launch (by host code: arrays made from host values, CPU
+// kernels), live on the host and are mapped for the device (placement 1).
+constexpr size_t kTinyMax = 256;
+constexpr size_t kHostWrittenMax = size_t{1} << 16;
+
+int placement(size_t bytes) {
+  if (bytes <= kTinyMax) return 1;
+  return bytes < kHostWrittenMax && launch_stream_of_thread() < 0 ? 1 : 0;
+}
+
+void* managed_alloc(size_t bytes, int place) {
   void* p = nullptr;
   if (cudaMallocManaged(&p, bytes, cudaMemAttachGlobal) != cudaSuccess) {
     cudaGetLastError();  // clear the (non-sticky) allocation error
     return nullptr;
   }
+  // Placement is a hint: a failure leaves the pages to migrate on demand.
+  if (place == 1) {
+    cudaMemLocation host{};
+    host.type = cudaMemLocationTypeHost;
+    cudaMemAdvise(p, bytes, cudaMemAdviseSetPreferredLocation, host);
+    cudaMemAdvise(p, bytes, cudaMemAdviseSetAccessedBy, device_location());
+  } else {
+    // Fresh managed pages are populated where they are first touched; a
+    // kernel's first touch costs a GPU page fault per 64 KiB to 2 MiB, far
+    // slower than creating them in device memory up front.
+    cudaMemAdvise(p, bytes, cudaMemAdviseSetPreferredLocation, device_location());
+    cudaMemPrefetchAsync(p, bytes, device_location(), 0, nullptr);
+  }
+  cudaGetLastError();
   return p;
 }
 
@@ -148,6 +235,7 @@ StreamResources& gemm_resources(const Stream& s) {
     st.res.workspace = workspace;
     st.res.workspace_size = size;
     st.res.blas = handle;
+    g_gemm_used.store(true, std::memory_order_release);
   }
   return st.res;
 }
@@ -187,7 +275,7 @@ void activate() {
 }
 
 const RawAllocator* raw_allocator() {
-  static const RawAllocator managed{&cuda::managed_alloc, &cuda::managed_free};
+  static const RawAllocator managed{&cuda::placement, &cuda::managed_alloc, &cuda::managed_free};
   return g_active.load(std::memory_order_acquire) ? &managed : nullptr;
 }
 
@@ -231,34 +319,37 @@ void synchronize(const Stream& s) {
   // Everything retained before the wait was launched before it, so it has
   // finished when the wait returns.
   std::vector<array> done;
+  uint64_t through = 0;
   {
     std::lock_guard<std::mutex> lk(st.mu);
-    done = std::move(st.pending);
-    st.pending.clear();
+    if (st.dirty.load(std::memory_order_acquire) || !st.pending.empty()) st.mark_locked();
+    through = st.recorded.load(std::memory_order_acquire);
     for (auto& [m, v] : st.in_flight) {
       for (auto& a : v) done.push_back(std::move(a));
     }
     st.in_flight.clear();
   }
   cuda::check(cudaStreamSynchronize(st.res.stream), "synchronizing a stream");
+  st.note_completed(through);
 }
 
 std::function<void()> fence(const Stream& s) {
   auto& st = cuda::state(s);
-  auto marker = std::make_shared<cuda::Marker>();
-  cuda::check(cudaEventCreateWithFlags(&marker->event, cudaEventDisableTiming),
-              "creating an event");
+  std::shared_ptr<cuda::Marker> marker;
   std::vector<array> finished;
   {
     std::lock_guard<std::mutex> lk(st.mu);
-    cuda::check(cudaEventRecord(marker->event, st.res.stream), "recording an event");
-    st.in_flight.emplace_back(marker, std::move(st.pending));
-    st.pending.clear();
+    marker = st.mark_locked();
     finished = st.take_finished();
+  }
+  if (cuda::g_gemm_used.load(std::memory_order_acquire) &&
+      !cuda::g_drain_after_gemm.exchange(true)) {
+    scheduler::finish_queued_work_at_exit();
   }
   cuda::StreamState* sp = &st;
   return [marker, sp] {
     cuda::check(cudaEventSynchronize(marker->event), "waiting for an event");
+    sp->note_completed(marker->number);
     std::vector<array> done;
     {
       std::lock_guard<std::mutex> lk(sp->mu);
@@ -267,5 +358,227 @@ std::function<void()> fence(const Stream& s) {
   };
 }
 
+namespace {
+thread_local int t_launch_stream = -1;
+thread_local void* t_launch_state = nullptr;
+}  // namespace
 }  // namespace gpu
+
+namespace cuda {
+int launch_stream_of_thread() { return gpu::t_launch_stream; }
+}  // namespace cuda
+
+namespace gpu {
+namespace {
+
+std::vector<cuda::StreamState*> gpu_streams() {
+  auto& t = cuda::table();
+  std::lock_guard<std::mutex> lk(t.mu);
+  return t.gpu_streams;
+}
+}  // namespace
+
+LaunchScope::LaunchScope(const Stream& s)
+    : previous_(t_launch_stream), previous_state_(t_launch_state) {
+  // Looked up once per thread and stream: a scope is entered for every node.
+  thread_local int cached_index = -1;
+  thread_local cuda::StreamState* cached = nullptr;
+  if (cached_index != s.index) {
+    cached = &cuda::state(s);
+    cached_index = s.index;
+  }
+  auto* st = cached;
+  st->launching.fetch_add(1, std::memory_order_acq_rel);
+  t_launch_stream = s.index;
+  t_launch_state = st;
+}
+LaunchScope::~LaunchScope() {
+  auto* st = static_cast<cuda::StreamState*>(t_launch_state);
+  // Dirty before the scope is left: a ticket taken in between sees either.
+  st->dirty.store(true, std::memory_order_release);
+  st->launching.fetch_sub(1, std::memory_order_acq_rel);
+  t_launch_stream = previous_;
+  t_launch_state = previous_state_;
+}
+
+FreeTicket free_ticket() {
+  FreeTicket t;
+  t.stream = t_launch_stream;
+  auto& tab = cuda::table();
+  std::lock_guard<std::mutex> lk(tab.mu);
+  // Outside a launch (a user thread dropping an array) with one gpu stream,
+  // every kernel that used the buffer was launched on that stream.
+  if (t.stream < 0 && tab.gpu_streams.size() == 1) t.stream = tab.gpu_streams[0]->index;
+  for (auto* st : tab.gpu_streams) {
+    uint64_t recorded = st->recorded.load(std::memory_order_acquire);
+    // Work launched after the last marker (or being launched now) is covered
+    // by the next one.
+    const bool after = st->dirty.load(std::memory_order_acquire) ||
+                       st->launching.load(std::memory_order_acquire) > 0;
+    uint64_t need = after ? recorded + 1 : recorded;
+    if (st->completed.load(std::memory_order_acquire) < need) t.waits.emplace_back(st, need);
+  }
+  return t;
+}
+
+bool reusable(const FreeTicket& t) {
+  if (t_launch_stream >= 0 && t_launch_stream == t.stream) return true;
+  for (auto& [st, need] : t.waits) {
+    if (static_cast<const cuda::StreamState*>(st)->completed.load(std::memory_order_acquire) <
+        need) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Both are called by the allocator with its lock held: they note finished
+// markers but release nothing (releasing arrays frees buffers, which would
+// take that lock again).
+void poll() {
+  for (auto* st : gpu_streams()) {
+    std::lock_guard<std::mutex> lk(st->mu);
+    for (auto& [m, v] : st->in_flight) {
+      if (m->number <= st->completed.load(std::memory_order_acquire)) continue;
+      if (cudaEventQuery(m->event) != cudaSuccess) {
+        cudaGetLastError();  // clear cudaErrorNotReady
+        break;
+      }
+      st->note_completed(m->number);
+    }
+  }
+}
+
+void wait_for_all() {
+  if (!g_active.load(std::memory_order_acquire) || cuda::g_shutdown.load()) return;
+  std::vector<std::pair<cuda::StreamState*, uint64_t>> through;
+  for (auto* st : gpu_streams()) {
+    std::lock_guard<std::mutex> lk(st->mu);
+    if (st->dirty.load(std::memory_order_acquire)) st->mark_locked();
+    through.emplace_back(st, st->recorded.load(std::memory_order_acquire));
+  }
+  cuda::check(cudaDeviceSynchronize(), "synchronizing the device");
+  for (auto& [st, n] : through) st->note_completed(n);
+}
+
+std::vector<array> to_device_memory(const std::vector<array>& arrays, const Stream& s) {
+  auto& res = cuda::resources(s);
+  const cudaMemLocation loc = cuda::device_location();
+  std::vector<array> out;
+  LaunchScope scope(s);
+  out.reserve(arrays.size());
+  for (const auto& a : arrays) {
+    if (a.status() != array::Status::available) {
+      throw std::invalid_argument("[to_device_memory] the array is not evaluated");
+    }
+    const bool contiguous = a.flags().row_contiguous && a.data_size() == a.size();
+    cudaPointerAttributes attr{};
+    if (a.nbytes() > 0 && cudaPointerGetAttributes(&attr, a.data<char>()) != cudaSuccess) {
+      cudaGetLastError();
+      attr.type = cudaMemoryTypeUnregistered;
+    }
+    if (a.nbytes() > 0 && attr.type == cudaMemoryTypeManaged) {
+      // Already unified memory (a kernel's output, such as a cast): placed
+      // and advised like a copy would be.
+      void* p = const_cast<char*>(a.data<char>());
+      cudaMemAdvise(p, a.nbytes(), cudaMemAdviseSetPreferredLocation, loc);
+      cudaMemAdvise(p, a.nbytes(), cudaMemAdviseSetReadMostly, loc);
+      cudaMemPrefetchAsync(p, a.nbytes(), loc, 0, res.stream);
+      cudaGetLastError();  // hints only
+      out.push_back(a);
+      continue;
+    }
+    if (a.nbytes() == 0 || !contiguous || attr.type == cudaMemoryTypeDevice) {
+      // Empty, device memory already, or a view of host memory: views are
+      // rare among weights; kernels read them where they are.
+      out.push_back(a);
+      continue;
+    }
+    array dst(a.shape(), a.dtype(), nullptr, {});
+    dst.set_data(allocator::malloc(a.nbytes()));
+    void* p = dst.data<void>();
+    // Weights are read by kernels and rarely by the host: a host read makes
+    // a read-only copy of the page instead of migrating it away from the GPU.
+    cudaMemAdvise(p, a.nbytes(), cudaMemAdviseSetPreferredLocation, loc);
+    cudaMemAdvise(p, a.nbytes(), cudaMemAdviseSetReadMostly, loc);
+    cudaGetLastError();  // advice is a hint; a device without it still works
+    cuda::check(cudaMemcpyAsync(p, a.data<char>(), a.nbytes(), cudaMemcpyDefault, res.stream),
+                "copying an array into device memory");
+    // Small blocks start on the host (placement 1): move them over too.
+    cudaMemPrefetchAsync(p, a.nbytes(), loc, 0, res.stream);
+    cudaGetLastError();
+    out.push_back(std::move(dst));
+  }
+  gpu::synchronize(s);
+  return out;
+}
+
+double copy_bandwidth_gbs(size_t bytes, int repeats) {
+  if (bytes == 0 || repeats <= 0) {
+    throw std::invalid_argument("[copy_bandwidth] bytes and repeats must be positive");
+  }
+  void* src = nullptr;
+  void* dst = nullptr;
+  cuda::check(cudaMalloc(&src, bytes), "allocating the bandwidth source");
+  if (cudaMalloc(&dst, bytes) != cudaSuccess) {
+    cudaFree(src);
+    cuda::check(cudaGetLastError(), "allocating the bandwidth destination");
+  }
+  cudaStream_t st = nullptr;
+  cudaEvent_t e0 = nullptr, e1 = nullptr;
+  double best = 0;
+  cudaError_t err = cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
+  if (err == cudaSuccess) err = cudaEventCreate(&e0);
+  if (err == cudaSuccess) err = cudaEventCreate(&e1);
+  if (err == cudaSuccess) err = cudaMemsetAsync(src, 1, bytes, st);
+  for (int r = 0; r <= repeats && err == cudaSuccess; ++r) {
+    err = cudaEventRecord(e0, st);
+    if (err == cudaSuccess) err = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st);
+    if (err == cudaSuccess) err = cudaEventRecord(e1, st);
+    if (err == cudaSuccess) err = cudaEventSynchronize(e1);
+    float ms = 0;
+    if (err == cudaSuccess) err = cudaEventElapsedTime(&ms, e0, e1);
+    // The first pass warms up; a copy reads and writes every byte.
+    if (err == cudaSuccess && r > 0 && ms > 0)
+      best = std::max(best, 2.0 * bytes / (ms * 1e-3) / 1e9);
+  }
+  if (e0) cudaEventDestroy(e0);
+  if (e1) cudaEventDestroy(e1);
+  if (st) cudaStreamDestroy(st);
+  cudaFree(src);
+  cudaFree(dst);
+  cuda::check(err, "measuring the device-to-device copy bandwidth");
+  return best;
+}
+
+}  // namespace gpu
+
+bool in_device_memory(const array& a) {
+  if (!gpu::is_available() || a.nbytes() == 0) return false;
+  const char* p = a.data<char>();
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  if (attr.type == cudaMemoryTypeDevice) return true;
+  if (attr.type != cudaMemoryTypeManaged) return false;
+  const int dev = cuda::current_device();
+  for (auto what :
+       {cudaMemRangeAttributePreferredLocationId, cudaMemRangeAttributeLastPrefetchLocationId}) {
+    int id = -1;
+    auto kind = what == cudaMemRangeAttributePreferredLocationId
+                    ? cudaMemRangeAttributePreferredLocationType
+                    : cudaMemRangeAttributeLastPrefetchLocationType;
+    int type = 0;
+    if (cudaMemRangeGetAttribute(&type, sizeof(type), kind, p, a.nbytes()) != cudaSuccess ||
+        cudaMemRangeGetAttribute(&id, sizeof(id), what, p, a.nbytes()) != cudaSuccess) {
+      cudaGetLastError();
+      continue;
+    }
+    if (type == cudaMemLocationTypeDevice && id == dev) return true;
+  }
+  return false;
+}
+
 }  // namespace mx

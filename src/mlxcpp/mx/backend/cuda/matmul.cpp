@@ -7,8 +7,11 @@
 // K = 0 scaling go to our own kernel (matmul_generic.cu).
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
+#include <string>
 
 #include "mlxcpp/mx/backend/cpu/layout.h"
 #include "mlxcpp/mx/backend/cuda/cublaslt.h"
@@ -76,6 +79,99 @@ bool use_tf32() {
     return v && std::strcmp(v, "1") == 0;
   }();
   return on;
+}
+
+// A GEMM's cuBLASLt descriptors and chosen algorithm, by everything that
+// determines them. Creating them and querying the heuristic costs tens of
+// microseconds of host time per call, as long as a decode step's small GEMMs
+// take on the device; a step repeats the same few shapes, so they are kept.
+struct PlanKey {
+  cublasLtHandle_t handle;
+  cudaDataType_t type;
+  cublasComputeType_t compute;
+  cudaDataType_t scale_type;
+  cublasOperation_t ta, tb;
+  uint64_t dims[12];  // A, B (rows, cols, ld, batch stride), C (rows, cols, batch stride), count
+  uint32_t align[3];  // A, B, C/D
+  // The fields' bytes, one after the other (no padding): the cache's key.
+  std::string bytes() const {
+    std::string k;
+    auto put = [&](const auto& v) { k.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
+    put(handle);
+    put(type);
+    put(compute);
+    put(scale_type);
+    put(ta);
+    put(tb);
+    for (auto d : dims) put(d);
+    for (auto a : align) put(a);
+    return k;
+  }
+};
+
+struct Plan {
+  std::unique_ptr<cublasLtMatmulDescOpaque_t, LtDeleter> desc;
+  std::unique_ptr<cublasLtMatrixLayoutOpaque_t, LtDeleter> la, lb, lc;
+  cublasLtMatmulAlgo_t algo{};
+};
+
+std::shared_ptr<const Plan> find_plan(const PlanKey& k, size_t workspace_size, const char* op,
+                                      Dtype dtype, int64_t M, int64_t N, int64_t K) {
+  // Leaked on purpose: plans may be used by work still queued at exit.
+  static auto* mu = new std::mutex();
+  static auto* plans = new std::map<std::string, std::shared_ptr<const Plan>>();
+  const std::string key = k.bytes();
+  std::lock_guard<std::mutex> lk(*mu);
+  auto it = plans->find(key);
+  if (it != plans->end()) return it->second;
+  // Bounded: prefill chunks of many lengths would otherwise grow it forever
+  // (callers hold their plan by a shared pointer).
+  if (plans->size() >= 4096) plans->clear();
+  auto plan = std::make_shared<Plan>();
+  {
+    cublasLtMatmulDesc_t d;
+    check_cublas(cublaslt().desc_create(&d, k.compute, k.scale_type), "creating a matmul");
+    plan->desc.reset(d);
+  }
+  cublaslt().desc_set_attribute(plan->desc.get(), CUBLASLT_MATMUL_DESC_TRANSA, &k.ta, sizeof(k.ta));
+  cublaslt().desc_set_attribute(plan->desc.get(), CUBLASLT_MATMUL_DESC_TRANSB, &k.tb, sizeof(k.tb));
+  const int count = static_cast<int>(k.dims[11]);
+  plan->la.reset(make_layout(k.type, k.dims[0], k.dims[1], static_cast<int64_t>(k.dims[2]), count,
+                             static_cast<int64_t>(k.dims[3])));
+  plan->lb.reset(make_layout(k.type, k.dims[4], k.dims[5], static_cast<int64_t>(k.dims[6]), count,
+                             static_cast<int64_t>(k.dims[7])));
+  plan->lc.reset(make_layout(k.type, k.dims[8], k.dims[9], static_cast<int64_t>(k.dims[8]), count,
+                             static_cast<int64_t>(k.dims[10])));
+  std::unique_ptr<cublasLtMatmulPreferenceOpaque_t, LtDeleter> pref;
+  {
+    cublasLtMatmulPreference_t pr;
+    check_cublas(cublaslt().preference_create(&pr), "creating a preference");
+    pref.reset(pr);
+  }
+  cublaslt().preference_set_attribute(pref.get(), CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                      &workspace_size, sizeof(workspace_size));
+  cublaslt().preference_set_attribute(pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                      &k.align[0], sizeof(k.align[0]));
+  cublaslt().preference_set_attribute(pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                      &k.align[1], sizeof(k.align[1]));
+  cublaslt().preference_set_attribute(pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                      &k.align[2], sizeof(k.align[2]));
+  cublaslt().preference_set_attribute(pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                                      &k.align[2], sizeof(k.align[2]));
+  cublasLtMatmulHeuristicResult_t heur{};
+  int found = 0;
+  check_cublas(
+      cublaslt().algo_get_heuristic(k.handle, plan->desc.get(), plan->la.get(), plan->lb.get(),
+                                    plan->lc.get(), plan->lc.get(), pref.get(), 1, &heur, &found),
+      "choosing a GEMM algorithm");
+  if (found == 0) {
+    throw std::runtime_error(std::string("[") + op + "] cuBLASLt has no algorithm for " +
+                             dtype_name(dtype) + " M=" + std::to_string(M) +
+                             " N=" + std::to_string(N) + " K=" + std::to_string(K));
+  }
+  plan->algo = heur.algo;
+  plans->emplace(key, plan);
+  return plan;
 }
 
 // out (batch..., M, N) = alpha * a @ b + beta * out, batch dims broadcast.
@@ -159,55 +255,35 @@ void gemm(Primitive& p, array a, array b, array& out, float alpha, float beta) {
   const int64_t sa = bstr[0][inner], sb = bstr[1][inner], so = bstr[2][inner];
 
   const size_t isz = out.itemsize();
-  std::unique_ptr<cublasLtMatmulDescOpaque_t, LtDeleter> desc;
-  {
-    cublasLtMatmulDesc_t d;
-    check_cublas(cublaslt().desc_create(&d, compute, scale_type), "creating a matmul");
-    desc.reset(d);
-  }
-  // Row-major C = A B is column-major C^T = B^T A^T: cuBLASLt's A is our b.
-  cublasOperation_t ta = vb.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
-  cublasOperation_t tb = va.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
-  cublaslt().desc_set_attribute(desc.get(), CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta));
-  cublaslt().desc_set_attribute(desc.get(), CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb));
-  std::unique_ptr<cublasLtMatrixLayoutOpaque_t, LtDeleter> la(
-      make_layout(type, vb.rows, vb.cols, vb.ld, count, sb));
-  std::unique_ptr<cublasLtMatrixLayoutOpaque_t, LtDeleter> lb(
-      make_layout(type, va.rows, va.cols, va.ld, count, sa));
-  std::unique_ptr<cublasLtMatrixLayoutOpaque_t, LtDeleter> lc(
-      make_layout(type, static_cast<uint64_t>(N), static_cast<uint64_t>(M), N, count, so));
-
-  auto& res = gemm_resources(s);
-  std::unique_ptr<cublasLtMatmulPreferenceOpaque_t, LtDeleter> pref;
-  {
-    cublasLtMatmulPreference_t pr;
-    check_cublas(cublaslt().preference_create(&pr), "creating a preference");
-    pref.reset(pr);
-  }
-  cublaslt().preference_set_attribute(pref.get(), CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                      &res.workspace_size, sizeof(res.workspace_size));
   const int64_t isz64 = static_cast<int64_t>(isz);
-  uint32_t al_a = alignment(b.data<char>(), {vb.ld * isz64, sb * isz64});
-  uint32_t al_b = alignment(a.data<char>(), {va.ld * isz64, sa * isz64});
-  uint32_t al_c = alignment(out.data<char>(), {N * isz64, so * isz64});
-  cublaslt().preference_set_attribute(pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a,
-                                      sizeof(al_a));
-  cublaslt().preference_set_attribute(pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b,
-                                      sizeof(al_b));
-  cublaslt().preference_set_attribute(pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c,
-                                      sizeof(al_c));
-  cublaslt().preference_set_attribute(pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c,
-                                      sizeof(al_c));
-  cublasLtMatmulHeuristicResult_t heur{};
-  int found = 0;
-  check_cublas(cublaslt().algo_get_heuristic(res.blas, desc.get(), la.get(), lb.get(), lc.get(),
-                                             lc.get(), pref.get(), 1, &heur, &found),
-               "choosing a GEMM algorithm");
-  if (found == 0) {
-    throw std::runtime_error(std::string("[") + p.name() + "] cuBLASLt has no algorithm for " +
-                             dtype_name(out.dtype()) + " M=" + std::to_string(M) +
-                             " N=" + std::to_string(N) + " K=" + std::to_string(K));
-  }
+  auto& res = gemm_resources(s);
+  // Row-major C = A B is column-major C^T = B^T A^T: cuBLASLt's A is our b.
+  PlanKey key{};
+  key.handle = res.blas;
+  key.type = type;
+  key.compute = compute;
+  key.scale_type = scale_type;
+  key.ta = vb.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
+  key.tb = va.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const uint64_t dims[12] = {vb.rows,
+                             vb.cols,
+                             static_cast<uint64_t>(vb.ld),
+                             static_cast<uint64_t>(sb),
+                             va.rows,
+                             va.cols,
+                             static_cast<uint64_t>(va.ld),
+                             static_cast<uint64_t>(sa),
+                             static_cast<uint64_t>(N),
+                             static_cast<uint64_t>(M),
+                             static_cast<uint64_t>(so),
+                             static_cast<uint64_t>(count)};
+  for (int i = 0; i < 12; ++i) key.dims[i] = dims[i];
+  key.align[0] = alignment(b.data<char>(), {vb.ld * isz64, sb * isz64});
+  key.align[1] = alignment(a.data<char>(), {va.ld * isz64, sa * isz64});
+  key.align[2] = alignment(out.data<char>(), {N * isz64, so * isz64});
+  const std::shared_ptr<const Plan> plan_ptr =
+      find_plan(key, res.workspace_size, p.name(), out.dtype(), M, N, K);
+  const Plan& plan = *plan_ptr;
 
   double alpha_d = alpha, beta_d = beta;
   const void* alpha_p = scale_type == CUDA_R_64F ? static_cast<const void*>(&alpha_d) : &alpha;
@@ -226,11 +302,11 @@ void gemm(Primitive& p, array a, array b, array& out, float alpha, float beta) {
       oo += idx * bstr[2][d];
     }
     char* o = out.data<char>() + oo * isz64;
-    check_cublas(
-        cublaslt().matmul(res.blas, desc.get(), alpha_p, b.data<char>() + ob * isz64, la.get(),
-                          a.data<char>() + oa * isz64, lb.get(), beta_p, o, lc.get(), o, lc.get(),
-                          &heur.algo, res.workspace, res.workspace_size, res.stream),
-        p.name());
+    check_cublas(cublaslt().matmul(res.blas, plan.desc.get(), alpha_p, b.data<char>() + ob * isz64,
+                                   plan.la.get(), a.data<char>() + oa * isz64, plan.lb.get(),
+                                   beta_p, o, plan.lc.get(), o, plan.lc.get(), &plan.algo,
+                                   res.workspace, res.workspace_size, res.stream),
+                 p.name());
   }
 }
 
