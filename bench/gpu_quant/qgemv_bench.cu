@@ -15,13 +15,14 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "mlxcpp/mx.h"
 #include "mlxcpp/mx/backend/cuda/cublaslt.h"
 #include "mlxcpp/mx/backend/cuda/quantized.cuh"
+#include "op_timing.h"
 
 namespace {
 
@@ -131,27 +132,11 @@ struct Shape2 {
   int N, K;
 };
 
-// Milliseconds per call of f() through the public ops (host work included).
-template <typename F>
-double time_ops(int iters, F&& f) {
-  mx::eval(f());
-  double best = 1e30;
-  for (int t = 0; t < 3; ++t) {
-    std::vector<mx::array> outs;
-    auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < iters; ++i) outs.push_back(f());
-    mx::eval(outs);
-    auto t1 = std::chrono::steady_clock::now();
-    best = std::min(best, std::chrono::duration<double, std::milli>(t1 - t0).count() / iters);
-  }
-  return best;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   const int reps = argc > 1 ? std::max(1, std::atoi(argv[1])) : 20;
-  if (!mx::is_available(mx::Device(mx::Device::gpu))) {
+  if (!gpu_available()) {
     std::printf("no GPU: nothing to measure\n");
     return 0;
   }
@@ -181,8 +166,8 @@ int main(int argc, char** argv) {
                            {"mlp gate/up 10240x2560", 10240, 2560},
                            {"lm head 262144x2560", 262144, 2560}};
   std::printf("%-24s %4s %10s %9s %9s %7s %9s %9s %7s %9s %9s\n", "shape (N x K)", "bits",
-              "packed MB", "q us", "q GB/s", "q/copy", "bf16 us", "bf16GB/s", "speedup",
-              "op q us", "op bf16us");
+              "packed MB", "q us", "q GB/s", "q/copy", "bf16 us", "bf16GB/s", "speedup", "op q us",
+              "op bf16us");
   for (const Shape2& sh : shapes) {
     const size_t dense_bytes = size_t{2} * sh.N * sh.K;
     // Enough copies of the dense weights to exceed L2 several times over.
@@ -191,29 +176,20 @@ int main(int argc, char** argv) {
     std::vector<DeviceBuffer*> dense;
     for (int c = 0; c < dense_copies; ++c) {
       dense.push_back(new DeviceBuffer(dense_bytes));
-      fill_bf16<<<1024, 256, 0, s>>>(static_cast<__nv_bfloat16*>(dense.back()->p),
-                                     dense_bytes / 2, 0.1f);
+      fill_bf16<<<1024, 256, 0, s>>>(static_cast<__nv_bfloat16*>(dense.back()->p), dense_bytes / 2,
+                                     0.1f);
     }
     DeviceBuffer x(size_t{2} * sh.K), y(size_t{4} * sh.N);
     fill_bf16<<<64, 256, 0, s>>>(static_cast<__nv_bfloat16*>(x.p), sh.K, 2.0f);
     DenseGemv dg(1, sh.N, sh.K, workspace.p, ws_size);
-    const double dense_ms = time_graph(s, 2 * dense_copies, reps, [&](int i) {
-      dg.run(dense[i % dense_copies]->p, x.p, y.p, s);
-    });
+    const double dense_ms = time_graph(
+        s, 2 * dense_copies, reps, [&](int i) { dg.run(dense[i % dense_copies]->p, x.p, y.p, s); });
     for (auto* d : dense) delete d;
     const double dense_gbs = dense_bytes / (dense_ms * 1e-3) / 1e9;
 
-    // The same product through mx::matmul (host work per op included).
-    mx::array wd = mx::astype(mx::random::normal({sh.N, sh.K}, mx::float32, std::nullopt,
-                                                 mx::Device(mx::Device::gpu)),
-                              mx::bfloat16, mx::Device(mx::Device::gpu));
-    mx::array xa = mx::astype(mx::random::normal({1, sh.K}, mx::float32, std::nullopt,
-                                                 mx::Device(mx::Device::gpu)),
-                              mx::bfloat16, mx::Device(mx::Device::gpu));
-    mx::eval({wd, xa});
-    const int op_iters = 50;
-    const double op_dense_ms = time_ops(
-        op_iters, [&] { return mx::matmul(xa, mx::transpose(wd), mx::Device(mx::Device::gpu)); });
+    // The same products through the public ops (host work per op included).
+    OpTimer ops(sh.N, sh.K);
+    const double op_dense_ms = ops.dense_ms();
 
     for (int bits : {4, 8}) {
       const int g = 64;
@@ -227,8 +203,8 @@ int main(int argc, char** argv) {
         bufs.push_back(new DeviceBuffer(packed));
         auto* base = static_cast<char*>(bufs.back()->p);
         fill_words<<<1024, 256, 0, s>>>(reinterpret_cast<uint32_t*>(base), wbytes / 4, 17u + c);
-        fill_bf16<<<1024, 256, 0, s>>>(reinterpret_cast<__nv_bfloat16*>(base + wbytes),
-                                       sbytes, 0.01f);
+        fill_bf16<<<1024, 256, 0, s>>>(reinterpret_cast<__nv_bfloat16*>(base + wbytes), sbytes,
+                                       0.01f);
       }
       check(cudaStreamSynchronize(s), "fill");
       quant::QmmArgs a;
@@ -252,12 +228,7 @@ int main(int argc, char** argv) {
       for (auto* b : bufs) delete b;
       const double q_gbs = packed / (q_ms * 1e-3) / 1e9;
 
-      auto q = mx::quantize(wd, g, bits, "affine", mx::Device(mx::Device::gpu));
-      mx::eval(q);
-      const double op_q_ms = time_ops(op_iters, [&] {
-        return mx::quantized_matmul(xa, q[0], q[1], q[2], true, g, bits, "affine",
-                                    mx::Device(mx::Device::gpu));
-      });
+      const double op_q_ms = ops.quantized_ms(bits, g);
       std::printf("%-24s %4d %10.1f %9.2f %9.0f %7.2f %9.2f %9.0f %7.2f %9.2f %9.2f\n", sh.what,
                   bits, packed / 1e6, q_ms * 1e3, q_gbs, q_gbs / copy_gbs, dense_ms * 1e3,
                   dense_gbs, dense_ms / q_ms, op_q_ms * 1e3, op_dense_ms * 1e3);
@@ -271,11 +242,11 @@ int main(int argc, char** argv) {
     if (sh.N > 65536) continue;
     const int M = 2048;
     DeviceBuffer w(size_t{2} * sh.N * sh.K), x(size_t{2} * M * sh.K), y(size_t{2} * M * sh.N);
-    fill_bf16<<<1024, 256, 0, s>>>(static_cast<__nv_bfloat16*>(w.p), size_t{sh.N} * sh.K, 0.1f);
-    fill_bf16<<<1024, 256, 0, s>>>(static_cast<__nv_bfloat16*>(x.p), size_t{M} * sh.K, 2.0f);
+    fill_bf16<<<1024, 256, 0, s>>>(static_cast<__nv_bfloat16*>(w.p), static_cast<size_t>(sh.N) * sh.K, 0.1f);
+    fill_bf16<<<1024, 256, 0, s>>>(static_cast<__nv_bfloat16*>(x.p), static_cast<size_t>(M) * sh.K, 2.0f);
     DenseGemv dg(M, sh.N, sh.K, workspace.p, ws_size);
-    const double dense_ms = time_graph(s, 4, std::max(1, reps / 4),
-                                       [&](int) { dg.run(w.p, x.p, y.p, s); });
+    const double dense_ms =
+        time_graph(s, 4, std::max(1, reps / 4), [&](int) { dg.run(w.p, x.p, y.p, s); });
     const double flop = 2.0 * M * sh.N * sh.K;
     for (int bits : {4, 8}) {
       const int g = 64;
@@ -299,8 +270,8 @@ int main(int argc, char** argv) {
       a.N = sh.N;
       a.K = sh.K;
       a.transpose = true;
-      const double q_ms = time_graph(s, 4, std::max(1, reps / 4),
-                                     [&](int) { quant::qgemm(a, mx::bfloat16, s); });
+      const double q_ms =
+          time_graph(s, 4, std::max(1, reps / 4), [&](int) { quant::qgemm(a, mx::bfloat16, s); });
       std::printf("%-51s %4d %9.1f %9.1f %9.1f %9.1f\n", sh.what, bits, q_ms * 1e3,
                   flop / (q_ms * 1e-3) / 1e12, dense_ms * 1e3, flop / (dense_ms * 1e-3) / 1e12);
     }

@@ -151,9 +151,9 @@ TEST_F(GpuQuantized, QuantizeAndDequantizeMatchCpuBitForBit) {
     for (mx::Dtype dt : {mx::float32, mx::bfloat16, mx::float16}) {
       SCOPED_TRACE(name(p) + " " + dtype_name(dt));
       // Spread magnitudes so that the fp scales vary from group to group.
-      array w =
-          mx::multiply(normal({24, 512}, dt, seed++),
-                       mx::astype(mx::exp(normal({24, 1}, mx::float32, seed++), kCpu), dt), kCpu);
+      array base = normal({24, 512}, dt, seed++);
+      array spread = mx::astype(mx::exp(normal({24, 1}, mx::float32, seed++), kCpu), dt, kCpu);
+      array w = mx::multiply(base, spread, kCpu);
       auto qc = mx::quantize(w, p.g, p.bits, p.mode, kCpu);
       auto qg = mx::quantize(w, p.g, p.bits, p.mode, kGpu);
       ASSERT_EQ(qc.size(), qg.size());

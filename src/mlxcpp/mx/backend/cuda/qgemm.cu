@@ -117,6 +117,53 @@ __device__ Operands operands(const QmmArgs& a, int64_t b, size_t sb) {
           a.biases ? static_cast<const char*>(a.biases) + a.batch.offset(3, b) * sb : nullptr};
 }
 
+// Like load_w_tile, a block at a time: put(k, n, values) with the 32 values
+// at (k, n + e) (not transposed) or (k + e, n) (transposed).
+template <int BK, typename Put>
+__device__ __forceinline__ void load_w_blocks(const QmmArgs& a, const Operands& op, int k0, int n0,
+                                              Put&& put) {
+  float v[32];
+  if (a.transpose) {
+    constexpr int per_row = BK / 32;
+    for (int t = threadIdx.x; t < kBN * per_row; t += kThreads) {
+      const int n = t / per_row, kb = (t % per_row) * 32;
+      const int gn = n0 + n, gk = k0 + kb;
+      if (gn < a.N && gk < a.K) {
+        decode_block<float>(a, op, gn, a.K, gk, [&](int e, float x) { v[e] = x; });
+      } else {
+#pragma unroll
+        for (int e = 0; e < 32; ++e) v[e] = 0.0f;
+      }
+      put(kb, n, v);
+    }
+  } else {
+    constexpr int per_row = kBN / 32;
+    for (int t = threadIdx.x; t < BK * per_row; t += kThreads) {
+      const int k = t / per_row, nb = (t % per_row) * 32;
+      const int gk = k0 + k, gn = n0 + nb;
+      if (gk < a.K && gn < a.N) {
+        decode_block<float>(a, op, gk, a.N, gn, [&](int e, float x) { v[e] = x; });
+      } else {
+#pragma unroll
+        for (int e = 0; e < 32; ++e) v[e] = 0.0f;
+      }
+      put(k, nb, v);
+    }
+  }
+}
+
+// 32 floats as T into 16-byte aligned shared memory.
+template <typename T>
+__device__ __forceinline__ void store32(T* dst, const float* v) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    alignas(16) T h[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) h[j] = static_cast<T>(v[8 * i + j]);
+    reinterpret_cast<uint4*>(dst)[i] = *reinterpret_cast<const uint4*>(h);
+  }
+}
+
 // ---------------------------------------------------------------- tensor cores
 
 template <typename T>
@@ -131,6 +178,7 @@ __global__ void __launch_bounds__(kThreads) qgemm_wmma_kernel(QmmArgs a, size_t 
   const int warp = threadIdx.x >> 5;
   const int wm = warp / 2, wn = warp % 2;  // 2 x 2 warps of 32 x 32
   const int m0 = blockIdx.y * kBM, n0 = blockIdx.x * kBN;
+  const bool x_vec = a.K % 8 == 0;
   for (int64_t b = blockIdx.z; b < a.nbatch; b += gridDim.z) {
     const T* x = static_cast<const T*>(a.x) + a.batch.offset(0, b);
     const Operands op = operands(a, b, sb);
@@ -141,17 +189,30 @@ __global__ void __launch_bounds__(kThreads) qgemm_wmma_kernel(QmmArgs a, size_t 
       for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
     }
     for (int k0 = 0; k0 < a.K; k0 += BK) {
-      for (int t = threadIdx.x; t < kBM * BK; t += kThreads) {
-        const int r = t / BK, c = t % BK;
-        const int gm = m0 + r, gk = k0 + c;
-        xs[r * LD + c] = gm < a.M && gk < a.K ? x[int64_t{gm} * a.K + gk] : T(0.0f);
-      }
-      if (a.transpose) {
-        load_w_tile<BK, float>(a, op, k0, n0,
-                               [&](int k, int n, float v) { ws[n * LD + k] = static_cast<T>(v); });
+      if (x_vec) {
+        // 8 values (16 bytes) at a time: rows of x are 16-byte aligned when K % 8 == 0.
+        for (int t = threadIdx.x; t < kBM * BK / 8; t += kThreads) {
+          const int r = t / (BK / 8), c = (t % (BK / 8)) * 8;
+          const int gm = m0 + r, gk = k0 + c;
+          uint4 v = make_uint4(0, 0, 0, 0);
+          if (gm < a.M && gk < a.K) v = *reinterpret_cast<const uint4*>(x + int64_t{gm} * a.K + gk);
+          *reinterpret_cast<uint4*>(xs + r * LD + c) = v;
+        }
       } else {
-        load_w_tile<BK, float>(a, op, k0, n0,
-                               [&](int k, int n, float v) { ws[k * LDN + n] = static_cast<T>(v); });
+        for (int t = threadIdx.x; t < kBM * BK; t += kThreads) {
+          const int r = t / BK, c = t % BK;
+          const int gm = m0 + r, gk = k0 + c;
+          xs[r * LD + c] = gm < a.M && gk < a.K ? x[int64_t{gm} * a.K + gk] : T(0.0f);
+        }
+      }
+      // Each decoded block is 32 consecutive values of the tile's row in
+      // either layout: stored 16 bytes at a time.
+      if (a.transpose) {
+        load_w_blocks<BK>(a, op, k0, n0,
+                          [&](int k, int n, const float* v) { store32(ws + n * LD + k, v); });
+      } else {
+        load_w_blocks<BK>(a, op, k0, n0,
+                          [&](int k, int n, const float* v) { store32(ws + k * LDN + n, v); });
       }
       __syncthreads();
 #pragma unroll

@@ -220,9 +220,11 @@ size_t scale_size(ScaleType t) {
 template <typename T, int Q>
 void launch_q(const QmmArgs& a, cudaStream_t stream) {
   const int nblk = a.K / 32;
-  // Enough warps per row that the row's blocks keep their lanes busy.
+  // Warps per row: the fewest that cover a row's blocks in one pass (up to
+  // the block's 8), so that short rows still spread over many warps and long
+  // ones keep each lane streaming.
   int wpr = 1;
-  while (wpr < kWarps && wpr * 2 * 32 <= nblk) wpr *= 2;
+  while (wpr < kWarps && wpr * 32 < nblk) wpr *= 2;
   const int rows_per_block = kWarps / wpr * kRows;
   const unsigned gx = static_cast<unsigned>((a.N + rows_per_block - 1) / rows_per_block);
   const unsigned gy = static_cast<unsigned>(a.nbatch < 65535 ? a.nbatch : 65535);
