@@ -1,10 +1,11 @@
 // The prefill product (and every case the matrix-vector kernel leaves): a
 // tiled GEMM that dequantizes each tile of W straight into shared memory, so
 // W is read once per 64 rows of x in its packed form and never materialized.
-// For bfloat16 and float16 x the tiles hold x's type (the CPU's tile path
-// rounds the dequantized weights to x's type too) and tensor cores (WMMA,
-// float32 accumulators) multiply them; float32 and float64 x take a SIMT
-// kernel with the same tiling that computes in x's type.
+// For bfloat16 and float16 x times W^T (prefill) the tiles hold x's type (the
+// CPU's tile path rounds the dequantized weights to x's type too) and tensor
+// cores (WMMA, float32 accumulators) multiply them; float32 and float64 x,
+// and the products that are not transposed, take a SIMT kernel with the same
+// tiling in float32 (float64 for float64 x), as the CPU computes them.
 #include <mma.h>
 
 #include "mlxcpp/mx/backend/cuda/quantized.cuh"
@@ -117,38 +118,23 @@ __device__ Operands operands(const QmmArgs& a, int64_t b, size_t sb) {
           a.biases ? static_cast<const char*>(a.biases) + a.batch.offset(3, b) * sb : nullptr};
 }
 
-// Like load_w_tile, a block at a time: put(k, n, values) with the 32 values
-// at (k, n + e) (not transposed) or (k + e, n) (transposed).
+// Tile (k0, n0) of a transposed W [N, K] a block at a time: put(k, n, values)
+// with the 32 values at (k + e, n).
 template <int BK, typename Put>
 __device__ __forceinline__ void load_w_blocks(const QmmArgs& a, const Operands& op, int k0, int n0,
                                               Put&& put) {
   float v[32];
-  if (a.transpose) {
-    constexpr int per_row = BK / 32;
-    for (int t = threadIdx.x; t < kBN * per_row; t += kThreads) {
-      const int n = t / per_row, kb = (t % per_row) * 32;
-      const int gn = n0 + n, gk = k0 + kb;
-      if (gn < a.N && gk < a.K) {
-        decode_block<float>(a, op, gn, a.K, gk, [&](int e, float x) { v[e] = x; });
-      } else {
+  constexpr int per_row = BK / 32;
+  for (int t = threadIdx.x; t < kBN * per_row; t += kThreads) {
+    const int n = t / per_row, kb = (t % per_row) * 32;
+    const int gn = n0 + n, gk = k0 + kb;
+    if (gn < a.N && gk < a.K) {
+      decode_block<float>(a, op, gn, a.K, gk, [&](int e, float x) { v[e] = x; });
+    } else {
 #pragma unroll
-        for (int e = 0; e < 32; ++e) v[e] = 0.0f;
-      }
-      put(kb, n, v);
+      for (int e = 0; e < 32; ++e) v[e] = 0.0f;
     }
-  } else {
-    constexpr int per_row = kBN / 32;
-    for (int t = threadIdx.x; t < BK * per_row; t += kThreads) {
-      const int k = t / per_row, nb = (t % per_row) * 32;
-      const int gk = k0 + k, gn = n0 + nb;
-      if (gk < a.K && gn < a.N) {
-        decode_block<float>(a, op, gk, a.N, gn, [&](int e, float x) { v[e] = x; });
-      } else {
-#pragma unroll
-        for (int e = 0; e < 32; ++e) v[e] = 0.0f;
-      }
-      put(k, nb, v);
-    }
+    put(kb, n, v);
   }
 }
 
@@ -169,11 +155,11 @@ __device__ __forceinline__ void store32(T* dst, const float* v) {
 template <typename T>
 __global__ void __launch_bounds__(kThreads) qgemm_wmma_kernel(QmmArgs a, size_t sb) {
   namespace wmma = nvcuda::wmma;
-  constexpr int BK = 64, LD = BK + 8, LDN = kBN + 8, LDC = kBN + 4;
-  // x tile [BM][BK]; W tile as [BN][BK] (transposed) or [BK][BN]; the
-  // accumulators are staged through C for bounds-checked stores.
+  constexpr int BK = 64, LD = BK + 8, LDC = kBN + 4;
+  // x tile [BM][BK]; W tile [BN][BK]; the accumulators are staged through C
+  // for bounds-checked stores.
   __shared__ __align__(32) T xs[kBM * LD];
-  __shared__ __align__(32) T ws[kBN * LD > BK * LDN ? kBN * LD : BK * LDN];
+  __shared__ __align__(32) T ws[kBN * LD];
   __shared__ __align__(32) float cs[kBM * LDC];
   const int warp = threadIdx.x >> 5;
   const int wm = warp / 2, wn = warp % 2;  // 2 x 2 warps of 32 x 32
@@ -205,15 +191,10 @@ __global__ void __launch_bounds__(kThreads) qgemm_wmma_kernel(QmmArgs a, size_t 
           xs[r * LD + c] = gm < a.M && gk < a.K ? x[int64_t{gm} * a.K + gk] : T(0.0f);
         }
       }
-      // Each decoded block is 32 consecutive values of the tile's row in
-      // either layout: stored 16 bytes at a time.
-      if (a.transpose) {
-        load_w_blocks<BK>(a, op, k0, n0,
-                          [&](int k, int n, const float* v) { store32(ws + n * LD + k, v); });
-      } else {
-        load_w_blocks<BK>(a, op, k0, n0,
-                          [&](int k, int n, const float* v) { store32(ws + k * LDN + n, v); });
-      }
+      // Each decoded block is 32 consecutive values of a row of the tile:
+      // stored 16 bytes at a time.
+      load_w_blocks<BK>(a, op, k0, n0,
+                        [&](int k, int n, const float* v) { store32(ws + n * LD + k, v); });
       __syncthreads();
 #pragma unroll
       for (int kk = 0; kk < BK; kk += 16) {
@@ -222,28 +203,15 @@ __global__ void __launch_bounds__(kThreads) qgemm_wmma_kernel(QmmArgs a, size_t 
         for (int i = 0; i < 2; ++i) {
           wmma::load_matrix_sync(fa[i], xs + (wm * 32 + i * 16) * LD + kk, LD);
         }
-        if (a.transpose) {
-          wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> fb[2];
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> fb[2];
 #pragma unroll
-          for (int j = 0; j < 2; ++j) {
-            wmma::load_matrix_sync(fb[j], ws + (wn * 32 + j * 16) * LD + kk, LD);
-          }
+        for (int j = 0; j < 2; ++j) {
+          wmma::load_matrix_sync(fb[j], ws + (wn * 32 + j * 16) * LD + kk, LD);
+        }
 #pragma unroll
-          for (int i = 0; i < 2; ++i) {
+        for (int i = 0; i < 2; ++i) {
 #pragma unroll
-            for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
-          }
-        } else {
-          wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb[2];
-#pragma unroll
-          for (int j = 0; j < 2; ++j) {
-            wmma::load_matrix_sync(fb[j], ws + kk * LDN + wn * 32 + j * 16, LDN);
-          }
-#pragma unroll
-          for (int i = 0; i < 2; ++i) {
-#pragma unroll
-            for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
-          }
+          for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
         }
       }
       __syncthreads();
@@ -270,34 +238,37 @@ __global__ void __launch_bounds__(kThreads) qgemm_wmma_kernel(QmmArgs a, size_t 
 
 // ---------------------------------------------------------------- SIMT
 
-// Each thread computes 4 x 8 outputs (rows ty + 16 i, columns tx + 8 j).
-template <typename T>
+// Each thread computes 4 x 8 outputs (rows ty + 16 i, columns tx + 8 j) in
+// the arithmetic type A: x's type for float32 and float64, float32 for the
+// 16-bit types where the weights must not be rounded (the products that are
+// not transposed, which the CPU computes in float32 throughout).
+template <typename T, typename A>
 __global__ void __launch_bounds__(kThreads) qgemm_simt_kernel(QmmArgs a, size_t sb) {
   constexpr int BK = 32, LDW = kBN + 1;
-  __shared__ T xs[kBM][BK + 1];
-  __shared__ T ws[BK * LDW];
+  __shared__ A xs[kBM][BK + 1];
+  __shared__ A ws[BK * LDW];
   const int tx = threadIdx.x % 8, ty = threadIdx.x / 8;
   const int m0 = blockIdx.y * kBM, n0 = blockIdx.x * kBN;
   for (int64_t b = blockIdx.z; b < a.nbatch; b += gridDim.z) {
     const T* x = static_cast<const T*>(a.x) + a.batch.offset(0, b);
     const Operands op = operands(a, b, sb);
-    T acc[4][8];
+    A acc[4][8];
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
 #pragma unroll
-      for (int j = 0; j < 8; ++j) acc[i][j] = T(0);
+      for (int j = 0; j < 8; ++j) acc[i][j] = A(0);
     }
     for (int k0 = 0; k0 < a.K; k0 += BK) {
       for (int t = threadIdx.x; t < kBM * BK; t += kThreads) {
         const int r = t / BK, c = t % BK;
         const int gm = m0 + r, gk = k0 + c;
-        xs[r][c] = gm < a.M && gk < a.K ? x[int64_t{gm} * a.K + gk] : T(0);
+        xs[r][c] = gm < a.M && gk < a.K ? static_cast<A>(x[int64_t{gm} * a.K + gk]) : A(0);
       }
-      load_w_tile<BK, T>(a, op, k0, n0, [&](int k, int n, T v) { ws[k * LDW + n] = v; });
+      load_w_tile<BK, A>(a, op, k0, n0, [&](int k, int n, A v) { ws[k * LDW + n] = v; });
       __syncthreads();
 #pragma unroll 8
       for (int k = 0; k < BK; ++k) {
-        T xv[4], wv[8];
+        A xv[4], wv[8];
 #pragma unroll
         for (int i = 0; i < 4; ++i) xv[i] = xs[ty + 16 * i][k];
 #pragma unroll
@@ -316,7 +287,7 @@ __global__ void __launch_bounds__(kThreads) qgemm_simt_kernel(QmmArgs a, size_t 
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
         const int r = m0 + ty + 16 * i, c = n0 + tx + 8 * j;
-        if (r < a.M && c < a.N) out[int64_t{r} * a.N + c] = acc[i][j];
+        if (r < a.M && c < a.N) out[int64_t{r} * a.N + c] = static_cast<T>(acc[i][j]);
       }
     }
   }
@@ -334,14 +305,18 @@ void qgemm(const QmmArgs& a, Dtype xdtype, cudaStream_t stream) {
                                 std::to_string(a.M));
   }
   const size_t sb = scale_bytes(a.stype);
-  if (xdtype == bfloat16) {
+  if (xdtype == bfloat16 && a.transpose) {
     qgemm_wmma_kernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(a, sb);
-  } else if (xdtype == float16) {
+  } else if (xdtype == float16 && a.transpose) {
     qgemm_wmma_kernel<__half><<<grid, kThreads, 0, stream>>>(a, sb);
+  } else if (xdtype == bfloat16) {
+    qgemm_simt_kernel<__nv_bfloat16, float><<<grid, kThreads, 0, stream>>>(a, sb);
+  } else if (xdtype == float16) {
+    qgemm_simt_kernel<__half, float><<<grid, kThreads, 0, stream>>>(a, sb);
   } else if (xdtype == float64) {
-    qgemm_simt_kernel<double><<<grid, kThreads, 0, stream>>>(a, sb);
+    qgemm_simt_kernel<double, double><<<grid, kThreads, 0, stream>>>(a, sb);
   } else {
-    qgemm_simt_kernel<float><<<grid, kThreads, 0, stream>>>(a, sb);
+    qgemm_simt_kernel<float, float><<<grid, kThreads, 0, stream>>>(a, sb);
   }
   check_launch("QuantizedMatmul (GEMM)");
 }

@@ -234,8 +234,10 @@ void launch_q(const QmmArgs& a, cudaStream_t stream) {
     qgemv_kernel<T, Q, 1><<<grid, kWarps * 32, 0, stream>>>(a, wpr, sb);
   } else if (a.M == 2) {
     qgemv_kernel<T, Q, 2><<<grid, kWarps * 32, 0, stream>>>(a, wpr, sb);
-  } else {
+  } else if (a.M <= 4) {
     qgemv_kernel<T, Q, 4><<<grid, kWarps * 32, 0, stream>>>(a, wpr, sb);
+  } else {
+    qgemv_kernel<T, Q, 8><<<grid, kWarps * 32, 0, stream>>>(a, wpr, sb);
   }
 }
 

@@ -146,7 +146,7 @@ struct QmmArgs {
 // Launchers (on `stream`): the matrix-vector kernel takes transposed products
 // with M <= kQgemvMaxRows and x of float32, float16 or bfloat16; the GEMM
 // takes everything.
-constexpr int kQgemvMaxRows = 4;
+constexpr int kQgemvMaxRows = 8;  // as the CPU's (cpu::kQGemvMaxRows): the same arithmetic
 void qgemv(const QmmArgs& a, Dtype xdtype, cudaStream_t stream);
 void qgemm(const QmmArgs& a, Dtype xdtype, cudaStream_t stream);
 
