@@ -165,7 +165,7 @@ int main(int argc, char** argv) {
                            {"mlp down 2560x10240", 2560, 10240},
                            {"mlp gate/up 10240x2560", 10240, 2560},
                            {"lm head 262144x2560", 262144, 2560}};
-  std::printf("%-24s %4s %10s %9s %9s %7s %9s %9s %7s %9s %9s\n", "shape (N x K)", "bits",
+  std::printf("%-24s %9s %10s %9s %9s %7s %9s %9s %7s %9s %9s\n", "shape (N x K)", "bits",
               "packed MB", "q us", "q GB/s", "q/copy", "bf16 us", "bf16GB/s", "speedup", "op q us",
               "op bf16us");
   for (const Shape2& sh : shapes) {
@@ -217,21 +217,31 @@ int main(int argc, char** argv) {
       a.N = sh.N;
       a.K = sh.K;
       a.transpose = true;
-      const double q_ms = time_graph(s, 2 * copies, reps, [&](int i) {
-        auto* base = static_cast<char*>(bufs[i % copies]->p);
-        quant::QmmArgs ai = a;
-        ai.w = reinterpret_cast<const uint32_t*>(base);
-        ai.scales = base + wbytes;
-        ai.biases = base + wbytes + sbytes;
-        quant::qgemv(ai, mx::bfloat16, s);
-      });
+      // The kernel the op picks (tensor cores where supported), and the SIMT
+      // one as well where that is not it.
+      const bool mma = quant::qgemv_mma_supported(a, mx::bfloat16);
+      for (int variant = 0; variant < (mma ? 2 : 1); ++variant) {
+        const bool use_mma = mma && variant == 0;
+        const double q_ms = time_graph(s, 2 * copies, reps, [&](int i) {
+          auto* base = static_cast<char*>(bufs[i % copies]->p);
+          quant::QmmArgs ai = a;
+          ai.w = reinterpret_cast<const uint32_t*>(base);
+          ai.scales = base + wbytes;
+          ai.biases = base + wbytes + sbytes;
+          if (use_mma) {
+            quant::qgemv_mma(ai, mx::bfloat16, s);
+          } else {
+            quant::qgemv(ai, mx::bfloat16, s);
+          }
+        });
+        const double q_gbs = packed / (q_ms * 1e-3) / 1e9;
+        const double op_q_ms = variant == 0 ? ops.quantized_ms(bits, g) : 0.0;
+        std::printf("%-24s %4d%-5s %10.1f %9.2f %9.0f %7.2f %9.2f %9.0f %7.2f %9.2f %9.2f\n",
+                    sh.what, bits, use_mma ? " mma" : (mma ? " simt" : ""), packed / 1e6,
+                    q_ms * 1e3, q_gbs, q_gbs / copy_gbs, dense_ms * 1e3, dense_gbs, dense_ms / q_ms,
+                    op_q_ms * 1e3, op_dense_ms * 1e3);
+      }
       for (auto* b : bufs) delete b;
-      const double q_gbs = packed / (q_ms * 1e-3) / 1e9;
-
-      const double op_q_ms = ops.quantized_ms(bits, g);
-      std::printf("%-24s %4d %10.1f %9.2f %9.0f %7.2f %9.2f %9.0f %7.2f %9.2f %9.2f\n", sh.what,
-                  bits, packed / 1e6, q_ms * 1e3, q_gbs, q_gbs / copy_gbs, dense_ms * 1e3,
-                  dense_gbs, dense_ms / q_ms, op_q_ms * 1e3, op_dense_ms * 1e3);
     }
   }
   // Prefill: M = 2048 rows of x through the dequantize-into-tiles GEMM
@@ -242,8 +252,10 @@ int main(int argc, char** argv) {
     if (sh.N > 65536) continue;
     const int M = 2048;
     DeviceBuffer w(size_t{2} * sh.N * sh.K), x(size_t{2} * M * sh.K), y(size_t{2} * M * sh.N);
-    fill_bf16<<<1024, 256, 0, s>>>(static_cast<__nv_bfloat16*>(w.p), static_cast<size_t>(sh.N) * sh.K, 0.1f);
-    fill_bf16<<<1024, 256, 0, s>>>(static_cast<__nv_bfloat16*>(x.p), static_cast<size_t>(M) * sh.K, 2.0f);
+    fill_bf16<<<1024, 256, 0, s>>>(static_cast<__nv_bfloat16*>(w.p),
+                                   static_cast<size_t>(sh.N) * sh.K, 0.1f);
+    fill_bf16<<<1024, 256, 0, s>>>(static_cast<__nv_bfloat16*>(x.p), static_cast<size_t>(M) * sh.K,
+                                   2.0f);
     DenseGemv dg(M, sh.N, sh.K, workspace.p, ws_size);
     const double dense_ms =
         time_graph(s, 4, std::max(1, reps / 4), [&](int) { dg.run(w.p, x.p, y.p, s); });

@@ -316,7 +316,9 @@ void quantized_matmul_gpu(Primitive& prim, const std::vector<array>& inputs,
   const bool vec_ok = a.transpose && a.M <= quant::kQgemvMaxRows && a.K % 32 == 0 &&
                       (xd == float32 || xd == float16 || xd == bfloat16) &&
                       a.stype != ScaleType::f64;
-  if (vec_ok) {
+  if (vec_ok && quant::qgemv_mma_supported(a, xd)) {
+    quant::qgemv_mma(a, xd, cs);
+  } else if (vec_ok) {
     quant::qgemv(a, xd, cs);
   } else {
     quant::qgemm(a, xd, cs);

@@ -148,6 +148,11 @@ struct QmmArgs {
 // takes everything.
 constexpr int kQgemvMaxRows = 8;  // as the CPU's (cpu::kQGemvMaxRows): the same arithmetic
 void qgemv(const QmmArgs& a, Dtype xdtype, cudaStream_t stream);
+// The tensor-core matrix-vector kernel (qgemv_mma.cu) for what it supports:
+// transposed 4-bit affine products with groups of 64 or 128, bfloat16 or
+// float16 x, M <= 8.
+bool qgemv_mma_supported(const QmmArgs& a, Dtype xdtype);
+void qgemv_mma(const QmmArgs& a, Dtype xdtype, cudaStream_t stream);
 void qgemm(const QmmArgs& a, Dtype xdtype, cudaStream_t stream);
 
 }  // namespace mx::cuda::quant
