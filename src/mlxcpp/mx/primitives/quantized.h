@@ -26,6 +26,9 @@ class Quantize : public Primitive {
   void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
   const char* name() const override { return "Quantize"; }
   bool is_equivalent(const Primitive& other) const override;
+  int group_size() const { return group_size_; }
+  int bits() const { return bits_; }
+  QuantizationMode mode() const { return mode_; }
 
  private:
   int group_size_;
@@ -41,6 +44,9 @@ class Dequantize : public UnaryPrimitive {
   void eval_cpu(const std::vector<array>& inputs, array& out) override;
   const char* name() const override { return "Dequantize"; }
   bool is_equivalent(const Primitive& other) const override;
+  int group_size() const { return group_size_; }
+  int bits() const { return bits_; }
+  QuantizationMode mode() const { return mode_; }
 
  private:
   int group_size_;

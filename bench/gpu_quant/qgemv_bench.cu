@@ -1,0 +1,298 @@
+// mlxcpp_bench_gpu_quant: the quantized matrix-vector kernel (decode, M = 1)
+// on Gemma 3 4B's weight shapes at 4 and 8 bits against two baselines
+// measured in the same run: the dense bfloat16 product of the same shape
+// through cuBLASLt (configured as mx::matmul configures it) and the
+// device-to-device copy bandwidth. Kernels are timed as CUDA graphs of
+// back-to-back launches (no host launch gaps) that cycle through enough
+// copies of the weights to exceed the L2 cache, so every launch reads its
+// bytes from HBM. Also timed: both products through the public ops
+// (mx::quantized_matmul, mx::matmul), whose per-op host work is included.
+//
+// Usage: mlxcpp_bench_gpu_quant [iterations]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "mlxcpp/mx/backend/cuda/cublaslt.h"
+#include "mlxcpp/mx/backend/cuda/quantized.cuh"
+#include "op_timing.h"
+
+namespace {
+
+using mx::cuda::check;
+using mx::cuda::check_cublas;
+namespace quant = mx::cuda::quant;
+
+// Deterministic filler: random bits for the packed codes, small positive
+// values for scales, biases and x (the values do not change the timing).
+__global__ void fill_words(uint32_t* p, size_t n, uint32_t seed) {
+  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n;
+       i += size_t{gridDim.x} * blockDim.x) {
+    uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed;
+    h ^= h >> 13;
+    h *= 0x5bd1e995u;
+    p[i] = h ^ (h >> 15);
+  }
+}
+
+__global__ void fill_bf16(__nv_bfloat16* p, size_t n, float scale) {
+  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n;
+       i += size_t{gridDim.x} * blockDim.x) {
+    p[i] = __float2bfloat16(scale * static_cast<float>((i * 7919) % 97) / 97.0f - scale / 2);
+  }
+}
+
+struct DeviceBuffer {
+  void* p = nullptr;
+  explicit DeviceBuffer(size_t bytes) { check(cudaMalloc(&p, bytes), "cudaMalloc"); }
+  ~DeviceBuffer() { cudaFree(p); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+};
+
+// Milliseconds per launch of `launch(i)` (i = launch index), run as a graph
+// of `per_graph` launches replayed `reps` times; the best of 3 replays.
+template <typename F>
+double time_graph(cudaStream_t s, int per_graph, int reps, F&& launch) {
+  cudaGraph_t graph;
+  check(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), "capture");
+  for (int i = 0; i < per_graph; ++i) launch(i);
+  check(cudaStreamEndCapture(s, &graph), "end capture");
+  cudaGraphExec_t exec;
+  check(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  check(cudaGraphLaunch(exec, s), "warm-up");
+  check(cudaStreamSynchronize(s), "warm-up");
+  double best = 1e30;
+  for (int t = 0; t < 3; ++t) {
+    cudaEventRecord(e0, s);
+    for (int r = 0; r < reps; ++r) cudaGraphLaunch(exec, s);
+    cudaEventRecord(e1, s);
+    check(cudaEventSynchronize(e1), "timing");
+    float ms = 0;
+    cudaEventElapsedTime(&ms, e0, e1);
+    best = std::min(best, static_cast<double>(ms) / (per_graph * reps));
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  return best;
+}
+
+// y (M x N) = x (M x K) @ W^T, W (N, K) bfloat16 row-major, as mx::matmul
+// calls cuBLASLt (column-major view: C^T = W x^T).
+struct DenseGemv {
+  cublasLtHandle_t h;
+  cublasLtMatmulDesc_t desc;
+  cublasLtMatrixLayout_t la, lb, lc;
+  cublasLtMatmulHeuristicResult_t heur{};
+  void* ws;
+  size_t ws_size;
+  DenseGemv(int M, int N, int K, void* workspace, size_t workspace_size)
+      : ws(workspace), ws_size(workspace_size) {
+    const auto& lt = mx::cuda::cublaslt();
+    check_cublas(lt.create(&h), "cublasLtCreate");
+    check_cublas(lt.desc_create(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc");
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    lt.desc_set_attribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta));
+    lt.desc_set_attribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb));
+    check_cublas(lt.layout_create(&la, CUDA_R_16BF, K, N, K), "layout");
+    check_cublas(lt.layout_create(&lb, CUDA_R_16BF, K, M, K), "layout");
+    check_cublas(lt.layout_create(&lc, CUDA_R_16BF, N, M, N), "layout");
+    cublasLtMatmulPreference_t pref;
+    check_cublas(lt.preference_create(&pref), "preference");
+    lt.preference_set_attribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_size,
+                                sizeof(ws_size));
+    int found = 0;
+    check_cublas(lt.algo_get_heuristic(h, desc, la, lb, lc, lc, pref, 1, &heur, &found),
+                 "heuristic");
+    lt.preference_destroy(pref);
+    if (found == 0) throw std::runtime_error("cuBLASLt found no bf16 GEMV algorithm");
+  }
+  void run(const void* w, const void* x, void* y, cudaStream_t s) const {
+    const float alpha = 1.0f, beta = 0.0f;
+    check_cublas(mx::cuda::cublaslt().matmul(h, desc, &alpha, w, la, x, lb, &beta, y, lc, y, lc,
+                                             &heur.algo, ws, ws_size, s),
+                 "cublasLtMatmul");
+  }
+};
+
+struct Shape2 {
+  const char* what;
+  int N, K;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int reps = argc > 1 ? std::max(1, std::atoi(argv[1])) : 20;
+  if (!gpu_available()) {
+    std::printf("no GPU: nothing to measure\n");
+    return 0;
+  }
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, 0), "device properties");
+  std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount,
+              prop.l2CacheSize >> 20);
+  cudaStream_t s;
+  check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "stream");
+
+  // Copy bandwidth: 1 GiB device to device (bytes read + bytes written).
+  double copy_gbs = 0;
+  {
+    const size_t bytes = size_t{1} << 30;
+    DeviceBuffer a(bytes), b(bytes);
+    double ms = time_graph(s, 4, std::max(1, reps / 4), [&](int) {
+      check(cudaMemcpyAsync(b.p, a.p, bytes, cudaMemcpyDeviceToDevice, s), "copy");
+    });
+    copy_gbs = 2.0 * bytes / (ms * 1e-3) / 1e9;
+    std::printf("device-to-device copy: %.0f GB/s (read + write)\n\n", copy_gbs);
+  }
+  const size_t ws_size = size_t{32} << 20;
+  DeviceBuffer workspace(ws_size);
+
+  const Shape2 shapes[] = {{"attn q/o 2560x2560", 2560, 2560},
+                           {"mlp down 2560x10240", 2560, 10240},
+                           {"mlp gate/up 10240x2560", 10240, 2560},
+                           {"lm head 262144x2560", 262144, 2560}};
+  std::printf("%-24s %9s %10s %9s %9s %7s %9s %9s %7s %9s %9s\n", "shape (N x K)", "bits",
+              "packed MB", "q us", "q GB/s", "q/copy", "bf16 us", "bf16GB/s", "speedup", "op q us",
+              "op bf16us");
+  for (const Shape2& sh : shapes) {
+    const size_t dense_bytes = size_t{2} * sh.N * sh.K;
+    // Enough copies of the dense weights to exceed L2 several times over.
+    const int dense_copies =
+        static_cast<int>(std::clamp<size_t>((size_t{512} << 20) / dense_bytes + 1, 1, 64));
+    std::vector<DeviceBuffer*> dense;
+    for (int c = 0; c < dense_copies; ++c) {
+      dense.push_back(new DeviceBuffer(dense_bytes));
+      fill_bf16<<<1024, 256, 0, s>>>(static_cast<__nv_bfloat16*>(dense.back()->p), dense_bytes / 2,
+                                     0.1f);
+    }
+    DeviceBuffer x(size_t{2} * sh.K), y(size_t{4} * sh.N);
+    fill_bf16<<<64, 256, 0, s>>>(static_cast<__nv_bfloat16*>(x.p), sh.K, 2.0f);
+    DenseGemv dg(1, sh.N, sh.K, workspace.p, ws_size);
+    const double dense_ms = time_graph(
+        s, 2 * dense_copies, reps, [&](int i) { dg.run(dense[i % dense_copies]->p, x.p, y.p, s); });
+    for (auto* d : dense) delete d;
+    const double dense_gbs = dense_bytes / (dense_ms * 1e-3) / 1e9;
+
+    // The same products through the public ops (host work per op included).
+    OpTimer ops(sh.N, sh.K);
+    const double op_dense_ms = ops.dense_ms();
+
+    for (int bits : {4, 8}) {
+      const int g = 64;
+      const size_t wbytes = size_t{4} * sh.N * (int64_t{sh.K} * bits / 32);
+      const size_t sbytes = size_t{2} * sh.N * (sh.K / g);
+      const size_t packed = wbytes + 2 * sbytes;
+      const int copies =
+          static_cast<int>(std::clamp<size_t>((size_t{512} << 20) / packed + 1, 1, 64));
+      std::vector<DeviceBuffer*> bufs;
+      for (int c = 0; c < copies; ++c) {
+        bufs.push_back(new DeviceBuffer(packed));
+        auto* base = static_cast<char*>(bufs.back()->p);
+        fill_words<<<1024, 256, 0, s>>>(reinterpret_cast<uint32_t*>(base), wbytes / 4, 17u + c);
+        fill_bf16<<<1024, 256, 0, s>>>(reinterpret_cast<__nv_bfloat16*>(base + wbytes), sbytes,
+                                       0.01f);
+      }
+      check(cudaStreamSynchronize(s), "fill");
+      quant::QmmArgs a;
+      a.x = x.p;
+      a.out = y.p;
+      a.stype = quant::ScaleType::bf16;
+      a.bits = bits;
+      a.group_size = g;
+      a.M = 1;
+      a.N = sh.N;
+      a.K = sh.K;
+      a.transpose = true;
+      // The kernel the op picks (tensor cores where supported), and the SIMT
+      // one as well where that is not it.
+      const bool mma = quant::qgemv_mma_supported(a, mx::bfloat16);
+      for (int variant = 0; variant < (mma ? 2 : 1); ++variant) {
+        const bool use_mma = mma && variant == 0;
+        const double q_ms = time_graph(s, 2 * copies, reps, [&](int i) {
+          auto* base = static_cast<char*>(bufs[i % copies]->p);
+          quant::QmmArgs ai = a;
+          ai.w = reinterpret_cast<const uint32_t*>(base);
+          ai.scales = base + wbytes;
+          ai.biases = base + wbytes + sbytes;
+          if (use_mma) {
+            quant::qgemv_mma(ai, mx::bfloat16, s);
+          } else {
+            quant::qgemv(ai, mx::bfloat16, s);
+          }
+        });
+        const double q_gbs = packed / (q_ms * 1e-3) / 1e9;
+        const double op_q_ms = variant == 0 ? ops.quantized_ms(bits, g) : 0.0;
+        std::printf("%-24s %4d%-5s %10.1f %9.2f %9.0f %7.2f %9.2f %9.0f %7.2f %9.2f %9.2f\n",
+                    sh.what, bits, use_mma ? " mma" : (mma ? " simt" : ""), packed / 1e6,
+                    q_ms * 1e3, q_gbs, q_gbs / copy_gbs, dense_ms * 1e3, dense_gbs, dense_ms / q_ms,
+                    op_q_ms * 1e3, op_dense_ms * 1e3);
+      }
+      for (auto* b : bufs) delete b;
+    }
+  }
+  // Prefill: M = 2048 rows of x through the dequantize-into-tiles GEMM
+  // against cuBLASLt's dense bfloat16 GEMM (both TFLOP/s of 2 M N K).
+  std::printf("\nprefill M = 2048 (bf16 x): %-24s %4s %9s %9s %9s %9s\n", "shape (N x K)", "bits",
+              "q us", "q TFLOP/s", "bf16 us", "bf16 TF/s");
+  for (const Shape2& sh : shapes) {
+    if (sh.N > 65536) continue;
+    const int M = 2048;
+    DeviceBuffer w(size_t{2} * sh.N * sh.K), x(size_t{2} * M * sh.K), y(size_t{2} * M * sh.N);
+    fill_bf16<<<1024, 256, 0, s>>>(static_cast<__nv_bfloat16*>(w.p),
+                                   static_cast<size_t>(sh.N) * sh.K, 0.1f);
+    fill_bf16<<<1024, 256, 0, s>>>(static_cast<__nv_bfloat16*>(x.p), static_cast<size_t>(M) * sh.K,
+                                   2.0f);
+    DenseGemv dg(M, sh.N, sh.K, workspace.p, ws_size);
+    const double dense_ms =
+        time_graph(s, 4, std::max(1, reps / 4), [&](int) { dg.run(w.p, x.p, y.p, s); });
+    const double flop = 2.0 * M * sh.N * sh.K;
+    for (int bits : {4, 8}) {
+      const int g = 64;
+      const size_t wbytes = size_t{4} * sh.N * (int64_t{sh.K} * bits / 32);
+      const size_t sbytes = size_t{2} * sh.N * (sh.K / g);
+      DeviceBuffer qb(wbytes + 2 * sbytes);
+      auto* base = static_cast<char*>(qb.p);
+      fill_words<<<1024, 256, 0, s>>>(reinterpret_cast<uint32_t*>(base), wbytes / 4, 5u);
+      fill_bf16<<<1024, 256, 0, s>>>(reinterpret_cast<__nv_bfloat16*>(base + wbytes), sbytes,
+                                     0.01f);
+      quant::QmmArgs a;
+      a.x = x.p;
+      a.out = y.p;
+      a.w = reinterpret_cast<const uint32_t*>(base);
+      a.scales = base + wbytes;
+      a.biases = base + wbytes + sbytes;
+      a.stype = quant::ScaleType::bf16;
+      a.bits = bits;
+      a.group_size = g;
+      a.M = M;
+      a.N = sh.N;
+      a.K = sh.K;
+      a.transpose = true;
+      const double q_ms =
+          time_graph(s, 4, std::max(1, reps / 4), [&](int) { quant::qgemm(a, mx::bfloat16, s); });
+      std::printf("%-51s %4d %9.1f %9.1f %9.1f %9.1f\n", sh.what, bits, q_ms * 1e3,
+                  flop / (q_ms * 1e-3) / 1e12, dense_ms * 1e3, flop / (dense_ms * 1e-3) / 1e12);
+    }
+  }
+  std::printf(
+      "\nq GB/s: packed bytes (codes + scales + biases) per second; q/copy: that over the copy "
+      "bandwidth (read + write);\nspeedup: dense bf16 time / quantized time; op columns: "
+      "microseconds per op through mx::quantized_matmul / mx::matmul (eval of %d ops).\n",
+      50);
+  cudaStreamDestroy(s);
+  return 0;
+}
