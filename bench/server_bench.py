@@ -62,12 +62,15 @@ class Result:
 
 def one_request(host, port, body, deadline, result):
     t0 = time.perf_counter()
+    stage, events = "connect", 0
     left = deadline - time.monotonic()
     conn = http.client.HTTPConnection(host, port, timeout=None if left == float("inf") else max(1.0, left))
     try:
         conn.request("POST", "/v1/completions", body=body,
                      headers={"Content-Type": "application/json"})
+        stage = "response headers"
         resp = conn.getresponse()
+        stage = "events"
         if resp.status != 200:
             result.error = f"HTTP {resp.status}: {resp.read(2000).decode(errors='replace')}"
             return
@@ -82,6 +85,7 @@ def one_request(host, port, body, deadline, result):
             if data == "[DONE]":
                 break
             event = json.loads(data)
+            events += 1
             if "error" in event:
                 result.error = event["error"].get("message", str(event["error"]))
                 return
@@ -93,7 +97,8 @@ def one_request(host, port, body, deadline, result):
                     result.ttft = time.perf_counter() - t0
         result.total = time.perf_counter() - t0
     except (OSError, http.client.HTTPException, ValueError) as e:
-        result.error = f"{type(e).__name__}: {e}"
+        result.error = (f"{type(e).__name__}: {e} (at {stage}, after {events} events, "
+                        f"{time.perf_counter() - t0:.1f} s)")
     finally:
         conn.close()
 

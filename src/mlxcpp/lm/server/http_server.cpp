@@ -434,6 +434,7 @@ struct HttpServer::Impl {
   ServerOptions opt;
   httplib::Server svr;
   int bound_port = -1;
+  int listen_socket = -1;  // the last socket cpp-httplib created to listen on
   int64_t started = unix_now();
 
   Impl(Engine& e, ServerOptions o) : engine(e), opt(std::move(o)) {}
@@ -685,6 +686,14 @@ HttpServer::~HttpServer() { stop(); }
 
 int HttpServer::bind() {
   auto& o = impl_->opt;
+  // SO_REUSEADDR only: a restarted server binds at once, but a second one on
+  // a port already served is refused (cpp-httplib's SO_REUSEPORT would let both
+  // listen and split the clients).
+  impl_->svr.set_socket_options([this](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    impl_->listen_socket = sock;
+  });
   int port = o.port == 0 ? impl_->svr.bind_to_any_port(o.host) : o.port;
   if (o.port != 0 && !impl_->svr.bind_to_port(o.host, o.port)) port = -1;
   if (port < 0) {
@@ -692,6 +701,18 @@ int HttpServer::bind() {
                              " (address in use or not available)");
   }
   impl_->bound_port = port;
+  // cpp-httplib 0.11 listens with a backlog of 5: a burst of clients connecting
+  // at once overflows it, and some get SYN cookies that fail (connections
+  // reset). Listening again on the bound socket raises the backlog.
+  int fd = impl_->listen_socket, listening = 0;
+  socklen_t len = sizeof(listening);
+  sockaddr_storage addr{};
+  socklen_t alen = sizeof(addr);
+  if (fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) == 0 &&
+      numeric_address(addr, alen).second == port) {
+    ::listen(fd, SOMAXCONN);
+  }
   return port;
 }
 
