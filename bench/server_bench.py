@@ -77,6 +77,7 @@ def one_request(host, port, body, deadline, result):
         for raw in resp:
             if time.monotonic() > deadline:
                 result.error = "stopped at the time budget"
+                result.total = time.perf_counter() - t0
                 return
             line = raw.decode("utf-8", errors="replace").strip()
             if not line.startswith("data: "):
@@ -91,10 +92,12 @@ def one_request(host, port, body, deadline, result):
                 return
             if event.get("usage"):
                 result.tokens = event["usage"]["completion_tokens"]
-            elif result.ttft is None and event.get("choices"):
+            elif event.get("choices"):
                 choice = event["choices"][0]
-                if choice.get("logprobs") or choice.get("text"):
+                n = len((choice.get("logprobs") or {}).get("tokens") or [])
+                if result.ttft is None and (n or choice.get("text")):
                     result.ttft = time.perf_counter() - t0
+                result.tokens += n
         result.total = time.perf_counter() - t0
     except (OSError, http.client.HTTPException, ValueError) as e:
         result.error = (f"{type(e).__name__}: {e} (at {stage}, after {events} events, "
@@ -141,15 +144,15 @@ def main():
     start = time.monotonic()
     deadline = start + args.time_budget if args.time_budget > 0 else float("inf")
 
-    def body():
+    def body(gen_tokens=args.gen_tokens):
         # Ids from the middle of the vocabulary: ordinary text pieces, no special tokens.
         prompt = [1000 + rng.randrange(vocab - 2000) for _ in range(args.prompt_tokens)]
-        return json.dumps({"prompt": prompt, "max_tokens": args.gen_tokens, "stream": True,
+        return json.dumps({"prompt": prompt, "max_tokens": gen_tokens, "stream": True,
                            "logprobs": 0, "logit_bias": {str(e): -100 for e in eos},
                            "stream_options": {"include_usage": True}})
 
     for _ in range(args.warmup):
-        results, _ = burst(host, port, [body()], deadline)
+        results, _ = burst(host, port, [body(min(8, args.gen_tokens))], deadline)
         if results[0].error:
             sys.exit(f"server_bench: the warm-up request failed: {results[0].error}")
 
@@ -165,21 +168,25 @@ def main():
             print(f"| {c} | skipped: time budget spent | | | | | | |")
             continue
         results, wall = burst(host, port, [body() for _ in range(c)], deadline)
-        ok = [r for r in results if not r.error and r.ttft is not None and r.total is not None]
-        errors = [r.error for r in results if r.error]
-        tokens = sum(r.tokens for r in ok)
+        # Requests stopped at the time budget count the tokens they had received.
+        stopped = [r for r in results if r.error == "stopped at the time budget"]
+        errors = [r.error for r in results if r.error and r not in stopped]
+        ok = [r for r in results if r not in stopped and not r.error and r.ttft is not None]
+        tokens = sum(r.tokens for r in ok + stopped)
         per = [(r.tokens - 1) / (r.total - r.ttft) for r in ok if r.tokens > 1 and r.total > r.ttft]
         ttft = [r.ttft * 1000 for r in ok]
         row = {"concurrency": c, "generated_tokens": tokens, "wall_s": wall,
                "aggregate_tok_s": tokens / wall if wall > 0 else 0.0,
                "per_request_tok_s": sum(per) / len(per) if per else 0.0,
                "ttft_p50_ms": percentile(ttft, 0.5) if ttft else None,
-               "ttft_max_ms": max(ttft) if ttft else None, "errors": len(errors)}
+               "ttft_max_ms": max(ttft) if ttft else None, "errors": len(errors),
+               "stopped_at_budget": len(stopped)}
         rows.append(row)
         fmt = lambda v: "-" if v is None else f"{v:.0f}"
         print(f"| {c} | {tokens} | {wall:.2f} | {row['aggregate_tok_s']:.1f} | "
               f"{row['per_request_tok_s']:.1f} | {fmt(row['ttft_p50_ms'])} | "
-              f"{fmt(row['ttft_max_ms'])} | {len(errors)} |")
+              f"{fmt(row['ttft_max_ms'])} | {len(errors)}"
+              f"{f' ({len(stopped)} stopped at the time budget)' if stopped else ''} |")
         if errors:
             print(f"  first error: {errors[0]}", file=sys.stderr)
         sys.stdout.flush()
@@ -187,7 +194,7 @@ def main():
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"model": args.model, "prompt_tokens": args.prompt_tokens,
                        "gen_tokens": args.gen_tokens, "rows": rows}, f, indent=1)
-    return 0 if rows and all(r["errors"] == 0 for r in rows) else 1
+    return 0 if rows and all(r["errors"] == 0 and not r["stopped_at_budget"] for r in rows) else 1
 
 
 if __name__ == "__main__":

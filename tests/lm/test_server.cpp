@@ -976,13 +976,21 @@ TEST(ServerHttp, NonStreamingClientThatLeavesIsCancelled) {
   std::thread serving([&] { http.serve(); });
   auto prompt = reference()["prompt_tokens"][0].get<std::vector<int32_t>>();
   std::vector<std::shared_ptr<lm::server::RequestStream>> blockers;
-  for (int i = 0; i < 4; ++i) blockers.push_back(engine.submit(greedy_job(prompt, 400)));
+  for (int i = 0; i < 8; ++i) blockers.push_back(engine.submit(greedy_job(prompt, 400)));
   json body = {{"prompt", prompt}, {"max_tokens", 400}};
   int leaving = send_request(port, body.dump());
   ASSERT_GE(leaving, 0);
   int staying = send_request(port, json{{"prompt", prompt}, {"max_tokens", 3}}.dump());
   ASSERT_GE(staying, 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // Both HTTP requests have reached the engine (behind 8 x 400 tokens) before the client leaves.
+  auto submitted = [&] {
+    auto st = engine.stats();
+    return st.waiting + st.prefilling + st.decoding + st.completed + st.cancelled;
+  };
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+       submitted() < 10 && std::chrono::steady_clock::now() < until;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   close(leaving);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (engine.stats().cancelled == 0 && std::chrono::steady_clock::now() < deadline) {

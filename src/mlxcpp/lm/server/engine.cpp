@@ -380,7 +380,8 @@ void Engine::prefill_round() {
   // Longest chunks first; a forward pass takes the next prompt while at most
   // half of its [rows, longest] tokens would be padding (or it stays within one
   // prefill step), so short prompts share a pass and a long one does not make
-  // them pad to its length.
+  // them pad to its length; a pass holds at most four prefill steps of tokens,
+  // which bounds its activations.
   std::stable_sort(work.begin(), work.end(),
                    [](const Work& a, const Work& b) { return a.n > b.n; });
   for (size_t i = 0; i < work.size();) {
@@ -391,6 +392,7 @@ void Engine::prefill_round() {
       long padded = static_cast<long>(j - i + 1) * T;
       long with = real + work[j].n;
       if (padded > 2 * with && padded > options_.prefill_step_size) break;
+      if (padded > 4L * options_.prefill_step_size) break;
       real = with;
     }
     std::vector<PromptCache*> caches;
