@@ -174,7 +174,7 @@ def main():
         ok = [r for r in results if r not in stopped and not r.error and r.ttft is not None]
         tokens = sum(r.tokens for r in ok + stopped)
         per = [(r.tokens - 1) / (r.total - r.ttft) for r in ok if r.tokens > 1 and r.total > r.ttft]
-        ttft = [r.ttft * 1000 for r in ok]
+        ttft = [r.ttft * 1000 for r in ok + stopped if r.ttft is not None]
         row = {"concurrency": c, "generated_tokens": tokens, "wall_s": wall,
                "aggregate_tok_s": tokens / wall if wall > 0 else 0.0,
                "per_request_tok_s": sum(per) / len(per) if per else 0.0,
