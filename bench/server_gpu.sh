@@ -92,7 +92,8 @@ import json, sys, urllib.request
 with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/health", timeout=5) as r:
     h = json.load(r)
 print("server after the run: " + ", ".join(f"{k} {h[k]}" for k in
-      ("completed", "cancelled", "active_memory", "cache_memory") if k in h))
+      ("completed", "cancelled", "decode_steps", "prefill_passes", "prefill_chunks",
+       "active_memory", "cache_memory") if k in h))
 PYEOF
 stop_server
 trap - EXIT
