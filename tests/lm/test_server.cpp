@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/check.h"
+#include "lm/server_test_util.h"
 #include "lm/tokenizer_test_util.h"
 #include "mlxcpp/lm/load.h"
 #include "mlxcpp/lm/models/model.h"
@@ -31,23 +32,12 @@
 namespace fs = std::filesystem;
 using lm::server::ApiError;
 using nlohmann::json;
+using servertest::collect;
+using servertest::echo;
+using servertest::greedy_job;
+using servertest::reference;
 
 namespace {
-
-fs::path echo_dir() {
-  return fs::path(MLXCPP_TEST_DATA).parent_path().parent_path() / "models" / "gemma3-tiny-echo";
-}
-
-const lm::LoadedModel& echo() {
-  static lm::LoadedModel m = lm::load(echo_dir().string());
-  return m;
-}
-
-const json& reference() {
-  static json r = json::parse(
-      lm::testing::slurp(lm::testing::data_dir() / "gemma3/copy_trained/reference.json"));
-  return r;
-}
 
 lm::server::RequestDefaults defaults() {
   lm::server::RequestDefaults d;
@@ -398,37 +388,6 @@ TEST(ServerPromptStore, LongestPrefixAndLimits) {
 }
 
 // ------------------------------------------------------------------ engine
-
-struct Collected {
-  std::vector<int32_t> tokens;
-  std::string text;
-  lm::server::Event final;
-};
-
-Collected collect(const std::shared_ptr<lm::server::RequestStream>& s) {
-  Collected c;
-  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-       std::chrono::steady_clock::now() < deadline;) {
-    for (auto& e : s->next(std::chrono::milliseconds(200))) {
-      for (auto& t : e.tokens) c.tokens.push_back(t.id);
-      c.text += e.text;
-      if (e.finish_reason) {
-        c.final = e;
-        return c;
-      }
-    }
-  }
-  ADD_FAILURE() << "the engine did not finish in time";
-  return c;
-}
-
-lm::server::GenerationJob greedy_job(const std::vector<int32_t>& prompt, int max_tokens) {
-  lm::server::GenerationJob j;
-  j.prompt = prompt;
-  j.max_tokens = max_tokens;
-  j.logprobs = true;
-  return j;
-}
 
 // Concurrent requests share decode steps and still produce transformers' greedy tokens.
 TEST(ServerEngine, ConcurrentRequestsMatchTransformers) {

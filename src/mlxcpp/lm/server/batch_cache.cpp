@@ -42,22 +42,48 @@ mx::array BatchKVCache::store(const mx::array& x) {
   return quantizer_->pack(x);
 }
 
-void BatchKVCache::add_rows(const std::vector<std::pair<mx::array, mx::array>>& float_rows) {
+void BatchKVCache::allocate(const mx::array& like) {
+  keys_ = mx::zeros({rows(), like.shape(1), kStep, like.shape(3)}, like.dtype());
+  values_ = *keys_;
+  length_ = 0;
+}
+
+void BatchKVCache::add_rows(const std::vector<Row>& float_rows) {
   if (float_rows.empty()) return;
-  std::vector<std::pair<mx::array, mx::array>> rows;
-  for (const auto& [k, v] : float_rows) rows.emplace_back(store(k), store(v));
+  std::vector<Row> added;
+  for (const auto& r : float_rows) {
+    if (r) {
+      added.emplace_back(std::pair{store(r->first), store(r->second)});
+    } else {
+      added.emplace_back(std::nullopt);
+    }
+  }
   int longest = 0;
-  for (const auto& [k, v] : rows) {
+  const mx::array* first = nullptr;  // the first non-empty row's keys
+  for (const auto& r : added) {
+    if (!r) continue;
+    const auto& [k, v] = *r;
     if (k.ndim() != 4 || k.shape(0) != 1 || v.shape() != k.shape()) {
       throw std::invalid_argument(
-          "BatchKVCache::add_rows: keys and values must both be [1, Nkv, L, D]");
+          "BatchKVCache::add_rows: keys and values must both be [1, Nkv, L, D], got keys " +
+          mx::shape_str(k.shape()) + ", values " + mx::shape_str(v.shape()));
     }
-    const auto& ref = keys_ ? *keys_ : rows.front().first;
+    if (!first) first = &k;
+    const auto& ref = keys_ ? *keys_ : *first;
     if (k.shape(1) != ref.shape(1) || k.shape(3) != ref.shape(3)) {
-      throw std::invalid_argument(
-          "BatchKVCache::add_rows: a row's Nkv or D differs from the batch's");
+      throw std::invalid_argument("BatchKVCache::add_rows: a row's keys " +
+                                  mx::shape_str(k.shape()) + " differ in Nkv or D from " +
+                                  mx::shape_str(ref.shape()));
     }
     longest = std::max(longest, k.shape(2));
+  }
+  if (!keys_) {
+    if (!first) {
+      // Nothing to shape a buffer from yet: the rows wait for the first update.
+      pad_.insert(pad_.end(), added.size(), 0);
+      return;
+    }
+    if (rows() > 0) allocate(*first);  // earlier empty rows get their (zero) buffer now
   }
   if (keys_ && longest > length_) {
     // Every existing row gets more padding on the left.
@@ -72,25 +98,27 @@ void BatchKVCache::add_rows(const std::vector<std::pair<mx::array, mx::array>>& 
     for (int& p : pad_) p += d;
   }
   length_ = std::max(length_, longest);
-  const mx::Dtype dtype = keys_ ? keys_->dtype() : rows.front().first.dtype();
+  const mx::array& like = keys_ ? *keys_ : *first;
+  const mx::Dtype dtype = like.dtype();
+  const int nkv = like.shape(1), dim = like.shape(3);
   int cap = keys_ ? keys_->shape(2) : std::max(1, (length_ + kStep) / kStep) * kStep;
   std::vector<mx::array> ks, vs;
   if (keys_) {
     ks.push_back(*keys_);
     vs.push_back(*values_);
   }
-  for (const auto& [k, v] : rows) {
-    const int L = k.shape(2);
-    auto padded = [&](const mx::array& x) {
+  for (const auto& r : added) {
+    const int L = r ? r->first.shape(2) : 0;
+    auto padded = [&](const std::optional<mx::array>& x) {
+      if (!x) return mx::zeros({1, nkv, cap, dim}, dtype);
       std::vector<mx::array> parts;
-      if (length_ > L) parts.push_back(mx::zeros({1, x.shape(1), length_ - L, x.shape(3)}, dtype));
-      parts.push_back(mx::astype(x, dtype));
-      if (cap > length_)
-        parts.push_back(mx::zeros({1, x.shape(1), cap - length_, x.shape(3)}, dtype));
+      if (length_ > L) parts.push_back(mx::zeros({1, nkv, length_ - L, dim}, dtype));
+      parts.push_back(mx::astype(*x, dtype));
+      if (cap > length_) parts.push_back(mx::zeros({1, nkv, cap - length_, dim}, dtype));
       return parts.size() == 1 ? parts[0] : mx::concatenate(parts, 2);
     };
-    ks.push_back(padded(k));
-    vs.push_back(padded(v));
+    ks.push_back(padded(r ? std::optional<mx::array>(r->first) : std::nullopt));
+    vs.push_back(padded(r ? std::optional<mx::array>(r->second) : std::nullopt));
     pad_.push_back(length_ - L);
   }
   keys_ = ks.size() == 1 ? ks[0] : mx::concatenate(ks, 0);
@@ -138,24 +166,30 @@ void BatchKVCache::remove_rows(std::vector<int> rows) {
   }
 }
 
-std::pair<mx::array, mx::array> BatchKVCache::row(int b) const {
+std::pair<mx::array, mx::array> BatchKVCache::row(int b, int length) const {
   if (b < 0 || b >= rows()) {
     throw std::out_of_range("BatchKVCache::row: row " + std::to_string(b) + " of " +
                             std::to_string(rows()));
   }
+  if (length < 1 || length > row_length(b)) {
+    throw std::out_of_range("BatchKVCache::row: " + std::to_string(length) + " positions of row " +
+                            std::to_string(b) + ", which holds " + std::to_string(row_length(b)));
+  }
   auto one = [&](const mx::array& buf) {
-    return load(seq(rows_of(buf, b, b + 1), pad_[b], length_));
+    return load(seq(rows_of(buf, b, b + 1), pad_[b], pad_[b] + length));
   };
   return {one(*keys_), one(*values_)};
 }
 
 std::pair<mx::array, mx::array> BatchKVCache::update_and_fetch(const mx::array& keys,
                                                                const mx::array& values) {
-  if (!keys_) throw std::logic_error("BatchKVCache: update before any row was added");
+  if (rows() == 0) throw std::logic_error("BatchKVCache: update before any row was added");
   if (keys.ndim() != 4 || keys.shape(0) != rows() || values.shape() != keys.shape()) {
-    throw std::invalid_argument("BatchKVCache: an update must be [B, Nkv, T, D] with B = " +
-                                std::to_string(rows()));
+    throw std::invalid_argument(
+        "BatchKVCache: an update must be [B, Nkv, T, D] with B = " + std::to_string(rows()) +
+        ", got keys " + mx::shape_str(keys.shape()) + ", values " + mx::shape_str(values.shape()));
   }
+  if (!keys_) allocate(store(keys));  // every row joined empty
   const int T = keys.shape(2);
   reserve(length_ + T);
   const int prev = length_;

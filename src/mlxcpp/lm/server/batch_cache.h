@@ -1,7 +1,10 @@
-// The per-layer cache of a decode batch for continuous batching: sequences of
+// The per-layer cache of a batch for continuous batching: sequences of
 // different lengths share one [B, Nkv, L, D] buffer, each left-padded to the
 // longest, so a single forward pass decodes every row. Rows join (from a
-// sequence's own prefilled cache) and leave between steps.
+// sequence's own prefilled cache) and leave between steps. The same cache runs
+// a batched prefill: prompts of different lengths are right-padded to the
+// longest, which causal attention keeps invisible to every real position, and
+// each row's real positions are read back with row(b, length).
 #pragma once
 
 #include <optional>
@@ -37,20 +40,32 @@ class BatchKVCache : public KVCacheBase {
   size_t nbytes() const override;
 
   int rows() const { return static_cast<int>(pad_.size()); }
-  // Appends sequences: keys/values [1, Nkv, L, D] of their positions 0..L-1,
-  // in one copy of the buffer however many join.
-  void add_rows(const std::vector<std::pair<mx::array, mx::array>>& rows);
+  // A joining sequence: keys/values [1, Nkv, L, D] of its positions 0..L-1, or
+  // none for a sequence that holds no position yet (L = 0).
+  using Row = std::optional<std::pair<mx::array, mx::array>>;
+  // Appends sequences in one copy of the buffer however many join. Before the
+  // buffer exists (every row so far empty), its shape comes from the first
+  // non-empty row or the first update.
+  void add_rows(const std::vector<Row>& rows);
+  void add_rows(const std::vector<std::pair<mx::array, mx::array>>& rows) {
+    add_rows(std::vector<Row>(rows.begin(), rows.end()));
+  }
   void add_row(const mx::array& keys, const mx::array& values) { add_rows({{keys, values}}); }
   // Removes the given rows (the others keep their order), in one copy.
   void remove_rows(std::vector<int> rows);
   void remove_row(int b) { remove_rows({b}); }
   // Row b without its padding, [1, Nkv, L_b, D] (a view of the buffer).
-  std::pair<mx::array, mx::array> row(int b) const;
+  std::pair<mx::array, mx::array> row(int b) const { return row(b, row_length(b)); }
+  // The first `length` positions of row b (0 < length <= row_length(b)): a
+  // right-padded prefill row without the padding after its real positions.
+  std::pair<mx::array, mx::array> row(int b, int length) const;
   int row_length(int b) const { return length_ - pad_.at(b); }
 
  private:
   static constexpr int kStep = 256;
   void reserve(int length);
+  // Creates the buffer for rows() empty rows, shaped like `like` ([., Nkv, ., D], stored form).
+  void allocate(const mx::array& like);
   // Stored form of float keys/values, and back.
   mx::array store(const mx::array& x);
   mx::array load(const mx::array& x) const { return quantizer_ ? quantizer_->unpack(x) : x; }

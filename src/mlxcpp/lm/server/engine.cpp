@@ -10,6 +10,7 @@
 
 #include "mlxcpp/lm/models/model.h"
 #include "mlxcpp/lm/server/batch_cache.h"
+#include "mlxcpp/lm/server/batch_sampler.h"
 #include "mlxcpp/lm/server/prompt_store.h"
 #include "mlxcpp/lm/tokenizer/streaming_detokenizer.h"
 #include "mlxcpp/lm/tokenizer/tokenizer.h"
@@ -41,17 +42,19 @@ void RequestStream::push(Event e) {
 // ------------------------------------------------------------------ Sequence
 
 struct Engine::Sequence {
-  Sequence(GenerationJob j, const Tokenizer& tok) : job(std::move(j)), detok(tok) {}
+  Sequence(GenerationJob j, const Tokenizer& tok)
+      : job(std::move(j)), sampler(job.sampling), detok(tok) {}
   GenerationJob job;
   std::shared_ptr<RequestStream> out = std::make_shared<RequestStream>();
-  Sampler sampler;
-  std::vector<LogitsProcessor> processors;
+  RowSampler sampler;
+  // The penalties (logit_bias is applied to the whole batch at once, before them).
+  std::vector<LogitsProcessor> penalties;
   PromptCache cache;            // while prefilling; the batch cache holds it afterwards
   size_t prefilled = 0;         // prompt tokens the cache holds
   int cached_tokens = 0;        // of those, reused from the prompt store
   std::vector<int32_t> tokens;  // prompt + generated
   int generated = 0;
-  int32_t last_token = 0;  // sampled, not yet fed to the model
+  int32_t last_token = 0;  // sampled (or the prompt's last), not yet fed to the model
   StreamingDetokenizer detok;
   std::string pending;  // text held back as a possible stop-string prefix
   bool done = false;
@@ -79,6 +82,76 @@ size_t held_back(const std::string& text, const std::vector<std::string>& stops)
 }
 
 }  // namespace
+
+// ------------------------------------------------------------------ prefill
+
+void prefill_together(LanguageModel& model, const std::vector<PromptCache*>& caches,
+                      const std::vector<std::vector<int32_t>>& tokens) {
+  const int B = static_cast<int>(caches.size());
+  const int layers = model.num_layers();
+  if (static_cast<int>(tokens.size()) != B) {
+    throw std::invalid_argument("prefill_together: " + std::to_string(B) + " caches but " +
+                                std::to_string(tokens.size()) + " token lists");
+  }
+  int T = 0;
+  for (int b = 0; b < B; ++b) {
+    if (tokens[b].empty()) throw std::invalid_argument("prefill_together: an empty token list");
+    if (static_cast<int>(caches[b]->size()) != layers) {
+      throw std::invalid_argument("prefill_together: a cache has " +
+                                  std::to_string(caches[b]->size()) + " layers, the model " +
+                                  std::to_string(layers));
+    }
+    T = std::max(T, static_cast<int>(tokens[b].size()));
+  }
+  std::vector<mx::array> arrays;
+  auto keep_states = [&](const PromptCache& c) {
+    for (const auto& l : c) {
+      for (auto& a : l->state()) arrays.push_back(a);
+    }
+  };
+  if (B == 1) {
+    model(token_row(tokens[0].data(), T), caches[0]);
+    keep_states(*caches[0]);
+    mx::eval(arrays);
+    return;
+  }
+  // Right padding sits after each row's real positions, where causal attention
+  // keeps it from every real query; its keys are dropped below. Id 0 is a
+  // valid token of every vocabulary.
+  std::vector<int32_t> flat(static_cast<size_t>(B) * T, 0);
+  for (int b = 0; b < B; ++b) std::copy(tokens[b].begin(), tokens[b].end(), flat.begin() + b * T);
+  PromptCache batch;
+  std::vector<std::vector<int>> lengths(layers);  // per layer, each row's positions before
+  for (int l = 0; l < layers; ++l) {
+    auto c = std::make_shared<BatchKVCache>();
+    std::vector<BatchKVCache::Row> rows;
+    for (int b = 0; b < B; ++b) {
+      auto st = (*caches[b])[l]->state();
+      if (st.empty()) {
+        rows.emplace_back(std::nullopt);
+      } else if (st.size() == 2) {
+        rows.emplace_back(std::pair{st[0], st[1]});
+      } else {
+        throw std::invalid_argument("prefill_together: layer " + std::to_string(l) +
+                                    " of a cache is not a KVCache (" +
+                                    (*caches[b])[l]->class_name() + ")");
+      }
+    }
+    c->add_rows(rows);
+    for (int b = 0; b < B; ++b) lengths[l].push_back(c->row_length(b));
+    batch.push_back(c);
+  }
+  model(mx::array(flat, {B, T}, mx::int32), &batch);
+  for (int l = 0; l < layers; ++l) {
+    auto& c = static_cast<BatchKVCache&>(*batch[l]);
+    for (int b = 0; b < B; ++b) {
+      auto [k, v] = c.row(b, lengths[l][b] + static_cast<int>(tokens[b].size()));
+      (*caches[b])[l]->set_state({k, v});
+    }
+  }
+  for (int b = 0; b < B; ++b) keep_states(*caches[b]);
+  mx::eval(arrays);
+}
 
 // ------------------------------------------------------------------ Engine
 
@@ -124,15 +197,16 @@ std::shared_ptr<RequestStream> Engine::submit(GenerationJob job) {
     }
   }
   for (const auto& [t, b] : job.processors.logit_bias) {
-    if (t >= V) {
+    if (t < 0 || t >= V) {
       throw std::invalid_argument("logit_bias: token id " + std::to_string(t) +
                                   " is outside the vocabulary [0, " + std::to_string(V) + ")");
     }
   }
   if (job.sampling.top_k >= V) job.sampling.top_k = 0;  // keeping all tokens is no filter
   auto s = std::make_shared<Sequence>(std::move(job), *tokenizer_);
-  s->sampler = make_sampler(s->job.sampling);
-  s->processors = make_logits_processors(s->job.processors);
+  LogitsProcessorOptions penalties = s->job.processors;
+  penalties.logit_bias.clear();
+  s->penalties = make_logits_processors(penalties);
   s->tokens = s->job.prompt;
   auto out = s->out;
   {
@@ -214,34 +288,16 @@ void Engine::admit() {
   }
 }
 
-Engine::Sampled Engine::sample(Sequence& s, const mx::array& logits) {
-  mx::array x = mx::astype(logits, mx::float32);
-  for (const auto& p : s.processors) x = p(s.tokens, x);
-  if (s.job.constraint) {
-    const auto& allowed = s.job.constraint->allowed();
-    const int V = x.shape(-1);
-    std::vector<uint8_t> mask(V, 0);
-    std::copy_n(allowed.begin(), std::min<size_t>(allowed.size(), V), mask.begin());
-    x = mx::where(mx::array(mask.begin(), {1, V}, mx::bool_), x,
-                  mx::array(-std::numeric_limits<float>::infinity()));
-  }
-  mx::array logprobs = mx::subtract(x, mx::logsumexp(x, -1, true));
-  mx::array token = mx::astype(s.sampler(logprobs), mx::int32);
-  return {mx::reshape(token, {1}), mx::reshape(logprobs, {-1})};
-}
-
-bool Engine::handle_token(Sequence& s, int32_t token, const mx::array& logprobs) {
+bool Engine::handle_token(Sequence& s, int32_t token, float logprob, const float* p) {
   s.generated += 1;
   s.tokens.push_back(token);
   s.last_token = token;
   if (s.job.constraint) s.job.constraint->accept(token);
   Event e;
   if (s.job.logprobs) {
-    mx::array lp = logprobs;
-    const float* p = lp.data<float>();
-    e.tokens.push_back({token, p[token]});
-    if (s.job.top_logprobs > 0) {
-      const int V = lp.shape(0);
+    e.tokens.push_back({token, logprob});
+    if (s.job.top_logprobs > 0 && p) {
+      const int V = model_->vocab_size();
       std::vector<int32_t> idx(V);
       for (int i = 0; i < V; ++i) idx[i] = i;
       int k = std::min(s.job.top_logprobs, V);
@@ -309,32 +365,67 @@ void Engine::store_cache(Sequence& s) {
   store_->insert(std::vector<int32_t>(s.tokens.begin(), s.tokens.begin() + n), layers);
 }
 
-void Engine::prefill_chunk(Sequence& s) {
-  const auto& prompt = s.job.prompt;
-  const size_t total = prompt.size();
-  // All but the last prompt token only fill the cache; the last one alone
-  // gives the logits, so no chunk computes a [T, vocab] projection.
-  if (total - s.prefilled > 1) {
-    int n = static_cast<int>(std::min<size_t>(options_.prefill_step_size, total - 1 - s.prefilled));
-    (*model_)(token_row(prompt.data() + s.prefilled, n), &s.cache);
-    std::vector<mx::array> arrays;
-    for (const auto& c : s.cache) {
-      for (auto& a : c->state()) arrays.push_back(a);
+void Engine::prefill_round() {
+  struct Work {
+    std::shared_ptr<Sequence> s;
+    int n;  // tokens this round
+  };
+  // A prompt's last token is left for the decode step: it gives the first logits.
+  std::vector<Work> work;
+  for (const auto& s : prefilling_) {
+    size_t left = s->job.prompt.size() - 1 - s->prefilled;
+    if (left > 0)
+      work.push_back({s, static_cast<int>(std::min<size_t>(options_.prefill_step_size, left))});
+  }
+  // Longest chunks first; a forward pass takes the next prompt while at most
+  // half of its [rows, longest] tokens would be padding (or it stays within one
+  // prefill step), so short prompts share a pass and a long one does not make
+  // them pad to its length; a pass holds at most four prefill steps of tokens,
+  // which bounds its activations.
+  std::stable_sort(work.begin(), work.end(),
+                   [](const Work& a, const Work& b) { return a.n > b.n; });
+  for (size_t i = 0; i < work.size();) {
+    const int T = work[i].n;
+    size_t j = i + 1;
+    long real = T;
+    for (; j < work.size(); ++j) {
+      long padded = static_cast<long>(j - i + 1) * T;
+      long with = real + work[j].n;
+      if (padded > 2 * with && padded > options_.prefill_step_size) break;
+      if (padded > 4L * options_.prefill_step_size) break;
+      real = with;
     }
-    mx::eval(arrays);
-    s.prefilled += n;
-    return;
+    std::vector<PromptCache*> caches;
+    std::vector<std::vector<int32_t>> tokens;
+    for (size_t k = i; k < j; ++k) {
+      auto& s = *work[k].s;
+      caches.push_back(&s.cache);
+      auto from = s.job.prompt.begin() + static_cast<std::ptrdiff_t>(s.prefilled);
+      tokens.emplace_back(from, from + work[k].n);
+    }
+    try {
+      prefill_together(*model_, caches, tokens);
+      for (size_t k = i; k < j; ++k) work[k].s->prefilled += work[k].n;
+      std::lock_guard<std::mutex> lk(mu_);
+      stats_.prefill_passes += 1;
+      stats_.prefill_chunks += j - i;
+    } catch (const std::exception& e) {
+      // These prompts failed; the others go on.
+      for (size_t k = i; k < j; ++k) {
+        finish(*work[k].s, "error", std::string("prefill failed: ") + e.what());
+      }
+    }
+    i = j;
   }
-  auto logits = (*model_)(token_row(prompt.data() + total - 1, 1), &s.cache);
-  s.prefilled = total;
-  auto [token, logprobs] = sample(s, mx::reshape(logits, {1, -1}));
-  mx::eval({token, logprobs});
-  if (handle_token(s, token.item<int32_t>(), logprobs)) {
-    store_cache(s);
-    s.cache.clear();
-    return;
-  }
-  // The sequence joins the batch (with the others prefilled this round) in run().
+  std::vector<std::shared_ptr<Sequence>> joining;
+  std::erase_if(prefilling_, [&](const auto& s) {
+    if (s->done) return true;
+    if (s->prefilled + 1 < s->job.prompt.size()) return false;
+    s->last_token = s->job.prompt.back();
+    joining.push_back(s);
+    return true;
+  });
+  join_batch(joining);
 }
 
 void Engine::join_batch(const std::vector<std::shared_ptr<Sequence>>& joining) {
@@ -347,10 +438,14 @@ void Engine::join_batch(const std::vector<std::shared_ptr<Sequence>>& joining) {
     }
   }
   for (int l = 0; l < model_->num_layers(); ++l) {
-    std::vector<std::pair<mx::array, mx::array>> rows;
+    std::vector<BatchKVCache::Row> rows;
     for (const auto& s : joining) {
       auto st = s->cache[l]->state();
-      rows.emplace_back(st[0], st[1]);
+      if (st.empty()) {
+        rows.emplace_back(std::nullopt);  // a one-token prompt: nothing cached yet
+      } else {
+        rows.emplace_back(std::pair{st[0], st[1]});
+      }
     }
     batch_cache_[l]->add_rows(rows);
   }
@@ -373,31 +468,89 @@ void Engine::decode_step() {
   PromptCache cache(batch_cache_.begin(), batch_cache_.end());
   auto logits = (*model_)(mx::array(last, {B, 1}, mx::int32), &cache);  // [B, 1, V]
   const int V = logits.shape(2);
-  // A request whose own sampling fails (its processors, its grammar) ends with
-  // an error; the other rows go on.
-  std::vector<std::optional<Sampled>> sampled(B);
-  std::vector<int> finished;
-  std::vector<mx::array> outputs;
+  mx::array x = mx::astype(mx::reshape(logits, {B, V}), mx::float32);
+  // Every row's logit_bias in one scatter.
+  std::vector<int32_t> bias_rows, bias_cols;
+  std::vector<float> bias;
   for (int b = 0; b < B; ++b) {
+    for (const auto& [t, v] : batch_[b]->job.processors.logit_bias) {
+      bias_rows.push_back(b);
+      bias_cols.push_back(t);
+      bias.push_back(v);
+    }
+  }
+  if (!bias.empty()) {
+    const int n = static_cast<int>(bias.size());
+    x = mx::scatter_add(
+        x, {mx::array(bias_rows, {n}, mx::int32), mx::array(bias_cols, {n}, mx::int32)},
+        mx::array(bias, {n, 1, 1}, mx::float32), {0, 1});
+  }
+  // Penalties and grammar masks depend on each row's own history: row by row.
+  // A request whose own processing fails (its grammar) ends with an error; the
+  // other rows go on.
+  std::vector<int> finished;
+  std::vector<int32_t> changed;
+  std::vector<mx::array> changed_rows;
+  for (int b = 0; b < B; ++b) {
+    auto& s = *batch_[b];
+    if (s.penalties.empty() && !s.job.constraint) continue;
     try {
-      auto row = mx::reshape(mx::slice(logits, {b, 0, 0}, {b + 1, 1, V}), {1, V});
-      sampled[b] = sample(*batch_[b], row);
-      outputs.push_back(sampled[b]->token);
-      if (batch_[b]->job.logprobs) outputs.push_back(sampled[b]->logprobs);
+      mx::array row = mx::slice(x, {b, 0}, {b + 1, V});
+      for (const auto& p : s.penalties) row = p(s.tokens, row);
+      if (s.job.constraint) {
+        const auto& allowed = s.job.constraint->allowed();
+        std::vector<uint8_t> mask(V, 0);
+        std::copy_n(allowed.begin(), std::min<size_t>(allowed.size(), V), mask.begin());
+        row = mx::where(mx::array(mask.begin(), {1, V}, mx::bool_), row,
+                        mx::array(-std::numeric_limits<float>::infinity()));
+      }
+      changed.push_back(b);
+      changed_rows.push_back(row);
     } catch (const std::exception& e) {
-      finish(*batch_[b], "error", std::string("sampling failed: ") + e.what());
+      finish(s, "error", std::string("sampling failed: ") + e.what());
       finished.push_back(b);
     }
   }
-  mx::eval(outputs);
+  if (!changed.empty()) {
+    const int n = static_cast<int>(changed.size());
+    x = mx::scatter(x, {mx::array(changed, {n}, mx::int32)},
+                    mx::reshape(mx::concatenate(changed_rows, 0), {n, 1, V}), {0});
+  }
+  mx::array logprobs = mx::subtract(x, mx::logsumexp(x, -1, true));
+  std::vector<RowSampler*> samplers;
+  for (auto& s : batch_) samplers.push_back(&s->sampler);
+  mx::array tokens = sample_rows(logprobs, samplers);
+  // One read of the B ids (and of their B logprobs when asked); whole rows
+  // only for top_logprobs.
+  std::vector<mx::array> outputs{tokens};
+  std::optional<mx::array> chosen;
+  std::vector<std::optional<mx::array>> rows(B);
+  bool any_logprobs = false;
   for (int b = 0; b < B; ++b) {
-    if (!sampled[b]) continue;
+    const auto& j = batch_[b]->job;
+    any_logprobs = any_logprobs || j.logprobs;
+    if (j.logprobs && j.top_logprobs > 0) {
+      rows[b] = mx::reshape(mx::slice(logprobs, {b, 0}, {b + 1, V}), {V});
+      outputs.push_back(*rows[b]);
+    }
+  }
+  if (any_logprobs) {
+    chosen = mx::reshape(mx::take_along_axis(logprobs, mx::reshape(tokens, {B, 1}), 1), {B});
+    outputs.push_back(*chosen);
+  }
+  mx::eval(outputs);
+  const int32_t* ids = tokens.data<int32_t>();
+  const float* lps = chosen ? chosen->data<float>() : nullptr;
+  for (int b = 0; b < B; ++b) {
+    auto& s = *batch_[b];
+    if (s.done) continue;
     try {
-      if (handle_token(*batch_[b], sampled[b]->token.item<int32_t>(), sampled[b]->logprobs)) {
+      if (handle_token(s, ids[b], lps ? lps[b] : 0.0f,
+                       rows[b] ? rows[b]->data<float>() : nullptr)) {
         finished.push_back(b);
       }
     } catch (const std::exception& e) {
-      finish(*batch_[b], "error", std::string("generation failed: ") + e.what());
+      finish(s, "error", std::string("generation failed: ") + e.what());
       finished.push_back(b);
     }
   }
@@ -442,23 +595,7 @@ void Engine::run() {
       }
       remove_rows(gone);
       admit();
-      auto current = prefilling_;
-      std::vector<std::shared_ptr<Sequence>> joining;
-      for (auto& s : current) {
-        try {
-          prefill_chunk(*s);
-        } catch (const std::exception& e) {
-          // This request's prompt failed; the others go on.
-          finish(*s, "error", std::string("prefill failed: ") + e.what());
-        }
-        if (s->done) {
-          std::erase(prefilling_, s);
-        } else if (s->prefilled == s->job.prompt.size()) {
-          std::erase(prefilling_, s);
-          joining.push_back(s);
-        }
-      }
-      join_batch(joining);
+      prefill_round();
       if (!batch_.empty()) decode_step();
       if (batch_.empty()) batch_cache_.clear();
     } catch (const std::exception& e) {

@@ -1,9 +1,12 @@
 // The serving engine of `mlxcpp server`: one thread owns the model and runs
 // continuous batching. Requests wait in a queue, are prefilled (a chunk at a
 // time, interleaved with decode steps, starting from the longest cached token
-// prefix), then join the decode batch; every step decodes one token for every
-// batched request in a single forward pass over a left-padded batch cache.
-// Requests join and leave between steps; a cancelled one leaves at once.
+// prefix; the prompts being prefilled run together, several per forward pass),
+// then join the decode batch; every step decodes one token for every batched
+// request in a single forward pass over a left-padded batch cache and samples
+// them together. A prompt's last token is fed by the decode step that samples
+// its first generated token. Requests join and leave between steps; a
+// cancelled one leaves at once.
 #pragma once
 
 #include <atomic>
@@ -31,6 +34,16 @@ namespace lm::server {
 
 class BatchKVCache;
 class PromptStore;
+
+// Runs tokens[i] through the model on top of caches[i] for every i in one
+// forward pass (rows of different cache and token lengths: the caches are
+// left-padded into a BatchKVCache, the tokens right-padded to the longest);
+// afterwards caches[i] holds its earlier positions plus tokens[i], as running
+// each sequence alone would leave it. The caches are KVCache lists of
+// model.num_layers() entries; every tokens[i] is non-empty. The logits are not
+// computed.
+void prefill_together(LanguageModel& model, const std::vector<PromptCache*>& caches,
+                      const std::vector<std::vector<int32_t>>& tokens);
 
 // Restricts the tokens a request may sample next (grammar-constrained output).
 class TokenConstraint {
@@ -91,7 +104,7 @@ class RequestStream {
 
 struct EngineOptions {
   int decode_concurrency = 32;  // requests decoded together
-  int prompt_concurrency = 8;   // requests prefilled at a time (a chunk each per step)
+  int prompt_concurrency = 8;   // requests prefilled at a time (a chunk each per step, together)
   int prefill_step_size = 2048;
   size_t prompt_cache_size = 10;                // entries
   size_t prompt_cache_bytes = size_t(1) << 32;  // bytes
@@ -105,6 +118,9 @@ struct EngineStats {
   int waiting = 0, prefilling = 0, decoding = 0;
   size_t cache_entries = 0, cache_bytes = 0;
   uint64_t completed = 0, cancelled = 0, steps = 0;
+  // Prefill forward passes, and the prompt chunks they ran (more chunks than
+  // passes: prompts were prefilled together).
+  uint64_t prefill_passes = 0, prefill_chunks = 0;
 };
 
 class Engine {
@@ -131,19 +147,19 @@ class Engine {
   struct Sequence;
   void run();
   void admit();
-  void prefill_chunk(Sequence& s);
+  // One chunk of every prefilling prompt, in forward passes shared by prompts
+  // of similar chunk lengths; prompts whose cache then holds all but their last
+  // token join the decode batch.
+  void prefill_round();
   void decode_step();
   // Moves prefilled sequences into the decode batch (one buffer copy for all).
   void join_batch(const std::vector<std::shared_ptr<Sequence>>& joining);
   // Drops batch rows (ascending indices) and their caches.
   void remove_rows(const std::vector<int>& rows);
-  // Samples from logits [1, V]; returns the token, its logprob and the top alternatives.
-  struct Sampled {
-    mx::array token, logprobs;
-  };
-  Sampled sample(Sequence& s, const mx::array& logits);
-  // Handles a sampled token; returns true when the sequence finished.
-  bool handle_token(Sequence& s, int32_t token, const mx::array& logprobs);
+  // Handles a sampled token with its logprob and, for top_logprobs, the row's
+  // logprobs over the vocabulary [V] (else null); returns true when the
+  // sequence finished.
+  bool handle_token(Sequence& s, int32_t token, float logprob, const float* row_logprobs);
   void finish(Sequence& s, const std::string& reason, const std::string& error = "");
   void store_cache(Sequence& s);
   void fail_all(const std::string& error);

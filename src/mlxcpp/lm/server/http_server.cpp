@@ -1,9 +1,15 @@
 #include "mlxcpp/lm/server/http_server.h"
 
+#include <dirent.h>
 #include <httplib.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <random>
 
 #include "mlxcpp/lm/chat_template/chat_template.h"
@@ -367,6 +373,54 @@ struct Exchange {
   }
 };
 
+// "host" and port of a socket address, as cpp-httplib writes them into a Request.
+std::pair<std::string, int> numeric_address(const sockaddr_storage& addr, socklen_t len) {
+  char host[NI_MAXHOST], port[NI_MAXSERV];
+  if (getnameinfo(reinterpret_cast<const sockaddr*>(&addr), len, host, sizeof(host), port,
+                  sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+    return {"", -1};
+  }
+  return {host, std::atoi(port)};
+}
+
+// The socket a request arrived on, or -1. cpp-httplib 0.11 does not hand it to
+// handlers, so it is found among this process's sockets by the connection's
+// two addresses (unique while the handler runs: the connection stays open
+// until the handler returns).
+int connection_socket(const httplib::Request& req) {
+  if (req.remote_port <= 0 || req.local_port <= 0) return -1;
+  DIR* dir = opendir("/proc/self/fd");
+  if (!dir) return -1;
+  int found = -1;
+  while (dirent* e = readdir(dir)) {
+    char* end = nullptr;
+    long fd = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0' || fd == dirfd(dir)) continue;
+    struct stat st;
+    if (fstat(static_cast<int>(fd), &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+    sockaddr_storage local{}, peer{};
+    socklen_t llen = sizeof(local), plen = sizeof(peer);
+    if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&local), &llen) != 0 ||
+        getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &plen) != 0) {
+      continue;
+    }
+    if (numeric_address(local, llen) == std::pair{req.local_addr, req.local_port} &&
+        numeric_address(peer, plen) == std::pair{req.remote_addr, req.remote_port}) {
+      found = static_cast<int>(fd);
+      break;
+    }
+  }
+  closedir(dir);
+  return found;
+}
+
+// True once the client has closed its side of the connection (or it broke).
+// An HTTP client waiting for its response never does; one that gave up has.
+bool peer_closed(int sock) {
+  pollfd p{sock, POLLRDHUP, 0};
+  return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 bool constant_time_equal(const std::string& a, const std::string& b) {
   unsigned char diff = a.size() == b.size() ? 0 : 1;
   for (size_t i = 0; i < a.size(); ++i) diff |= a[i] ^ b[i % (b.empty() ? 1 : b.size())];
@@ -380,6 +434,7 @@ struct HttpServer::Impl {
   ServerOptions opt;
   httplib::Server svr;
   int bound_port = -1;
+  int listen_socket = -1;  // the last socket cpp-httplib created to listen on
   int64_t started = unix_now();
 
   Impl(Engine& e, ServerOptions o) : engine(e), opt(std::move(o)) {}
@@ -480,7 +535,17 @@ struct HttpServer::Impl {
     }
     const auto wait = std::chrono::milliseconds(opt.keepalive_ms);
     if (!ex->req.stream) {
-      while (!ex->finished) ex->absorb(ex->stream->next(wait));
+      // Nothing is written before the end, so a client that leaves is seen on
+      // its socket: its generation is cancelled as a streaming one's is.
+      int sock = connection_socket(req);
+      const auto poll_wait = std::min(wait, std::chrono::milliseconds(200));
+      while (!ex->finished) {
+        ex->absorb(ex->stream->next(poll_wait));
+        if (!ex->finished && sock >= 0 && peer_closed(sock)) {
+          ex->stream->cancel();
+          sock = -1;
+        }
+      }
       const auto& reason = *ex->final_event.finish_reason;
       if (reason == "error") {
         send_error(res, ApiError(500, ex->final_event.error, "server_error"));
@@ -597,6 +662,9 @@ struct HttpServer::Impl {
                  {"decoding", s.decoding},
                  {"completed", s.completed},
                  {"cancelled", s.cancelled},
+                 {"decode_steps", s.steps},
+                 {"prefill_passes", s.prefill_passes},
+                 {"prefill_chunks", s.prefill_chunks},
                  {"prompt_cache_entries", s.cache_entries},
                  {"prompt_cache_bytes", s.cache_bytes},
                  {"active_memory", mx::get_active_memory()},
@@ -621,6 +689,14 @@ HttpServer::~HttpServer() { stop(); }
 
 int HttpServer::bind() {
   auto& o = impl_->opt;
+  // SO_REUSEADDR only: a restarted server binds at once, but a second one on
+  // a port already served is refused (cpp-httplib's SO_REUSEPORT would let both
+  // listen and split the clients).
+  impl_->svr.set_socket_options([this](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    impl_->listen_socket = sock;
+  });
   int port = o.port == 0 ? impl_->svr.bind_to_any_port(o.host) : o.port;
   if (o.port != 0 && !impl_->svr.bind_to_port(o.host, o.port)) port = -1;
   if (port < 0) {
@@ -628,6 +704,18 @@ int HttpServer::bind() {
                              " (address in use or not available)");
   }
   impl_->bound_port = port;
+  // cpp-httplib 0.11 listens with a backlog of 5: a burst of clients connecting
+  // at once overflows it, and some get SYN cookies that fail (connections
+  // reset). Listening again on the bound socket raises the backlog.
+  int fd = impl_->listen_socket, listening = 0;
+  socklen_t len = sizeof(listening);
+  sockaddr_storage addr{};
+  socklen_t alen = sizeof(addr);
+  if (fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) == 0 &&
+      numeric_address(addr, alen).second == port) {
+    ::listen(fd, SOMAXCONN);
+  }
   return port;
 }
 
