@@ -4,11 +4,14 @@
 // their shared key/value head; the causal and sliding-window masks bound the
 // keys each row visits. When there are too few rows to fill the card (decode:
 // one query per head), the keys are split over several warps whose partial
-// states a second kernel merges (split-KV).
+// states a second kernel merges (split-KV). Prefill in bf16/f16 with head dim
+// 64/128/256 and no array mask goes to the tensor-core kernel of
+// sdpa_flash.cu instead.
 #include <algorithm>
 #include <cmath>
 
 #include "mlxcpp/mx/backend/cuda/kernel_utils.cuh"
+#include "mlxcpp/mx/backend/cuda/sdpa_flash.h"
 #include "mlxcpp/mx/primitives/fast.h"
 
 namespace mx::cuda {
@@ -237,6 +240,32 @@ void sdpa_gpu(Primitive& prim, const std::vector<array>& inputs, std::vector<arr
     const array& sa = inputs[next++];
     p.sinks = sa.data<void>();
     p.sink_stride = sa.ndim() == 0 ? 0 : sa.strides()[0];
+  }
+  if (p.D == p.Dv && (out.dtype() == bfloat16 || out.dtype() == float16)) {
+    FlashParams f{};
+    f.B = p.B;
+    f.Hq = p.Hq;
+    f.Hkv = p.Hkv;
+    f.rep = p.rep;
+    f.Lq = p.Lq;
+    f.Lk = p.Lk;
+    f.D = p.D;
+    f.scale = p.scale;
+    f.causal = p.causal;
+    f.window = p.window;
+    for (int d = 0; d < 3; ++d) {
+      f.q_s[d] = p.q_s[d];
+      f.k_s[d] = p.k_s[d];
+      f.v_s[d] = p.v_s[d];
+    }
+    f.sink_stride = p.sink_stride;
+    const void* const ptrs[4] = {q.data<void>(), k.data<void>(), v.data<void>(), out.data<void>()};
+    if (flash_sdpa_supported(f, true, mode.has_array, ptrs)) {
+      flash_sdpa(out.dtype() == bfloat16, ptrs[0], ptrs[1], ptrs[2], out.data<void>(), p.sinks, f,
+                 stream_of(prim));
+      check_launch("scaled_dot_product_attention");
+      return;
+    }
   }
   const int64_t rows = static_cast<int64_t>(p.B) * p.Hq * p.Lq;
   // Split the keys when the rows alone leave most of the card idle.
