@@ -113,11 +113,15 @@ struct Vec {
 // packed per 64 values as the 32 even ones, then the 32 odd ones.
 #define HAS_BF16_DOT 1
 
-std::vector<uint16_t> pack_x_bf16_4bit(const QGemvArgs& a) {
-  std::vector<uint16_t> xb(static_cast<size_t>(a.M) * a.K);
+// The packed rows start on a 64-byte boundary of `store` (each 64-byte load
+// of them then reads one cache line, not two); returns where.
+const uint16_t* pack_x_bf16_4bit(const QGemvArgs& a, std::vector<uint16_t>& store) {
+  store.resize(static_cast<size_t>(a.M) * a.K + 32);
+  uint16_t* xb = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(store.data()) + 63) &
+                                             ~uintptr_t{63});
   for (int m = 0; m < a.M; ++m) {
     const float* x = a.x + int64_t{m} * a.K;
-    uint16_t* o = xb.data() + int64_t{m} * a.K;
+    uint16_t* o = xb + int64_t{m} * a.K;
     for (int k0 = 0; k0 < a.K; k0 += 64) {
       for (int w = 0; w < 32; ++w) {
         o[k0 + w] = bfloat16_t(x[k0 + 2 * w]).bits;
