@@ -119,14 +119,24 @@ const uint16_t* pack_x_bf16_4bit(const QGemvArgs& a, std::vector<uint16_t>& stor
   store.resize(static_cast<size_t>(a.M) * a.K + 32);
   uint16_t* xb = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(store.data()) + 63) &
                                              ~uintptr_t{63});
+  alignas(64) uint16_t ev[32], od[32];
+  for (int i = 0; i < 32; ++i) {
+    ev[i] = static_cast<uint16_t>(2 * i);
+    od[i] = static_cast<uint16_t>(2 * i + 1);
+  }
+  const __m512i even = _mm512_load_si512(ev), odd = _mm512_load_si512(od);
   for (int m = 0; m < a.M; ++m) {
     const float* x = a.x + int64_t{m} * a.K;
     uint16_t* o = xb + int64_t{m} * a.K;
+    // 64 values at a time: rounded to bfloat16 (exact: x holds bfloat16
+    // values) in order, then the even and the odd ones gathered.
     for (int k0 = 0; k0 < a.K; k0 += 64) {
-      for (int w = 0; w < 32; ++w) {
-        o[k0 + w] = bfloat16_t(x[k0 + 2 * w]).bits;
-        o[k0 + 32 + w] = bfloat16_t(x[k0 + 2 * w + 1]).bits;
-      }
+      const __m512i lo =
+          (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + k0 + 16), _mm512_loadu_ps(x + k0));
+      const __m512i hi =
+          (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + k0 + 48), _mm512_loadu_ps(x + k0 + 32));
+      _mm512_storeu_si512(o + k0, _mm512_permutex2var_epi16(lo, even, hi));
+      _mm512_storeu_si512(o + k0 + 32, _mm512_permutex2var_epi16(lo, odd, hi));
     }
   }
   return xb;
