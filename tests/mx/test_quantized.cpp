@@ -271,7 +271,7 @@ TEST(Quantized, QuantizedMatmulEqualsMatmulWithDequantized) {
         array wd = mx::dequantize(q[0], q[1], q[2], g, bits);
         for (cpu::Isa isa : isas()) {
           cpu::set_isa(isa);
-          for (int M : {1, 2, 5, 8, 9, 40}) {
+          for (int M : {1, 2, 5, 8, 9, 40, 130}) {
             SCOPED_TRACE("bits " + std::to_string(bits) + " group " + std::to_string(g) + " N " +
                          std::to_string(N) + " M " + std::to_string(M) + " isa " +
                          cpu::isa_name(isa));
@@ -303,7 +303,7 @@ TEST(Quantized, QuantizedMatmulBfloat16OnEveryIsa) {
       array wd = mx::dequantize(q[0], q[1], q[2], g, bits, "affine", mx::float32);
       for (cpu::Isa isa : isas()) {
         cpu::set_isa(isa);
-        for (int M : {1, 3, 8}) {
+        for (int M : {1, 3, 8, 20}) {
           SCOPED_TRACE("bits " + std::to_string(bits) + " group " + std::to_string(g) + " M " +
                        std::to_string(M) + " isa " + cpu::isa_name(isa));
           array x = mx::astype(mx::random::normal({M, K}), mx::bfloat16);
