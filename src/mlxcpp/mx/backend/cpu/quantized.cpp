@@ -342,10 +342,11 @@ void from_float(const float* v, size_t n, T* p) {
 // x @ W^T in affine mode for up to kQGemvBlockedRows rows of x goes through
 // the matrix-vector kernels in blocks of up to kQGemvMaxRows rows: each block
 // reads W once more, but the codes never leave registers, where the tiled path
-// dequantizes all of W on one thread first (Gemma 3 1B's 4-bit gate
-// projection, 6912 x 1152, two alternating runs: 15 rows 9.2 -> 4.0 ms, 128
-// rows 33 -> 25 ms; at 512 rows the tiled GEMM was faster, 85-106 vs 207-236 ms).
-constexpr int kQGemvBlockedRows = 128;
+// dequantizes all of W first (Gemma 3 1B's 4-bit gate projection, 6912 x 1152,
+// alternating runs: 15 rows 9.2 -> 4.0 ms). Beyond that the tiled GEMM wins:
+// a 128-token prefill of the 4-bit 1B model was 20-30 % slower blocked (x rows
+// of the 6912-wide down projection no longer stay in L1), 512 rows 2x slower.
+constexpr int kQGemvBlockedRows = 32;
 
 template <typename T>
 void qmm_one(const T* x, int M, int K, int N, const QRows& q, bool transpose, T* y) {
