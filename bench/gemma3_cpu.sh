@@ -3,7 +3,8 @@
 # (issue 4): random bf16 checkpoints with the published shapes, RUNS runs of
 # `mlxcpp benchmark` each, the floor measured inside every run. Prints each
 # run and the medians. Usage: bench/gemma3_cpu.sh [path/to/mlxcpp]
-# Env: MODELS (default "gemma3-270m gemma3-1b"), RUNS (3), DIR (/tmp/mlxcpp-bench).
+# Env: MODELS (default "gemma3-270m gemma3-1b"; NAME-q4 for a 4-bit conversion, e.g.
+# gemma3-1b-q4), RUNS (3), DIR (/tmp/mlxcpp-bench).
 set -eu
 BIN=${1:-build/src/mlxcpp}
 DIR=${DIR:-/tmp/mlxcpp-bench}
@@ -11,11 +12,17 @@ RUNS=${RUNS:-3}
 OUT=$(mktemp)
 trap 'rm -f "$OUT"' EXIT
 for cfg in ${MODELS:-gemma3-270m gemma3-1b}; do
-  if [ ! -f "$DIR/$cfg/config.json" ]; then
-    "$BIN" random-model --config "$cfg" --dtype bf16 --out "$DIR/$cfg" >/dev/null
+  # NAME-q4: NAME's random checkpoint converted to 4 bits (mlxcpp convert -q).
+  base=${cfg%-q4}
+  if [ ! -f "$DIR/$base/config.json" ]; then
+    "$BIN" random-model --config "$base" --dtype bf16 --out "$DIR/$base" >/dev/null
+  fi
+  if [ "$base" != "$cfg" ] && [ ! -f "$DIR/$cfg/config.json" ]; then
+    "$BIN" convert --hf-path "$DIR/$base" --mlx-path "$DIR/$cfg" -q >/dev/null
   fi
   case $cfg in
     gemma3-270m) flags="-p 128 -g 64 -n 3" ;;
+    *-q4) flags="-p 128 -g 64 -n 2" ;;
     *) flags="-p 128 -g 32 -n 2" ;;
   esac
   for _ in $(seq "$RUNS"); do

@@ -2,6 +2,7 @@
 // (tools/reference/io_refs.py), round trips, and corrupt input.
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -119,6 +120,43 @@ TEST(Safetensors, OpsNeverWriteIntoTheFileMapping) {
   mxtest::expect_close(y, {1.0, 2.718281828, 7.389056099, 20.08553692}, {4}, 1e-5, 1e-6);
   auto again = mx::load_safetensors(out);
   mxtest::expect_close(again.first.at("x"), {0, 1, 2, 3}, {4}, 0, 0);
+}
+
+// Files loaded for the CPU are read into resident memory placed so that the
+// data section starts on a 64-byte boundary (vector loads of a tensor's first
+// bytes then do not straddle cache lines); MLXCPP_MMAP_WEIGHTS=1 maps the file
+// instead (page aligned, so the data keeps the header's misalignment). Both
+// hold the saved values.
+TEST(Safetensors, ResidentCopyIsAlignedAndHoldsTheFile) {
+  std::string out = tmp_path("resident.safetensors");
+  mx::save_safetensors(
+      out, {{"a", mx::astype(mx::arange(100.0f), mx::bfloat16)}, {"b", mx::arange(37.0f)}},
+      {{"note", "metadata that makes the header length not a multiple of 64"}});
+  const std::string bytes = read_bytes(out);
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= uint64_t{static_cast<unsigned char>(bytes[i])} << (8 * i);
+  const size_t start = 8 + n;  // "a" sorts first: its data starts here
+  ASSERT_NE(start % 64, 0u) << "the test needs a misaligned data section";
+  std::vector<double> a_want(100), b_want(37);
+  for (int i = 0; i < 100; ++i) a_want[i] = i;
+  for (int i = 0; i < 37; ++i) b_want[i] = i;
+  ::unsetenv("MLXCPP_MMAP_WEIGHTS");
+  {
+    auto resident = mx::load_safetensors(out);
+    const array& a = resident.first.at("a");
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(a.data<char>()) % 64, 0u);
+    mxtest::expect_close(a, a_want, {100}, 0, 0);
+    mxtest::expect_close(resident.first.at("b"), b_want, {37}, 0, 0);
+    EXPECT_EQ(resident.second.at("note"),
+              "metadata that makes the header length not a multiple of 64");
+  }
+  ::setenv("MLXCPP_MMAP_WEIGHTS", "1", 1);
+  auto mapped = mx::load_safetensors(out);
+  ::unsetenv("MLXCPP_MMAP_WEIGHTS");
+  const array& a = mapped.first.at("a");
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(a.data<char>()) % 64, start % 64);
+  mxtest::expect_close(a, a_want, {100}, 0, 0);
+  mxtest::expect_close(mapped.first.at("b"), b_want, {37}, 0, 0);
 }
 
 TEST(Safetensors, SaveThenLoadRoundTripsEveryDtype) {

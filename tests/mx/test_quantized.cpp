@@ -271,7 +271,7 @@ TEST(Quantized, QuantizedMatmulEqualsMatmulWithDequantized) {
         array wd = mx::dequantize(q[0], q[1], q[2], g, bits);
         for (cpu::Isa isa : isas()) {
           cpu::set_isa(isa);
-          for (int M : {1, 2, 5, 8, 9, 40}) {
+          for (int M : {1, 2, 5, 8, 9, 20, 40}) {
             SCOPED_TRACE("bits " + std::to_string(bits) + " group " + std::to_string(g) + " N " +
                          std::to_string(N) + " M " + std::to_string(M) + " isa " +
                          cpu::isa_name(isa));
@@ -303,7 +303,7 @@ TEST(Quantized, QuantizedMatmulBfloat16OnEveryIsa) {
       array wd = mx::dequantize(q[0], q[1], q[2], g, bits, "affine", mx::float32);
       for (cpu::Isa isa : isas()) {
         cpu::set_isa(isa);
-        for (int M : {1, 3, 8}) {
+        for (int M : {1, 3, 8, 20}) {
           SCOPED_TRACE("bits " + std::to_string(bits) + " group " + std::to_string(g) + " M " +
                        std::to_string(M) + " isa " + cpu::isa_name(isa));
           array x = mx::astype(mx::random::normal({M, K}), mx::bfloat16);
@@ -312,6 +312,32 @@ TEST(Quantized, QuantizedMatmulBfloat16OnEveryIsa) {
           expect_close(y, to_vector(mx::matmul(mx::astype(x, mx::float32), mx::transpose(wd))),
                        {M, N}, 0.02, 1.0 / 128);
         }
+      }
+    }
+  }
+}
+
+// One bfloat16 row against 4-bit weights with more groups per row than the
+// decode kernel converts at once (64) and a count not a multiple of the four
+// it keeps in flight, on every ISA: one rounding of the output.
+TEST(Quantized, QuantizedMatmulBfloat16OneRowLongRows) {
+  IsaGuard guard;
+  mx::random::seed(15);
+  const int N = 19;
+  for (int g : {64, 128}) {
+    for (int K : {128 * 70, 128 * 67}) {
+      array w = mx::astype(mx::random::normal({N, K}), mx::bfloat16);
+      auto q = mx::quantize(w, g, 4);
+      array wd = mx::dequantize(q[0], q[1], q[2], g, 4, "affine", mx::float32);
+      array x = mx::astype(mx::random::normal({1, K}), mx::bfloat16);
+      array want = mx::matmul(mx::astype(x, mx::float32), mx::transpose(wd));
+      for (cpu::Isa isa : isas()) {
+        cpu::set_isa(isa);
+        SCOPED_TRACE("group " + std::to_string(g) + " K " + std::to_string(K) + " isa " +
+                     cpu::isa_name(isa));
+        array y = mx::quantized_matmul(x, q[0], q[1], q[2], true, g, 4);
+        EXPECT_EQ(y.dtype(), mx::bfloat16);
+        expect_close(y, to_vector(want), {1, N}, 0.02, 1.0 / 128);
       }
     }
   }

@@ -47,7 +47,7 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   }
 }
 
-MappedFile::MappedFile(const std::string& path) : path_(path) {
+MappedFile::MappedFile(const std::string& path, bool resident, size_t align_at) : path_(path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw std::runtime_error("[load] cannot open '" + path + "': " + errno_text());
   struct stat st;
@@ -61,6 +61,37 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     throw std::runtime_error("[load] '" + path + "' is a directory, not a file");
   }
   size_ = static_cast<size_t>(st.st_size);
+  if (resident && size_ > 0) {
+    constexpr size_t kHuge = size_t{2} << 20;
+    const size_t shift = (64 - align_at % 64) % 64;
+    anon_size_ = size_ + shift + kHuge;
+    void* p =
+        ::mmap(nullptr, anon_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED) {
+      anon_ = static_cast<uint8_t*>(p);
+      auto* base = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(anon_) + kHuge - 1) &
+                                              ~uintptr_t{kHuge - 1});
+      // Advice only: without THP support the copy still works in 4 KB pages.
+      ::madvise(base, size_ + shift, MADV_HUGEPAGE);
+      data_ = base + shift;
+      size_t done = 0;
+      while (done < size_) {
+        ssize_t n = ::pread(fd, data_ + done, size_ - done, static_cast<off_t>(done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+          std::string err = n < 0 ? errno_text() : std::string("unexpected end of file");
+          ::munmap(anon_, anon_size_);
+          ::close(fd);
+          throw std::runtime_error("[load] reading '" + path + "' failed: " + err);
+        }
+        done += static_cast<size_t>(n);
+      }
+      ::close(fd);
+      return;
+    }
+    anon_ = nullptr;  // no memory for a copy: map the file as usual
+    anon_size_ = 0;
+  }
   if (size_ > 0) {
     void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
@@ -74,7 +105,11 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
 }
 
 MappedFile::~MappedFile() {
-  if (data_) ::munmap(data_, size_);
+  if (anon_) {
+    ::munmap(anon_, anon_size_);
+  } else if (data_) {
+    ::munmap(data_, size_);
+  }
 }
 
 }  // namespace mx::io
