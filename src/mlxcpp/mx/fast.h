@@ -14,8 +14,9 @@ namespace mx::fast {
 // x @ w_i^T for each w_i (N_i, K) of `weights`, x (..., K): the projections
 // of one input (a layer's queries, keys and values; an MLP's gate and up). On
 // the CPU, a single row of x (decoding) is multiplied with every matrix in one
-// parallel pass over their rows, with no join between them; anything else is
-// one matmul per matrix. Differentiable in x and every weight.
+// parallel pass over their rows, with no join between them; on the GPU in one
+// kernel launch (one warp per output element); anything else is one matmul per
+// matrix. Differentiable in x and every weight.
 std::vector<array> grouped_linear(const array& x, const std::vector<array>& weights,
                                   StreamOrDevice s = {});
 

@@ -329,7 +329,8 @@ mx::array Attention::operator()(const mx::array& x, KVCacheBase* cache) const {
   }
   auto o = scaled_dot_product_attention(q, k, v, scale_, mask);
   o = mx::reshape(mx::transpose(o, {0, 2, 1, 3}), {B, T, n_heads_ * head_dim_});
-  return o_proj(o);
+  // Through grouped_linear: a decode step's single row is one GEMV launch.
+  return mx::nn::apply_linears({&o_proj}, o)[0];
 }
 
 MLP::MLP(int hidden, int intermediate, bool tanh_gelu, mx::Dtype dtype) : tanh_gelu_(tanh_gelu) {
@@ -349,11 +350,11 @@ mx::array MLP::operator()(const mx::array& x) const {
   // The activation is evaluated in fp32 and rounded once, as PyTorch does for 16-bit inputs;
   // the tanh form (every released Gemma 3) is one fused kernel with the product.
   if (tanh_gelu_ && gate.dtype() != mx::float64) {
-    return down_proj(mx::fast::gelu_approx_mul(gate, gate_up[1]));
+    return mx::nn::apply_linears({&down_proj}, mx::fast::gelu_approx_mul(gate, gate_up[1]))[0];
   }
   auto g32 = mx::astype(gate, mx::float32);
   auto act = mx::astype(tanh_gelu_ ? mx::nn::gelu_approx(g32) : mx::nn::gelu(g32), gate.dtype());
-  return down_proj(mx::multiply(act, gate_up[1]));
+  return mx::nn::apply_linears({&down_proj}, mx::multiply(act, gate_up[1]))[0];
 }
 
 DecoderLayer::DecoderLayer(const TextConfig& cfg, int index, mx::Dtype dtype)
