@@ -1,6 +1,7 @@
 // GPU kernels of fast::rms_norm_f32, fast::gelu_approx_mul and the one-row
 // fast::grouped_linear against the CPU kernels on the same inputs (those are
-// tested against NumPy in test_fast_fused and test_fast_grouped_linear). Skips where no GPU exists (ctest label `gpu`).
+// tested against NumPy in test_fast_fused and test_fast_grouped_linear).
+// Skips where no GPU exists (ctest label `gpu`).
 #include <gtest/gtest.h>
 
 #include "common/check.h"
