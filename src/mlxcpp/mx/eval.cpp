@@ -144,6 +144,12 @@ void run_node(array& node, std::vector<array>& outputs, bool keep_graph, Pending
       std::vector<array> used = gpu::device_accessible(node.inputs());
       p.eval_gpu(used, outputs);
     }
+    // The kernels are only launched. Giving an output its buffer marked it available
+    // (array::set_data), which would let a host read (item(), data() after eval) skip the
+    // wait for the device and read the buffer before the kernel has written it, and let later
+    // evaluations treat it as finished; it stays scheduled with this evaluation's event, whose
+    // wait covers the device.
+    for (auto& o : outputs) o.set_status(array::Status::scheduled);
     pending.add(stream);
     // The outputs stay `scheduled` (with this evaluation's event, whose wait
     // covers the device) until someone waits.

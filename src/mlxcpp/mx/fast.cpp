@@ -88,7 +88,10 @@ std::vector<array> grouped_linear(const array& x, const std::vector<array>& weig
   }
   Stream st = to_stream(s);
   std::vector<array> out;
-  if (st.device.type != Device::cpu || x.size() != static_cast<size_t>(K) || K == 0) {
+  // One row (decoding) is one fused pass on either device (on the GPU one launch for all the
+  // matrices instead of a GEMM call each: decode steps are bound by launches); more rows are
+  // GEMMs.
+  if (x.size() != static_cast<size_t>(K) || K == 0) {
     for (const auto& w : weights) out.push_back(matmul(x, transpose(w, s), s));
     return out;
   }

@@ -14,8 +14,9 @@ namespace mx::fast {
 // x @ w_i^T for each w_i (N_i, K) of `weights`, x (..., K): the projections
 // of one input (a layer's queries, keys and values; an MLP's gate and up). On
 // the CPU, a single row of x (decoding) is multiplied with every matrix in one
-// parallel pass over their rows, with no join between them; anything else is
-// one matmul per matrix. Differentiable in x and every weight.
+// parallel pass over their rows, with no join between them; on the GPU in one
+// kernel launch (one warp per output element); anything else is one matmul per
+// matrix. Differentiable in x and every weight.
 std::vector<array> grouped_linear(const array& x, const std::vector<array>& weights,
                                   StreamOrDevice s = {});
 
@@ -23,6 +24,20 @@ std::vector<array> grouped_linear(const array& x, const std::vector<array>& weig
 // the promoted type of x and weight; 16-bit inputs accumulate in float32.
 array rms_norm(const array& x, const std::optional<array>& weight, float eps,
                StreamOrDevice s = {});
+
+// Gemma's RMSNorm: x * rsqrt(mean(x^2, -1) + eps) * weight with the whole row
+// in float32 (the normalized value is not rounded before the weight) and one
+// rounding to x's dtype at the end; weight must be float32 (Gemma passes
+// 1 + w formed in float32). The same values as
+// astype(rms_norm(astype(x, float32), weight, eps), x.dtype()), in one kernel.
+array rms_norm_f32(const array& x, const array& weight, float eps, StreamOrDevice s = {});
+
+// The gated tanh-GELU of an MLP (Gemma's gelu_pytorch_tanh): g = float32(gate),
+// a = round_T(0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3)))), result
+// round_T(a * up), T the dtype of gate and up (same shape, floating point).
+// The same values as multiply(astype(gelu_approx(astype(gate, float32)), T), up)
+// in one kernel. Differentiable in both inputs.
+array gelu_approx_mul(const array& gate, const array& up, StreamOrDevice s = {});
 
 // (x - mean) * rsqrt(var + eps) * weight + bias over the last axis.
 array layer_norm(const array& x, const std::optional<array>& weight,

@@ -261,8 +261,8 @@ mx::array RMSNorm::operator()(const mx::array& x) const {
     }
     return offset_->second;
   }();
-  auto y = mx::fast::rms_norm(mx::astype(x, mx::float32), w, eps_);
-  return mx::astype(y, x.dtype());
+  // One kernel reads x in its own dtype and rounds once: no cast nodes around the norm.
+  return mx::fast::rms_norm_f32(x, w, eps_);
 }
 
 Attention::Attention(const TextConfig& cfg, bool is_global, mx::Dtype dtype)
@@ -329,7 +329,8 @@ mx::array Attention::operator()(const mx::array& x, KVCacheBase* cache) const {
   }
   auto o = scaled_dot_product_attention(q, k, v, scale_, mask);
   o = mx::reshape(mx::transpose(o, {0, 2, 1, 3}), {B, T, n_heads_ * head_dim_});
-  return o_proj(o);
+  // Through grouped_linear: a decode step's single row is one GEMV launch.
+  return mx::nn::apply_linears({&o_proj}, o)[0];
 }
 
 MLP::MLP(int hidden, int intermediate, bool tanh_gelu, mx::Dtype dtype) : tanh_gelu_(tanh_gelu) {
@@ -346,10 +347,14 @@ mx::array MLP::operator()(const mx::array& x) const {
   auto& down_proj = static_cast<const mx::nn::LinearLayer&>(child("down_proj"));
   auto gate_up = mx::nn::apply_linears({&gate_proj, &up_proj}, x);
   const auto& gate = gate_up[0];
-  // The activation is evaluated in fp32 and rounded once, as PyTorch does for 16-bit inputs.
+  // The activation is evaluated in fp32 and rounded once, as PyTorch does for 16-bit inputs;
+  // the tanh form (every released Gemma 3) is one fused kernel with the product.
+  if (tanh_gelu_ && gate.dtype() != mx::float64) {
+    return mx::nn::apply_linears({&down_proj}, mx::fast::gelu_approx_mul(gate, gate_up[1]))[0];
+  }
   auto g32 = mx::astype(gate, mx::float32);
   auto act = mx::astype(tanh_gelu_ ? mx::nn::gelu_approx(g32) : mx::nn::gelu(g32), gate.dtype());
-  return down_proj(mx::multiply(act, gate_up[1]));
+  return mx::nn::apply_linears({&down_proj}, mx::multiply(act, gate_up[1]))[0];
 }
 
 DecoderLayer::DecoderLayer(const TextConfig& cfg, int index, mx::Dtype dtype)

@@ -221,6 +221,51 @@ class ScaledDotProductAttentionVJP : public Primitive {
   AttentionMask mask_;
 };
 
+// inputs: x, weight (float32). fast::rms_norm_f32: the whole row in float32,
+// one rounding to x's dtype at the end.
+class RMSNormF32 : public UnaryPrimitive {
+ public:
+  RMSNormF32(Stream s, float eps) : UnaryPrimitive(s), eps_(eps) {}
+  void eval_cpu(const std::vector<array>& inputs, array& out) override;
+  std::vector<array> jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
+                         const std::vector<int>& argnums) override;
+  std::vector<array> vjp(const std::vector<array>& primals, const std::vector<array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<array>& outputs) override;
+  std::pair<std::vector<array>, std::vector<int>> vmap(const std::vector<array>& inputs,
+                                                       const std::vector<int>& axes) override;
+  const char* name() const override { return "RMSNormF32"; }
+  bool is_equivalent(const Primitive& other) const override;
+  std::vector<Shape> output_shapes(const std::vector<array>& inputs) override {
+    return {inputs[0].shape()};
+  }
+  float eps() const { return eps_; }
+
+ private:
+  float eps_;
+};
+
+// inputs: gate, up (same shape and dtype). fast::gelu_approx_mul.
+class GeluApproxMul : public UnaryPrimitive {
+ public:
+  explicit GeluApproxMul(Stream s) : UnaryPrimitive(s) {}
+  void eval_cpu(const std::vector<array>& inputs, array& out) override;
+  std::vector<array> jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
+                         const std::vector<int>& argnums) override;
+  std::vector<array> vjp(const std::vector<array>& primals, const std::vector<array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<array>& outputs) override;
+  std::pair<std::vector<array>, std::vector<int>> vmap(const std::vector<array>& inputs,
+                                                       const std::vector<int>& axes) override;
+  const char* name() const override { return "GeluApproxMul"; }
+  bool is_equivalent(const Primitive& other) const override {
+    return dynamic_cast<const GeluApproxMul*>(&other) != nullptr;
+  }
+  std::vector<Shape> output_shapes(const std::vector<array>& inputs) override {
+    return {inputs[0].shape()};
+  }
+};
+
 namespace detail {
 
 // The unfused formulas of the fused ops, built from ordinary ops over the
@@ -232,6 +277,10 @@ array layer_norm_composed(const std::vector<array>& inputs, float eps, bool has_
                           bool has_bias, StreamOrDevice s = {});
 array sdpa_composed(const std::vector<array>& inputs, float scale, const AttentionMask& mask,
                     StreamOrDevice s = {});
+// fast::rms_norm_f32 and fast::gelu_approx_mul from ordinary ops (inputs: x,
+// weight and gate, up).
+array rms_norm_f32_composed(const std::vector<array>& inputs, float eps, StreamOrDevice s = {});
+array gelu_approx_mul_composed(const std::vector<array>& inputs, StreamOrDevice s = {});
 
 }  // namespace detail
 

@@ -1,0 +1,201 @@
+// Fused ops that remove the casts and elementwise chains around a 16-bit
+// model's norms and MLP activation (fast::rms_norm_f32, fast::gelu_approx_mul):
+// argument checks, the graph node, and derivative / batching rules composed
+// from ordinary ops (off the inference hot path).
+#include <cmath>
+#include <functional>
+#include <numbers>
+#include <stdexcept>
+#include <string>
+
+#include "mlxcpp/mx/fast.h"
+#include "mlxcpp/mx/ops.h"
+#include "mlxcpp/mx/primitives/fast.h"
+#include "mlxcpp/mx/transforms.h"
+
+namespace mx::fast {
+
+namespace {
+
+using Fn = std::function<std::vector<array>(const std::vector<array>&)>;
+
+[[noreturn]] void fail(const char* op, const std::string& msg) {
+  throw std::invalid_argument(std::string("[") + op + "] " + msg);
+}
+
+// `composed` as a function of the inputs at argnums only, the others fixed.
+Fn over_argnums(Fn composed, const std::vector<array>& primals, const std::vector<int>& argnums) {
+  return [composed, primals, argnums](const std::vector<array>& xs) {
+    std::vector<array> in = primals;
+    for (size_t k = 0; k < argnums.size(); ++k) in[argnums[k]] = xs[k];
+    return composed(in);
+  };
+}
+
+std::vector<array> select(const std::vector<array>& primals, const std::vector<int>& argnums) {
+  std::vector<array> out;
+  for (int a : argnums) out.push_back(primals[a]);
+  return out;
+}
+
+}  // namespace
+
+namespace detail {
+
+array rms_norm_f32_composed(const std::vector<array>& inputs, float eps, StreamOrDevice s) {
+  const Dtype t = inputs[0].dtype();
+  array x = t == float32 ? inputs[0] : astype(inputs[0], float32, s);
+  array y = rms_norm_composed({x, inputs[1]}, eps, /*has_weight=*/true, s);
+  return t == float32 ? y : astype(y, t, s);
+}
+
+array gelu_approx_mul_composed(const std::vector<array>& inputs, StreamOrDevice s) {
+  const Dtype t = inputs[0].dtype();
+  // float64 stays float64; everything else computes in float32.
+  const Dtype c = t == float64 ? float64 : float32;
+  array g = t == c ? inputs[0] : astype(inputs[0], c, s);
+  auto k = [&](double v) { return array(static_cast<float>(v), c); };
+  array inner = multiply(k(std::sqrt(2.0 / std::numbers::pi)),
+                         add(g, multiply(k(0.044715), multiply(g, multiply(g, g, s), s), s), s), s);
+  array a = multiply(multiply(k(0.5), g, s), add(k(1.0), tanh(inner, s), s), s);
+  if (t != c) a = astype(a, t, s);
+  return multiply(a, inputs[1], s);
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------- rms_norm_f32
+
+array rms_norm_f32(const array& x, const array& weight, float eps, StreamOrDevice s) {
+  if (x.ndim() == 0) fail("rms_norm_f32", "x must have at least one dimension, got a scalar");
+  if (!is_floating_point(x.dtype())) {
+    fail("rms_norm_f32", "x needs a floating-point dtype, got " + dtype_name(x.dtype()));
+  }
+  if (weight.dtype() != float32) {
+    fail("rms_norm_f32", "weight must be float32, got " + dtype_name(weight.dtype()));
+  }
+  if (weight.ndim() != 1 || weight.shape(0) != x.shape(-1)) {
+    fail("rms_norm_f32", "weight must have shape (" + std::to_string(x.shape(-1)) +
+                             ",) to match the last axis of x with shape " + shape_str(x.shape()) +
+                             ", got " + shape_str(weight.shape()));
+  }
+  // float64 x keeps its precision through the ordinary path.
+  if (x.dtype() == float64) {
+    return detail::rms_norm_f32_composed({x, weight}, eps, s);
+  }
+  return array(x.shape(), x.dtype(), std::make_shared<RMSNormF32>(to_stream(s), eps), {x, weight});
+}
+
+bool RMSNormF32::is_equivalent(const Primitive& other) const {
+  auto* o = dynamic_cast<const RMSNormF32*>(&other);
+  return o && o->eps_ == eps_;
+}
+
+std::vector<array> RMSNormF32::vjp(const std::vector<array>& primals,
+                                   const std::vector<array>& cotangents,
+                                   const std::vector<int>& argnums, const std::vector<array>&) {
+  float eps = eps_;
+  Stream st = stream();
+  Fn f = [eps, st](const std::vector<array>& in) {
+    return std::vector<array>{detail::rms_norm_f32_composed(in, eps, st)};
+  };
+  return mx::vjp(over_argnums(f, primals, argnums), select(primals, argnums), cotangents).second;
+}
+
+std::vector<array> RMSNormF32::jvp(const std::vector<array>& primals,
+                                   const std::vector<array>& tangents,
+                                   const std::vector<int>& argnums) {
+  float eps = eps_;
+  Stream st = stream();
+  Fn f = [eps, st](const std::vector<array>& in) {
+    return std::vector<array>{detail::rms_norm_f32_composed(in, eps, st)};
+  };
+  return mx::jvp(over_argnums(f, primals, argnums), select(primals, argnums), tangents).second;
+}
+
+std::pair<std::vector<array>, std::vector<int>> RMSNormF32::vmap(const std::vector<array>& inputs,
+                                                                 const std::vector<int>& axes) {
+  array x = axes[0] >= 0 ? moveaxis(inputs[0], axes[0], 0, stream()) : inputs[0];
+  if (axes[1] < 0) return {{rms_norm_f32(x, inputs[1], eps_, stream())}, {0}};
+  // A batched weight: normalize unweighted in float32, scale by the weight row
+  // of each batch element, round once.
+  array w = moveaxis(inputs[1], axes[1], 0, stream());
+  if (axes[0] < 0)
+    x = broadcast_to(
+        expand_dims(x, 0, stream()),
+        [&] {
+          Shape sh = x.shape();
+          sh.insert(sh.begin(), w.shape(0));
+          return sh;
+        }(),
+        stream());
+  Shape ws(x.ndim(), 1);
+  ws[0] = w.shape(0);
+  ws.back() = w.shape(1);
+  array xf = x.dtype() == float32 ? x : astype(x, float32, stream());
+  array y = multiply(fast::rms_norm(xf, std::nullopt, eps_, stream()), reshape(w, ws, stream()),
+                     stream());
+  return {{x.dtype() == float32 ? y : astype(y, x.dtype(), stream())}, {0}};
+}
+
+// ---------------------------------------------------------------- gelu_approx_mul
+
+array gelu_approx_mul(const array& gate, const array& up, StreamOrDevice s) {
+  if (gate.shape() != up.shape()) {
+    fail("gelu_approx_mul", "gate and up must have the same shape, got " + shape_str(gate.shape()) +
+                                " and " + shape_str(up.shape()));
+  }
+  if (gate.dtype() != up.dtype()) {
+    fail("gelu_approx_mul", "gate and up must have the same dtype, got " +
+                                dtype_name(gate.dtype()) + " and " + dtype_name(up.dtype()));
+  }
+  if (!is_floating_point(gate.dtype())) {
+    fail("gelu_approx_mul", "needs a floating-point dtype, got " + dtype_name(gate.dtype()));
+  }
+  if (gate.dtype() == float64) return detail::gelu_approx_mul_composed({gate, up}, s);
+  return array(gate.shape(), gate.dtype(), std::make_shared<GeluApproxMul>(to_stream(s)),
+               {gate, up});
+}
+
+std::vector<array> GeluApproxMul::vjp(const std::vector<array>& primals,
+                                      const std::vector<array>& cotangents,
+                                      const std::vector<int>& argnums, const std::vector<array>&) {
+  Stream st = stream();
+  Fn f = [st](const std::vector<array>& in) {
+    return std::vector<array>{detail::gelu_approx_mul_composed(in, st)};
+  };
+  return mx::vjp(over_argnums(f, primals, argnums), select(primals, argnums), cotangents).second;
+}
+
+std::vector<array> GeluApproxMul::jvp(const std::vector<array>& primals,
+                                      const std::vector<array>& tangents,
+                                      const std::vector<int>& argnums) {
+  Stream st = stream();
+  Fn f = [st](const std::vector<array>& in) {
+    return std::vector<array>{detail::gelu_approx_mul_composed(in, st)};
+  };
+  return mx::jvp(over_argnums(f, primals, argnums), select(primals, argnums), tangents).second;
+}
+
+std::pair<std::vector<array>, std::vector<int>> GeluApproxMul::vmap(
+    const std::vector<array>& inputs, const std::vector<int>& axes) {
+  // Elementwise: bring both batch axes to the front (broadcasting an unbatched
+  // input along it).
+  int n = 0;
+  for (int i = 0; i < 2; ++i) {
+    if (axes[i] >= 0) n = inputs[i].shape(axes[i]);
+  }
+  std::vector<array> in;
+  for (int i = 0; i < 2; ++i) {
+    if (axes[i] >= 0) {
+      in.push_back(moveaxis(inputs[i], axes[i], 0, stream()));
+    } else {
+      Shape sh = inputs[i].shape();
+      sh.insert(sh.begin(), n);
+      in.push_back(broadcast_to(expand_dims(inputs[i], 0, stream()), sh, stream()));
+    }
+  }
+  return {{gelu_approx_mul(in[0], in[1], stream())}, {0}};
+}
+
+}  // namespace mx::fast
