@@ -326,6 +326,9 @@ T array::item() const {
     throw std::invalid_argument("[item] only arrays of one element can be read with item(); got " +
                                 std::to_string(size()) + " elements");
   }
+  // An array in an evaluation (GPU kernels launched, not yet waited for)
+  // only needs the wait.
+  if (status() == Status::scheduled && event()) const_cast<array*>(this)->wait();
   if (status() != Status::available) {
     throw std::invalid_argument("[item] const array must be evaluated first");
   }

@@ -151,8 +151,12 @@ void run_node(array& node, std::vector<array>& outputs, bool keep_graph, Pending
     // wait covers the device.
     for (auto& o : outputs) o.set_status(array::Status::scheduled);
     pending.add(stream);
-    // The outputs stay `scheduled` (with this evaluation's event, whose wait
-    // covers the device) until someone waits.
+    // Allocating an output marks it available, but its kernels may not have
+    // run: it goes back to `scheduled` (with this evaluation's event, whose
+    // wait covers the device) until someone waits. Otherwise a later eval()
+    // or item() of it, or a CPU task reading it, would see it as done and read
+    // the buffer before the device wrote it.
+    for (auto& o : outputs) o.set_status(array::Status::scheduled);
     if (profile) Profile::get().add(profile_key(p, outputs[0]), seconds_since(t0));
     if (!keep_graph) node.detach();
     outputs.clear();
@@ -179,7 +183,10 @@ void mark_scheduled(const array& a, const std::shared_ptr<Event>& event) {
   }
 }
 
-std::shared_ptr<Event> schedule(const std::vector<array>& outputs) {
+// `earlier`, when given, receives the arrays of earlier evaluations that the
+// graph reads (scheduled, not yet waited for).
+std::shared_ptr<Event> schedule(const std::vector<array>& outputs,
+                                std::vector<array>* earlier = nullptr) {
   auto event = std::make_shared<Event>();
   std::vector<array> tape;
   std::vector<std::shared_ptr<Event>> waits;
@@ -195,6 +202,7 @@ std::shared_ptr<Event> schedule(const std::vector<array>& outputs) {
       if (e && e != event && std::find(waits.begin(), waits.end(), e) == waits.end()) {
         waits.push_back(e);
       }
+      if (e && e != event && earlier) earlier->push_back(a);
       return false;
     }
     if (!a.has_primitive()) return false;
@@ -311,9 +319,13 @@ std::shared_ptr<Event> schedule(const std::vector<array>& outputs) {
 }  // namespace
 
 void eval(std::vector<array> outputs) {
-  auto e = schedule(outputs);
+  std::vector<array> earlier;
+  auto e = schedule(outputs, &earlier);
   if (e) e->wait();
   for (auto& o : outputs) o.wait();
+  // The evaluation waited for the earlier ones it read (through the device,
+  // for kernels): their arrays are available too, as on the CPU.
+  for (auto& a : earlier) a.wait();
 }
 
 void async_eval(std::vector<array> outputs) { schedule(std::move(outputs)); }

@@ -43,6 +43,9 @@ std::string unsupported_dtype(const char* op, Dtype d) {
 
 // The mx stream the calling thread is launching on (gpu::LaunchScope), or -1.
 int launch_stream_of_thread();
+// A buffer that the host writes now, in the middle of a launch: allocated as
+// by host code (see malloc_for_host_write's definition).
+allocator::Buffer malloc_for_host_write(size_t bytes);
 
 namespace {
 
@@ -207,7 +210,7 @@ array managed_copy(const array& a) {
   }
   const size_t n = static_cast<size_t>(hi - lo + 1);
   array span({static_cast<int32_t>(n)}, a.dtype(), nullptr, {});
-  span.set_data(allocator::malloc(n * a.itemsize()));
+  span.set_data(malloc_for_host_write(n * a.itemsize()));
   std::memcpy(span.data<char>(), a.data<char>() + lo * static_cast<int64_t>(a.itemsize()),
               n * a.itemsize());
   array view(a.shape(), a.dtype(), nullptr, {});
@@ -366,6 +369,27 @@ thread_local void* t_launch_state = nullptr;
 
 namespace cuda {
 int launch_stream_of_thread() { return gpu::t_launch_stream; }
+
+allocator::Buffer malloc_for_host_write(size_t bytes) {
+  // Inside a launch the allocator hands out, at once, blocks freed on the
+  // same stream whose kernels may not have run yet: safe for a kernel (the
+  // stream orders it after them), not for a host write, which would race
+  // with them. Allocated as by host code instead: only blocks whose kernels
+  // have finished, placed on the host when small (host-written).
+  const int stream = gpu::t_launch_stream;
+  void* state = gpu::t_launch_state;
+  gpu::t_launch_stream = -1;
+  gpu::t_launch_state = nullptr;
+  struct Restore {
+    int stream;
+    void* state;
+    ~Restore() {
+      gpu::t_launch_stream = stream;
+      gpu::t_launch_state = state;
+    }
+  } restore{stream, state};
+  return allocator::malloc(bytes);
+}
 }  // namespace cuda
 
 namespace gpu {
