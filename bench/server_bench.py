@@ -41,7 +41,13 @@ def model_info(model_dir):
     if not config:
         sys.exit(f"server_bench: no readable config.json in {model_dir}")
     text = config.get("text_config", config)
+    # Gemma 3's published multimodal configs leave the text vocabulary at
+    # Gemma3TextConfig's default (262208 rows).
     vocab = text.get("vocab_size") or config.get("vocab_size")
+    if vocab is None and str(config.get("model_type", "")).startswith("gemma3"):
+        vocab = 262208
+    if not vocab:
+        sys.exit(f"server_bench: no vocab_size in {model_dir}/config.json")
     eos = []
     for name in ("config.json", "generation_config.json"):
         e = read_json(os.path.join(model_dir, name)).get("eos_token_id")

@@ -151,12 +151,6 @@ void run_node(array& node, std::vector<array>& outputs, bool keep_graph, Pending
     // wait covers the device.
     for (auto& o : outputs) o.set_status(array::Status::scheduled);
     pending.add(stream);
-    // Allocating an output marks it available, but its kernels may not have
-    // run: it goes back to `scheduled` (with this evaluation's event, whose
-    // wait covers the device) until someone waits. Otherwise a later eval()
-    // or item() of it, or a CPU task reading it, would see it as done and read
-    // the buffer before the device wrote it.
-    for (auto& o : outputs) o.set_status(array::Status::scheduled);
     if (profile) Profile::get().add(profile_key(p, outputs[0]), seconds_since(t0));
     if (!keep_graph) node.detach();
     outputs.clear();
