@@ -126,8 +126,15 @@ TEST(Safetensors, OpsNeverWriteIntoTheFileMapping) {
 // data section starts on a 64-byte boundary (vector loads of a tensor's first
 // bytes then do not straddle cache lines); MLXCPP_MMAP_WEIGHTS=1 maps the file
 // instead (page aligned, so the data keeps the header's misalignment). Both
-// hold the saved values.
+// hold the saved values. The resident copy is the CPU's loading path, so the
+// test loads for the CPU even where a GPU is the default device.
 TEST(Safetensors, ResidentCopyIsAlignedAndHoldsTheFile) {
+  const mx::Device previous = mx::default_device();
+  mx::set_default_device(mx::Device::cpu);
+  struct Restore {
+    mx::Device d;
+    ~Restore() { mx::set_default_device(d); }
+  } restore{previous};
   std::string out = tmp_path("resident.safetensors");
   mx::save_safetensors(
       out, {{"a", mx::astype(mx::arange(100.0f), mx::bfloat16)}, {"b", mx::arange(37.0f)}},
