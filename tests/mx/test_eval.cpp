@@ -60,6 +60,21 @@ TEST(Eval, ErrorsInKernelsReachTheCaller) {
   mx::set_memory_limit(old);
 }
 
+TEST(Eval, AFailedEvaluationFailsOnlyWhatItCouldNotCompute) {
+  array a = mx::reshape(mx::arange(6), {2, 3});
+  array b = a * 2;
+  array bad = mx::take(b, array({0, 3}), 1);  // index 3 is out of bounds for axis 1
+  array after = bad + 1;
+  EXPECT_THROW(mx::eval(after), std::invalid_argument);
+  // a and b ran before the failing node: readable, also by later evaluations.
+  mxtest::expect_close(b, {0, 2, 4, 6, 8, 10}, {2, 3});
+  EXPECT_EQ(mx::sum(a).item<int>(), 15);
+  EXPECT_EQ(mx::take(b, array({2}), 1).item<int>(), 4);
+  // The failed node and what depends on it keep the error.
+  EXPECT_THROW(bad.eval(), std::invalid_argument);
+  EXPECT_THROW(after.item<int>(), std::invalid_argument);
+}
+
 TEST(Eval, StreamsRunInOrderOnTheirOwnThreads) {
   auto s1 = mx::new_stream(mx::Device::cpu);
   auto s2 = mx::new_stream(mx::Device::cpu);

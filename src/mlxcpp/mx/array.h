@@ -8,6 +8,7 @@
 #include <initializer_list>
 #include <iosfwd>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -160,6 +161,25 @@ class array {
   void set_status(Status s) { desc_->status.store(s, std::memory_order_release); }
   void set_event(std::shared_ptr<Event> e) { desc_->event = std::move(e); }
   const std::shared_ptr<Event>& event() const { return desc_->event; }
+
+ private:
+  struct ArrayDesc;
+
+ public:
+  // A reference that does not keep the array alive: lock() returns it while
+  // someone else still holds it.
+  class Weak {
+   public:
+    explicit Weak(const array& a) : p_(a.desc_) {}
+    std::optional<array> lock() const {
+      std::optional<array> out;
+      if (auto d = p_.lock()) out.emplace(array(std::move(d)));
+      return out;
+    }
+
+   private:
+    std::weak_ptr<ArrayDesc> p_;
+  };
 
   // Iterating over the first axis (views).
   class ArrayIterator;

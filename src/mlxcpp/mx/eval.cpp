@@ -98,6 +98,9 @@ struct PendingGpu {
   // another stream) waits for them.
   std::vector<std::shared_ptr<Event>> launched_before;
   int launched_before_stream = -1;
+  // Outputs this task launched (scheduled until the device has run them). Weak:
+  // intermediates still die once consumed.
+  std::vector<array::Weak> launched;
   void add(const Stream& s) {
     if (std::find(streams.begin(), streams.end(), s) == streams.end()) streams.push_back(s);
   }
@@ -149,7 +152,10 @@ void run_node(array& node, std::vector<array>& outputs, bool keep_graph, Pending
     // wait for the device and read the buffer before the kernel has written it, and let later
     // evaluations treat it as finished; it stays scheduled with this evaluation's event, whose
     // wait covers the device.
-    for (auto& o : outputs) o.set_status(array::Status::scheduled);
+    for (auto& o : outputs) {
+      o.set_status(array::Status::scheduled);
+      pending.launched.emplace_back(o);
+    }
     pending.add(stream);
     if (profile) Profile::get().add(profile_key(p, outputs[0]), seconds_since(t0));
     if (!keep_graph) node.detach();
@@ -233,6 +239,7 @@ std::shared_ptr<Event> schedule(const std::vector<array>& outputs,
     ProfileClock::time_point t0;
     if (profile) t0 = ProfileClock::now();
     PendingGpu pending;
+    size_t i = 0;
     try {
       for (auto& w : waits) {
         // A decode step waits here for the step before it (the sampled
@@ -253,7 +260,7 @@ std::shared_ptr<Event> schedule(const std::vector<array>& outputs,
         Profile::get().add("(task: waiting for earlier evaluations)", seconds_since(t0));
         t0 = ProfileClock::now();
       }
-      for (size_t i = 0; i < t.size(); ++i) {
+      for (; i < t.size(); ++i) {
         std::optional<Stream> gpu_stream;
         if (t[i].has_primitive() && t[i].primitive().stream().device.type == Device::gpu) {
           gpu_stream = t[i].primitive().stream();
@@ -298,12 +305,27 @@ std::shared_ptr<Event> schedule(const std::vector<array>& outputs,
       }
       event->signal();
     } catch (...) {
-      t.clear();
       // Nothing may still run on the device once the error is reported.
+      bool idle = true;
       try {
         pending.synchronize_except(nullptr);
       } catch (...) {
+        idle = false;
       }
+      // Only the failed node and those after it carry the error: what ran before it is
+      // computed (the device has finished it), so later evaluations may read it.
+      if (idle) {
+        for (auto& w : pending.launched) {
+          if (auto a = w.lock()) a->set_status(array::Status::available);
+        }
+      }
+      if (i < t.size()) {
+        // Its kernel may have given the outputs buffers (marking them available) before failing.
+        for (auto& o : t[i].has_siblings() ? t[i].outputs() : std::vector<array>{t[i]}) {
+          o.set_status(array::Status::scheduled);
+        }
+      }
+      t.clear();
       event->signal(std::current_exception());
     }
   });
