@@ -47,7 +47,7 @@ TEST(Scheduler, SmallJobsBackToBackRunEachIndexOnceBeforeReturning) {
   if (mx::scheduler::num_threads() < 2) GTEST_SKIP() << "one CPU thread: no pool helpers";
   std::array<std::atomic<int>, 64> hits{};
   int bad = 0;
-  for (int it = 0; it < 200000; ++it) {
+  for (int it = 0; it < 50000; ++it) {
     const size_t n = 2 + static_cast<size_t>(it % 11) * 5;  // 2 .. 52 chunks
     const bool ok = it % 2 ? one_job<64>(n, hits.data()) : one_job<4096>(n, hits.data());
     bad += ok ? 0 : 1;
@@ -61,7 +61,7 @@ TEST(Scheduler, JobsFromTwoThreadsBothComplete) {
   std::atomic<int> bad{0};
   auto loop = [&] {
     std::array<std::atomic<int>, 64> hits{};
-    for (int it = 0; it < 20000; ++it) {
+    for (int it = 0; it < 10000; ++it) {
       if (!one_job<256>(2 + static_cast<size_t>(it % 60), hits.data())) bad.fetch_add(1);
     }
   };
