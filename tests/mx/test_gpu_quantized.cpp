@@ -4,8 +4,9 @@
 // CPU kernels on the same inputs: quantize and dequantize bit for bit, the
 // products within float32 / bfloat16 / float16 rounding, over every mode, bit
 // width and group size, both transposes, the matrix-vector kernel's row counts
-// (1, 3) and the GEMM's (17, 300), batches, broadcast weights, strided views
-// and gather_qmm. Every test skips where no GPU exists (ctest label `gpu`).
+// (1, 3, and blocks of 8 rows: 17, 32) and the GEMM's (33, 300), batches,
+// broadcast weights, strided views and gather_qmm. Every test skips where no
+// GPU exists (ctest label `gpu`).
 #include <nlohmann/json.hpp>
 
 #include <fstream>
@@ -185,7 +186,8 @@ TEST_F(GpuQuantized, QuantizedMatmulMatchesCpu) {
       auto q = mx::quantize(w, p.g, p.bits, p.mode, kCpu);
       std::optional<array> b;
       if (p.mode == "affine") b = q[2];
-      for (int M : {1, 3, 17, 300}) {
+      // 17 and 32: blocks of the matrix-vector kernel (affine); 33: the GEMM.
+      for (int M : {1, 3, 17, 32, 33, 300}) {
         SCOPED_TRACE(name(p) + " " + dtype_name(dt) + " M " + std::to_string(M));
         array xt = normal({M, K}, dt, seed++);
         array want = mx::quantized_matmul(xt, q[0], q[1], b, true, p.g, p.bits, p.mode, kCpu);
@@ -231,7 +233,7 @@ TEST_F(GpuQuantized, BatchesBroadcastsAndViews) {
     ASSERT_EQ(got.dtype(), want.dtype());
     expect_close(got, to_vector(want), want.shape(), atol, rtol);
   };
-  for (int M : {1, 5, 70}) {
+  for (int M : {1, 5, 20, 70}) {
     SCOPED_TRACE("M " + std::to_string(M));
     array xb = normal({2, 1, M, 128}, mx::float32, 13 + M);
     both(

@@ -4,7 +4,8 @@
 // bf16 and f16, head dims 64/128/256, query lengths that do and do not fill
 // the 64-row tiles, keys with a cache offset, causal with and without a
 // sliding window, grouped-query ratios 1/2/4, batch 2, sinks and transposed
-// (strided) projections. MLXCPP_SDPA_FLASH_BENCH=1 also prints the kernel's
+// (strided) projections, and NaN / inf value rows hidden by the masks.
+// MLXCPP_SDPA_FLASH_BENCH=1 also prints the kernel's
 // speed at Gemma 3 4B shapes (nothing asserts time). Skips without a GPU.
 #include <gtest/gtest.h>
 
@@ -126,6 +127,79 @@ TEST_F(GpuSdpaFlash, MatchesCpuBf16) {
 TEST_F(GpuSdpaFlash, MatchesCpuF16) {
   for (int D : {64, 128, 256}) {
     for (const Case& c : cases_for(D)) check_case(c, mx::float16, 4e-3, 4e-3);
+  }
+}
+
+// A value row holding NaN or inf must reach only the rows that see its key:
+// the rows that the causal or window mask hides it from, in the same 64-key
+// tile and the same 64-row block as rows that do see it, stay finite and
+// match the CPU (whose kernels skip masked keys; the rows that do see it are
+// non-finite on both). Keys: NaN at the last key (only the last row sees it),
+// inf inside the diagonal tile, NaN below a sliding window's lower edge.
+TEST_F(GpuSdpaFlash, MaskedNonFiniteValuesStayOutOfTheOutput) {
+  struct Bad {
+    int key;
+    float value;
+  };
+  struct NanCase {
+    int L, S, window;
+    std::vector<Bad> bad;
+  };
+  const std::vector<NanCase> cases = {
+      {128, 128, 0, {{127, NAN}, {70, INFINITY}}},
+      {128, 128, 16, {{10, NAN}, {90, -INFINITY}}},
+      {64, 100, 0, {{99, NAN}}},
+  };
+  for (mx::Dtype d : {mx::bfloat16, mx::float16}) {
+    for (int D : {64, 256}) {
+      for (const NanCase& c : cases) {
+        SCOPED_TRACE(mx::dtype_name(d) + " D=" + std::to_string(D) + " L=" + std::to_string(c.L) +
+                     " S=" + std::to_string(c.S) + " window=" + std::to_string(c.window));
+        const int H = 2;
+        array q = rand({1, H, c.L, D}, d, 900 + D);
+        array k = rand({1, H, c.S, D}, d, 901 + D);
+        array v = mx::astype(rand({1, H, c.S, D}, d, 902 + D), mx::float32, kCpu);
+        array pos = mx::reshape(mx::arange(c.S, kCpu), {1, 1, c.S, 1}, kCpu);
+        for (const Bad& b : c.bad) {
+          v = mx::where(mx::equal(pos, array(b.key), kCpu), array(b.value), v, kCpu);
+        }
+        v = mx::astype(v, d, kCpu);
+        const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+        std::optional<int> window;
+        if (c.window > 0) window = c.window;
+        auto f32 = [&](const array& a) { return mx::astype(a, mx::float32, kCpu); };
+        array want = mx::fast::scaled_dot_product_attention(f32(q), f32(k), f32(v), scale, "causal",
+                                                            {}, {}, window, kCpu);
+        array got =
+            mx::fast::scaled_dot_product_attention(q, k, v, scale, "causal", {}, {}, window, kGpu);
+        mx::eval({want, got});
+        const std::vector<double> g = mxtest::to_vector(got);
+        const std::vector<double> w = mxtest::to_vector(want);
+        // Rows (of each head) that see a bad key, from the mask's definition.
+        const int off = c.S - c.L;
+        size_t finite_rows = 0, bad = 0;
+        for (int h = 0; h < H; ++h) {
+          for (int i = 0; i < c.L; ++i) {
+            bool sees_bad = false;
+            for (const Bad& b : c.bad) {
+              const int p = i + off;
+              sees_bad |= b.key <= p && (c.window == 0 || b.key > p - c.window);
+            }
+            finite_rows += sees_bad ? 0 : 1;
+            for (int e = 0; e < D; ++e) {
+              const size_t at = (static_cast<size_t>(h) * c.L + i) * D + e;
+              if (sees_bad) {
+                if (std::isfinite(g[at]) || std::isfinite(w[at])) ++bad;
+              } else if (!(std::abs(g[at] - w[at]) <= 2e-2 + 2e-2 * std::abs(w[at]))) {
+                ++bad;
+              }
+            }
+          }
+        }
+        EXPECT_GT(finite_rows, 0u);
+        EXPECT_EQ(bad, 0u);
+      }
+    }
   }
 }
 

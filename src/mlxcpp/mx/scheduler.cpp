@@ -196,18 +196,29 @@ class ThreadPool {
     }
     if (wake) cv_.notify_all();
     work();
+    // Every chunk is claimed: close the job before waiting, so that a helper
+    // waking up late finds no job. Closing it only after the wait let a
+    // helper take it between the wait and the close; that helper then read
+    // next_ after the caller's next job had reset it and called this job's
+    // f, a function object on the caller's stack frame that no longer exists
+    // (a jump into a stack page, seen on a 16-core machine). Helpers take
+    // the job and count themselves active under mu_, so once it is closed
+    // active_ only falls.
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      job_ = nullptr;
+    }
     auto finished = [&] { return pending_.load() == 0 && active_.load() == 0; };
     if (!spin_until(finished, kJoinSpin)) {
       std::unique_lock<std::mutex> lk(mu_);
       done_cv_.wait(lk, finished);
     }
-    std::lock_guard<std::mutex> lk(mu_);
-    job_ = nullptr;
   }
 
  private:
   // Helpers count as active while they hold the job, so run() cannot return
-  // (and a new job replace this one) while one of them may still call it.
+  // (and a new job replace this one) while one of them may still call it;
+  // a helper only takes a job that run() has not closed yet.
   void work() {
     size_t done = 0;
     const std::function<void(size_t)>* f;

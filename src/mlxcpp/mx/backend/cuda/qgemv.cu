@@ -1,5 +1,6 @@
-// The decode product: a few rows of x (M <= kQgemvMaxRows) against a
-// quantized matrix W [N, K] in the nn.Linear layout, read once. Decode is
+// The decode product: a few rows of x (M <= kQgemvMaxRows, or affine blocks
+// of that many rows up to kQgemvBlockedRows, one per grid z index) against a
+// quantized matrix W [N, K] in the nn.Linear layout, read once per block. Decode is
 // memory-bound, so the kernel is built around the packed bytes: each lane
 // takes a 32-value block of R rows at a time (BITS words each, loaded 16, 8
 // or 4 bytes at a time), unpacks the codes with constant shifts and
@@ -108,9 +109,12 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int nblk = a.K / 32;
   const int groups = a.K / a.group_size;
   const int64_t words_per_row = int64_t{nblk} * BITS;
+  // This block's rows of x: [m_first, m_first + m_count).
+  const int m_first = static_cast<int>(blockIdx.z) * kQgemvMaxRows;
+  const int m_count = min(a.M - m_first, MM);
   __shared__ float partial[kWarps][kRows * MM];
   for (int64_t b = blockIdx.y; b < a.nbatch; b += gridDim.y) {
-    const T* x = static_cast<const T*>(a.x) + a.batch.offset(0, b);
+    const T* x = static_cast<const T*>(a.x) + a.batch.offset(0, b) + int64_t{m_first} * a.K;
     const uint32_t* w = a.w + a.batch.offset(1, b);
     const char* sc = static_cast<const char*>(a.scales) + a.batch.offset(2, b) * scale_bytes;
     const char* bi = a.biases
@@ -143,7 +147,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       }
 #pragma unroll
       for (int m = 0; m < MM; ++m) {
-        if (m >= a.M) break;
+        if (m >= m_count) break;
         float xv[32];
         load_x<T>(x + int64_t{m} * a.K + blk * 32, xv);
         float xs = 0.0f;
@@ -195,8 +199,8 @@ __global__ void __launch_bounds__(kWarps * 32)
       const int r = lane / MM, m = lane % MM;
       float v = 0.0f;
       for (int i = 0; i < warps_per_row; ++i) v += partial[warp + i][lane];
-      if (n0 + r < a.N && m < a.M) {
-        static_cast<T*>(a.out)[(b * a.M + m) * a.N + n0 + r] = static_cast<T>(v);
+      if (n0 + r < a.N && m < m_count) {
+        static_cast<T*>(a.out)[(b * a.M + m_first + m) * a.N + n0 + r] = static_cast<T>(v);
       }
     }
     __syncthreads();
@@ -228,7 +232,8 @@ void launch_q(const QmmArgs& a, cudaStream_t stream) {
   const int rows_per_block = kWarps / wpr * kRows;
   const unsigned gx = static_cast<unsigned>((a.N + rows_per_block - 1) / rows_per_block);
   const unsigned gy = static_cast<unsigned>(a.nbatch < 65535 ? a.nbatch : 65535);
-  const dim3 grid(gx, gy);
+  const unsigned gz = static_cast<unsigned>((a.M + kQgemvMaxRows - 1) / kQgemvMaxRows);
+  const dim3 grid(gx, gy, gz);
   const size_t sb = scale_size(a.stype);
   if (a.M == 1) {
     qgemv_kernel<T, Q, 1><<<grid, kWarps * 32, 0, stream>>>(a, wpr, sb);

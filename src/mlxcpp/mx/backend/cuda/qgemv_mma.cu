@@ -1,5 +1,6 @@
 // The decode product for the common case, 4-bit affine weights with groups of
-// 64 or 128 and bfloat16 / float16 activations (up to 8 rows of x), on the
+// 64 or 128 and bfloat16 / float16 activations (8 rows of x per block: grid
+// z index i takes rows 8i .. 8i + 7, up to kQgemvBlockedRows), on the
 // tensor cores: the integer codes and x are both exact in x's 16-bit type,
 // so mma.sync multiplies them with float32 accumulation and the group's scale
 // and bias are applied per 64 values:
@@ -88,9 +89,12 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
   const int nchunk = a.K / 64;
   const int64_t words_per_row = a.K / 8;
   const int groups = a.K / a.group_size;
+  // This block's rows of x: [m_first, m_first + m_count).
+  const int m_first = static_cast<int>(blockIdx.z) * kQgemvMaxRows;
+  const int m_count = min(a.M - m_first, kQgemvMaxRows);
   __shared__ float partial[kWarps][32][4];
   for (int64_t b = blockIdx.y; b < a.nbatch; b += gridDim.y) {
-    const T* x = static_cast<const T*>(a.x) + a.batch.offset(0, b);
+    const T* x = static_cast<const T*>(a.x) + a.batch.offset(0, b) + int64_t{m_first} * a.K;
     const uint32_t* w = a.w + a.batch.offset(1, b);
     const char* sc = static_cast<const char*>(a.scales) + a.batch.offset(2, b) * scale_bytes;
     const char* bi = static_cast<const char*>(a.biases) + a.batch.offset(3, b) * scale_bytes;
@@ -98,7 +102,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
     const int ra = min(r0 + g, a.N - 1), rb = min(r0 + g + 8, a.N - 1);
     const uint32_t* wa = w + ra * words_per_row + 2 * t;
     const uint32_t* wb = w + rb * words_per_row + 2 * t;
-    const bool has_x = g < a.M;
+    const bool has_x = g < m_count;
     const T* xr = x + int64_t{has_x ? g : 0} * a.K + 16 * t;
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int c0 = wk; c0 < nchunk; c0 += warps_per_tile * kUnroll) {
@@ -164,7 +168,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int row = r0 + g + (i >= 2 ? 8 : 0), m = 2 * t + (i & 1);
-        if (row < a.N && m < a.M) out[int64_t{m} * a.N + row] = static_cast<T>(v[i]);
+        if (row < a.N && m < m_count) out[int64_t{m_first + m} * a.N + row] = static_cast<T>(v[i]);
       }
     }
     __syncthreads();
@@ -175,7 +179,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
 
 bool qgemv_mma_supported(const QmmArgs& a, Dtype xdtype) {
   return a.transpose && a.mode == QuantizationMode::affine && a.bits == 4 &&
-         a.group_size % 64 == 0 && a.M <= 8 && a.stype != ScaleType::f64 &&
+         a.group_size % 64 == 0 && a.M <= kQgemvBlockedRows && a.stype != ScaleType::f64 &&
          (xdtype == bfloat16 || xdtype == float16);
 }
 
@@ -185,12 +189,15 @@ void qgemv_mma(const QmmArgs& a, Dtype xdtype, cudaStream_t stream) {
   // Split K over more warps while that keeps each at kUnroll chunks or more
   // and the grid has fewer than ~2048 warps (16 per SM on 132 SMs).
   int wpt = 1;
-  while (wpt < kWarps && int64_t{tiles} * wpt * a.nbatch < 2048 && nchunk >= 2 * wpt * kUnroll) {
+  const int row_blocks = (a.M + kQgemvMaxRows - 1) / kQgemvMaxRows;
+  while (wpt < kWarps && int64_t{tiles} * wpt * a.nbatch * row_blocks < 2048 &&
+         nchunk >= 2 * wpt * kUnroll) {
     wpt *= 2;
   }
   const int tiles_per_block = kWarps / wpt;
   const dim3 grid(static_cast<unsigned>((tiles + tiles_per_block - 1) / tiles_per_block),
-                  static_cast<unsigned>(a.nbatch < 65535 ? a.nbatch : 65535));
+                  static_cast<unsigned>(a.nbatch < 65535 ? a.nbatch : 65535),
+                  static_cast<unsigned>(row_blocks));
   size_t sb = 4;
   if (a.stype == ScaleType::f16 || a.stype == ScaleType::bf16) sb = 2;
   if (xdtype == bfloat16) {

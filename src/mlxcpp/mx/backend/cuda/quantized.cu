@@ -313,7 +313,9 @@ void quantized_matmul_gpu(Primitive& prim, const std::vector<array>& inputs,
   }
   if (a.M == 0) return;
   const Dtype xd = ops[0].dtype();
-  const bool vec_ok = a.transpose && a.M <= quant::kQgemvMaxRows && a.K % 32 == 0 &&
+  const bool vec_rows = a.M <= quant::kQgemvMaxRows ||
+                        (a.mode == QuantizationMode::affine && a.M <= quant::kQgemvBlockedRows);
+  const bool vec_ok = a.transpose && vec_rows && a.K % 32 == 0 &&
                       (xd == float32 || xd == float16 || xd == bfloat16) &&
                       a.stype != ScaleType::f64;
   if (vec_ok && quant::qgemv_mma_supported(a, xd)) {

@@ -144,13 +144,21 @@ struct QmmArgs {
 };
 
 // Launchers (on `stream`): the matrix-vector kernel takes transposed products
-// with M <= kQgemvMaxRows and x of float32, float16 or bfloat16; the GEMM
-// takes everything.
-constexpr int kQgemvMaxRows = 8;  // as the CPU's (cpu::kQGemvMaxRows): the same arithmetic
+// with M <= kQgemvMaxRows, or affine ones with M <= kQgemvBlockedRows (blocks
+// of kQgemvMaxRows rows of x, one per grid z index, each reading W once
+// more), with x of float32, float16 or bfloat16; the GEMM takes everything.
+// Both limits are the CPU's (cpu::kQGemvMaxRows and kQGemvBlockedRows in
+// cpu/quantized.cpp) so that both devices use the same arithmetic for the
+// same shapes: the matrix-vector kernels sum x * (integer code) in float32
+// and apply the scale and bias per group, while the GEMM's tensor-core path
+// rounds the dequantized weights to x's 16-bit type first (as the CPU's tile
+// path does), which for bfloat16 moves a K = 256 product by up to ~0.07.
+constexpr int kQgemvMaxRows = 8;
+constexpr int kQgemvBlockedRows = 32;
 void qgemv(const QmmArgs& a, Dtype xdtype, cudaStream_t stream);
 // The tensor-core matrix-vector kernel (qgemv_mma.cu) for what it supports:
 // transposed 4-bit affine products with groups of 64 or 128, bfloat16 or
-// float16 x, M <= 8.
+// float16 x, M <= kQgemvBlockedRows (in blocks of 8 rows).
 bool qgemv_mma_supported(const QmmArgs& a, Dtype xdtype);
 void qgemv_mma(const QmmArgs& a, Dtype xdtype, cudaStream_t stream);
 void qgemm(const QmmArgs& a, Dtype xdtype, cudaStream_t stream);

@@ -107,6 +107,27 @@ __device__ __forceinline__ void load_tile(T* s, const T* g, int64_t rs, int r0, 
   }
 }
 
+// Whether any of the 64 x D values of a tile in shared memory is inf or NaN
+// (exponent bits all ones), this thread's share of it.
+template <typename T, int D>
+__device__ __forceinline__ bool tile_has_nonfinite(const T* s) {
+  constexpr int kChunks = D / 8;
+  constexpr int kS = D + 8;
+  constexpr uint32_t kExp = std::is_same_v<T, __nv_bfloat16> ? 0x7f80u : 0x7c00u;
+  constexpr uint32_t kExp2 = kExp | (kExp << 16);
+  bool bad = false;
+  for (int c = threadIdx.x; c < 64 * kChunks; c += kThreads) {
+    const uint4 v = *reinterpret_cast<const uint4*>(s + (c / kChunks) * kS + (c % kChunks) * 8);
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t e = w[i] & kExp2;
+      bad |= (e & 0xffffu) == kExp || (e >> 16) == kExp;
+    }
+  }
+  return bad;
+}
+
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads)
     flash_fwd_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
@@ -235,6 +256,43 @@ __global__ void __launch_bounds__(kThreads)
     if (jt < jt1) {
       load_tile<T, D>(sK, kh, p.k_s[2], n0 + kBN, p.Lk);
       cp_async_commit();
+    }
+    // In a tile that crosses a mask edge, a key masked out for one row may be
+    // visible to another, so its value row is in the tile; the tensor cores
+    // would multiply its zero probability by it, and 0 * inf or 0 * NaN is
+    // NaN. Such tiles (rare: inf / NaN values are) take a path that adds only
+    // the visible keys, as the row kernels and the CPU do. The test is
+    // uniform over the CTA (edge depends on the tile only).
+    if (edge && __syncthreads_or(tile_has_nonfinite<T, D>(sV))) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int pos = row0 + r * 8 + off;
+#pragma unroll
+        for (int i = 0; i < kBN / 8; ++i) {
+          for (int tt = 0; tt < 4; ++tt) {
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+              // Key 8i + 2tt + c's probability for this row is s[i][2r + c]
+              // of lane tt of the quad.
+              float pj = __shfl_sync(0xffffffffu, s[i][2 * r + c], (lane & ~3) | tt);
+              const int j = 8 * i + 2 * tt + c;
+              const int key = n0 + j;
+              const bool masked = key >= p.Lk || (p.causal && key > pos) ||
+                                  (p.window > 0 && key < pos - p.window + 1);
+              if (masked) continue;
+              // Rounded as the tensor-core path rounds P.
+              pj = to_float(static_cast<T>(pj));
+              const T* vr = sV + j * kS + 2 * t;
+#pragma unroll
+              for (int d = 0; d < D / 8; ++d) {
+                o[d][2 * r] += pj * to_float(vr[d * 8]);
+                o[d][2 * r + 1] += pj * to_float(vr[d * 8 + 1]);
+              }
+            }
+          }
+        }
+      }
+      continue;
     }
 
     // The score accumulators of two adjacent 8-key tiles form the A fragment

@@ -1,11 +1,12 @@
 // The tensor-core prefill attention kernel (sdpa_flash.cu), used by the GPU
 // scaled_dot_product_attention for bf16/f16 inputs with head dim 64, 128 or
 // 256 and at least kFlashMinQueries queries; other calls keep the one warp per
-// row kernels of sdpa.cu. Array masks keep the old path too. One difference
-// from the row kernels: a key masked out by causal/window inside a tile that
-// the row still partly sees is multiplied by a zero probability on the tensor
-// cores, so a NaN or inf stored in such a value row would reach the output
-// (keys past the end are zero-filled and never do).
+// row kernels of sdpa.cu. Array masks keep the old path too. As in the row
+// kernels, a key masked out by causal/window never contributes, even when its
+// value row holds inf or NaN: a tile crossing a mask edge whose values are not
+// all finite adds its visible keys one by one instead of on the tensor cores
+// (where a zero probability times NaN would be NaN); keys past the end are
+// zero-filled.
 #pragma once
 
 #include <cuda_runtime.h>
