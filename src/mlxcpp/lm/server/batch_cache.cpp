@@ -203,10 +203,28 @@ std::pair<mx::array, mx::array> BatchKVCache::update_and_fetch(const mx::array& 
   return {load(seq(*keys_, 0, length_)), load(seq(*values_, 0, length_))};
 }
 
+BatchStepArrays& BatchKVCache::step_arrays() const {
+  BatchStepArrays& st = *step_;
+  if (st.length != length_ || st.pad != pad_) {
+    st.pad = pad_;
+    st.length = length_;
+    st.masks.clear();
+    st.row_offsets.reset();
+  }
+  return st;
+}
+
 AttentionMask BatchKVCache::make_mask(int T, std::optional<int> window) const {
   bool padded = std::any_of(pad_.begin(), pad_.end(), [](int p) { return p > 0; });
   if (!padded) return AttentionMask{T > 1 ? "causal" : "", window, std::nullopt};
   const int B = rows(), Lk = length_ + T;
+  // A window as long as every key range hides nothing: the same mask as none.
+  if (window && *window >= Lk) window.reset();
+  BatchStepArrays& st = step_arrays();
+  const std::pair<int, int> key{T, window ? *window : -1};
+  for (const auto& [k, mask] : st.masks) {
+    if (k == key) return mask;
+  }
   std::vector<uint8_t> m(static_cast<size_t>(B) * T * Lk, 0);
   for (int b = 0; b < B; ++b) {
     for (int i = 0; i < T; ++i) {
@@ -214,16 +232,22 @@ AttentionMask BatchKVCache::make_mask(int T, std::optional<int> window) const {
       int lo = pad_[b];
       if (window) lo = std::max(lo, q - *window + 1);
       uint8_t* row = m.data() + (static_cast<size_t>(b) * T + i) * Lk;
-      for (int j = lo; j <= q; ++j) row[j] = 1;
+      std::fill(row + lo, row + q + 1, uint8_t{1});
     }
   }
-  return AttentionMask{"array", std::nullopt, mx::array(m.begin(), {B, 1, T, Lk}, mx::bool_)};
+  AttentionMask mask{"array", std::nullopt, mx::array(m.begin(), {B, 1, T, Lk}, mx::bool_)};
+  st.masks.emplace_back(key, mask);
+  return mask;
 }
 
 std::optional<mx::array> BatchKVCache::row_offsets() const {
-  std::vector<int32_t> off;
-  for (int p : pad_) off.push_back(length_ - p);
-  return mx::array(off, {static_cast<int>(off.size())}, mx::int32);
+  BatchStepArrays& st = step_arrays();
+  if (!st.row_offsets) {
+    std::vector<int32_t> off;
+    for (int p : pad_) off.push_back(length_ - p);
+    st.row_offsets = mx::array(off, {static_cast<int>(off.size())}, mx::int32);
+  }
+  return st.row_offsets;
 }
 
 std::vector<mx::array> BatchKVCache::state() const {

@@ -7,6 +7,7 @@
 // each row's real positions are read back with row(b, length).
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -14,6 +15,18 @@
 #include "mlxcpp/lm/cache.h"
 
 namespace lm::server {
+
+// What the per-layer caches of one batch may share: every layer holds the same
+// rows with the same padding, so a step's attention mask and row offsets are
+// built (and copied to the device) once for all layers instead of once per
+// layer. Entries are dropped whenever the padding or length they were made for
+// changes.
+struct BatchStepArrays {
+  std::vector<int> pad;
+  int length = -1;
+  std::vector<std::pair<std::pair<int, int>, AttentionMask>> masks;  // (T, window or -1) -> mask
+  std::optional<mx::array> row_offsets;
+};
 
 class BatchKVCache : public KVCacheBase {
  public:
@@ -60,6 +73,9 @@ class BatchKVCache : public KVCacheBase {
   // right-padded prefill row without the padding after its real positions.
   std::pair<mx::array, mx::array> row(int b, int length) const;
   int row_length(int b) const { return length_ - pad_.at(b); }
+  // Shares the step's mask and row offsets with the other layers' caches of
+  // the same batch (which must join and lose the same rows in the same order).
+  void share_step_arrays(std::shared_ptr<BatchStepArrays> shared) { step_ = std::move(shared); }
 
  private:
   static constexpr int kStep = 256;
@@ -71,8 +87,11 @@ class BatchKVCache : public KVCacheBase {
   mx::array load(const mx::array& x) const { return quantizer_ ? quantizer_->unpack(x) : x; }
   std::optional<KVQuantizer> quantizer_;
   std::optional<mx::array> keys_, values_;  // [B, Nkv, capacity, D]
+  // The step arrays entry for the current padding and length (cleared when stale).
+  BatchStepArrays& step_arrays() const;
   std::vector<int> pad_;
   int length_ = 0;
+  std::shared_ptr<BatchStepArrays> step_ = std::make_shared<BatchStepArrays>();
 };
 
 }  // namespace lm::server

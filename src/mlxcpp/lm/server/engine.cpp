@@ -1,6 +1,8 @@
 #include "mlxcpp/lm/server/engine.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -81,6 +83,23 @@ size_t held_back(const std::string& text, const std::vector<std::string>& stops)
   return hold;
 }
 
+// MLXCPP_SERVER_PROFILE=1 logs the host time of each decode step's phases to
+// stderr, one line a step; off, it costs one branch per phase.
+bool profiling() {
+  static const bool on = [] {
+    const char* v = std::getenv("MLXCPP_SERVER_PROFILE");
+    return v && *v && std::string(v) != "0";
+  }();
+  return on;
+}
+
+double ms_since(std::chrono::steady_clock::time_point& t) {
+  auto now = std::chrono::steady_clock::now();
+  double ms = std::chrono::duration<double, std::milli>(now - t).count();
+  t = now;
+  return ms;
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------ prefill
@@ -122,8 +141,10 @@ void prefill_together(LanguageModel& model, const std::vector<PromptCache*>& cac
   for (int b = 0; b < B; ++b) std::copy(tokens[b].begin(), tokens[b].end(), flat.begin() + b * T);
   PromptCache batch;
   std::vector<std::vector<int>> lengths(layers);  // per layer, each row's positions before
+  auto shared = std::make_shared<BatchStepArrays>();
   for (int l = 0; l < layers; ++l) {
     auto c = std::make_shared<BatchKVCache>();
+    c->share_step_arrays(shared);
     std::vector<BatchKVCache::Row> rows;
     for (int b = 0; b < B; ++b) {
       auto st = (*caches[b])[l]->state();
@@ -431,10 +452,12 @@ void Engine::prefill_round() {
 void Engine::join_batch(const std::vector<std::shared_ptr<Sequence>>& joining) {
   if (joining.empty()) return;
   if (batch_cache_.empty()) {
+    auto shared = std::make_shared<BatchStepArrays>();
     for (int l = 0; l < model_->num_layers(); ++l) {
       batch_cache_.push_back(options_.kv_bits ? std::make_shared<BatchKVCache>(
                                                     options_.kv_group_size, *options_.kv_bits)
                                               : std::make_shared<BatchKVCache>());
+      batch_cache_.back()->share_step_arrays(shared);
     }
   }
   for (int l = 0; l < model_->num_layers(); ++l) {
@@ -462,6 +485,9 @@ void Engine::remove_rows(const std::vector<int>& rows) {
 }
 
 void Engine::decode_step() {
+  const bool prof = profiling();
+  auto t = std::chrono::steady_clock::now();
+  double build_ms = 0, submit_ms = 0, wait_ms = 0, host_ms = 0;
   const int B = static_cast<int>(batch_.size());
   std::vector<int32_t> last(B);
   for (int b = 0; b < B; ++b) last[b] = batch_[b]->last_token;
@@ -538,7 +564,16 @@ void Engine::decode_step() {
     chosen = mx::reshape(mx::take_along_axis(logprobs, mx::reshape(tokens, {B, 1}), 1), {B});
     outputs.push_back(*chosen);
   }
+  if (prof) {
+    // Graph building, then the launches (async_eval returns once every node is
+    // queued), then the wait for the device and the host read.
+    build_ms = ms_since(t);
+    mx::async_eval(outputs);
+    submit_ms = ms_since(t);
+  }
   mx::eval(outputs);
+  // The eval after async_eval: device time the launches did not hide.
+  if (prof) wait_ms = ms_since(t);
   const int32_t* ids = tokens.data<int32_t>();
   const float* lps = chosen ? chosen->data<float>() : nullptr;
   for (int b = 0; b < B; ++b) {
@@ -554,11 +589,18 @@ void Engine::decode_step() {
       finished.push_back(b);
     }
   }
+  if (prof) host_ms = ms_since(t);  // per-row tokens: detokenizing, stop strings, events
   std::sort(finished.begin(), finished.end());
   for (int b : finished) {
     if (!batch_[b]->failed) store_cache(*batch_[b]);
   }
   remove_rows(finished);
+  if (prof) {
+    std::fprintf(stderr,
+                 "[server profile] decode rows %d build %.2f ms submit %.2f ms wait %.2f ms "
+                 "tokens %.2f ms leave %zu %.2f ms\n",
+                 B, build_ms, submit_ms, wait_ms, host_ms, finished.size(), ms_since(t));
+  }
   std::lock_guard<std::mutex> lk(mu_);
   ++stats_.steps;
 }
@@ -594,8 +636,14 @@ void Engine::run() {
         gone.push_back(b);
       }
       remove_rows(gone);
+      auto t = std::chrono::steady_clock::now();
       admit();
+      const size_t prefilling = prefilling_.size(), batched = batch_.size();
       prefill_round();
+      if (profiling() && prefilling > 0) {
+        std::fprintf(stderr, "[server profile] prefill %zu prompts, %zu joined: %.2f ms\n",
+                     prefilling, batch_.size() - batched, ms_since(t));
+      }
       if (!batch_.empty()) decode_step();
       if (batch_.empty()) batch_cache_.clear();
     } catch (const std::exception& e) {
