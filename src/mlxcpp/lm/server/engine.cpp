@@ -93,6 +93,16 @@ bool profiling() {
   return on;
 }
 
+// MLXCPP_SERVER_PIPELINE=0 reads each decode step before building the next
+// (for comparison; the pipelined order gives the same tokens).
+bool pipelining() {
+  static const bool on = [] {
+    const char* v = std::getenv("MLXCPP_SERVER_PIPELINE");
+    return !(v && std::string(v) == "0");
+  }();
+  return on;
+}
+
 double ms_since(std::chrono::steady_clock::time_point& t) {
   auto now = std::chrono::steady_clock::now();
   double ms = std::chrono::duration<double, std::milli>(now - t).count();
@@ -283,6 +293,7 @@ void Engine::fail_all(const std::string& error) {
   waiting_.clear();
   prefilling_.clear();
   batch_.clear();
+  pending_.reset();
   batch_cache_.clear();
 }
 
@@ -484,15 +495,57 @@ void Engine::remove_rows(const std::vector<int>& rows) {
   for (auto it = rows.rbegin(); it != rows.rend(); ++it) batch_.erase(batch_.begin() + *it);
 }
 
+mx::array Engine::step_input() const {
+  const int B = static_cast<int>(batch_.size());
+  std::vector<int32_t> host;  // the tokens the host knows (no step of theirs pending)
+  std::vector<int32_t> index(B);
+  const int P = pending_ ? static_cast<int>(pending_->rows.size()) : 0;
+  bool identity = B == P;
+  // Rows keep their order between steps (leaving rows are erased, joining
+  // ones appended), so one forward walk finds each row in the pending step.
+  int j = 0;
+  for (int b = 0; b < B; ++b) {
+    int k = j;
+    while (k < P && pending_->rows[k] != batch_[b]) ++k;
+    if (k < P) {
+      index[b] = k;
+      identity = identity && k == b;
+      j = k + 1;
+    } else {
+      index[b] = P + static_cast<int>(host.size());
+      host.push_back(batch_[b]->last_token);
+      identity = false;
+    }
+  }
+  const int H = static_cast<int>(host.size());
+  if (P == 0 || H == B) return mx::array(host, {B, 1}, mx::int32);
+  if (identity) return mx::reshape(pending_->tokens, {B, 1});
+  mx::array all = H == 0 ? pending_->tokens
+                         : mx::concatenate({pending_->tokens, mx::array(host, {H}, mx::int32)}, 0);
+  return mx::reshape(mx::take(all, mx::array(index, {B}, mx::int32), 0), {B, 1});
+}
+
 void Engine::decode_step() {
   const bool prof = profiling();
   auto t = std::chrono::steady_clock::now();
-  double build_ms = 0, submit_ms = 0, wait_ms = 0, host_ms = 0;
+  double read_ms = 0, build_ms = 0, submit_ms = 0;
+  if (prof) last_read_ = {};
+  // A row whose next logits depend on its last token on the host (penalties
+  // over its history, a grammar) needs the pending step read before this one
+  // is built; otherwise this step is built and launched first and the pending
+  // one read while it runs.
+  const bool host_dependent =
+      !pipelining() || std::any_of(batch_.begin(), batch_.end(), [](const auto& s) {
+        return !s->penalties.empty() || s->job.constraint;
+      });
+  if (pending_ && host_dependent) {
+    read_step();
+    if (prof) read_ms = ms_since(t);
+    if (batch_.empty()) return;
+  }
   const int B = static_cast<int>(batch_.size());
-  std::vector<int32_t> last(B);
-  for (int b = 0; b < B; ++b) last[b] = batch_[b]->last_token;
   PromptCache cache(batch_cache_.begin(), batch_cache_.end());
-  auto logits = (*model_)(mx::array(last, {B, 1}, mx::int32), &cache);  // [B, 1, V]
+  auto logits = (*model_)(step_input(), &cache);  // [B, 1, V]
   const int V = logits.shape(2);
   mx::array x = mx::astype(mx::reshape(logits, {B, V}), mx::float32);
   // Every row's logit_bias in one scatter.
@@ -512,9 +565,8 @@ void Engine::decode_step() {
         mx::array(bias, {n, 1, 1}, mx::float32), {0, 1});
   }
   // Penalties and grammar masks depend on each row's own history: row by row.
-  // A request whose own processing fails (its grammar) ends with an error; the
-  // other rows go on.
-  std::vector<int> finished;
+  // A request whose own processing fails (its grammar) ends with an error (its
+  // row leaves when this step is read); the other rows go on.
   std::vector<int32_t> changed;
   std::vector<mx::array> changed_rows;
   for (int b = 0; b < B; ++b) {
@@ -534,7 +586,6 @@ void Engine::decode_step() {
       changed_rows.push_back(row);
     } catch (const std::exception& e) {
       finish(s, "error", std::string("sampling failed: ") + e.what());
-      finished.push_back(b);
     }
   }
   if (!changed.empty()) {
@@ -545,64 +596,71 @@ void Engine::decode_step() {
   mx::array logprobs = mx::subtract(x, mx::logsumexp(x, -1, true));
   std::vector<RowSampler*> samplers;
   for (auto& s : batch_) samplers.push_back(&s->sampler);
-  mx::array tokens = sample_rows(logprobs, samplers);
+  auto step = std::make_unique<Step>(Step{batch_, sample_rows(logprobs, samplers)});
   // One read of the B ids (and of their B logprobs when asked); whole rows
   // only for top_logprobs.
-  std::vector<mx::array> outputs{tokens};
-  std::optional<mx::array> chosen;
-  std::vector<std::optional<mx::array>> rows(B);
+  step->outputs.push_back(step->tokens);
+  step->top.resize(B);
   bool any_logprobs = false;
   for (int b = 0; b < B; ++b) {
     const auto& j = batch_[b]->job;
     any_logprobs = any_logprobs || j.logprobs;
     if (j.logprobs && j.top_logprobs > 0) {
-      rows[b] = mx::reshape(mx::slice(logprobs, {b, 0}, {b + 1, V}), {V});
-      outputs.push_back(*rows[b]);
+      step->top[b] = mx::reshape(mx::slice(logprobs, {b, 0}, {b + 1, V}), {V});
+      step->outputs.push_back(*step->top[b]);
     }
   }
   if (any_logprobs) {
-    chosen = mx::reshape(mx::take_along_axis(logprobs, mx::reshape(tokens, {B, 1}), 1), {B});
-    outputs.push_back(*chosen);
+    step->chosen =
+        mx::reshape(mx::take_along_axis(logprobs, mx::reshape(step->tokens, {B, 1}), 1), {B});
+    step->outputs.push_back(*step->chosen);
   }
+  if (prof) build_ms = ms_since(t);
+  mx::async_eval(step->outputs);
+  if (prof) submit_ms = ms_since(t);
+  if (pending_) read_step();  // the step before this one, while this one runs
+  pending_ = std::move(step);
+  if (host_dependent) read_step();
   if (prof) {
-    // Graph building, then the launches (async_eval returns once every node is
-    // queued), then the wait for the device and the host read.
-    build_ms = ms_since(t);
-    mx::async_eval(outputs);
-    submit_ms = ms_since(t);
+    std::fprintf(stderr,
+                 "[server profile] decode rows %d read-before %.2f ms build %.2f ms submit %.2f ms "
+                 "read %.2f ms (wait %.2f ms, tokens %.2f ms, leave %d)\n",
+                 B, read_ms, build_ms, submit_ms, ms_since(t), last_read_.wait_ms,
+                 last_read_.tokens_ms, last_read_.left);
   }
-  mx::eval(outputs);
-  // The eval after async_eval: device time the launches did not hide.
-  if (prof) wait_ms = ms_since(t);
-  const int32_t* ids = tokens.data<int32_t>();
-  const float* lps = chosen ? chosen->data<float>() : nullptr;
-  for (int b = 0; b < B; ++b) {
-    auto& s = *batch_[b];
-    if (s.done) continue;
+  std::lock_guard<std::mutex> lk(mu_);
+  ++stats_.steps;
+}
+
+void Engine::read_step() {
+  if (!pending_) return;
+  std::unique_ptr<Step> step = std::move(pending_);
+  const bool prof = profiling();
+  auto t = std::chrono::steady_clock::now();
+  mx::eval(step->outputs);
+  if (prof) last_read_.wait_ms = ms_since(t);
+  const int32_t* ids = step->tokens.data<int32_t>();
+  const float* lps = step->chosen ? step->chosen->data<float>() : nullptr;
+  for (size_t i = 0; i < step->rows.size(); ++i) {
+    auto& s = *step->rows[i];
+    if (s.done) continue;  // finished (or cancelled) since the step was built
     try {
-      if (handle_token(s, ids[b], lps ? lps[b] : 0.0f,
-                       rows[b] ? rows[b]->data<float>() : nullptr)) {
-        finished.push_back(b);
-      }
+      handle_token(s, ids[i], lps ? lps[i] : 0.0f,
+                   step->top[i] ? step->top[i]->data<float>() : nullptr);
     } catch (const std::exception& e) {
       finish(s, "error", std::string("generation failed: ") + e.what());
-      finished.push_back(b);
     }
   }
-  if (prof) host_ms = ms_since(t);  // per-row tokens: detokenizing, stop strings, events
-  std::sort(finished.begin(), finished.end());
+  if (prof) last_read_.tokens_ms = ms_since(t);
+  std::vector<int> finished;
+  for (int b = 0; b < static_cast<int>(batch_.size()); ++b) {
+    if (batch_[b]->done) finished.push_back(b);
+  }
   for (int b : finished) {
     if (!batch_[b]->failed) store_cache(*batch_[b]);
   }
   remove_rows(finished);
-  if (prof) {
-    std::fprintf(stderr,
-                 "[server profile] decode rows %d build %.2f ms submit %.2f ms wait %.2f ms "
-                 "tokens %.2f ms leave %zu %.2f ms\n",
-                 B, build_ms, submit_ms, wait_ms, host_ms, finished.size(), ms_since(t));
-  }
-  std::lock_guard<std::mutex> lk(mu_);
-  ++stats_.steps;
+  last_read_.left = static_cast<int>(finished.size());
 }
 
 void Engine::run() {
@@ -645,7 +703,11 @@ void Engine::run() {
                      prefilling, batch_.size() - batched, ms_since(t));
       }
       if (!batch_.empty()) decode_step();
-      if (batch_.empty()) batch_cache_.clear();
+      if (batch_.empty()) {
+        // Every row finished: a pending step holds only results nobody reads.
+        pending_.reset();
+        batch_cache_.clear();
+      }
     } catch (const std::exception& e) {
       fail_all(std::string("generation failed: ") + e.what());
     }
@@ -674,6 +736,7 @@ void Engine::run() {
   waiting_.clear();
   prefilling_.clear();
   batch_.clear();
+  pending_.reset();
   batch_cache_.clear();
 }
 
