@@ -26,6 +26,9 @@ struct BatchStepArrays {
   int length = -1;
   std::vector<std::pair<std::pair<int, int>, AttentionMask>> masks;  // (T, window or -1) -> mask
   std::optional<mx::array> row_offsets;
+  // add_block's gather indices, by their values (the same for every layer).
+  std::vector<int32_t> join_key;
+  std::optional<std::pair<mx::array, mx::array>> join_index;
 };
 
 class BatchKVCache : public KVCacheBase {
@@ -64,6 +67,12 @@ class BatchKVCache : public KVCacheBase {
     add_rows(std::vector<Row>(rows.begin(), rows.end()));
   }
   void add_row(const mx::array& keys, const mx::array& values) { add_rows({{keys, values}}); }
+  // Appends the rows of another batch's cache (a batched prefill's): row b of
+  // `block` contributes its first lengths[b] real positions (those after its
+  // left padding; anything after them, right padding, is dropped). One gather
+  // and one copy of the buffer per call, however many rows join; the gather's
+  // indices are built once for all layers that share step arrays.
+  void add_block(const BatchKVCache& block, const std::vector<int>& lengths);
   // Removes the given rows (the others keep their order), in one copy.
   void remove_rows(std::vector<int> rows);
   void remove_row(int b) { remove_rows({b}); }
@@ -80,6 +89,8 @@ class BatchKVCache : public KVCacheBase {
  private:
   static constexpr int kStep = 256;
   void reserve(int length);
+  // Adds d positions of padding on the left of every row.
+  void pad_left(int d);
   // Creates the buffer for rows() empty rows, shaped like `like` ([., Nkv, ., D], stored form).
   void allocate(const mx::array& like);
   // Stored form of float keys/values, and back.

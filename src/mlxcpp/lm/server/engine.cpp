@@ -61,6 +61,7 @@ struct Engine::Sequence {
   std::string pending;  // text held back as a possible stop-string prefix
   bool done = false;
   bool failed = false;  // ended by an error or a cancel: its cache is not kept
+  bool joined = false;  // in the decode batch (joined with its prefill pass's block)
 };
 
 namespace {
@@ -114,43 +115,41 @@ double ms_since(std::chrono::steady_clock::time_point& t) {
 
 // ------------------------------------------------------------------ prefill
 
-void prefill_together(LanguageModel& model, const std::vector<PromptCache*>& caches,
-                      const std::vector<std::vector<int32_t>>& tokens) {
-  const int B = static_cast<int>(caches.size());
-  const int layers = model.num_layers();
-  if (static_cast<int>(tokens.size()) != B) {
+namespace {
+
+void check_prefill_args(LanguageModel& model, const std::vector<PromptCache*>& caches,
+                        const std::vector<std::vector<int32_t>>& tokens) {
+  const size_t B = caches.size();
+  if (tokens.size() != B) {
     throw std::invalid_argument("prefill_together: " + std::to_string(B) + " caches but " +
                                 std::to_string(tokens.size()) + " token lists");
   }
-  int T = 0;
-  for (int b = 0; b < B; ++b) {
+  for (size_t b = 0; b < B; ++b) {
     if (tokens[b].empty()) throw std::invalid_argument("prefill_together: an empty token list");
-    if (static_cast<int>(caches[b]->size()) != layers) {
+    if (static_cast<int>(caches[b]->size()) != model.num_layers()) {
       throw std::invalid_argument("prefill_together: a cache has " +
                                   std::to_string(caches[b]->size()) + " layers, the model " +
-                                  std::to_string(layers));
+                                  std::to_string(model.num_layers()));
     }
-    T = std::max(T, static_cast<int>(tokens[b].size()));
   }
-  std::vector<mx::array> arrays;
-  auto keep_states = [&](const PromptCache& c) {
-    for (const auto& l : c) {
-      for (auto& a : l->state()) arrays.push_back(a);
-    }
-  };
-  if (B == 1) {
-    model(token_row(tokens[0].data(), T), caches[0]);
-    keep_states(*caches[0]);
-    mx::eval(arrays);
-    return;
-  }
+}
+
+}  // namespace
+
+std::vector<std::shared_ptr<BatchKVCache>> prefill_batch(
+    LanguageModel& model, const std::vector<PromptCache*>& caches,
+    const std::vector<std::vector<int32_t>>& tokens) {
+  check_prefill_args(model, caches, tokens);
+  const int B = static_cast<int>(caches.size());
+  const int layers = model.num_layers();
+  int T = 0;
+  for (const auto& t : tokens) T = std::max(T, static_cast<int>(t.size()));
   // Right padding sits after each row's real positions, where causal attention
-  // keeps it from every real query; its keys are dropped below. Id 0 is a
-  // valid token of every vocabulary.
+  // keeps it from every real query. Id 0 is a valid token of every vocabulary.
   std::vector<int32_t> flat(static_cast<size_t>(B) * T, 0);
   for (int b = 0; b < B; ++b) std::copy(tokens[b].begin(), tokens[b].end(), flat.begin() + b * T);
+  std::vector<std::shared_ptr<BatchKVCache>> out;
   PromptCache batch;
-  std::vector<std::vector<int>> lengths(layers);  // per layer, each row's positions before
   auto shared = std::make_shared<BatchStepArrays>();
   for (int l = 0; l < layers; ++l) {
     auto c = std::make_shared<BatchKVCache>();
@@ -169,14 +168,44 @@ void prefill_together(LanguageModel& model, const std::vector<PromptCache*>& cac
       }
     }
     c->add_rows(rows);
-    for (int b = 0; b < B; ++b) lengths[l].push_back(c->row_length(b));
+    out.push_back(c);
     batch.push_back(c);
   }
   model(mx::array(flat, {B, T}, mx::int32), &batch);
-  for (int l = 0; l < layers; ++l) {
-    auto& c = static_cast<BatchKVCache&>(*batch[l]);
+  std::vector<mx::array> arrays;
+  for (const auto& c : out) {
+    for (auto& a : c->state()) arrays.push_back(a);
+  }
+  mx::eval(arrays);
+  return out;
+}
+
+void prefill_together(LanguageModel& model, const std::vector<PromptCache*>& caches,
+                      const std::vector<std::vector<int32_t>>& tokens) {
+  check_prefill_args(model, caches, tokens);
+  const int B = static_cast<int>(caches.size());
+  std::vector<mx::array> arrays;
+  auto keep_states = [&](const PromptCache& c) {
+    for (const auto& l : c) {
+      for (auto& a : l->state()) arrays.push_back(a);
+    }
+  };
+  if (B == 1) {
+    model(token_row(tokens[0].data(), static_cast<int>(tokens[0].size())), caches[0]);
+    keep_states(*caches[0]);
+    mx::eval(arrays);
+    return;
+  }
+  std::vector<int> before(B);  // each row's positions before
+  for (int b = 0; b < B; ++b) {
+    auto st = (*caches[b])[0]->state();
+    before[b] = st.empty() ? 0 : st[0].shape(2);
+  }
+  auto batch = prefill_batch(model, caches, tokens);
+  for (size_t l = 0; l < batch.size(); ++l) {
     for (int b = 0; b < B; ++b) {
-      auto [k, v] = c.row(b, lengths[l][b] + static_cast<int>(tokens[b].size()));
+      // Without the right padding after the row's real positions.
+      auto [k, v] = batch[l]->row(b, before[b] + static_cast<int>(tokens[b].size()));
       (*caches[b])[l]->set_state({k, v});
     }
   }
@@ -435,8 +464,23 @@ void Engine::prefill_round() {
       auto from = s.job.prompt.begin() + static_cast<std::ptrdiff_t>(s.prefilled);
       tokens.emplace_back(from, from + work[k].n);
     }
+    // A pass that completes every prompt in it joins the decode batch as one
+    // block (one gather and copy per layer), not as a cache per prompt that
+    // the batch then copies again row by row.
+    bool completes = !options_.kv_bits;
+    std::vector<int> lengths;
+    for (size_t k = i; k < j && completes; ++k) {
+      const auto& s = *work[k].s;
+      completes = s.prefilled + work[k].n + 1 == s.job.prompt.size();
+      lengths.push_back(static_cast<int>(s.prefilled) + work[k].n);
+    }
+    std::vector<std::shared_ptr<BatchKVCache>> block;
     try {
-      prefill_together(*model_, caches, tokens);
+      if (completes) {
+        block = prefill_batch(*model_, caches, tokens);
+      } else {
+        prefill_together(*model_, caches, tokens);
+      }
       for (size_t k = i; k < j; ++k) work[k].s->prefilled += work[k].n;
       std::lock_guard<std::mutex> lk(mu_);
       stats_.prefill_passes += 1;
@@ -446,12 +490,26 @@ void Engine::prefill_round() {
       for (size_t k = i; k < j; ++k) {
         finish(*work[k].s, "error", std::string("prefill failed: ") + e.what());
       }
+      block.clear();
+    }
+    if (!block.empty()) {
+      // Outside the try: a failure here leaves the batch inconsistent, which
+      // fails every request (run's handler).
+      ensure_batch_cache();
+      for (size_t l = 0; l < block.size(); ++l) batch_cache_[l]->add_block(*block[l], lengths);
+      for (size_t k = i; k < j; ++k) {
+        auto& s = work[k].s;
+        s->cache.clear();
+        s->last_token = s->job.prompt.back();
+        s->joined = true;
+        batch_.push_back(s);
+      }
     }
     i = j;
   }
   std::vector<std::shared_ptr<Sequence>> joining;
   std::erase_if(prefilling_, [&](const auto& s) {
-    if (s->done) return true;
+    if (s->done || s->joined) return true;
     if (s->prefilled + 1 < s->job.prompt.size()) return false;
     s->last_token = s->job.prompt.back();
     joining.push_back(s);
@@ -460,17 +518,20 @@ void Engine::prefill_round() {
   join_batch(joining);
 }
 
+void Engine::ensure_batch_cache() {
+  if (!batch_cache_.empty()) return;
+  auto shared = std::make_shared<BatchStepArrays>();
+  for (int l = 0; l < model_->num_layers(); ++l) {
+    batch_cache_.push_back(
+        options_.kv_bits ? std::make_shared<BatchKVCache>(options_.kv_group_size, *options_.kv_bits)
+                         : std::make_shared<BatchKVCache>());
+    batch_cache_.back()->share_step_arrays(shared);
+  }
+}
+
 void Engine::join_batch(const std::vector<std::shared_ptr<Sequence>>& joining) {
   if (joining.empty()) return;
-  if (batch_cache_.empty()) {
-    auto shared = std::make_shared<BatchStepArrays>();
-    for (int l = 0; l < model_->num_layers(); ++l) {
-      batch_cache_.push_back(options_.kv_bits ? std::make_shared<BatchKVCache>(
-                                                    options_.kv_group_size, *options_.kv_bits)
-                                              : std::make_shared<BatchKVCache>());
-      batch_cache_.back()->share_step_arrays(shared);
-    }
-  }
+  ensure_batch_cache();
   for (int l = 0; l < model_->num_layers(); ++l) {
     std::vector<BatchKVCache::Row> rows;
     for (const auto& s : joining) {

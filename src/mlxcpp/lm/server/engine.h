@@ -45,6 +45,14 @@ class PromptStore;
 void prefill_together(LanguageModel& model, const std::vector<PromptCache*>& caches,
                       const std::vector<std::vector<int32_t>>& tokens);
 
+// The forward pass of prefill_together without writing the caches back: the
+// pass's batch cache (one BatchKVCache per layer, evaluated), whose row b
+// holds caches[b]'s positions and then tokens[b] (right-padded to the longest
+// row), for joining a decode batch as one block.
+std::vector<std::shared_ptr<BatchKVCache>> prefill_batch(
+    LanguageModel& model, const std::vector<PromptCache*>& caches,
+    const std::vector<std::vector<int32_t>>& tokens);
+
 // Restricts the tokens a request may sample next (grammar-constrained output).
 class TokenConstraint {
  public:
@@ -162,6 +170,7 @@ class Engine {
   mx::array step_input() const;
   // Waits for the pending step, hands each live row its token, removes finished rows.
   void read_step();
+  void ensure_batch_cache();
   // Moves prefilled sequences into the decode batch (one buffer copy for all).
   void join_batch(const std::vector<std::shared_ptr<Sequence>>& joining);
   // Drops batch rows (ascending indices) and their caches.
