@@ -6,7 +6,14 @@
 // request in a single forward pass over a left-padded batch cache and samples
 // them together. A prompt's last token is fed by the decode step that samples
 // its first generated token. Requests join and leave between steps; a
-// cancelled one leaves at once.
+// cancelled one leaves at once. A decode step is launched before the one
+// before it is read (its input ids come from that step on the device), so the
+// host's graph building and per-token work overlap the device.
+//
+// Environment: MLXCPP_SERVER_PROFILE=1 logs each decode step's phases (graph
+// building, launch, wait, per-row token handling, rows leaving) and each
+// prefill round to stderr; MLXCPP_SERVER_PIPELINE=0 reads every step before
+// building the next (for comparison; the tokens are the same).
 #pragma once
 
 #include <atomic>
