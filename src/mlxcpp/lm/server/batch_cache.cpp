@@ -86,16 +86,8 @@ void BatchKVCache::add_rows(const std::vector<Row>& float_rows) {
     if (rows() > 0) allocate(*first);  // earlier empty rows get their (zero) buffer now
   }
   if (keys_ && longest > length_) {
-    // Every existing row gets more padding on the left.
-    int d = longest - length_;
     reserve(longest + 1);
-    int cap = keys_->shape(2);
-    auto shift = [&](const mx::array& buf) {
-      return mx::concatenate({zeros_seq(buf, buf.shape(0), d), seq(buf, 0, cap - d)}, 2);
-    };
-    keys_ = shift(*keys_);
-    values_ = shift(*values_);
-    for (int& p : pad_) p += d;
+    pad_left(longest - length_);
   }
   length_ = std::max(length_, longest);
   const mx::array& like = keys_ ? *keys_ : *first;
@@ -123,6 +115,100 @@ void BatchKVCache::add_rows(const std::vector<Row>& float_rows) {
   }
   keys_ = ks.size() == 1 ? ks[0] : mx::concatenate(ks, 0);
   values_ = vs.size() == 1 ? vs[0] : mx::concatenate(vs, 0);
+}
+
+void BatchKVCache::pad_left(int d) {
+  // Every existing row gets more padding on the left (the caller reserved room).
+  int cap = keys_->shape(2);
+  auto shift = [&](const mx::array& buf) {
+    return mx::concatenate({zeros_seq(buf, buf.shape(0), d), seq(buf, 0, cap - d)}, 2);
+  };
+  keys_ = shift(*keys_);
+  values_ = shift(*values_);
+  for (int& p : pad_) p += d;
+}
+
+void BatchKVCache::add_block(const BatchKVCache& block, const std::vector<int>& lengths) {
+  const int n = block.rows();
+  if (static_cast<int>(lengths.size()) != n) {
+    throw std::invalid_argument("BatchKVCache::add_block: " + std::to_string(lengths.size()) +
+                                " lengths for " + std::to_string(n) + " rows");
+  }
+  for (int b = 0; b < n; ++b) {
+    if (lengths[b] < 0 || lengths[b] > block.row_length(b)) {
+      throw std::out_of_range("BatchKVCache::add_block: " + std::to_string(lengths[b]) +
+                              " positions of row " + std::to_string(b) + ", which holds " +
+                              std::to_string(block.row_length(b)));
+    }
+  }
+  if (n == 0) return;
+  const bool empty_rows =
+      std::any_of(lengths.begin(), lengths.end(), [](int len) { return len == 0; });
+  // No rows yet: the joining rows make the buffer.
+  const bool fresh = !keys_ && rows() == 0;
+  if ((!keys_ && !fresh) || !block.keys_ || quantizer_ || block.quantizer_ || empty_rows) {
+    // Rows one by one: earlier rows hold nothing yet, or rows are stored
+    // quantized, or some row holds nothing.
+    std::vector<Row> rows;
+    for (int b = 0; b < n; ++b) {
+      if (lengths[b] == 0) {
+        rows.emplace_back(std::nullopt);
+      } else {
+        rows.emplace_back(block.row(b, lengths[b]));
+      }
+    }
+    add_rows(rows);
+    return;
+  }
+  const mx::array& bk = *block.keys_;
+  if (!fresh && (bk.shape(1) != keys_->shape(1) || bk.shape(3) != keys_->shape(3))) {
+    throw std::invalid_argument("BatchKVCache::add_block: the block's keys " +
+                                mx::shape_str(bk.shape()) + " differ in Nkv or D from " +
+                                mx::shape_str(keys_->shape()));
+  }
+  const int longest = *std::max_element(lengths.begin(), lengths.end());
+  if (!fresh && longest > length_) {
+    reserve(longest + 1);
+    pad_left(longest - length_);
+  }
+  length_ = std::max(length_, longest);
+  // Room for the next step's position, as reserve() leaves.
+  const int cap = fresh ? ((length_ + kStep) / kStep) * kStep : keys_->shape(2);
+  // Position p of joining row b reads the block's position p - (length_ -
+  // lengths[b]) + start_b, where its real positions start at start_b; the
+  // padding before reads position 0 (hidden by the mask).
+  std::vector<int32_t> key{n, cap, length_, block.length_};
+  std::vector<int32_t> rows_idx(static_cast<size_t>(n) * cap), pos_idx(rows_idx.size(), 0);
+  for (int b = 0; b < n; ++b) {
+    const int start = block.pad_[b];
+    const int first = length_ - lengths[b];
+    key.push_back(start);
+    key.push_back(lengths[b]);
+    for (int p = 0; p < cap; ++p) {
+      rows_idx[static_cast<size_t>(b) * cap + p] = b;
+      if (p >= first && p < length_) pos_idx[static_cast<size_t>(b) * cap + p] = start + p - first;
+    }
+    pad_.push_back(first);
+  }
+  BatchStepArrays& st = *step_;
+  if (!st.join_index || st.join_key != key) {
+    st.join_key = key;
+    st.join_index.emplace(mx::array(rows_idx, {n, cap}, mx::int32),
+                          mx::array(pos_idx, {n, cap}, mx::int32));
+  }
+  const auto& [ri, pi] = *st.join_index;
+  auto make_rows = [&](const mx::array& src) {
+    const int nkv = src.shape(1), dim = src.shape(3);
+    // [n, cap, 1, Nkv, 1, D] windows -> [n, Nkv, cap, D], contiguous (so that
+    // slice_update can write the next positions in place).
+    mx::array g = mx::gather(src, {ri, pi}, {0, 2}, {1, nkv, 1, dim});
+    return mx::copy(mx::transpose(mx::reshape(g, {n, cap, nkv, dim}), {0, 2, 1, 3}));
+  };
+  auto join = [&](const mx::array& buf, const mx::array& src) {
+    return mx::concatenate({buf, mx::astype(make_rows(src), buf.dtype())}, 0);
+  };
+  keys_ = fresh ? make_rows(bk) : join(*keys_, bk);
+  values_ = fresh ? make_rows(*block.values_) : join(*values_, *block.values_);
 }
 
 void BatchKVCache::remove_rows(std::vector<int> rows) {
@@ -203,10 +289,28 @@ std::pair<mx::array, mx::array> BatchKVCache::update_and_fetch(const mx::array& 
   return {load(seq(*keys_, 0, length_)), load(seq(*values_, 0, length_))};
 }
 
+BatchStepArrays& BatchKVCache::step_arrays() const {
+  BatchStepArrays& st = *step_;
+  if (st.length != length_ || st.pad != pad_) {
+    st.pad = pad_;
+    st.length = length_;
+    st.masks.clear();
+    st.row_offsets.reset();
+  }
+  return st;
+}
+
 AttentionMask BatchKVCache::make_mask(int T, std::optional<int> window) const {
   bool padded = std::any_of(pad_.begin(), pad_.end(), [](int p) { return p > 0; });
   if (!padded) return AttentionMask{T > 1 ? "causal" : "", window, std::nullopt};
   const int B = rows(), Lk = length_ + T;
+  // A window as long as every key range hides nothing: the same mask as none.
+  if (window && *window >= Lk) window.reset();
+  BatchStepArrays& st = step_arrays();
+  const std::pair<int, int> key{T, window ? *window : -1};
+  for (const auto& [k, mask] : st.masks) {
+    if (k == key) return mask;
+  }
   std::vector<uint8_t> m(static_cast<size_t>(B) * T * Lk, 0);
   for (int b = 0; b < B; ++b) {
     for (int i = 0; i < T; ++i) {
@@ -214,16 +318,22 @@ AttentionMask BatchKVCache::make_mask(int T, std::optional<int> window) const {
       int lo = pad_[b];
       if (window) lo = std::max(lo, q - *window + 1);
       uint8_t* row = m.data() + (static_cast<size_t>(b) * T + i) * Lk;
-      for (int j = lo; j <= q; ++j) row[j] = 1;
+      std::fill(row + lo, row + q + 1, uint8_t{1});
     }
   }
-  return AttentionMask{"array", std::nullopt, mx::array(m.begin(), {B, 1, T, Lk}, mx::bool_)};
+  AttentionMask mask{"array", std::nullopt, mx::array(m.begin(), {B, 1, T, Lk}, mx::bool_)};
+  st.masks.emplace_back(key, mask);
+  return mask;
 }
 
 std::optional<mx::array> BatchKVCache::row_offsets() const {
-  std::vector<int32_t> off;
-  for (int p : pad_) off.push_back(length_ - p);
-  return mx::array(off, {static_cast<int>(off.size())}, mx::int32);
+  BatchStepArrays& st = step_arrays();
+  if (!st.row_offsets) {
+    std::vector<int32_t> off;
+    for (int p : pad_) off.push_back(length_ - p);
+    st.row_offsets = mx::array(off, {static_cast<int>(off.size())}, mx::int32);
+  }
+  return st.row_offsets;
 }
 
 std::vector<mx::array> BatchKVCache::state() const {

@@ -7,6 +7,7 @@
 // each row's real positions are read back with row(b, length).
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -14,6 +15,21 @@
 #include "mlxcpp/lm/cache.h"
 
 namespace lm::server {
+
+// What the per-layer caches of one batch may share: every layer holds the same
+// rows with the same padding, so a step's attention mask and row offsets are
+// built (and copied to the device) once for all layers instead of once per
+// layer. Entries are dropped whenever the padding or length they were made for
+// changes.
+struct BatchStepArrays {
+  std::vector<int> pad;
+  int length = -1;
+  std::vector<std::pair<std::pair<int, int>, AttentionMask>> masks;  // (T, window or -1) -> mask
+  std::optional<mx::array> row_offsets;
+  // add_block's gather indices, by their values (the same for every layer).
+  std::vector<int32_t> join_key;
+  std::optional<std::pair<mx::array, mx::array>> join_index;
+};
 
 class BatchKVCache : public KVCacheBase {
  public:
@@ -51,6 +67,12 @@ class BatchKVCache : public KVCacheBase {
     add_rows(std::vector<Row>(rows.begin(), rows.end()));
   }
   void add_row(const mx::array& keys, const mx::array& values) { add_rows({{keys, values}}); }
+  // Appends the rows of another batch's cache (a batched prefill's): row b of
+  // `block` contributes its first lengths[b] real positions (those after its
+  // left padding; anything after them, right padding, is dropped). One gather
+  // and one copy of the buffer per call, however many rows join; the gather's
+  // indices are built once for all layers that share step arrays.
+  void add_block(const BatchKVCache& block, const std::vector<int>& lengths);
   // Removes the given rows (the others keep their order), in one copy.
   void remove_rows(std::vector<int> rows);
   void remove_row(int b) { remove_rows({b}); }
@@ -60,10 +82,15 @@ class BatchKVCache : public KVCacheBase {
   // right-padded prefill row without the padding after its real positions.
   std::pair<mx::array, mx::array> row(int b, int length) const;
   int row_length(int b) const { return length_ - pad_.at(b); }
+  // Shares the step's mask and row offsets with the other layers' caches of
+  // the same batch (which must join and lose the same rows in the same order).
+  void share_step_arrays(std::shared_ptr<BatchStepArrays> shared) { step_ = std::move(shared); }
 
  private:
   static constexpr int kStep = 256;
   void reserve(int length);
+  // Adds d positions of padding on the left of every row.
+  void pad_left(int d);
   // Creates the buffer for rows() empty rows, shaped like `like` ([., Nkv, ., D], stored form).
   void allocate(const mx::array& like);
   // Stored form of float keys/values, and back.
@@ -71,8 +98,11 @@ class BatchKVCache : public KVCacheBase {
   mx::array load(const mx::array& x) const { return quantizer_ ? quantizer_->unpack(x) : x; }
   std::optional<KVQuantizer> quantizer_;
   std::optional<mx::array> keys_, values_;  // [B, Nkv, capacity, D]
+  // The step arrays entry for the current padding and length (cleared when stale).
+  BatchStepArrays& step_arrays() const;
   std::vector<int> pad_;
   int length_ = 0;
+  std::shared_ptr<BatchStepArrays> step_ = std::make_shared<BatchStepArrays>();
 };
 
 }  // namespace lm::server

@@ -1,6 +1,8 @@
 #include "mlxcpp/lm/server/engine.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -59,6 +61,7 @@ struct Engine::Sequence {
   std::string pending;  // text held back as a possible stop-string prefix
   bool done = false;
   bool failed = false;  // ended by an error or a cancel: its cache is not kept
+  bool joined = false;  // in the decode batch (joined with its prefill pass's block)
 };
 
 namespace {
@@ -81,49 +84,76 @@ size_t held_back(const std::string& text, const std::vector<std::string>& stops)
   return hold;
 }
 
+// MLXCPP_SERVER_PROFILE=1 logs the host time of each decode step's phases to
+// stderr, one line a step; off, it costs one branch per phase.
+bool profiling() {
+  static const bool on = [] {
+    const char* v = std::getenv("MLXCPP_SERVER_PROFILE");
+    return v && *v && std::string(v) != "0";
+  }();
+  return on;
+}
+
+// MLXCPP_SERVER_PIPELINE=0 reads each decode step before building the next
+// (for comparison; the pipelined order gives the same tokens).
+bool pipelining() {
+  static const bool on = [] {
+    const char* v = std::getenv("MLXCPP_SERVER_PIPELINE");
+    return !(v && std::string(v) == "0");
+  }();
+  return on;
+}
+
+double ms_since(std::chrono::steady_clock::time_point& t) {
+  auto now = std::chrono::steady_clock::now();
+  double ms = std::chrono::duration<double, std::milli>(now - t).count();
+  t = now;
+  return ms;
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------ prefill
 
-void prefill_together(LanguageModel& model, const std::vector<PromptCache*>& caches,
-                      const std::vector<std::vector<int32_t>>& tokens) {
-  const int B = static_cast<int>(caches.size());
-  const int layers = model.num_layers();
-  if (static_cast<int>(tokens.size()) != B) {
+namespace {
+
+void check_prefill_args(LanguageModel& model, const std::vector<PromptCache*>& caches,
+                        const std::vector<std::vector<int32_t>>& tokens) {
+  const size_t B = caches.size();
+  if (tokens.size() != B) {
     throw std::invalid_argument("prefill_together: " + std::to_string(B) + " caches but " +
                                 std::to_string(tokens.size()) + " token lists");
   }
-  int T = 0;
-  for (int b = 0; b < B; ++b) {
+  for (size_t b = 0; b < B; ++b) {
     if (tokens[b].empty()) throw std::invalid_argument("prefill_together: an empty token list");
-    if (static_cast<int>(caches[b]->size()) != layers) {
+    if (static_cast<int>(caches[b]->size()) != model.num_layers()) {
       throw std::invalid_argument("prefill_together: a cache has " +
                                   std::to_string(caches[b]->size()) + " layers, the model " +
-                                  std::to_string(layers));
+                                  std::to_string(model.num_layers()));
     }
-    T = std::max(T, static_cast<int>(tokens[b].size()));
   }
-  std::vector<mx::array> arrays;
-  auto keep_states = [&](const PromptCache& c) {
-    for (const auto& l : c) {
-      for (auto& a : l->state()) arrays.push_back(a);
-    }
-  };
-  if (B == 1) {
-    model(token_row(tokens[0].data(), T), caches[0]);
-    keep_states(*caches[0]);
-    mx::eval(arrays);
-    return;
-  }
+}
+
+}  // namespace
+
+std::vector<std::shared_ptr<BatchKVCache>> prefill_batch(
+    LanguageModel& model, const std::vector<PromptCache*>& caches,
+    const std::vector<std::vector<int32_t>>& tokens) {
+  check_prefill_args(model, caches, tokens);
+  const int B = static_cast<int>(caches.size());
+  const int layers = model.num_layers();
+  int T = 0;
+  for (const auto& t : tokens) T = std::max(T, static_cast<int>(t.size()));
   // Right padding sits after each row's real positions, where causal attention
-  // keeps it from every real query; its keys are dropped below. Id 0 is a
-  // valid token of every vocabulary.
+  // keeps it from every real query. Id 0 is a valid token of every vocabulary.
   std::vector<int32_t> flat(static_cast<size_t>(B) * T, 0);
   for (int b = 0; b < B; ++b) std::copy(tokens[b].begin(), tokens[b].end(), flat.begin() + b * T);
+  std::vector<std::shared_ptr<BatchKVCache>> out;
   PromptCache batch;
-  std::vector<std::vector<int>> lengths(layers);  // per layer, each row's positions before
+  auto shared = std::make_shared<BatchStepArrays>();
   for (int l = 0; l < layers; ++l) {
     auto c = std::make_shared<BatchKVCache>();
+    c->share_step_arrays(shared);
     std::vector<BatchKVCache::Row> rows;
     for (int b = 0; b < B; ++b) {
       auto st = (*caches[b])[l]->state();
@@ -138,14 +168,44 @@ void prefill_together(LanguageModel& model, const std::vector<PromptCache*>& cac
       }
     }
     c->add_rows(rows);
-    for (int b = 0; b < B; ++b) lengths[l].push_back(c->row_length(b));
+    out.push_back(c);
     batch.push_back(c);
   }
   model(mx::array(flat, {B, T}, mx::int32), &batch);
-  for (int l = 0; l < layers; ++l) {
-    auto& c = static_cast<BatchKVCache&>(*batch[l]);
+  std::vector<mx::array> arrays;
+  for (const auto& c : out) {
+    for (auto& a : c->state()) arrays.push_back(a);
+  }
+  mx::eval(arrays);
+  return out;
+}
+
+void prefill_together(LanguageModel& model, const std::vector<PromptCache*>& caches,
+                      const std::vector<std::vector<int32_t>>& tokens) {
+  check_prefill_args(model, caches, tokens);
+  const int B = static_cast<int>(caches.size());
+  std::vector<mx::array> arrays;
+  auto keep_states = [&](const PromptCache& c) {
+    for (const auto& l : c) {
+      for (auto& a : l->state()) arrays.push_back(a);
+    }
+  };
+  if (B == 1) {
+    model(token_row(tokens[0].data(), static_cast<int>(tokens[0].size())), caches[0]);
+    keep_states(*caches[0]);
+    mx::eval(arrays);
+    return;
+  }
+  std::vector<int> before(B);  // each row's positions before
+  for (int b = 0; b < B; ++b) {
+    auto st = (*caches[b])[0]->state();
+    before[b] = st.empty() ? 0 : st[0].shape(2);
+  }
+  auto batch = prefill_batch(model, caches, tokens);
+  for (size_t l = 0; l < batch.size(); ++l) {
     for (int b = 0; b < B; ++b) {
-      auto [k, v] = c.row(b, lengths[l][b] + static_cast<int>(tokens[b].size()));
+      // Without the right padding after the row's real positions.
+      auto [k, v] = batch[l]->row(b, before[b] + static_cast<int>(tokens[b].size()));
       (*caches[b])[l]->set_state({k, v});
     }
   }
@@ -262,6 +322,7 @@ void Engine::fail_all(const std::string& error) {
   waiting_.clear();
   prefilling_.clear();
   batch_.clear();
+  pending_.reset();
   batch_cache_.clear();
 }
 
@@ -403,8 +464,23 @@ void Engine::prefill_round() {
       auto from = s.job.prompt.begin() + static_cast<std::ptrdiff_t>(s.prefilled);
       tokens.emplace_back(from, from + work[k].n);
     }
+    // A pass that completes every prompt in it joins the decode batch as one
+    // block (one gather and copy per layer), not as a cache per prompt that
+    // the batch then copies again row by row.
+    bool completes = !options_.kv_bits;
+    std::vector<int> lengths;
+    for (size_t k = i; k < j && completes; ++k) {
+      const auto& s = *work[k].s;
+      completes = s.prefilled + work[k].n + 1 == s.job.prompt.size();
+      lengths.push_back(static_cast<int>(s.prefilled) + work[k].n);
+    }
+    std::vector<std::shared_ptr<BatchKVCache>> block;
     try {
-      prefill_together(*model_, caches, tokens);
+      if (completes) {
+        block = prefill_batch(*model_, caches, tokens);
+      } else {
+        prefill_together(*model_, caches, tokens);
+      }
       for (size_t k = i; k < j; ++k) work[k].s->prefilled += work[k].n;
       std::lock_guard<std::mutex> lk(mu_);
       stats_.prefill_passes += 1;
@@ -414,12 +490,26 @@ void Engine::prefill_round() {
       for (size_t k = i; k < j; ++k) {
         finish(*work[k].s, "error", std::string("prefill failed: ") + e.what());
       }
+      block.clear();
+    }
+    if (!block.empty()) {
+      // Outside the try: a failure here leaves the batch inconsistent, which
+      // fails every request (run's handler).
+      ensure_batch_cache();
+      for (size_t l = 0; l < block.size(); ++l) batch_cache_[l]->add_block(*block[l], lengths);
+      for (size_t k = i; k < j; ++k) {
+        auto& s = work[k].s;
+        s->cache.clear();
+        s->last_token = s->job.prompt.back();
+        s->joined = true;
+        batch_.push_back(s);
+      }
     }
     i = j;
   }
   std::vector<std::shared_ptr<Sequence>> joining;
   std::erase_if(prefilling_, [&](const auto& s) {
-    if (s->done) return true;
+    if (s->done || s->joined) return true;
     if (s->prefilled + 1 < s->job.prompt.size()) return false;
     s->last_token = s->job.prompt.back();
     joining.push_back(s);
@@ -428,15 +518,20 @@ void Engine::prefill_round() {
   join_batch(joining);
 }
 
+void Engine::ensure_batch_cache() {
+  if (!batch_cache_.empty()) return;
+  auto shared = std::make_shared<BatchStepArrays>();
+  for (int l = 0; l < model_->num_layers(); ++l) {
+    batch_cache_.push_back(
+        options_.kv_bits ? std::make_shared<BatchKVCache>(options_.kv_group_size, *options_.kv_bits)
+                         : std::make_shared<BatchKVCache>());
+    batch_cache_.back()->share_step_arrays(shared);
+  }
+}
+
 void Engine::join_batch(const std::vector<std::shared_ptr<Sequence>>& joining) {
   if (joining.empty()) return;
-  if (batch_cache_.empty()) {
-    for (int l = 0; l < model_->num_layers(); ++l) {
-      batch_cache_.push_back(options_.kv_bits ? std::make_shared<BatchKVCache>(
-                                                    options_.kv_group_size, *options_.kv_bits)
-                                              : std::make_shared<BatchKVCache>());
-    }
-  }
+  ensure_batch_cache();
   for (int l = 0; l < model_->num_layers(); ++l) {
     std::vector<BatchKVCache::Row> rows;
     for (const auto& s : joining) {
@@ -461,12 +556,57 @@ void Engine::remove_rows(const std::vector<int>& rows) {
   for (auto it = rows.rbegin(); it != rows.rend(); ++it) batch_.erase(batch_.begin() + *it);
 }
 
-void Engine::decode_step() {
+mx::array Engine::step_input() const {
   const int B = static_cast<int>(batch_.size());
-  std::vector<int32_t> last(B);
-  for (int b = 0; b < B; ++b) last[b] = batch_[b]->last_token;
+  std::vector<int32_t> host;  // the tokens the host knows (no step of theirs pending)
+  std::vector<int32_t> index(B);
+  const int P = pending_ ? static_cast<int>(pending_->rows.size()) : 0;
+  bool identity = B == P;
+  // Rows keep their order between steps (leaving rows are erased, joining
+  // ones appended), so one forward walk finds each row in the pending step.
+  int j = 0;
+  for (int b = 0; b < B; ++b) {
+    int k = j;
+    while (k < P && pending_->rows[k] != batch_[b]) ++k;
+    if (k < P) {
+      index[b] = k;
+      identity = identity && k == b;
+      j = k + 1;
+    } else {
+      index[b] = P + static_cast<int>(host.size());
+      host.push_back(batch_[b]->last_token);
+      identity = false;
+    }
+  }
+  const int H = static_cast<int>(host.size());
+  if (P == 0 || H == B) return mx::array(host, {B, 1}, mx::int32);
+  if (identity) return mx::reshape(pending_->tokens, {B, 1});
+  mx::array all = H == 0 ? pending_->tokens
+                         : mx::concatenate({pending_->tokens, mx::array(host, {H}, mx::int32)}, 0);
+  return mx::reshape(mx::take(all, mx::array(index, {B}, mx::int32), 0), {B, 1});
+}
+
+void Engine::decode_step() {
+  const bool prof = profiling();
+  auto t = std::chrono::steady_clock::now();
+  double read_ms = 0, build_ms = 0, submit_ms = 0;
+  if (prof) last_read_ = {};
+  // A row whose next logits depend on its last token on the host (penalties
+  // over its history, a grammar) needs the pending step read before this one
+  // is built; otherwise this step is built and launched first and the pending
+  // one read while it runs.
+  const bool host_dependent =
+      !pipelining() || std::any_of(batch_.begin(), batch_.end(), [](const auto& s) {
+        return !s->penalties.empty() || s->job.constraint;
+      });
+  if (pending_ && host_dependent) {
+    read_step();
+    if (prof) read_ms = ms_since(t);
+    if (batch_.empty()) return;
+  }
+  const int B = static_cast<int>(batch_.size());
   PromptCache cache(batch_cache_.begin(), batch_cache_.end());
-  auto logits = (*model_)(mx::array(last, {B, 1}, mx::int32), &cache);  // [B, 1, V]
+  auto logits = (*model_)(step_input(), &cache);  // [B, 1, V]
   const int V = logits.shape(2);
   mx::array x = mx::astype(mx::reshape(logits, {B, V}), mx::float32);
   // Every row's logit_bias in one scatter.
@@ -486,9 +626,8 @@ void Engine::decode_step() {
         mx::array(bias, {n, 1, 1}, mx::float32), {0, 1});
   }
   // Penalties and grammar masks depend on each row's own history: row by row.
-  // A request whose own processing fails (its grammar) ends with an error; the
-  // other rows go on.
-  std::vector<int> finished;
+  // A request whose own processing fails (its grammar) ends with an error (its
+  // row leaves when this step is read); the other rows go on.
   std::vector<int32_t> changed;
   std::vector<mx::array> changed_rows;
   for (int b = 0; b < B; ++b) {
@@ -508,7 +647,6 @@ void Engine::decode_step() {
       changed_rows.push_back(row);
     } catch (const std::exception& e) {
       finish(s, "error", std::string("sampling failed: ") + e.what());
-      finished.push_back(b);
     }
   }
   if (!changed.empty()) {
@@ -519,48 +657,71 @@ void Engine::decode_step() {
   mx::array logprobs = mx::subtract(x, mx::logsumexp(x, -1, true));
   std::vector<RowSampler*> samplers;
   for (auto& s : batch_) samplers.push_back(&s->sampler);
-  mx::array tokens = sample_rows(logprobs, samplers);
+  auto step = std::make_unique<Step>(Step{batch_, sample_rows(logprobs, samplers)});
   // One read of the B ids (and of their B logprobs when asked); whole rows
   // only for top_logprobs.
-  std::vector<mx::array> outputs{tokens};
-  std::optional<mx::array> chosen;
-  std::vector<std::optional<mx::array>> rows(B);
+  step->outputs.push_back(step->tokens);
+  step->top.resize(B);
   bool any_logprobs = false;
   for (int b = 0; b < B; ++b) {
     const auto& j = batch_[b]->job;
     any_logprobs = any_logprobs || j.logprobs;
     if (j.logprobs && j.top_logprobs > 0) {
-      rows[b] = mx::reshape(mx::slice(logprobs, {b, 0}, {b + 1, V}), {V});
-      outputs.push_back(*rows[b]);
+      step->top[b] = mx::reshape(mx::slice(logprobs, {b, 0}, {b + 1, V}), {V});
+      step->outputs.push_back(*step->top[b]);
     }
   }
   if (any_logprobs) {
-    chosen = mx::reshape(mx::take_along_axis(logprobs, mx::reshape(tokens, {B, 1}), 1), {B});
-    outputs.push_back(*chosen);
+    step->chosen =
+        mx::reshape(mx::take_along_axis(logprobs, mx::reshape(step->tokens, {B, 1}), 1), {B});
+    step->outputs.push_back(*step->chosen);
   }
-  mx::eval(outputs);
-  const int32_t* ids = tokens.data<int32_t>();
-  const float* lps = chosen ? chosen->data<float>() : nullptr;
-  for (int b = 0; b < B; ++b) {
-    auto& s = *batch_[b];
-    if (s.done) continue;
+  if (prof) build_ms = ms_since(t);
+  mx::async_eval(step->outputs);
+  if (prof) submit_ms = ms_since(t);
+  if (pending_) read_step();  // the step before this one, while this one runs
+  pending_ = std::move(step);
+  if (host_dependent) read_step();
+  if (prof) {
+    std::fprintf(stderr,
+                 "[server profile] decode rows %d read-before %.2f ms build %.2f ms submit %.2f ms "
+                 "read %.2f ms (wait %.2f ms, tokens %.2f ms, leave %d)\n",
+                 B, read_ms, build_ms, submit_ms, ms_since(t), last_read_.wait_ms,
+                 last_read_.tokens_ms, last_read_.left);
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  ++stats_.steps;
+}
+
+void Engine::read_step() {
+  if (!pending_) return;
+  std::unique_ptr<Step> step = std::move(pending_);
+  const bool prof = profiling();
+  auto t = std::chrono::steady_clock::now();
+  mx::eval(step->outputs);
+  if (prof) last_read_.wait_ms = ms_since(t);
+  const int32_t* ids = step->tokens.data<int32_t>();
+  const float* lps = step->chosen ? step->chosen->data<float>() : nullptr;
+  for (size_t i = 0; i < step->rows.size(); ++i) {
+    auto& s = *step->rows[i];
+    if (s.done) continue;  // finished (or cancelled) since the step was built
     try {
-      if (handle_token(s, ids[b], lps ? lps[b] : 0.0f,
-                       rows[b] ? rows[b]->data<float>() : nullptr)) {
-        finished.push_back(b);
-      }
+      handle_token(s, ids[i], lps ? lps[i] : 0.0f,
+                   step->top[i] ? step->top[i]->data<float>() : nullptr);
     } catch (const std::exception& e) {
       finish(s, "error", std::string("generation failed: ") + e.what());
-      finished.push_back(b);
     }
   }
-  std::sort(finished.begin(), finished.end());
+  if (prof) last_read_.tokens_ms = ms_since(t);
+  std::vector<int> finished;
+  for (int b = 0; b < static_cast<int>(batch_.size()); ++b) {
+    if (batch_[b]->done) finished.push_back(b);
+  }
   for (int b : finished) {
     if (!batch_[b]->failed) store_cache(*batch_[b]);
   }
   remove_rows(finished);
-  std::lock_guard<std::mutex> lk(mu_);
-  ++stats_.steps;
+  last_read_.left = static_cast<int>(finished.size());
 }
 
 void Engine::run() {
@@ -594,10 +755,20 @@ void Engine::run() {
         gone.push_back(b);
       }
       remove_rows(gone);
+      auto t = std::chrono::steady_clock::now();
       admit();
+      const size_t prefilling = prefilling_.size(), batched = batch_.size();
       prefill_round();
+      if (profiling() && prefilling > 0) {
+        std::fprintf(stderr, "[server profile] prefill %zu prompts, %zu joined: %.2f ms\n",
+                     prefilling, batch_.size() - batched, ms_since(t));
+      }
       if (!batch_.empty()) decode_step();
-      if (batch_.empty()) batch_cache_.clear();
+      if (batch_.empty()) {
+        // Every row finished: a pending step holds only results nobody reads.
+        pending_.reset();
+        batch_cache_.clear();
+      }
     } catch (const std::exception& e) {
       fail_all(std::string("generation failed: ") + e.what());
     }
@@ -626,6 +797,7 @@ void Engine::run() {
   waiting_.clear();
   prefilling_.clear();
   batch_.clear();
+  pending_.reset();
   batch_cache_.clear();
 }
 

@@ -6,7 +6,14 @@
 // request in a single forward pass over a left-padded batch cache and samples
 // them together. A prompt's last token is fed by the decode step that samples
 // its first generated token. Requests join and leave between steps; a
-// cancelled one leaves at once.
+// cancelled one leaves at once. A decode step is launched before the one
+// before it is read (its input ids come from that step on the device), so the
+// host's graph building and per-token work overlap the device.
+//
+// Environment: MLXCPP_SERVER_PROFILE=1 logs each decode step's phases (graph
+// building, launch, wait, per-row token handling, rows leaving) and each
+// prefill round to stderr; MLXCPP_SERVER_PIPELINE=0 reads every step before
+// building the next (for comparison; the tokens are the same).
 #pragma once
 
 #include <atomic>
@@ -44,6 +51,14 @@ class PromptStore;
 // computed.
 void prefill_together(LanguageModel& model, const std::vector<PromptCache*>& caches,
                       const std::vector<std::vector<int32_t>>& tokens);
+
+// The forward pass of prefill_together without writing the caches back: the
+// pass's batch cache (one BatchKVCache per layer, evaluated), whose row b
+// holds caches[b]'s positions and then tokens[b] (right-padded to the longest
+// row), for joining a decode batch as one block.
+std::vector<std::shared_ptr<BatchKVCache>> prefill_batch(
+    LanguageModel& model, const std::vector<PromptCache*>& caches,
+    const std::vector<std::vector<int32_t>>& tokens);
 
 // Restricts the tokens a request may sample next (grammar-constrained output).
 class TokenConstraint {
@@ -151,7 +166,18 @@ class Engine {
   // of similar chunk lengths; prompts whose cache then holds all but their last
   // token join the decode batch.
   void prefill_round();
+  // Builds and launches a decode step of every batched row, then reads the
+  // step before it (launched earlier) while this one runs: the host's graph
+  // building and token handling overlap the device's work. Rows that finished
+  // in the step read leave the batch; their row of the step just launched is
+  // never read.
   void decode_step();
+  // The step's input tokens [B, 1]: rows of the pending step take the ids it
+  // samples on the device (no host read in between), joining rows their own.
+  mx::array step_input() const;
+  // Waits for the pending step, hands each live row its token, removes finished rows.
+  void read_step();
+  void ensure_batch_cache();
   // Moves prefilled sequences into the decode batch (one buffer copy for all).
   void join_batch(const std::vector<std::shared_ptr<Sequence>>& joining);
   // Drops batch rows (ascending indices) and their caches.
@@ -179,6 +205,19 @@ class Engine {
   std::vector<std::shared_ptr<Sequence>> prefilling_;
   std::vector<std::shared_ptr<Sequence>> batch_;  // row b of the batch cache is batch_[b]
   std::vector<std::shared_ptr<BatchKVCache>> batch_cache_;
+  // A launched decode step not yet read: its rows as they were then.
+  struct Step {
+    std::vector<std::shared_ptr<Sequence>> rows;
+    mx::array tokens;                                // [rows] int32
+    std::optional<mx::array> chosen = {};            // [rows] logprobs of the tokens
+    std::vector<std::optional<mx::array>> top = {};  // per row, [V] logprobs for top_logprobs
+    std::vector<mx::array> outputs = {};
+  };
+  std::unique_ptr<Step> pending_;
+  struct ReadTimes {
+    double wait_ms = 0, tokens_ms = 0;
+    int left = 0;
+  } last_read_;  // MLXCPP_SERVER_PROFILE's numbers of the latest read
   std::unique_ptr<PromptStore> store_;
   std::thread thread_;
 };

@@ -251,8 +251,24 @@ void gemm(Primitive& p, array a, array b, array& out, float alpha, float beta) {
       cpu::collapse_contiguous_dims(batch, {batch_strides(a), batch_strides(b), out_bs});
   // The innermost collapsed batch dim goes to cuBLASLt; outer ones loop here.
   const int inner = static_cast<int>(bshape.size()) - 1;
-  const int count = bshape[inner];
-  const int64_t sa = bstr[0][inner], sb = bstr[1][inner], so = bstr[2][inner];
+  int count = bshape[inner];
+  int64_t sa = bstr[0][inner], sb = bstr[1][inner], so = bstr[2][inner];
+  int64_t M_all = M;  // rows of one product: M, or every batch's M rows folded together
+  // A weight shared by every batch (x [B, T, K] @ w^T: a batched decode step or
+  // prefill) is one GEMM of B * T rows when a's batches follow each other with
+  // uniformly spaced rows. As a strided batch, cuBLASLt would run B products of
+  // T rows that each stream the whole weight again: a 64-row decode step read
+  // the weights 64 times.
+  if (bshape.size() == 1 && count > 1 && sb == 0 && !va.transposed && so == M * N) {
+    const int64_t row_stride = M == 1 ? sa : va.ld;
+    if (sa == M * row_stride && row_stride >= K) {
+      M_all = M * count;
+      va.cols = static_cast<uint64_t>(M_all);
+      va.ld = row_stride;
+      count = 1;
+      sa = sb = so = 0;
+    }
+  }
 
   const size_t isz = out.itemsize();
   const int64_t isz64 = static_cast<int64_t>(isz);
@@ -274,7 +290,7 @@ void gemm(Primitive& p, array a, array b, array& out, float alpha, float beta) {
                              static_cast<uint64_t>(va.ld),
                              static_cast<uint64_t>(sa),
                              static_cast<uint64_t>(N),
-                             static_cast<uint64_t>(M),
+                             static_cast<uint64_t>(M_all),
                              static_cast<uint64_t>(so),
                              static_cast<uint64_t>(count)};
   for (int i = 0; i < 12; ++i) key.dims[i] = dims[i];
@@ -282,7 +298,7 @@ void gemm(Primitive& p, array a, array b, array& out, float alpha, float beta) {
   key.align[1] = alignment(a.data<char>(), {va.ld * isz64, sa * isz64});
   key.align[2] = alignment(out.data<char>(), {N * isz64, so * isz64});
   const std::shared_ptr<const Plan> plan_ptr =
-      find_plan(key, res.workspace_size, p.name(), out.dtype(), M, N, K);
+      find_plan(key, res.workspace_size, p.name(), out.dtype(), M_all, N, K);
   const Plan& plan = *plan_ptr;
 
   double alpha_d = alpha, beta_d = beta;
