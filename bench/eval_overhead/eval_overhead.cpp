@@ -101,6 +101,20 @@ void BM_AddChain(benchmark::State& state) {
   });
 }
 
+// The same chain on one-element float32 arrays: on the CPU nearly all of it
+// is the graph's own bookkeeping (build, sort, run, release).
+void BM_ScalarChain(benchmark::State& state) {
+  if (!use_device(state)) return;
+  mx::array one(1.0f);
+  mx::array x0(0.0f);
+  mx::eval({one, x0});
+  time_graph(state, [&] {
+    mx::array x = x0;
+    for (int i = 0; i < 640; ++i) x = mx::add(x, one);
+    return x;
+  });
+}
+
 // A decode-like layer stack at batch 1: rms_norm, a projection, a view
 // (reshape + transpose), softmax, an elementwise gate and a residual add,
 // 40 times (bf16, small widths so that the device time stays small).
@@ -126,6 +140,12 @@ void BM_DecodeLike(benchmark::State& state) {
 }
 
 BENCHMARK(BM_AddChain)
+    ->Arg(0)
+    ->Arg(1)
+    ->Iterations(50)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_ScalarChain)
     ->Arg(0)
     ->Arg(1)
     ->Iterations(50)
