@@ -105,14 +105,15 @@ class BufferCache {
   void free(void* p) {
     if (!p) return;
     std::lock_guard<std::mutex> lk(mu_);
-    size_t rounded = block_size_locked(p);
+    auto m = managed_.find(p);
+    const bool managed = m != managed_.end();
+    size_t rounded = managed ? m->second.size : block_size_locked(p);
     active_ -= rounded;
     if (cache_limit_ == 0) {
       raw_free(p);
       return;
     }
-    auto m = managed_.find(p);
-    if (m != managed_.end()) {
+    if (managed) {
       // Kernels launched before this free may still use the block.
       managed_free_[pool_key(rounded, m->second.place)].push_back({p, gpu::free_ticket()});
     } else {
@@ -126,6 +127,10 @@ class BufferCache {
   size_t block_size(void* p) {
     std::lock_guard<std::mutex> lk(mu_);
     return block_size_locked(p);
+  }
+  bool is_unified(const void* p) {
+    std::lock_guard<std::mutex> lk(mu_);
+    return managed_.count(const_cast<void*>(p)) > 0;
   }
 
   size_t active() {
@@ -292,6 +297,11 @@ void free(Buffer buffer) { cache().free(buffer.ptr()); }
 size_t allocation_size(Buffer buffer) {
   return buffer.ptr() ? cache().block_size(buffer.ptr()) : 0;
 }
+namespace detail {
+// Whether `block` is a live or cached block of the GPU backend's unified
+// memory (the device can read it). Declared where used (backend/cuda).
+bool is_unified(const void* block) { return block && cache().is_unified(block); }
+}  // namespace detail
 }  // namespace allocator
 
 size_t get_active_memory() { return cache().active(); }

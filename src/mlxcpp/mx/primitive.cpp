@@ -3,6 +3,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <typeinfo>
 #include <unordered_map>
 
 namespace mx {
@@ -30,8 +31,23 @@ GpuKernel find(std::type_index type) {
 }
 }  // namespace gpu_registry
 
+namespace {
+// The kernel of a primitive type, looked up once per thread: every launched
+// node asks, and the registry's lookup takes a lock and hashes the type's
+// name. Kernels register at load time, before any node runs; a type with
+// none is not cached (its error path is not hot).
+GpuKernel cached_kernel(const std::type_info& type) {
+  thread_local std::unordered_map<const std::type_info*, GpuKernel> cache;
+  auto it = cache.find(&type);
+  if (it != cache.end()) return it->second;
+  GpuKernel k = gpu_registry::find(std::type_index(type));
+  if (k) cache.emplace(&type, k);
+  return k;
+}
+}  // namespace
+
 void Primitive::eval_gpu(const std::vector<array>& inputs, std::vector<array>& outputs) {
-  auto k = gpu_registry::find(typeid(*this));
+  auto k = cached_kernel(typeid(*this));
   if (!k) {
     throw std::runtime_error(std::string("[") + name() + "] has no GPU kernel in this build");
   }

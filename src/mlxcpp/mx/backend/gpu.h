@@ -39,10 +39,14 @@ struct RawAllocator {
 };
 const RawAllocator* raw_allocator();
 
-// `inputs` with those the device cannot read (host memory allocated before
-// activate(), a mmap'd file on a system without HMM) replaced by copies in
-// unified memory.
-std::vector<array> device_accessible(const std::vector<array>& inputs);
+// The inputs a kernel may read: `inputs` itself when the device can read
+// them all, else `scratch` holding them with those it cannot (host memory
+// allocated before activate(), a mmap'd file on a system without HMM)
+// replaced by copies in unified memory. Blocks of the buffer cache are known
+// to be readable without a driver query (one per input otherwise, on a
+// device without pageable memory access).
+const std::vector<array>& device_accessible(const std::vector<array>& inputs,
+                                            std::vector<array>& scratch);
 
 // Keeps arrays (and so their buffers) alive until the work launched so far on
 // the stream has run: a buffer freed while a kernel still reads or writes it
@@ -73,8 +77,20 @@ class LaunchScope {
 // by the stream itself, so that stream may reuse it at once; anyone else (the
 // host, another stream) waits for the markers listed.
 struct FreeTicket {
+  using Wait = std::pair<const void*, uint64_t>;  // (stream state, marker)
   int stream = -1;  // the mx stream that may reuse the buffer at once, or -1
-  std::vector<std::pair<const void*, uint64_t>> waits;  // (stream state, marker)
+  // Every buffer a kernel frees takes a ticket: the waits of up to two gpu
+  // streams are kept inline (no heap allocation), any further ones in `more`.
+  Wait first[2] = {};
+  int nfirst = 0;
+  std::vector<Wait> more;
+  void add(const void* state, uint64_t marker) {
+    if (nfirst < 2) {
+      first[nfirst++] = {state, marker};
+    } else {
+      more.emplace_back(state, marker);
+    }
+  }
 };
 FreeTicket free_ticket();
 // Whether the calling thread (launching on a stream, or the host) may reuse a

@@ -2,12 +2,14 @@
 // mx gpu stream, and keeping buffers alive until the kernels using them ran.
 #include "mlxcpp/mx/backend/cuda/device.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <deque>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 #include <unordered_map>
 #include <utility>
 
@@ -19,6 +21,9 @@ namespace mx {
 namespace scheduler {
 void finish_queued_work_at_exit();  // scheduler.cpp
 }  // namespace scheduler
+namespace allocator::detail {
+bool is_unified(const void* block);  // allocator.cpp
+}  // namespace allocator::detail
 namespace cuda {
 
 void check(cudaError_t err, const char* what) {
@@ -81,7 +86,8 @@ struct StreamState {
   std::atomic<uint64_t> recorded{0};
   std::atomic<uint64_t> completed{0};
   std::atomic<bool> dirty{false};
-  std::atomic<int> launching{0};  // threads inside a LaunchScope of this stream
+  std::atomic<int> launching{0};        // threads inside a LaunchScope of this stream
+  std::atomic<bool> gemm_ready{false};  // res.blas and the workspace exist
 
   // Records a marker after the work launched so far. Called with mu held.
   std::shared_ptr<Marker> mark_locked() {
@@ -118,7 +124,26 @@ struct StreamState {
 struct StreamTable {
   std::mutex mu;
   std::unordered_map<int, std::unique_ptr<StreamState>> states;
-  std::vector<StreamState*> gpu_streams;  // in creation order, never removed
+  // The gpu streams in creation order, never removed: appended under `mu`,
+  // read without it (every freed buffer's ticket and every allocator poll
+  // walks them).
+  static constexpr int kMaxGpuStreams = 1024;
+  std::atomic<StreamState*> gpu_streams[kMaxGpuStreams] = {};
+  std::atomic<int> num_gpu_streams{0};
+  void add_gpu_stream(StreamState* st) {
+    const int n = num_gpu_streams.load(std::memory_order_relaxed);
+    if (n == kMaxGpuStreams) {
+      throw std::runtime_error("[cuda] at most " + std::to_string(kMaxGpuStreams) +
+                               " gpu streams can be made");
+    }
+    gpu_streams[n].store(st, std::memory_order_release);
+    num_gpu_streams.store(n + 1, std::memory_order_release);
+  }
+  template <typename F>
+  void for_each_gpu_stream(F&& f) const {
+    const int n = num_gpu_streams.load(std::memory_order_acquire);
+    for (int i = 0; i < n; ++i) f(gpu_streams[i].load(std::memory_order_acquire));
+  }
 };
 
 StreamTable& table() {
@@ -128,6 +153,12 @@ StreamTable& table() {
 }
 
 StreamState& state(const Stream& s) {
+  // Every launch asks for its stream (stream_of) several times: the last one
+  // this thread used is answered without the table's lock (states are never
+  // removed, so the pointer stays valid).
+  thread_local int cached_index = -1;
+  thread_local StreamState* cached = nullptr;
+  if (s.index == cached_index && s.device.type == Device::gpu) return *cached;
   if (s.device.type != Device::gpu) {
     throw std::invalid_argument("[cuda] stream " + std::to_string(s.index) +
                                 " is not a gpu stream");
@@ -140,9 +171,11 @@ StreamState& state(const Stream& s) {
     check(cudaStreamCreateWithFlags(&fresh->res.stream, cudaStreamNonBlocking),
           "creating a stream");
     fresh->index = s.index;
-    t.gpu_streams.push_back(fresh.get());
+    t.add_gpu_stream(fresh.get());
     st = std::move(fresh);
   }
+  cached_index = s.index;
+  cached = st.get();
   return *st;
 }
 
@@ -225,6 +258,8 @@ StreamResources& resources(const Stream& s) { return state(s).res; }
 
 StreamResources& gemm_resources(const Stream& s) {
   auto& st = state(s);
+  // Set once, under the lock, after the handle and workspace exist.
+  if (st.gemm_ready.load(std::memory_order_acquire)) return st.res;
   std::lock_guard<std::mutex> lk(st.mu);
   if (!st.res.blas) {
     // cuBLASLt's recommended workspace for Hopper is 32 MiB.
@@ -240,6 +275,7 @@ StreamResources& gemm_resources(const Stream& s) {
     st.res.blas = handle;
     g_gemm_used.store(true, std::memory_order_release);
   }
+  st.gemm_ready.store(true, std::memory_order_release);
   return st.res;
 }
 
@@ -282,7 +318,8 @@ const RawAllocator* raw_allocator() {
   return g_active.load(std::memory_order_acquire) ? &managed : nullptr;
 }
 
-std::vector<array> device_accessible(const std::vector<array>& inputs) {
+const std::vector<array>& device_accessible(const std::vector<array>& inputs,
+                                            std::vector<array>& scratch) {
   // With HMM (or ATS) the device reads any host memory, mmap'd files too.
   static const bool pageable = [] {
     int dev = 0, v = 0;
@@ -293,22 +330,28 @@ std::vector<array> device_accessible(const std::vector<array>& inputs) {
     }
     return v != 0;
   }();
-  std::vector<array> out = inputs;
-  if (pageable) return out;
-  for (auto& a : out) {
-    if (a.data_size() == 0 || !a.data<char>()) continue;
+  if (pageable) return inputs;
+  // Blocks of the buffer cache's unified memory (nearly every input) are
+  // known without asking the driver, a round trip per input otherwise.
+  auto readable = [](const array& a) {
+    if (a.data_size() == 0 || !a.data<char>()) return true;
+    if (allocator::detail::is_unified(a.buffer().ptr())) return true;
     cudaPointerAttributes attr{};
     if (cudaPointerGetAttributes(&attr, a.data<char>()) != cudaSuccess) {
       cudaGetLastError();
       attr.type = cudaMemoryTypeUnregistered;
     }
-    if (attr.type == cudaMemoryTypeManaged || attr.type == cudaMemoryTypeDevice ||
-        (attr.type == cudaMemoryTypeHost && attr.devicePointer == a.data<char>())) {
-      continue;
-    }
-    a = cuda::managed_copy(a);
+    return attr.type == cudaMemoryTypeManaged || attr.type == cudaMemoryTypeDevice ||
+           (attr.type == cudaMemoryTypeHost && attr.devicePointer == a.data<char>());
+  };
+  size_t first = 0;
+  while (first < inputs.size() && readable(inputs[first])) ++first;
+  if (first == inputs.size()) return inputs;
+  scratch = inputs;
+  for (size_t i = first; i < scratch.size(); ++i) {
+    if (i == first || !readable(scratch[i])) scratch[i] = cuda::managed_copy(scratch[i]);
   }
-  return out;
+  return scratch;
 }
 
 void retain(const Stream& s, std::vector<array> arrays) {
@@ -395,10 +438,9 @@ allocator::Buffer malloc_for_host_write(size_t bytes) {
 namespace gpu {
 namespace {
 
-std::vector<cuda::StreamState*> gpu_streams() {
-  auto& t = cuda::table();
-  std::lock_guard<std::mutex> lk(t.mu);
-  return t.gpu_streams;
+template <typename F>
+void for_each_gpu_stream(F&& f) {
+  cuda::table().for_each_gpu_stream(std::forward<F>(f));
 }
 }  // namespace
 
@@ -428,39 +470,41 @@ LaunchScope::~LaunchScope() {
 FreeTicket free_ticket() {
   FreeTicket t;
   t.stream = t_launch_stream;
-  auto& tab = cuda::table();
-  std::lock_guard<std::mutex> lk(tab.mu);
+  const auto& tab = cuda::table();
   // Outside a launch (a user thread dropping an array) with one gpu stream,
   // every kernel that used the buffer was launched on that stream.
-  if (t.stream < 0 && tab.gpu_streams.size() == 1) t.stream = tab.gpu_streams[0]->index;
-  for (auto* st : tab.gpu_streams) {
+  if (t.stream < 0 && tab.num_gpu_streams.load(std::memory_order_acquire) == 1) {
+    t.stream = tab.gpu_streams[0].load(std::memory_order_acquire)->index;
+  }
+  tab.for_each_gpu_stream([&](cuda::StreamState* st) {
     uint64_t recorded = st->recorded.load(std::memory_order_acquire);
     // Work launched after the last marker (or being launched now) is covered
     // by the next one.
     const bool after = st->dirty.load(std::memory_order_acquire) ||
                        st->launching.load(std::memory_order_acquire) > 0;
     uint64_t need = after ? recorded + 1 : recorded;
-    if (st->completed.load(std::memory_order_acquire) < need) t.waits.emplace_back(st, need);
-  }
+    if (st->completed.load(std::memory_order_acquire) < need) t.add(st, need);
+  });
   return t;
 }
 
 bool reusable(const FreeTicket& t) {
   if (t_launch_stream >= 0 && t_launch_stream == t.stream) return true;
-  for (auto& [st, need] : t.waits) {
-    if (static_cast<const cuda::StreamState*>(st)->completed.load(std::memory_order_acquire) <
-        need) {
-      return false;
-    }
+  auto done = [](const FreeTicket::Wait& w) {
+    return static_cast<const cuda::StreamState*>(w.first)->completed.load(
+               std::memory_order_acquire) >= w.second;
+  };
+  for (int i = 0; i < t.nfirst; ++i) {
+    if (!done(t.first[i])) return false;
   }
-  return true;
+  return std::all_of(t.more.begin(), t.more.end(), done);
 }
 
 // Both are called by the allocator with its lock held: they note finished
 // markers but release nothing (releasing arrays frees buffers, which would
 // take that lock again).
 void poll() {
-  for (auto* st : gpu_streams()) {
+  for_each_gpu_stream([](cuda::StreamState* st) {
     std::lock_guard<std::mutex> lk(st->mu);
     for (auto& [m, v] : st->in_flight) {
       if (m->number <= st->completed.load(std::memory_order_acquire)) continue;
@@ -470,17 +514,17 @@ void poll() {
       }
       st->note_completed(m->number);
     }
-  }
+  });
 }
 
 void wait_for_all() {
   if (!g_active.load(std::memory_order_acquire) || cuda::g_shutdown.load()) return;
   std::vector<std::pair<cuda::StreamState*, uint64_t>> through;
-  for (auto* st : gpu_streams()) {
+  for_each_gpu_stream([&](cuda::StreamState* st) {
     std::lock_guard<std::mutex> lk(st->mu);
     if (st->dirty.load(std::memory_order_acquire)) st->mark_locked();
     through.emplace_back(st, st->recorded.load(std::memory_order_acquire));
-  }
+  });
   cuda::check(cudaDeviceSynchronize(), "synchronizing the device");
   for (auto& [st, n] : through) st->note_completed(n);
 }

@@ -10,7 +10,9 @@ bool is_available() { return false; }
 void activate() {}
 void shutdown() {}
 const RawAllocator* raw_allocator() { return nullptr; }
-std::vector<array> device_accessible(const std::vector<array>& inputs) { return inputs; }
+const std::vector<array>& device_accessible(const std::vector<array>& inputs, std::vector<array>&) {
+  return inputs;
+}
 void retain(const Stream&, std::vector<array>) {}
 void synchronize(const Stream&) {}
 std::function<void()> fence(const Stream&) { return {}; }
