@@ -61,7 +61,10 @@ class DeviceProfile {
   void report() {
     std::lock_guard<std::mutex> lk(mu_);
     fold(true);
-    if (totals_.empty()) return;
+    // gpu::shutdown() can run more than once at exit (its handler is registered again when a
+    // library loads later): print the sums once.
+    if (totals_.empty() || reported_) return;
+    reported_ = true;
     std::vector<std::pair<std::string, Total>> rows(totals_.begin(), totals_.end());
     std::sort(rows.begin(), rows.end(),
               [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
@@ -79,11 +82,12 @@ class DeviceProfile {
     std::vector<std::pair<std::string, Total>> names(by_name.begin(), by_name.end());
     std::sort(names.begin(), names.end(),
               [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
-    auto line = [](const std::string& k, const Total& t, double all) {
+    // `one_shape`: the fastest call's FLOP rate means something only within one shape.
+    auto line = [](const std::string& k, const Total& t, double all, bool one_shape) {
       char tf[32] = "";
       if (t.flops > 0 && t.ms > 0) std::snprintf(tf, sizeof(tf), "%9.1f", t.flops / t.ms / 1e9);
       char best[32] = "";
-      if (t.flops > 0 && t.min_ms > 0) {
+      if (one_shape && t.flops > 0 && t.min_ms > 0) {
         std::snprintf(best, sizeof(best), "%9.1f",
                       t.flops / static_cast<double>(t.calls) / t.min_ms / 1e9);
       }
@@ -95,11 +99,11 @@ class DeviceProfile {
                  all_ms);
     std::fprintf(stderr, "%-100s %8s %11s %7s %10s %10s %9s %9s\n", "primitive", "calls",
                  "total ms", "share", "mean us", "min us", "TFLOP/s", "best");
-    for (auto& [k, t] : names) line(k, t, all_ms);
+    for (auto& [k, t] : names) line(k, t, all_ms, false);
     std::fprintf(stderr, "\n%-100s %8s %11s %7s %10s %10s %9s %9s\n",
                  "primitive [inputs -> output]", "calls", "total ms", "share", "mean us", "min us",
                  "TFLOP/s", "best");
-    for (auto& [k, t] : rows) line(k, t, all_ms);
+    for (auto& [k, t] : rows) line(k, t, all_ms, true);
   }
 
  private:
@@ -134,6 +138,7 @@ class DeviceProfile {
   std::deque<Pending> pending_;
   std::vector<cudaEvent_t> free_;
   std::map<std::string, Total> totals_;
+  bool reported_ = false;
 };
 
 }  // namespace
