@@ -55,8 +55,9 @@ int run_benchmark(int argc, char** argv) {
   if (text) {
     std::cout << "Running warmup.." << std::endl;
   }
-  lm::benchmark_generation(model, std::min(prompt_tokens, 16), std::min(generation_tokens, 4),
-                           batch, prefill_step_size, seed);
+  // The warm-up has the trials' sizes (as mlx_lm.benchmark's): a first pass at a new size pays
+  // for buffers the cache does not hold yet and for GEMM plans, which no trial should time.
+  lm::benchmark_generation(model, prompt_tokens, generation_tokens, batch, prefill_step_size, seed);
   auto floor = lm::measure_bandwidth_floor(model);
   if (text) {
     std::cout << "Timing with prompt_tokens=" << prompt_tokens

@@ -86,17 +86,15 @@ BenchmarkTrial benchmark_generation(LanguageModel& model, int prompt_tokens, int
   BenchmarkTrial r;
 
   auto t0 = Clock::now();
+  // As lm::prefill: full chunks, then the last chunk's last position through the LM head.
   int done = 0;
-  while (prompt_tokens - done > 1) {
-    int n = std::min(prefill_step_size, prompt_tokens - done - 1);
-    model(mx::slice(prompt, {0, done}, {batch, done + n}), &cache);
+  while (prompt_tokens - done > prefill_step_size) {
+    model(mx::slice(prompt, {0, done}, {batch, done + prefill_step_size}), &cache);
     eval_prompt_cache(cache);
-    done += n;
+    done += prefill_step_size;
   }
-  auto logits = model(mx::slice(prompt, {0, done}, {batch, prompt_tokens}), &cache);
-  auto y = mx::argmax(
-      mx::slice(logits, {0, logits.shape(1) - 1, 0}, {batch, logits.shape(1), logits.shape(2)}),
-      -1);  // [B, 1]
+  auto logits = model.last_logits(mx::slice(prompt, {0, done}, {batch, prompt_tokens}), &cache);
+  auto y = mx::argmax(logits, -1);  // [B, 1]
   mx::eval(y);
   r.ttft_s = since(t0);
   r.prompt_tps = double(batch) * prompt_tokens / r.ttft_s;

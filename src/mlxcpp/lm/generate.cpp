@@ -51,20 +51,19 @@ mx::array prefill(LanguageModel& model, const std::vector<int32_t>& prompt, Prom
   const int total = static_cast<int>(prompt.size());
   int done = 0;
   if (progress) progress(0, total);
-  // All but the last token go through in chunks that only fill the cache (their
-  // logits are never evaluated); the last token's logits start generation.
-  while (total - done > 1) {
-    int n = std::min(prefill_step_size, total - done - 1);
+  // Full chunks while more than one chunk's worth remains only fill the cache (their logits are
+  // never evaluated); the last chunk (at most prefill_step_size tokens, as mlx-lm does) gives the
+  // logits of its last position only, which start generation.
+  while (total - done > prefill_step_size) {
     maybe_quantize_kv_cache(cache, kv);
-    model(token_row(prompt.data() + done, n), &cache);
+    model(token_row(prompt.data() + done, prefill_step_size), &cache);
     eval_prompt_cache(cache);
-    done += n;
+    done += prefill_step_size;
     if (progress) progress(done, total);
   }
   maybe_quantize_kv_cache(cache, kv);
-  auto logits = model(token_row(prompt.data() + done, total - done), &cache);
-  int T = logits.shape(1);
-  logits = mx::squeeze(mx::slice(logits, {0, T - 1, 0}, {1, T, logits.shape(2)}), 1);
+  auto logits = model.last_logits(token_row(prompt.data() + done, total - done), &cache);
+  logits = mx::squeeze(logits, 1);
   return logits;
 }
 

@@ -89,6 +89,36 @@ std::string profile_key(Primitive& p, const array& out) {
   return k;
 }
 
+// MLXCPP_GPU_PROFILE's key: the primitive, its inputs' shapes and the output's
+// shape and dtype (the inputs tell a GEMM's M, N, K apart).
+std::string device_profile_key(Primitive& p, const std::vector<array>& inputs, const array& out) {
+  std::string k = p.name();
+  k += " [";
+  for (size_t j = 0; j < inputs.size(); ++j) {
+    if (j) k += ' ';
+    for (size_t i = 0; i < inputs[j].ndim(); ++i) {
+      if (i) k += 'x';
+      k += std::to_string(inputs[j].shape(static_cast<int>(i)));
+    }
+  }
+  k += " -> ";
+  for (size_t i = 0; i < out.ndim(); ++i) {
+    if (i) k += 'x';
+    k += std::to_string(out.shape(static_cast<int>(i)));
+  }
+  k += ' ';
+  k += dtype_name(out.dtype());
+  k += ']';
+  return k;
+}
+
+// 2 M N K (times the batch) for a matrix product, else 0.
+double matmul_flops(Primitive& p, const std::vector<array>& inputs, const array& out) {
+  const std::string name = p.name();
+  if ((name != "Matmul" && name != "AddMM") || inputs.empty() || inputs[0].ndim() == 0) return 0;
+  return 2.0 * static_cast<double>(out.size()) * inputs[0].shape(-1);
+}
+
 // GPU streams with kernels launched by the running task and not yet waited for.
 struct PendingGpu {
   std::vector<Stream> streams;
@@ -157,6 +187,11 @@ void run_node(array& node, std::vector<array>& outputs, bool keep_graph, Pending
       // not yet found (bench/RESULTS.md).
       std::vector<array> copies;
       std::vector<array> used = gpu::device_accessible(node.inputs(), copies);
+      std::optional<gpu::DeviceTimer> timer;
+      if (gpu::device_profiling()) {
+        timer.emplace(stream, device_profile_key(p, used, outputs[0]),
+                      matmul_flops(p, used, outputs[0]));
+      }
       p.eval_gpu(used, outputs);
     }
     // The kernels are only launched. Giving an output its buffer marked it available

@@ -442,7 +442,17 @@ Gemma3TextLM::Gemma3TextLM(const TextConfig& cfg, mx::Dtype dtype, std::string m
 }
 
 mx::array Gemma3TextLM::operator()(const mx::array& tokens, PromptCache* cache) {
+  return head((*model_)(tokens, cache));
+}
+
+mx::array Gemma3TextLM::last_logits(const mx::array& tokens, PromptCache* cache) {
+  // The final norm and the head are per row: the last row's logits are those of the full pass.
   auto h = (*model_)(tokens, cache);
+  const int T = h.shape(1);
+  return head(mx::slice(h, {0, T - 1, 0}, {h.shape(0), T, h.shape(2)}));
+}
+
+mx::array Gemma3TextLM::head(const mx::array& h) const {
   if (cfg_.tie_word_embeddings) {
     return static_cast<const mx::nn::EmbeddingLayer&>(model_->child("embed_tokens")).as_linear(h);
   }

@@ -131,6 +131,7 @@ class Gemma3TextLM : public LanguageModel {
   Gemma3TextLM(const TextConfig& cfg, mx::Dtype dtype, std::string model_type);
 
   mx::array operator()(const mx::array& tokens, PromptCache* cache) override;
+  mx::array last_logits(const mx::array& tokens, PromptCache* cache) override;
   // Full KVCache on global layers and RotatingKVCache(W) on local ones. With max_kv_size M:
   // global layers get RotatingKVCache(M, keep 4) (attention-sink behaviour of mlx-lm), local
   // layers RotatingKVCache(min(W, M), keep 0); when M < W the local window shrinks to M so
@@ -146,6 +147,8 @@ class Gemma3TextLM : public LanguageModel {
   const TextConfig& config() const { return cfg_; }
 
  private:
+  mx::array head(const mx::array& h) const;
+
   TextConfig cfg_;
   std::shared_ptr<TextModel> model_;
 };

@@ -1,6 +1,8 @@
 // The model_type registry and LanguageModel defaults.
 #include "mlxcpp/lm/models/model.h"
 
+#include "mlxcpp/mx/ops.h"
+
 #include <mutex>
 #include <stdexcept>
 
@@ -47,6 +49,12 @@ std::vector<std::string> registered_model_types() {
 
 // Every parameter once: a tied embedding serves lookup and logits but is stored once, and a
 // decode step reads the whole matrix for the logits.
+mx::array LanguageModel::last_logits(const mx::array& tokens, PromptCache* cache) {
+  auto logits = (*this)(tokens, cache);
+  const int T = logits.shape(1);
+  return mx::slice(logits, {0, T - 1, 0}, {logits.shape(0), T, logits.shape(2)});
+}
+
 size_t LanguageModel::decode_weight_bytes() const {
   size_t bytes = 0;
   for (const auto& [name, p] : parameters()) bytes += p.nbytes();

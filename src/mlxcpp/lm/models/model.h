@@ -23,6 +23,11 @@ class LanguageModel : public mx::nn::Module {
   // in place; null runs without a cache (full causal attention over T).
   // Returns logits [B, T, V] in the model's activation dtype.
   virtual mx::array operator()(const mx::array& tokens, PromptCache* cache) = 0;
+  // The same forward (the cache takes all T positions) but logits [B, 1, V] of the last
+  // position only: what a prompt's final chunk samples from. An architecture should apply its
+  // LM head to that one row (at V x H per row the head is the largest GEMM of a prefill;
+  // gemma3.md §2.7); the default slices the full logits.
+  virtual mx::array last_logits(const mx::array& tokens, PromptCache* cache);
   // The cache for each layer. max_kv_size bounds every layer (a rotating cache
   // of that size, keeping the first 4 positions, on layers that would grow
   // without bound); sliding-window layers keep their window when it is smaller.

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -110,6 +111,28 @@ std::vector<array> to_device_memory(const std::vector<array>& arrays, const Stre
 // Device-to-device copy bandwidth (bytes read + written per second, in GB/s),
 // the best of `repeats` copies of `bytes`.
 double copy_bandwidth_gbs(size_t bytes, int repeats);
+
+// MLXCPP_GPU_PROFILE=1: the device time of each node's kernels, measured by a
+// pair of CUDA events recorded on its stream around its launches, summed per
+// key (primitive, output and input shapes) and printed to stderr at exit, with
+// TFLOP/s where the caller gives the node's FLOPs. The time between the events
+// includes any gap while the device waits for the host to launch the node's
+// kernels: exact for device-bound work (prefill), an upper bound otherwise.
+// Off (the default) nothing is recorded and the check is one cached branch.
+bool device_profiling();
+class DeviceTimer {
+ public:
+  DeviceTimer(const Stream& s, std::string key, double flops);
+  ~DeviceTimer();  // records the stop event after the node's launches
+  DeviceTimer(const DeviceTimer&) = delete;
+  DeviceTimer& operator=(const DeviceTimer&) = delete;
+
+ private:
+  void* stream_;  // the cudaStream_t
+  std::string key_;
+  double flops_;
+  void* start_;
+};
 
 // Blocks until all work launched on the stream has finished.
 void synchronize(const Stream& s);

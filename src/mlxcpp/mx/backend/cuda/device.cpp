@@ -305,7 +305,11 @@ namespace {
 std::atomic<bool> g_active{false};
 }  // namespace
 
-void shutdown() { cuda::g_shutdown.store(true, std::memory_order_release); }
+void shutdown() {
+  // The device has finished: the profile's last events can be read now, while the runtime lives.
+  cuda::report_device_profile();
+  cuda::g_shutdown.store(true, std::memory_order_release);
+}
 
 void activate() {
   if (!g_active.load(std::memory_order_acquire) && is_available()) {

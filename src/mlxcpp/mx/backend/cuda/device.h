@@ -50,6 +50,9 @@ void copy_into(const array& src, array& dst, const Stream& s);
 // stream (kept alive until the stream has used it).
 array ensure_row_contiguous(const array& a, const Stream& s);
 
+// Prints the MLXCPP_GPU_PROFILE sums to stderr (nothing when profiling is off).
+void report_device_profile();
+
 // Dims collapsed for kernels that walk strided operands (at most kMaxDims).
 constexpr int kMaxDims = 8;
 

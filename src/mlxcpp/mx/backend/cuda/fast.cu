@@ -1,6 +1,7 @@
 // Fused transformer kernels: RMS normalization (one block per row) and rotary
 // position embeddings (one thread per rotated pair). Offsets and frequencies
 // are read on the device, so a decode step needs no host round trip.
+#include <algorithm>
 #include <cmath>
 
 #include "mlxcpp/mx/backend/cuda/kernel_utils.cuh"
@@ -113,6 +114,54 @@ __global__ void rope_kernel(const T* x, T* y, const int32_t* offset, Layout<1> r
   }
 }
 
+// The same rotation with one thread per (batch, position, pair) looping over the rows that
+// share them (the heads of a [B, H, L, D] input): the angle, computed in double precision as
+// above, is computed once per head group instead of once per row.
+template <typename T>
+__global__ void rope_grouped_kernel(const T* x, T* y, const int32_t* offset, Layout<1> rows_layout,
+                                    RopeParams p, int64_t groups) {
+  using A = acc_float_t<T>;
+  const int per_row = p.half + (p.d - p.dims);
+  const int64_t heads = p.per_batch / p.L;
+  const int64_t n = groups * p.L * per_row;
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < n; t += step) {
+    const int64_t bl = t / per_row;
+    const int k = static_cast<int>(t - bl * per_row);
+    const int64_t b = bl / p.L;
+    const int64_t l = bl - b * p.L;
+    const int64_t r0 = b * p.per_batch + l;
+    if (k >= p.half) {
+      const int i = p.dims + (k - p.half);
+      for (int64_t h = 0; h < heads; ++h) {
+        const int64_t r = r0 + h * p.L;
+        y[r * p.d + i] = x[rows_layout.offset(0, r) + i];
+      }
+      continue;
+    }
+    const int64_t pos =
+        static_cast<int64_t>(offset[p.batched_offset ? b * p.offset_stride : 0]) + l;
+    const double inv =
+        p.freqs ? 1.0 / static_cast<double>(p.freqs[k]) : exp(-(2.0 * k / p.dims) * p.log_base);
+    const double theta = p.scale * static_cast<double>(pos) * inv;
+    double sd, cd;
+    sincos(theta, &sd, &cd);
+    const A c = static_cast<A>(cd);
+    const A s = static_cast<A>(p.forward ? sd : -sd);
+    const int i1 = p.traditional ? 2 * k : k;
+    const int i2 = p.traditional ? 2 * k + 1 : k + p.half;
+    for (int64_t h = 0; h < heads; ++h) {
+      const int64_t r = r0 + h * p.L;
+      const T* xr = x + rows_layout.offset(0, r);
+      T* yr = y + r * p.d;
+      const A x1 = cast_to<A>(xr[i1]);
+      const A x2 = cast_to<A>(xr[i2]);
+      yr[i1] = cast_to<T>(x1 * c - x2 * s);
+      yr[i2] = cast_to<T>(x1 * s + x2 * c);
+    }
+  }
+}
+
 void rope_gpu(Primitive& prim, const std::vector<array>& inputs, std::vector<array>& outputs) {
   auto& op = static_cast<fast::RoPE&>(prim);
   array x = inputs[0];
@@ -158,8 +207,17 @@ void rope_gpu(Primitive& prim, const std::vector<array>& inputs, std::vector<arr
   if (n == 0) return;
   dispatch_float(x.dtype(), "rope", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    rope_kernel<T><<<grid_for(n), 256, 0, stream_of(prim)>>>(
-        x.data<T>(), out.data<T>(), offset.data<int32_t>(), rows_layout, p);
+    // Rows [B, ..., L] with several rows per (batch, position): the grouped kernel.
+    const int64_t groups = std::max(x.shape(0), 1);
+    if (x.ndim() >= 3 && p.per_batch > p.L && p.per_batch % p.L == 0 &&
+        groups * p.per_batch == p.rows) {
+      const int64_t m = groups * p.L * (p.half + (p.d - p.dims));
+      rope_grouped_kernel<T><<<grid_for(m), 256, 0, stream_of(prim)>>>(
+          x.data<T>(), out.data<T>(), offset.data<int32_t>(), rows_layout, p, groups);
+    } else {
+      rope_kernel<T><<<grid_for(n), 256, 0, stream_of(prim)>>>(
+          x.data<T>(), out.data<T>(), offset.data<int32_t>(), rows_layout, p);
+    }
   });
   check_launch("rope");
 }
