@@ -1,6 +1,9 @@
 #include "mlxcpp/lm/decode_graph.h"
 
+#include <algorithm>
+#include <chrono>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -21,6 +24,10 @@ constexpr int kToken = 0;
 constexpr int kPosition = 1;
 
 int round_up(int n, int step) { return (n + step - 1) / step * step; }
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 // The last positions of one sequence (x: [1, N, L, D], positions n - L .. n - 1) placed at
 // their slots p % capacity of a zeroed [1, N, capacity, D] buffer.
@@ -105,6 +112,7 @@ DecodeGraph::DecodeGraph(LanguageModel& model, const PromptCache& cache, const m
     throw std::invalid_argument("DecodeGraph: the first token must be one id, got " +
                                 std::to_string(token.size()) + " values");
   }
+  if (const char* v = std::getenv("MLXCPP_DECODE_GRAPH_STATS")) stats_.on = std::string(v) == "1";
   if (sampler_ && !key) key = mx::random::bits({2}, 4);
   position_ = cache.front()->offset();
   capacity_ = round_up(position_ + 1, bucket_);
@@ -120,7 +128,15 @@ DecodeGraph::DecodeGraph(LanguageModel& model, const PromptCache& cache, const m
   record(std::move(inputs));
 }
 
-DecodeGraph::~DecodeGraph() = default;
+DecodeGraph::~DecodeGraph() {
+  if (stats_.on) {
+    std::fprintf(stderr,
+                 "decode graph: %d recordings, %.2f ms each; %d steps, %.3f ms apart on average "
+                 "(recordings excluded); capacity %d\n",
+                 stats_.recordings, 1e3 * stats_.record_s / std::max(stats_.recordings, 1),
+                 stats_.steps, 1e3 * stats_.step_s / std::max(stats_.steps, 1), capacity_);
+  }
+}
 
 std::vector<mx::array> DecodeGraph::build(const std::vector<mx::array>& in) {
   const int first_layer = sampler_ ? 3 : 2;
@@ -155,6 +171,16 @@ std::vector<mx::array> DecodeGraph::build(const std::vector<mx::array>& in) {
 }
 
 void DecodeGraph::record(std::vector<mx::array> inputs) {
+  const double t0 = now_s();
+  struct Count {
+    Stats& s;
+    double t0;
+    ~Count() {
+      s.recordings += 1;
+      s.record_s += now_s() - t0;
+      s.last = -1;  // the next interval includes the recording
+    }
+  } count{stats_, t0};
   if (!capture_) {
     mx::eval(inputs);
     state_ = std::move(inputs);
@@ -186,6 +212,14 @@ std::pair<mx::array, std::optional<mx::array>> DecodeGraph::step(bool logprobs) 
     record(std::move(inputs));
   }
   ++position_;
+  if (stats_.on) {
+    const double t = now_s();
+    if (stats_.last >= 0) {
+      stats_.steps += 1;
+      stats_.step_s += t - stats_.last;
+    }
+    stats_.last = t;
+  }
   if (!capture_) {
     auto out = build(state_);
     mx::async_eval(out);

@@ -68,6 +68,15 @@ class DecodeGraph {
   int position_ = 0;
   int capacity_ = 0;
   std::unique_ptr<mx::CapturedGraph> graph_;
+  // MLXCPP_DECODE_GRAPH_STATS=1: recordings and step intervals, printed to stderr at the end.
+  struct Stats {
+    bool on = false;
+    int recordings = 0;
+    double record_s = 0;
+    int steps = 0;
+    double step_s = 0;
+    double last = -1;
+  } stats_;
 };
 
 }  // namespace lm

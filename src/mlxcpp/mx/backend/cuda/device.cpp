@@ -196,7 +196,9 @@ void* managed_alloc(size_t bytes, int place) {
     cudaMemAdvise(p, bytes, cudaMemAdviseSetPreferredLocation, device_location());
     // Not while a graph is recorded on this thread: work on the legacy stream does not
     // belong in the capture; the first replay populates the pages instead.
-    if (!t_capture_sink) cudaMemPrefetchAsync(p, bytes, device_location(), 0, nullptr);
+    if (!t_capture_sink || !t_capture_sink->recording) {
+      cudaMemPrefetchAsync(p, bytes, device_location(), 0, nullptr);
+    }
   }
   cudaGetLastError();
   return p;

@@ -123,14 +123,19 @@ CapturedGraph::CapturedGraph(const std::vector<array>& inputs, const Build& buil
   // Once evaluated normally: weights and constants made lazily, GEMM plans and kernel
   // attributes are set up outside the recording. Every array of that evaluation is held to
   // its end and released together, so the buffer cache then has a block of each size the
-  // recording allocates: the allocations during the recording are reuses, not driver calls.
+  // recording allocates, placed as it will place them: the allocations during the recording
+  // are reuses, not driver calls.
   {
     auto held = std::make_shared<std::vector<array>>();
+    auto placement = std::make_shared<cuda::CaptureSink>();
     auto keep = std::make_shared<detail::EvalHooks>();
+    keep->before = [placement] { cuda::set_capture_sink(placement.get()); };
     keep->node = [held](const array& node) {
       held->push_back(node);
       for (const auto& o : node.outputs()) held->push_back(o);
     };
+    keep->after = [] { cuda::set_capture_sink(nullptr); };
+    keep->abort = [] { cuda::set_capture_sink(nullptr); };
     detail::eval_with_hooks(build(im.inputs), keep);
     gpu::synchronize(stream);
   }
@@ -153,6 +158,7 @@ CapturedGraph::CapturedGraph(const std::vector<array>& inputs, const Build& buil
   gpu::synchronize(stream);
 
   auto sink = std::make_shared<cuda::CaptureSink>();
+  sink->recording = true;
   auto capturing = std::make_shared<std::atomic<bool>>(false);
   auto hooks = std::make_shared<detail::EvalHooks>();
   Impl* ip = impl_.get();
