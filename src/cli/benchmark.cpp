@@ -90,12 +90,14 @@ int run_benchmark(int argc, char** argv) {
                     {"peak_memory_gb", r.peak_memory_gb},
                     {"ttft_s", r.ttft_s},
                     {"adjacent_floor_tps", local_floor},
-                    {"decode_floor_ratio", trial_ratio}});
+                    {"decode_floor_ratio", trial_ratio},
+                    {"decode_graph", r.decode_graph}});
     if (text) {
       std::cout << "Trial " << t + 1 << ":  prompt_tps=" << r.prompt_tps
                 << ", generation_tps=" << r.generation_tps << ", peak_memory=" << r.peak_memory_gb
                 << ", ttft=" << r.ttft_s << " s, floor around it=" << local_floor
-                << " steps/s (decode at " << trial_ratio << ")" << std::endl;
+                << " steps/s (decode at " << trial_ratio << ")"
+                << (r.decode_graph ? ", decode graph" : "") << std::endl;
     }
   }
   floor = best;

@@ -50,6 +50,7 @@ int run_chat(int argc, char** argv) {
   lm::GenerateOptions opts;
   opts.max_tokens = max_tokens;
   opts.sampler = lm::make_sampler(sampling.s);
+  opts.sampler_options = sampling.s;
   opts.logits_processors = lm::make_logits_processors(sampling.processors());
   opts.max_kv_size = max_kv_size;
   opts.kv = kv_flags.options();

@@ -158,6 +158,7 @@ int run_generate(int argc, char** argv) {
   for (int32_t id : tok.encode("\n", false)) sampling.s.xtc_special_tokens.push_back(id);
   for (int32_t id : opts.eos_token_ids) sampling.s.xtc_special_tokens.push_back(id);
   opts.sampler = lm::make_sampler(sampling.s);
+  opts.sampler_options = sampling.s;
 
   std::vector<int32_t> ids;
   if (tokens_opt->count()) {

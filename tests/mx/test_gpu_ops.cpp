@@ -587,13 +587,14 @@ TEST_F(Gpu, ScaledDotProductAttention) {
     std::string mode;
     int window;
   };
-  // Prefill (Lq == Lk), decode (Lq == 1, long Lk: split-KV), chunked prefill
+  // Prefill (Lq == Lk), decode (Lq == 1: split-KV from 64 keys), chunked prefill
   // (Lq < Lk), grouped-query heads, Gemma 3's head dim 256, sliding windows.
   std::vector<Case> cases = {
       {1, 4, 4, 9, 9, 64, "", 0},         {2, 8, 2, 17, 17, 64, "causal", 0},
       {1, 8, 1, 1, 1500, 256, "", 0},     {1, 4, 2, 1, 3000, 128, "causal", 512},
       {1, 4, 4, 5, 40, 96, "causal", 0},  {1, 8, 4, 33, 33, 256, "causal", 8},
-      {2, 2, 1, 1, 700, 64, "causal", 0},
+      {2, 2, 1, 1, 700, 64, "causal", 0}, {1, 8, 4, 1, 300, 256, "causal", 0},
+      {1, 8, 4, 1, 96, 256, "", 5},
   };
   for (auto dt : kFloats) {
     int seed = 180;

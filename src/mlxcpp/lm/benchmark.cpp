@@ -4,10 +4,12 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
 #include "mlxcpp/lm/cache.h"
+#include "mlxcpp/lm/decode_graph.h"
 #include "mlxcpp/lm/models/model.h"
 #include "mlxcpp/mx/allocator.h"
 #include "mlxcpp/mx/ops.h"
@@ -105,9 +107,16 @@ BenchmarkTrial benchmark_generation(LanguageModel& model, int prompt_tokens, int
     auto l = model(mx::astype(tok, mx::int32), &cache);
     return mx::argmax(l, -1);
   };
+  // On the GPU a single sequence decodes through a replayed graph, as generate_step does.
+  std::unique_ptr<DecodeGraph> graph;
+  if (batch == 1 && generation_tokens > 1 && DecodeGraph::enabled() &&
+      DecodeGraph::supports(model, cache)) {
+    graph = std::make_unique<DecodeGraph>(model, cache, y);
+  }
+  r.decode_graph = graph != nullptr;
   for (int n = 1; n < generation_tokens; ++n) {
-    auto y_next = next(y);
-    mx::async_eval({y_next});
+    auto y_next = graph ? graph->step(false).first : next(y);
+    if (!graph) mx::async_eval({y_next});
     y.eval();
     y = y_next;
   }

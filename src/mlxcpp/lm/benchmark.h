@@ -17,7 +17,8 @@ struct BenchmarkTrial {
   double prompt_tps = 0;      // prompt tokens (all sequences) per second
   double generation_tps = 0;  // generated tokens (all sequences) per second
   double peak_memory_gb = 0;
-  double ttft_s = 0;  // prompt submitted -> first generated token on the host
+  double ttft_s = 0;          // prompt submitted -> first generated token on the host
+  bool decode_graph = false;  // decoded through a replayed graph (lm/decode_graph.h)
 };
 
 // Prefill `batch` random prompts of prompt_tokens, then generate_tokens greedy

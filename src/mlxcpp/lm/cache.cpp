@@ -212,6 +212,13 @@ mx::array RotatingKVCache::temporal_order(const mx::array& v) const {
   return seq_slice(v, 0, idx_);
 }
 
+std::optional<std::pair<mx::array, mx::array>> RotatingKVCache::ordered() const {
+  if (!keys_) return std::nullopt;
+  const int held = temporal_length();
+  return std::make_pair(seq_slice(temporal_order(*keys_), 0, held),
+                        seq_slice(temporal_order(*values_), 0, held));
+}
+
 mx::array RotatingKVCache::drop_oldest(const mx::array& v, int n,
                                        const std::optional<mx::array>& append) const {
   std::vector<mx::array> parts;

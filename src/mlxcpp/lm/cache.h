@@ -127,6 +127,9 @@ class RotatingKVCache : public KVCacheBase {
   std::shared_ptr<KVCacheBase> to_quantized(int group_size, int bits) const override;
   int max_size() const { return max_size_; }
   int keep() const { return keep_; }
+  // The positions held, in temporal order (the last ones seen): keys and values
+  // [B, Nkv, L, D], or none while empty.
+  std::optional<std::pair<mx::array, mx::array>> ordered() const;
   // Throws std::runtime_error when the state and meta state disagree (e.g. a
   // hand-edited file): called after set_state + set_meta_state.
   void validate() const;

@@ -2,13 +2,17 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <memory>
 #include <stdexcept>
 
+#include "mlxcpp/lm/decode_graph.h"
 #include "mlxcpp/lm/models/model.h"
 #include "mlxcpp/lm/tokenizer/streaming_detokenizer.h"
 #include "mlxcpp/lm/tokenizer/tokenizer.h"
 #include "mlxcpp/mx/allocator.h"
 #include "mlxcpp/mx/ops.h"
+#include "mlxcpp/mx/random.h"
 #include "mlxcpp/mx/transforms.h"
 
 namespace lm {
@@ -102,11 +106,41 @@ void generate_step(LanguageModel& model, const std::vector<int32_t>& prompt,
   auto [y, logprobs] = sample(prefill(model, prompt, cache, options.prefill_step_size,
                                       options.prompt_progress_callback, options.kv));
   mx::async_eval({y, logprobs});
+
+  // The decode step replayed as a graph: the same computation, sampled on the device.
+  std::unique_ptr<DecodeGraph> graph;
+  const bool graph_sampler = !options.sampler || options.sampler_options;
+  if (options.decode_graph && options.max_tokens > 1 && !needs_history && graph_sampler &&
+      !options.prompt_cache && !options.max_kv_size && !options.kv.bits && DecodeGraph::enabled() &&
+      DecodeGraph::supports(model, cache)) {
+    KeyedSampler keyed;
+    std::optional<mx::array> key;
+    if (options.sampler_options && options.sampler_options->temp > 0) {
+      keyed = make_keyed_sampler(*options.sampler_options);
+      if (options.sampler_options->seed) key = mx::random::key(*options.sampler_options->seed);
+    }
+    try {
+      graph =
+          std::make_unique<DecodeGraph>(model, cache, y, keyed, key, options.decode_graph_bucket);
+    } catch (const std::exception& e) {
+      // The eager cache is untouched (the graph works on copies): decode without it.
+      std::fprintf(stderr, "mlxcpp: decoding without a graph: %s\n", e.what());
+    }
+  }
+  auto graph_step = [&]() {
+    auto [t, lp] = graph->step(true);
+    return std::make_pair(t, *lp);
+  };
+
   for (int n = 0; n < options.max_tokens; ++n) {
     std::optional<std::pair<mx::array, mx::array>> next;
     if (!needs_history && n + 1 < options.max_tokens) {
-      next = step(y);
-      mx::async_eval({next->first, next->second});
+      if (graph) {
+        next = graph_step();
+      } else {
+        next = step(y);
+        mx::async_eval({next->first, next->second});
+      }
     }
     int32_t token = y.item<int32_t>();
     if (!on_token(token, logprobs)) return;

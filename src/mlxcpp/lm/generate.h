@@ -32,6 +32,15 @@ struct GenerationResponse {
 struct GenerateOptions {
   int max_tokens = 256;
   Sampler sampler;  // empty: argmax
+  // The options `sampler` was made from (make_sampler). With them (or with no sampler), a
+  // decode on the GPU can sample inside a replayed graph (lm/decode_graph.h) instead of
+  // calling `sampler`; a sampler given without them keeps generation on the eager path.
+  std::optional<SamplerOptions> sampler_options;
+  // Decode through a replayed graph when the model, device and options allow it (see
+  // DecodeGraph::enabled/supports; MLXCPP_DECODE_GRAPH=0 turns it off): one sequence, no
+  // logits processors, no caller-owned prompt_cache, no max_kv_size or KV quantization.
+  bool decode_graph = true;
+  int decode_graph_bucket = 256;
   std::vector<LogitsProcessor> logits_processors;
   std::optional<int> max_kv_size;
   // --kv-bits / --kv-group-size / --quantized-kv-start: the cache is quantized once it holds

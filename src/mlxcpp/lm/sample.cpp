@@ -143,7 +143,9 @@ mx::array apply_xtc(const mx::array& logprobs, float probability, float threshol
   return mx::where(skip, logprobs, mx::where(mask, scalar(-kInf, logprobs), logprobs));
 }
 
-Sampler make_sampler(const SamplerOptions& o) {
+namespace {
+
+void validate(const SamplerOptions& o) {
   require(std::isfinite(o.temp) && o.temp >= 0, "temp must be >= 0, got " + num(o.temp));
   require(o.top_p >= 0 && o.top_p <= 1, "top_p must be in [0, 1], got " + num(o.top_p));
   require(o.min_p >= 0 && o.min_p <= 1, "min_p must be in [0, 1], got " + num(o.min_p));
@@ -157,7 +159,26 @@ Sampler make_sampler(const SamplerOptions& o) {
   for (int t : o.xtc_special_tokens) {
     require(t >= 0, "xtc_special_tokens: token ids must be >= 0, got " + std::to_string(t));
   }
+}
 
+// The filters top_p -> min_p -> xtc -> top_k, then a categorical draw from logprobs / temp.
+mx::array filter_and_draw(const SamplerOptions& opt, const mx::array& logprobs,
+                          const std::optional<mx::array>& xtc_key,
+                          const std::optional<mx::array>& draw_key) {
+  mx::array x = logprobs;
+  if (opt.top_p > 0 && opt.top_p < 1) x = apply_top_p(x, opt.top_p);
+  if (opt.min_p != 0) x = apply_min_p(x, opt.min_p, opt.min_tokens_to_keep);
+  if (opt.xtc_probability > 0) {
+    x = apply_xtc(x, opt.xtc_probability, opt.xtc_threshold, opt.xtc_special_tokens, xtc_key);
+  }
+  if (opt.top_k > 0) x = apply_top_k(x, opt.top_k);
+  return mx::random::categorical(mx::multiply(x, scalar(1.0f / opt.temp, x)), -1, draw_key);
+}
+
+}  // namespace
+
+Sampler make_sampler(const SamplerOptions& o) {
+  validate(o);
   if (o.temp == 0) {
     return [](const mx::array& logprobs) { return mx::argmax(logprobs, -1); };
   }
@@ -173,14 +194,21 @@ Sampler make_sampler(const SamplerOptions& o) {
   };
   SamplerOptions opt = o;
   return [opt, next_key](const mx::array& logprobs) {
-    mx::array x = logprobs;
-    if (opt.top_p > 0 && opt.top_p < 1) x = apply_top_p(x, opt.top_p);
-    if (opt.min_p != 0) x = apply_min_p(x, opt.min_p, opt.min_tokens_to_keep);
-    if (opt.xtc_probability > 0) {
-      x = apply_xtc(x, opt.xtc_probability, opt.xtc_threshold, opt.xtc_special_tokens, next_key());
-    }
-    if (opt.top_k > 0) x = apply_top_k(x, opt.top_k);
-    return mx::random::categorical(mx::multiply(x, scalar(1.0f / opt.temp, x)), -1, next_key());
+    std::optional<mx::array> xtc_key;
+    if (opt.xtc_probability > 0) xtc_key = next_key();
+    return filter_and_draw(opt, logprobs, xtc_key, next_key());
+  };
+}
+
+KeyedSampler make_keyed_sampler(const SamplerOptions& o) {
+  validate(o);
+  if (o.temp == 0) {
+    return [](const mx::array& logprobs, const mx::array&) { return mx::argmax(logprobs, -1); };
+  }
+  SamplerOptions opt = o;
+  return [opt](const mx::array& logprobs, const mx::array& key) {
+    auto [xtc_key, draw_key] = mx::random::split(key);
+    return filter_and_draw(opt, logprobs, xtc_key, draw_key);
   };
 }
 

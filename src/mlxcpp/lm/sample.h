@@ -34,6 +34,13 @@ struct SamplerOptions {
 // then a categorical draw from logprobs / temp.
 Sampler make_sampler(const SamplerOptions& options);
 
+// (logprobs [B, V], key) -> tokens [B]: the same filters and draw as make_sampler, with the
+// random numbers derived from `key` (a uint32 [2] array, e.g. a device buffer that a
+// replayed decode graph advances) instead of a key sequence held on the host.
+using KeyedSampler = std::function<mx::array(const mx::array& logprobs, const mx::array& key)>;
+// Validates as make_sampler does; argmax (ignoring the key) when temp == 0.
+KeyedSampler make_keyed_sampler(const SamplerOptions& options);
+
 // The filters, each [B, V] logprobs -> logprobs with removed entries -inf.
 // top_p: keep the tokens whose ascending cumulative probability exceeds 1 - top_p.
 mx::array apply_top_p(const mx::array& logprobs, float top_p);

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "mlxcpp/mx/backend/gpu.h"
+#include "mlxcpp/mx/eval_hooks.h"
 #include "mlxcpp/mx/event.h"
 #include "mlxcpp/mx/primitive.h"
 #include "mlxcpp/mx/scheduler.h"
@@ -233,7 +234,8 @@ void mark_scheduled(const array& a, const std::shared_ptr<Event>& event) {
 // `earlier`, when given, receives the arrays of earlier evaluations that the
 // graph reads (scheduled, not yet waited for).
 std::shared_ptr<Event> schedule(const std::vector<array>& outputs,
-                                std::vector<array>* earlier = nullptr) {
+                                std::vector<array>* earlier = nullptr,
+                                std::shared_ptr<const detail::EvalHooks> hooks = nullptr) {
   auto event = std::make_shared<Event>();
   std::vector<array> tape;
   std::vector<std::shared_ptr<Event>> waits;
@@ -279,7 +281,7 @@ std::shared_ptr<Event> schedule(const std::vector<array>& outputs,
   Stream stream =
       tape.empty() ? default_stream(default_device()) : tape.back().primitive().stream();
   auto shared_tape = std::make_shared<std::vector<array>>(std::move(tape));
-  scheduler::enqueue(stream, [shared_tape, event, waits = std::move(waits), keep_graph, stream]() {
+  scheduler::enqueue(stream, [shared_tape, event, waits, keep_graph, stream, hooks]() {
     auto& t = *shared_tape;
     std::vector<array> scratch;
     const bool profile = Profile::enabled();
@@ -307,12 +309,14 @@ std::shared_ptr<Event> schedule(const std::vector<array>& outputs,
         Profile::get().add("(task: waiting for earlier evaluations)", seconds_since(t0));
         t0 = ProfileClock::now();
       }
+      if (hooks && hooks->before) hooks->before();
       for (; i < t.size(); ++i) {
         std::optional<Stream> gpu_stream;
         if (t[i].has_primitive() && t[i].primitive().stream().device.type == Device::gpu) {
           gpu_stream = t[i].primitive().stream();
         }
         if (t[i].status() != array::Status::available) {
+          if (hooks && hooks->node) hooks->node(t[i]);
           run_node(t[i], scratch, keep_graph, pending);
         }
         // Drop the tape's reference so intermediates die once consumed
@@ -327,6 +331,7 @@ std::shared_ptr<Event> schedule(const std::vector<array>& outputs,
         }
       }
       t.clear();
+      if (hooks && hooks->after) hooks->after();
       if (profile) Profile::get().add("(task: all nodes, with release)", seconds_since(t0));
       // Launched GPU work: the event is signalled now (the worker moves on
       // to the next task) and its waiters wait for the device.
@@ -354,6 +359,12 @@ std::shared_ptr<Event> schedule(const std::vector<array>& outputs,
       }
       event->signal();
     } catch (...) {
+      if (hooks && hooks->abort) {
+        try {
+          hooks->abort();
+        } catch (...) {
+        }
+      }
       // Nothing may still run on the device once the error is reported.
       bool idle = true;
       try {
@@ -394,6 +405,15 @@ void eval(std::vector<array> outputs) {
 }
 
 void async_eval(std::vector<array> outputs) { schedule(std::move(outputs)); }
+
+void detail::eval_with_hooks(std::vector<array> outputs,
+                             std::shared_ptr<const detail::EvalHooks> hooks) {
+  std::vector<array> earlier;
+  auto e = schedule(outputs, &earlier, std::move(hooks));
+  if (e) e->wait();
+  for (auto& o : outputs) o.wait();
+  for (auto& a : earlier) a.wait();
+}
 
 std::vector<array> to_device_memory(std::vector<array> arrays, StreamOrDevice s) {
   eval(arrays);

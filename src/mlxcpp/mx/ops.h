@@ -109,6 +109,12 @@ inline array slice_update(const array& src, const array& update, std::initialize
 }
 array slice_update(const array& src, const array& update, const array& start, std::vector<int> axes,
                    S s = {});
+// slice_update(src, update, start, axes) written into src's own buffer, which the result shares:
+// no copy of src is made. src's old value is gone, so src may be read afterwards only as the
+// result (a cache that a step updates in place, e.g. inside a CapturedGraph). src must be
+// row-contiguous when the result is evaluated.
+array slice_update_in_place(const array& src, const array& update, const array& start,
+                            std::vector<int> axes, S s = {});
 
 array concatenate(std::vector<array> arrays, int axis, S s = {});
 array concatenate(std::vector<array> arrays, S s = {});

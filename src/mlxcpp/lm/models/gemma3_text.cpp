@@ -286,12 +286,11 @@ Attention::Attention(const TextConfig& cfg, bool is_global, mx::Dtype dtype)
   register_module("k_norm", std::make_shared<RMSNorm>(head_dim_, cfg.rms_norm_eps, dtype));
 }
 
-mx::array Attention::operator()(const mx::array& x, KVCacheBase* cache) const {
+std::array<mx::array, 3> Attention::project(const mx::array& x) const {
   int B = x.shape(0), T = x.shape(1);
   auto& q_proj = static_cast<const mx::nn::LinearLayer&>(child("q_proj"));
   auto& k_proj = static_cast<const mx::nn::LinearLayer&>(child("k_proj"));
   auto& v_proj = static_cast<const mx::nn::LinearLayer&>(child("v_proj"));
-  auto& o_proj = static_cast<const mx::nn::LinearLayer&>(child("o_proj"));
   auto& q_norm = static_cast<const RMSNorm&>(child("q_norm"));
   auto& k_norm = static_cast<const RMSNorm&>(child("k_norm"));
 
@@ -300,9 +299,20 @@ mx::array Attention::operator()(const mx::array& x, KVCacheBase* cache) const {
   };
   // QK-norm over D (weight shared by all heads) before RoPE; v is not normalised.
   auto qkv = mx::nn::apply_linears({&q_proj, &k_proj, &v_proj}, x);
-  auto q = q_norm(heads(qkv[0], n_heads_));
-  auto k = k_norm(heads(qkv[1], n_kv_heads_));
-  auto v = heads(qkv[2], n_kv_heads_);
+  return {q_norm(heads(qkv[0], n_heads_)), k_norm(heads(qkv[1], n_kv_heads_)),
+          heads(qkv[2], n_kv_heads_)};
+}
+
+mx::array Attention::output(const mx::array& o, int B, int T) const {
+  auto& o_proj = static_cast<const mx::nn::LinearLayer&>(child("o_proj"));
+  auto flat = mx::reshape(mx::transpose(o, {0, 2, 1, 3}), {B, T, n_heads_ * head_dim_});
+  // Through grouped_linear: a decode step's single row is one GEMV launch.
+  return mx::nn::apply_linears({&o_proj}, flat)[0];
+}
+
+mx::array Attention::operator()(const mx::array& x, KVCacheBase* cache) const {
+  int B = x.shape(0), T = x.shape(1);
+  auto [q, k, v] = project(x);
 
   if (auto rows = cache ? cache->row_offsets() : std::nullopt) {
     q = mx::fast::rope(q, head_dim_, false, rope_.base, rope_.scale, *rows);
@@ -327,10 +337,27 @@ mx::array Attention::operator()(const mx::array& x, KVCacheBase* cache) const {
     mask = cache->make_mask(T, window);
     std::tie(k, v) = cache->update_and_fetch(k, v);
   }
-  auto o = scaled_dot_product_attention(q, k, v, scale_, mask);
-  o = mx::reshape(mx::transpose(o, {0, 2, 1, 3}), {B, T, n_heads_ * head_dim_});
-  // Through grouped_linear: a decode step's single row is one GEMV launch.
-  return mx::nn::apply_linears({&o_proj}, o)[0];
+  return output(scaled_dot_product_attention(q, k, v, scale_, mask), B, T);
+}
+
+mx::array Attention::static_step(const mx::array& x, const mx::array& position,
+                                 std::pair<mx::array, mx::array>& cache) const {
+  auto [q, k, v] = project(x);
+  q = mx::fast::rope(q, head_dim_, false, rope_.base, rope_.scale, position);
+  k = mx::fast::rope(k, head_dim_, false, rope_.base, rope_.scale, position);
+  const int capacity = cache.first.shape(2);
+  // The slot of this position: a global layer's capacity exceeds every position it is used
+  // for; a sliding-window layer whose capacity is its window writes a ring, which then holds
+  // exactly the window (attention does not depend on the order of the keys).
+  auto slot = mx::remainder(position, mx::array(capacity, mx::int32));
+  cache.first = mx::slice_update_in_place(cache.first, k, slot, {2});
+  cache.second = mx::slice_update_in_place(cache.second, v, slot, {2});
+  // Slots not yet written (those past the position) are hidden; once a ring is full, all are
+  // in the window.
+  auto visible = mx::less_equal(mx::arange(0, capacity, mx::int32), position);
+  auto o = mx::fast::scaled_dot_product_attention(q, cache.first, cache.second, scale_, "",
+                                                  mx::reshape(visible, {1, 1, 1, capacity}));
+  return output(o, x.shape(0), x.shape(1));
 }
 
 MLP::MLP(int hidden, int intermediate, bool tanh_gelu, mx::Dtype dtype) : tanh_gelu_(tanh_gelu) {
@@ -396,6 +423,19 @@ mx::array DecoderLayer::operator()(const mx::array& x, KVCacheBase* cache) const
   return residual_add(r, norm("post_feedforward_layernorm", h));
 }
 
+mx::array DecoderLayer::static_step(const mx::array& x, const mx::array& position,
+                                    std::pair<mx::array, mx::array>& cache) const {
+  auto norm = [&](const char* name, const mx::array& a) {
+    return static_cast<const RMSNorm&>(child(name))(a);
+  };
+  auto& attn = static_cast<const Attention&>(child("self_attn"));
+  auto& mlp = static_cast<const MLP&>(child("mlp"));
+  auto h = attn.static_step(norm("input_layernorm", x), position, cache);
+  auto r = residual_add(x, norm("post_attention_layernorm", h));
+  h = mlp(norm("pre_feedforward_layernorm", r));
+  return residual_add(r, norm("post_feedforward_layernorm", h));
+}
+
 TextModel::TextModel(const TextConfig& cfg, mx::Dtype dtype) : hidden_size_(cfg.hidden_size) {
   register_module("embed_tokens",
                   std::make_shared<mx::nn::Embedding>(cfg.vocab_size, cfg.hidden_size, dtype));
@@ -404,6 +444,29 @@ TextModel::TextModel(const TextConfig& cfg, mx::Dtype dtype) : hidden_size_(cfg.
     layers_->push_back(std::make_shared<DecoderLayer>(cfg, i, dtype));
   }
   register_module("norm", std::make_shared<RMSNorm>(cfg.hidden_size, cfg.rms_norm_eps, dtype));
+}
+
+mx::array TextModel::embed(const mx::array& tokens) const {
+  auto& embed = static_cast<const mx::nn::EmbeddingLayer&>(child("embed_tokens"));
+  auto h = embed(tokens);
+  // sqrt(H) is rounded to the weight dtype before the product (HF; gemma3.md §2.1).
+  auto scale = mx::astype(mx::array(std::sqrt(static_cast<float>(hidden_size_))), h.dtype());
+  return mx::multiply(h, scale);
+}
+
+mx::array TextModel::static_step(const mx::array& token, const mx::array& position,
+                                 std::vector<std::pair<mx::array, mx::array>>& cache) const {
+  if (token.ndim() != 2 || token.shape(0) != 1 || token.shape(1) != 1) {
+    throw std::invalid_argument("gemma3: a fixed-shape decode step takes one token [1, 1]");
+  }
+  if (cache.size() != layers_->size()) {
+    throw std::invalid_argument("gemma3: the fixed-shape cache has " +
+                                std::to_string(cache.size()) + " layers, the model " +
+                                std::to_string(layers_->size()));
+  }
+  auto h = embed(token);
+  for (size_t i = 0; i < layers_->size(); ++i) h = (*layers_)[i].static_step(h, position, cache[i]);
+  return static_cast<const RMSNorm&>(child("norm"))(h);
 }
 
 mx::array TextModel::operator()(const mx::array& tokens, PromptCache* cache) const {
@@ -415,11 +478,7 @@ mx::array TextModel::operator()(const mx::array& tokens, PromptCache* cache) con
     throw std::invalid_argument("gemma3: the prompt cache has " + std::to_string(cache->size()) +
                                 " layers, the model " + std::to_string(layers_->size()));
   }
-  auto& embed = static_cast<const mx::nn::EmbeddingLayer&>(child("embed_tokens"));
   auto h = embed(tokens);
-  // sqrt(H) is rounded to the weight dtype before the product (HF; gemma3.md §2.1).
-  auto scale = mx::astype(mx::array(std::sqrt(static_cast<float>(hidden_size_))), h.dtype());
-  h = mx::multiply(h, scale);
   for (size_t i = 0; i < layers_->size(); ++i) {
     h = (*layers_)[i](h, cache ? (*cache)[i].get() : nullptr);
   }
@@ -450,6 +509,19 @@ mx::array Gemma3TextLM::last_logits(const mx::array& tokens, PromptCache* cache)
   auto h = (*model_)(tokens, cache);
   const int T = h.shape(1);
   return head(mx::slice(h, {0, T - 1, 0}, {h.shape(0), T, h.shape(2)}));
+}
+
+mx::array Gemma3TextLM::static_decode(const mx::array& token, const mx::array& position,
+                                      std::vector<std::pair<mx::array, mx::array>>& cache) {
+  return head(model_->static_step(token, position, cache));
+}
+
+int Gemma3TextLM::static_layer_capacity(int layer, int capacity) const {
+  if (layer < 0 || layer >= cfg_.num_hidden_layers) {
+    throw std::invalid_argument("gemma3: layer " + std::to_string(layer) + " does not exist (" +
+                                std::to_string(cfg_.num_hidden_layers) + " layers)");
+  }
+  return cfg_.is_global[layer] ? capacity : std::min(capacity, cfg_.sliding_window);
 }
 
 mx::array Gemma3TextLM::head(const mx::array& h) const {

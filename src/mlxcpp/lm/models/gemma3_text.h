@@ -14,6 +14,7 @@
 // out (the loader keeps them for the VLM), and sanitize() drops any that remain.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -84,8 +85,15 @@ class Attention : public mx::nn::Module {
   // x: [B, T, H]. cache: this layer's cache or null (causal over T, plus the window on
   // local layers).
   mx::array operator()(const mx::array& x, KVCacheBase* cache) const;
+  // One token ([1, 1, H]) against a fixed-capacity cache written in place at
+  // position % capacity (LanguageModel::static_decode).
+  mx::array static_step(const mx::array& x, const mx::array& position,
+                        std::pair<mx::array, mx::array>& cache) const;
 
  private:
+  // q, k, v of x as [B, heads, T, D], QK-normed, not yet rotated.
+  std::array<mx::array, 3> project(const mx::array& x) const;
+  mx::array output(const mx::array& o, int B, int T) const;
   int n_heads_, n_kv_heads_, head_dim_;
   float scale_;
   bool is_global_;
@@ -106,6 +114,8 @@ class DecoderLayer : public mx::nn::Module {
  public:
   DecoderLayer(const TextConfig& cfg, int index, mx::Dtype dtype);
   mx::array operator()(const mx::array& x, KVCacheBase* cache) const;
+  mx::array static_step(const mx::array& x, const mx::array& position,
+                        std::pair<mx::array, mx::array>& cache) const;
   bool is_global() const { return is_global_; }
 
  private:
@@ -118,9 +128,12 @@ class TextModel : public mx::nn::Module {
   TextModel(const TextConfig& cfg, mx::Dtype dtype);
   // Hidden states after the final norm, [B, T, H].
   mx::array operator()(const mx::array& tokens, PromptCache* cache) const;
+  mx::array static_step(const mx::array& token, const mx::array& position,
+                        std::vector<std::pair<mx::array, mx::array>>& cache) const;
   const mx::nn::ModuleList<DecoderLayer>& layers() const { return *layers_; }
 
  private:
+  mx::array embed(const mx::array& tokens) const;
   int hidden_size_;
   std::shared_ptr<mx::nn::ModuleList<DecoderLayer>> layers_;
 };
@@ -145,6 +158,11 @@ class Gemma3TextLM : public LanguageModel {
   int num_layers() const override { return cfg_.num_hidden_layers; }
   int max_context() const override { return cfg_.max_position_embeddings; }
   const TextConfig& config() const { return cfg_; }
+  // Global layers hold every position; sliding-window layers a ring of min(window, capacity).
+  bool supports_static_decode() const override { return true; }
+  int static_layer_capacity(int layer, int capacity) const override;
+  mx::array static_decode(const mx::array& token, const mx::array& position,
+                          std::vector<std::pair<mx::array, mx::array>>& cache) override;
 
  private:
   mx::array head(const mx::array& h) const;

@@ -61,4 +61,12 @@ size_t LanguageModel::decode_weight_bytes() const {
   return bytes;
 }
 
+int LanguageModel::static_layer_capacity(int /*layer*/, int capacity) const { return capacity; }
+
+mx::array LanguageModel::static_decode(const mx::array&, const mx::array&,
+                                       std::vector<std::pair<mx::array, mx::array>>&) {
+  throw std::invalid_argument("model_type '" + model_type_ +
+                              "' has no fixed-shape decode step (supports_static_decode)");
+}
+
 }  // namespace lm

@@ -48,6 +48,22 @@ class LanguageModel : public mx::nn::Module {
   virtual int max_context() const = 0;
   // Bytes of weights a decode step reads (for the bandwidth floor).
   virtual size_t decode_weight_bytes() const;
+
+  // Fixed-shape decoding, one token of one sequence, for a step recorded once and replayed
+  // (lm/decode_graph.h). Each layer's cache is a pair of buffers (keys, values)
+  // [1, Nkv, capacity, D] written in place (mx::slice_update_in_place) at slot
+  // position % capacity; `position` is an int32 array of shape [1] read on the device, so the
+  // same graph serves every position below the capacity. A layer attends to the slots
+  // 0..position (all of them once a sliding-window layer's ring of `window` slots is full).
+  // Models without such a step return false from supports_static_decode().
+  virtual bool supports_static_decode() const { return false; }
+  // Slots layer `layer` needs when the cache holds `capacity` positions (a sliding-window layer
+  // needs at most its window, as a ring).
+  virtual int static_layer_capacity(int layer, int capacity) const;
+  // token: [1, 1] int32. Returns logits [1, 1, V]; `cache` entries are replaced by the
+  // in-place results (sharing the buffers they were given).
+  virtual mx::array static_decode(const mx::array& token, const mx::array& position,
+                                  std::vector<std::pair<mx::array, mx::array>>& cache);
   const std::string& model_type() const { return model_type_; }
 
  protected:

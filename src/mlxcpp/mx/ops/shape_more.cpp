@@ -533,9 +533,11 @@ array slice(const array& a, const array& start, std::vector<int> axes, Shape sli
                {a, start});
 }
 
-array slice_update(const array& src, const array& update, const array& start, std::vector<int> axes,
-                   S s) {
-  axes = check_dynamic("slice_update", src, start, std::move(axes));
+namespace {
+
+array dynamic_slice_update(const char* op, const array& src, const array& update,
+                           const array& start, std::vector<int> axes, bool in_place, S s) {
+  axes = check_dynamic(op, src, start, std::move(axes));
   if (update.ndim() > src.ndim()) {
     throw std::invalid_argument("[slice_update] update of shape " + shape_str(update.shape()) +
                                 " has more dimensions than src of shape " + shape_str(src.shape()));
@@ -550,8 +552,21 @@ array slice_update(const array& src, const array& update, const array& start, st
   }
   array upd = reshape(astype(update, src.dtype(), s), ushape, s);
   return array(src.shape(), src.dtype(),
-               std::make_shared<DynamicSliceUpdate>(to_stream(s), std::move(axes)),
+               std::make_shared<DynamicSliceUpdate>(to_stream(s), std::move(axes), in_place),
                {src, upd, start});
+}
+
+}  // namespace
+
+array slice_update(const array& src, const array& update, const array& start, std::vector<int> axes,
+                   S s) {
+  return dynamic_slice_update("slice_update", src, update, start, std::move(axes), false, s);
+}
+
+array slice_update_in_place(const array& src, const array& update, const array& start,
+                            std::vector<int> axes, S s) {
+  return dynamic_slice_update("slice_update_in_place", src, update, start, std::move(axes), true,
+                              s);
 }
 
 }  // namespace mx

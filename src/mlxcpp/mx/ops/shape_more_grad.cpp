@@ -262,7 +262,7 @@ std::pair<std::vector<array>, std::vector<int>> DynamicSlice::vmap(const std::ve
 
 bool DynamicSliceUpdate::is_equivalent(const Primitive& o) const {
   auto* p = dynamic_cast<const DynamicSliceUpdate*>(&o);
-  return p && p->axes_ == axes_;
+  return p && p->axes_ == axes_ && p->in_place_ == in_place_;
 }
 std::vector<array> DynamicSliceUpdate::jvp(const std::vector<array>& primals,
                                            const std::vector<array>& tangents,

@@ -97,18 +97,22 @@ class DynamicSlice : public UnaryPrimitive {
   Shape slice_size_;
 };
 
-// inputs: src, update, start. Writes update into a copy of src at start.
+// inputs: src, update, start. Writes update into a copy of src at start, or, in_place, into
+// src's own buffer, which the output then shares (slice_update_in_place).
 class DynamicSliceUpdate : public UnaryPrimitive {
  public:
-  DynamicSliceUpdate(Stream s, std::vector<int> axes) : UnaryPrimitive(s), axes_(std::move(axes)) {}
+  DynamicSliceUpdate(Stream s, std::vector<int> axes, bool in_place = false)
+      : UnaryPrimitive(s), axes_(std::move(axes)), in_place_(in_place) {}
   MX_PRIMITIVE_COMMON(DynamicSliceUpdate)
   const std::vector<int>& axes() const { return axes_; }
+  bool in_place() const { return in_place_; }
   std::vector<Shape> output_shapes(const std::vector<array>& inputs) override {
     return {inputs[0].shape()};
   }
 
  private:
   std::vector<int> axes_;
+  bool in_place_;
 };
 
 namespace detail {

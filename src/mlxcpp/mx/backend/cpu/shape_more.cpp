@@ -158,7 +158,10 @@ void DynamicSlice::eval_cpu(const std::vector<array>& inputs, array& out) {
 void DynamicSliceUpdate::eval_cpu(const std::vector<array>& inputs, array& out) {
   const array& src = inputs[0];
   const array& upd = inputs[1];
-  if (src.is_donatable() && src.flags().row_contiguous) {
+  if (in_place_ && !(src.flags().row_contiguous && src.data_size() == src.size())) {
+    throw std::invalid_argument("[slice_update_in_place] src must be row-contiguous");
+  }
+  if (in_place_ || (src.is_donatable() && src.flags().row_contiguous)) {
     out.copy_shared_buffer(src);
   } else {
     cpu::allocate_row_contiguous(out);

@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "mlxcpp/mx/backend/cuda/capture.h"
 #include "mlxcpp/mx/backend/cuda/cublaslt.h"
 #include "mlxcpp/mx/backend/gpu.h"
 #include "mlxcpp/mx/device_memory.h"
@@ -201,7 +202,10 @@ cudaMemLocation device_location() {
 constexpr size_t kTinyMax = 256;
 constexpr size_t kHostWrittenMax = size_t{1} << 16;
 
+thread_local CaptureSink* t_capture_sink = nullptr;
+
 int placement(size_t bytes) {
+  if (t_capture_sink) return 0;
   if (bytes <= kTinyMax) return 1;
   return bytes < kHostWrittenMax && launch_stream_of_thread() < 0 ? 1 : 0;
 }
@@ -223,7 +227,11 @@ void* managed_alloc(size_t bytes, int place) {
     // kernel's first touch costs a GPU page fault per 64 KiB to 2 MiB, far
     // slower than creating them in device memory up front.
     cudaMemAdvise(p, bytes, cudaMemAdviseSetPreferredLocation, device_location());
-    cudaMemPrefetchAsync(p, bytes, device_location(), 0, nullptr);
+    // Not while a graph is recorded on this thread: work on the legacy stream does not
+    // belong in the capture; the first replay populates the pages instead.
+    if (!t_capture_sink || !t_capture_sink->recording) {
+      cudaMemPrefetchAsync(p, bytes, device_location(), 0, nullptr);
+    }
   }
   cudaGetLastError();
   return p;
@@ -284,6 +292,10 @@ void allocate_row_contiguous(array& out) {
 }
 
 void keep_until_done(const Stream& s, const array& a) { gpu::retain(s, {a}); }
+
+void set_capture_sink(CaptureSink* sink) { t_capture_sink = sink; }
+
+bool runtime_alive() { return !g_shutdown.load(std::memory_order_acquire); }
 
 }  // namespace cuda
 
@@ -359,6 +371,10 @@ const std::vector<array>& device_accessible(const std::vector<array>& inputs,
 }
 
 void retain(const Stream& s, std::vector<array> arrays) {
+  if (cuda::t_capture_sink) {
+    cuda::t_capture_sink->kept.insert(cuda::t_capture_sink->kept.end(), arrays.begin(),
+                                      arrays.end());
+  }
   auto& st = cuda::state(s);
   std::lock_guard<std::mutex> lk(st.mu);
   for (auto& a : arrays) st.pending.push_back(std::move(a));

@@ -268,12 +268,16 @@ void sdpa_gpu(Primitive& prim, const std::vector<array>& inputs, std::vector<arr
     }
   }
   const int64_t rows = static_cast<int64_t>(p.B) * p.Hq * p.Lq;
-  // Split the keys when the rows alone leave most of the card idle.
+  // Split the keys when the rows alone leave most of the card idle. A warp's walk over its
+  // keys is a chain of dependent loads (about a microsecond per key), so a decode row (8 of
+  // them for Gemma 3) over a few hundred keys took longer than reading the layer's weights:
+  // each warp gets about 32 keys instead.
   constexpr int64_t kBusyWarps = 132 * 16;
+  constexpr int64_t kKeysPerWarp = 32;
   p.splits = 1;
-  if (rows < kBusyWarps && p.Lk >= 512) {
-    p.splits =
-        static_cast<int>(std::min<int64_t>({(kBusyWarps + rows - 1) / rows, p.Lk / 256, 64}));
+  if (rows < kBusyWarps && p.Lk >= 2 * kKeysPerWarp) {
+    p.splits = static_cast<int>(
+        std::min<int64_t>({(kBusyWarps + rows - 1) / rows, p.Lk / kKeysPerWarp, 64}));
     p.splits = std::max(p.splits, 1);
   }
   p.keys_per_split = (p.Lk + p.splits - 1) / p.splits;

@@ -163,7 +163,10 @@ void dynamic_slice_update_gpu(Primitive& p, const std::vector<array>& in, std::v
   auto& du = static_cast<DynamicSliceUpdate&>(p);
   const array& src = in[0];
   array& o = out[0];
-  if (src.is_donatable() && src.flags().row_contiguous) {
+  if (du.in_place() && !(src.flags().row_contiguous && src.data_size() == src.size())) {
+    throw std::invalid_argument("[slice_update_in_place] src must be row-contiguous");
+  }
+  if (du.in_place() || (src.is_donatable() && src.flags().row_contiguous)) {
     o.copy_shared_buffer(src);
   } else {
     allocate_row_contiguous(o);
