@@ -4,6 +4,9 @@
 // Skips where no GPU exists (ctest label `gpu`).
 #include <gtest/gtest.h>
 
+#include <utility>
+#include <vector>
+
 #include "common/check.h"
 #include "mlxcpp/mx/fast.h"
 #include "mlxcpp/mx/ops.h"
@@ -25,8 +28,10 @@ TEST(GpuFused, RmsNormF32MatchesTheCpu) {
   if (!mx::is_available(kGpu)) GTEST_SKIP() << "no GPU in this build or on this machine";
   for (mx::Dtype d : {mx::bfloat16, mx::float16, mx::float32}) {
     SCOPED_TRACE(mx::dtype_name(d));
-    for (int dim : {256, 2560, 7}) {
-      array x = rand({2, 4, 3, dim}, d, 1);
+    // 24 rows (a block per row for wide rows) and 80 (a warp per row).
+    for (auto [dim, heads] :
+         std::vector<std::pair<int, int>>{{256, 4}, {2560, 4}, {7, 4}, {2560, 40}, {256, 40}}) {
+      array x = rand({2, heads, 3, dim}, d, 1);
       array w = rand({dim}, mx::float32, 2);
       // A transposed view too (the QK-norm's heads), read in place on the GPU.
       for (bool view : {false, true}) {

@@ -4,6 +4,7 @@
 // CPU kernels are tested against NumPy and finite differences elsewhere); and
 // the GPU's index and dynamic-slice behaviour against the CPU's. Every test
 // skips where no GPU exists (ctest label `gpu`).
+#include <cmath>
 #include <complex>
 #include <functional>
 #include <string>
@@ -341,4 +342,37 @@ TEST_F(GpuPrims, DynamicSliceOfAHostStartIsAView) {
   // A start still being computed on the device is read there.
   array st = mx::add(array({0}), array({2}), kGpu);
   mxtest::expect_close(mx::slice(mx::arange(6), st, {0}, {3}, kGpu), {2, 3, 4}, {3});
+}
+
+// Long rows (a vocabulary's logits) are cut into chunks reduced by separate blocks and merged:
+// the answer must still be the first extremum, with NaN counting as the extremum (NumPy's rule).
+// The expected positions are placed by hand.
+TEST_F(GpuPrims, ArgReduceOfLongRowsIsTheFirstExtremum) {
+  const int n = 262208;
+  std::vector<float> v(n);
+  for (int i = 0; i < n; ++i) v[i] = static_cast<float>((i * 7919) % 1000) / 1000.0f;  // < 1
+  v[70001] = 5.0f;
+  v[200000] = 5.0f;  // a later tie loses
+  v[9000] = -3.0f;
+  v[260000] = -3.0f;
+  array x(v, {n}, mx::float32);
+  EXPECT_EQ(mx::argmax(x, 0, false, kGpu).item<uint32_t>(), 70001u);
+  EXPECT_EQ(mx::argmin(x, 0, false, kGpu).item<uint32_t>(), 9000u);
+  EXPECT_EQ(mx::argmax(mx::astype(x, mx::bfloat16, kGpu), 0, false, kGpu).item<uint32_t>(), 70001u);
+  std::vector<float> w = v;
+  w[150000] = std::nanf("");
+  w[250000] = std::nanf("");
+  array xn(w, {n}, mx::float32);
+  EXPECT_EQ(mx::argmax(xn, 0, false, kGpu).item<uint32_t>(), 150000u);
+  EXPECT_EQ(mx::argmin(xn, 0, false, kGpu).item<uint32_t>(), 150000u);
+  // Several rows, and a strided (transposed) layout: row r's maximum at 1000 * (r + 1).
+  const int rows = 3, m = 50000;
+  std::vector<float> g(static_cast<size_t>(rows) * m, 0.0f);
+  for (int r = 0; r < rows; ++r) g[static_cast<size_t>(r) * m + 1000 * (r + 1)] = 1.0f;
+  array gr(g, {rows, m}, mx::float32);
+  mxtest::expect_close(mx::astype(mx::argmax(gr, 1, false, kGpu), mx::int32, kGpu),
+                       {1000, 2000, 3000}, {rows});
+  array gt = mx::transpose(gr, kGpu);  // [m, rows], reduced along its strided axis 0
+  mxtest::expect_close(mx::astype(mx::argmax(gt, 0, false, kGpu), mx::int32, kGpu),
+                       {1000, 2000, 3000}, {rows});
 }

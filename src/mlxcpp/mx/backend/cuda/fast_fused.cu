@@ -70,6 +70,39 @@ __global__ void rms_norm_f32_warp_kernel(const T* x, Layout<1> rows_layout, cons
   }
 }
 
+// The same for a few rows (a decode step's [1, 1, H]): a whole block per row, so one row's
+// loads are spread over many warps instead of a chain of them in one.
+template <typename T>
+__global__ void rms_norm_f32_block_vec_kernel(const T* x, Layout<1> rows_layout, const float* w,
+                                              T* y, int64_t d, float eps) {
+  constexpr int V = 16 / sizeof(T);
+  const int64_t r = blockIdx.x;
+  const T* xr = x + rows_layout.offset(0, r);
+  const int64_t nv = d / V;
+  float ss = 0;
+  for (int64_t i = threadIdx.x; i < nv; i += blockDim.x) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(xr + i * V);
+    const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      const float v = cast_to<float>(e[j]);
+      ss += v * v;
+    }
+  }
+  ss = block_reduce(ss, 0.0f, [](float a, float b) { return a + b; });
+  const float n = 1.0f / sqrtf(ss / static_cast<float>(d) + eps);
+  T* yr = y + r * d;
+  for (int64_t i = threadIdx.x; i < nv; i += blockDim.x) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(xr + i * V);
+    const T* e = reinterpret_cast<const T*>(&raw);
+    uint4 packed;
+    T* o = reinterpret_cast<T*>(&packed);
+#pragma unroll
+    for (int j = 0; j < V; ++j) o[j] = cast_to<T>(cast_to<float>(e[j]) * n * w[i * V + j]);
+    *reinterpret_cast<uint4*>(yr + i * V) = packed;
+  }
+}
+
 // Whether rms_norm_f32_warp_kernel can read x's rows and w as 16-byte vectors.
 bool vector_rows(const array& x, const array& w, const array& out, int64_t d) {
   const int64_t isz = static_cast<int64_t>(x.itemsize());
@@ -113,7 +146,13 @@ void rms_norm_f32_gpu(Primitive& p, const std::vector<array>& inputs, std::vecto
     if constexpr (std::is_same_v<T, double>) {
       throw std::invalid_argument("[rms_norm_f32] float64 input takes the composed path");
     } else {
-      if (vector_rows(x, w, out, d)) {
+      constexpr int64_t kFewRows = 64;
+      const int64_t nv = d / static_cast<int64_t>(16 / sizeof(T));
+      if (rows <= kFewRows && nv >= 128 && vector_rows(x, w, out, d)) {
+        const auto block = static_cast<unsigned>(std::min<int64_t>(1024, (nv + 31) / 32 * 32));
+        rms_norm_f32_block_vec_kernel<T><<<static_cast<unsigned>(rows), block, 0, stream_of(p)>>>(
+            x.data<T>(), rows_layout, w.data<float>(), out.data<T>(), d, op.eps());
+      } else if (vector_rows(x, w, out, d)) {
         constexpr int64_t kRowsPerBlock = 8;
         const auto blocks = static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
         rms_norm_f32_warp_kernel<T><<<blocks, 32 * kRowsPerBlock, 0, stream_of(p)>>>(

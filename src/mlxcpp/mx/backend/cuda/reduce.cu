@@ -4,6 +4,7 @@
 // for last-axis reductions, so reads coalesce) and combine through warp
 // shuffles. Floats accumulate in float (double for float64), integers in the
 // widened output type with wrap-around, as on the CPU.
+#include <algorithm>
 #include <cfloat>
 #include <climits>
 #include <cmath>
@@ -244,17 +245,24 @@ __device__ __forceinline__ bool arg_better(A a, uint32_t ia, A b, uint32_t ib) {
   return kMax ? a > b : a < b;
 }
 
+// One block reduces `n` values of each row, or (split) its share of a long row: block
+// (c, r) takes positions [c * chunk, (c + 1) * chunk) of row r and leaves its best value and
+// index in part_val / part_idx[r * gridDim.x + c] for arg_reduce_merge_kernel.
 template <bool kMax, typename In>
 __global__ void arg_reduce_kernel(const In* x, uint32_t* y, int64_t rows, int64_t n, int64_t stride,
-                                  Layout<1> outer) {
+                                  Layout<1> outer, int64_t chunk, compute_t<In>* part_val,
+                                  uint32_t* part_idx) {
   using A = compute_t<In>;
   __shared__ A sval[32];
   __shared__ uint32_t sidx[32];
-  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+  const bool split = part_val != nullptr;
+  const int64_t j0 = split ? blockIdx.x * chunk : 0;
+  const int64_t j1 = split ? (j0 + chunk < n ? j0 + chunk : n) : n;
+  for (int64_t r = split ? blockIdx.y : blockIdx.x; r < rows; r += split ? rows : gridDim.x) {
     const In* xr = x + outer.offset(0, r);
-    A best = cast_to<A>(xr[0]);
-    uint32_t bi = 0;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    A best = cast_to<A>(xr[j0 * stride]);
+    uint32_t bi = static_cast<uint32_t>(j0);
+    for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
       A v = cast_to<A>(xr[j * stride]);
       if (arg_better<kMax>(v, static_cast<uint32_t>(j), best, bi)) {
         best = v;
@@ -284,9 +292,41 @@ __global__ void arg_reduce_kernel(const In* x, uint32_t* y, int64_t rows, int64_
           bi = sidx[w];
         }
       }
-      y[r] = bi;
+      if (split) {
+        part_val[r * gridDim.x + blockIdx.x] = best;
+        part_idx[r * gridDim.x + blockIdx.x] = bi;
+      } else {
+        y[r] = bi;
+      }
     }
   }
+}
+
+// One warp per row merges the `parts` partial results of a split row, in the same order of
+// preference (first extremum, NaN first).
+template <bool kMax, typename A>
+__global__ void arg_reduce_merge_kernel(const A* part_val, const uint32_t* part_idx, uint32_t* y,
+                                        int64_t rows, int parts) {
+  const int64_t r = blockIdx.x;
+  if (r >= rows) return;
+  const int lane = threadIdx.x;
+  A best = part_val[r * parts];
+  uint32_t bi = part_idx[r * parts];
+  for (int c = lane; c < parts; c += 32) {
+    if (arg_better<kMax>(part_val[r * parts + c], part_idx[r * parts + c], best, bi)) {
+      best = part_val[r * parts + c];
+      bi = part_idx[r * parts + c];
+    }
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    A ov = shfl_down(best, o);
+    uint32_t oi = __shfl_down_sync(0xffffffffu, bi, o);
+    if (arg_better<kMax>(ov, oi, best, bi)) {
+      best = ov;
+      bi = oi;
+    }
+  }
+  if (lane == 0) y[r] = bi;
 }
 
 void arg_reduce_gpu(Primitive& p, const std::vector<array>& inputs, std::vector<array>& outputs) {
@@ -299,14 +339,49 @@ void arg_reduce_gpu(Primitive& p, const std::vector<array>& inputs, std::vector<
   auto outer = split_layouts(in, {r.axis()}, p.name(), rows, n).first;
   const int64_t stride = in.strides()[r.axis()];
   unsigned grid = static_cast<unsigned>(std::min<int64_t>(rows, int64_t{1} << 20));
+  // A few long rows (the argmax over a vocabulary when sampling) would leave all but a few
+  // SMs idle with one block per row: they are cut into chunks of at least 4096 values, one
+  // block each, and merged by a second kernel.
+  constexpr int64_t kMinChunk = 4096, kBusyBlocks = 264;
+  int parts = 1;
+  if (rows < kBusyBlocks && n >= 2 * kMinChunk) {
+    parts = static_cast<int>(std::min<int64_t>({n / kMinChunk, kBusyBlocks / rows, 1024}));
+    parts = std::max(parts, 1);
+  }
+  const int64_t chunk = (n + parts - 1) / parts;
+  const Stream& st = p.stream();
   dispatch(in.dtype(), p.name(), [&](auto tag) {
     using In = typename decltype(tag)::type;
-    if (r.type() == ArgReduce::ArgMax) {
-      arg_reduce_kernel<true, In><<<grid, threads_for(n), 0, stream_of(p)>>>(
-          in.data<In>(), out.data<uint32_t>(), rows, n, stride, outer);
+    using A = compute_t<In>;
+    A* part_val = nullptr;
+    uint32_t* part_idx = nullptr;
+    dim3 blocks(grid);
+    if (parts > 1) {
+      const auto count = static_cast<int32_t>(rows * parts);
+      array vals({count}, TypeToDtype<A>::value, nullptr, {});
+      array idx({count}, uint32, nullptr, {});
+      allocate_row_contiguous(vals);
+      allocate_row_contiguous(idx);
+      keep_until_done(st, vals);
+      keep_until_done(st, idx);
+      part_val = vals.data<A>();
+      part_idx = idx.data<uint32_t>();
+      blocks = dim3(static_cast<unsigned>(parts), static_cast<unsigned>(rows));
+    }
+    const bool is_max = r.type() == ArgReduce::ArgMax;
+    auto launch = [&](auto max_tag) {
+      constexpr bool kMax = decltype(max_tag)::value;
+      arg_reduce_kernel<kMax, In><<<blocks, threads_for(parts > 1 ? chunk : n), 0, stream_of(p)>>>(
+          in.data<In>(), out.data<uint32_t>(), rows, n, stride, outer, chunk, part_val, part_idx);
+      if (parts > 1) {
+        arg_reduce_merge_kernel<kMax, A><<<static_cast<unsigned>(rows), 32, 0, stream_of(p)>>>(
+            part_val, part_idx, out.data<uint32_t>(), rows, parts);
+      }
+    };
+    if (is_max) {
+      launch(std::true_type{});
     } else {
-      arg_reduce_kernel<false, In><<<grid, threads_for(n), 0, stream_of(p)>>>(
-          in.data<In>(), out.data<uint32_t>(), rows, n, stride, outer);
+      launch(std::false_type{});
     }
   });
   check_launch(p.name());

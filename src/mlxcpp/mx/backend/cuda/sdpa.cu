@@ -275,7 +275,8 @@ void sdpa_gpu(Primitive& prim, const std::vector<array>& inputs, std::vector<arr
   constexpr int64_t kBusyWarps = 132 * 16;
   constexpr int64_t kKeysPerWarp = 32;
   p.splits = 1;
-  if (rows < kBusyWarps && p.Lk >= 2 * kKeysPerWarp) {
+  // The splits meet in float32 partials: float64 keeps one pass per row.
+  if (rows < kBusyWarps && p.Lk >= 2 * kKeysPerWarp && out.dtype() != float64) {
     p.splits = static_cast<int>(
         std::min<int64_t>({(kBusyWarps + rows - 1) / rows, p.Lk / kKeysPerWarp, 64}));
     p.splits = std::max(p.splits, 1);
