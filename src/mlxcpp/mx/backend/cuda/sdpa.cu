@@ -111,61 +111,29 @@ __global__ void sdpa_kernel(const T* q, const T* k, const T* v, T* out, SdpaPara
   hi = hi < s_hi ? hi : s_hi;
   const int64_t mrow = p.mask ? b * p.m_s[0] + h * p.m_s[1] + i * p.m_s[2] : 0;
   A m = -INFINITY, l = A(0);
-  // Keys in groups of kGroup: their loads are issued together, so a warp waits for memory once
-  // per group rather than once per key. Same online softmax as one key at a time: the group's
-  // maximum rescales the running sums once.
-  constexpr int kGroup = 4;
-  for (int64_t j0 = lo; j0 <= hi; j0 += kGroup) {
-    A s[kGroup];
-    bool ok[kGroup];
-#pragma unroll
-    for (int g = 0; g < kGroup; ++g) {
-      const int64_t j = j0 + g;
-      ok[g] = j <= hi;
-      if (ok[g] && p.mask && p.bool_mask) {
-        ok[g] = static_cast<const bool*>(p.mask)[mrow + j * p.m_s[3]];
-      }
-      s[g] = 0;
-      if (ok[g]) {
-        const T* kr = k_head + j * p.k_s[2];
-#pragma unroll
-        for (int c = 0; c < kMaxChunks; ++c) {
-          const int d = lane + 32 * c;
-          if (d < p.D) s[g] += qv[c] * cast_to<A>(kr[d]);
-        }
-      }
+  for (int64_t j = lo; j <= hi; ++j) {
+    A s = 0;
+    if (p.mask && p.bool_mask) {
+      if (!static_cast<const bool*>(p.mask)[mrow + j * p.m_s[3]]) continue;
     }
-#pragma unroll
-    for (int g = 0; g < kGroup; ++g) s[g] = warp_sum(s[g]);  // ok[g] is the same on every lane
-    A m_new = m;
-    bool any = false;
-#pragma unroll
-    for (int g = 0; g < kGroup; ++g) {
-      if (ok[g] && p.mask && !p.bool_mask) {
-        s[g] += cast_to<A>(static_cast<const T*>(p.mask)[mrow + (j0 + g) * p.m_s[3]]);
-      }
-      if (s[g] == -INFINITY) ok[g] = false;  // an additive -inf masks the key out
-      if (ok[g]) {
-        any = true;
-        m_new = s[g] > m_new ? s[g] : m_new;
-      }
+    const T* kr = k_head + j * p.k_s[2];
+    for (int c = 0; c < kMaxChunks; ++c) {
+      const int d = lane + 32 * c;
+      if (d < p.D) s += qv[c] * cast_to<A>(kr[d]);
     }
-    if (!any) continue;
+    s = warp_sum(s);
+    if (p.mask && !p.bool_mask) {
+      s += cast_to<A>(static_cast<const T*>(p.mask)[mrow + j * p.m_s[3]]);
+    }
+    if (s == -INFINITY) continue;  // an additive -inf masks the key out
+    const A m_new = s > m ? s : m;
     const A corr = exp(m - m_new);
-    l *= corr;
-#pragma unroll
-    for (int c = 0; c < kMaxChunks; ++c) o[c] *= corr;
-#pragma unroll
-    for (int g = 0; g < kGroup; ++g) {
-      if (!ok[g]) continue;
-      const A e = exp(s[g] - m_new);
-      l += e;
-      const T* vr = v_head + (j0 + g) * p.v_s[2];
-#pragma unroll
-      for (int c = 0; c < kMaxChunks; ++c) {
-        const int d = lane + 32 * c;
-        if (d < p.Dv) o[c] += e * cast_to<A>(vr[d]);
-      }
+    const A e = exp(s - m_new);
+    l = l * corr + e;
+    const T* vr = v_head + j * p.v_s[2];
+    for (int c = 0; c < kMaxChunks; ++c) {
+      const int d = lane + 32 * c;
+      o[c] = o[c] * corr + (d < p.Dv ? e * cast_to<A>(vr[d]) : A(0));
     }
     m = m_new;
   }
@@ -301,16 +269,16 @@ void sdpa_gpu(Primitive& prim, const std::vector<array>& inputs, std::vector<arr
   }
   const int64_t rows = static_cast<int64_t>(p.B) * p.Hq * p.Lq;
   // Split the keys when the rows alone leave most of the card idle. A warp's walk over its
-  // keys waits on memory once per group of keys, so a decode row (8 of them for Gemma 3) over
-  // a few hundred keys took longer than reading the layer's weights: each warp gets about 32
-  // keys instead.
+  // keys is a chain of dependent loads (about a microsecond per key), so a decode row (8 of
+  // them for Gemma 3) over a few hundred keys took longer than reading the layer's weights:
+  // each warp gets about 32 keys instead.
   constexpr int64_t kBusyWarps = 132 * 16;
-  constexpr int64_t kKeysPerWarp = 32, kMaxSplits = 64;
+  constexpr int64_t kKeysPerWarp = 32;
   p.splits = 1;
   // The splits meet in float32 partials: float64 keeps one pass per row.
   if (rows < kBusyWarps && p.Lk >= 2 * kKeysPerWarp && out.dtype() != float64) {
     p.splits = static_cast<int>(
-        std::min<int64_t>({(kBusyWarps + rows - 1) / rows, p.Lk / kKeysPerWarp, kMaxSplits}));
+        std::min<int64_t>({(kBusyWarps + rows - 1) / rows, p.Lk / kKeysPerWarp, 64}));
     p.splits = std::max(p.splits, 1);
   }
   p.keys_per_split = (p.Lk + p.splits - 1) / p.splits;
