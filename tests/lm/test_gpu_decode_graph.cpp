@@ -5,6 +5,7 @@
 // sliding windows (5 and 6). Sampling inside the graph: the key advances on the device, so a
 // seeded run repeats exactly and equals the same fixed-shape step evaluated eagerly.
 #include <gtest/gtest.h>
+#include <cstdlib>
 
 #include <algorithm>
 #include <cmath>
@@ -25,6 +26,10 @@
 #include "mlxcpp/mx/transforms.h"
 
 namespace {
+
+// The graph is opt-in (MLXCPP_DECODE_GRAPH=1); DecodeGraph::enabled() reads it once, so it is
+// set before main runs.
+const int kGraphOptIn = setenv("MLXCPP_DECODE_GRAPH", "1", 1);
 
 const mx::Device kGpu{mx::Device::gpu};
 
