@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lm/decode_test_util.h"
 #include "lm/tokenizer_test_util.h"
 #include "mlxcpp/lm/decode_graph.h"
 #include "mlxcpp/lm/generate.h"
@@ -44,28 +45,8 @@ class DefaultDevice {
   mx::Device previous_;
 };
 
-struct Reference {
-  std::vector<int32_t> prompt;
-  std::vector<int32_t> greedy;
-};
-
-Reference reference(const std::string& name) {
-  std::ifstream f(lm::testing::data_dir() / "gemma3" / name / "reference.json");
-  auto j = nlohmann::json::parse(f);
-  return {j.at("prompt_tokens").at(0).get<std::vector<int32_t>>(),
-          j.at("greedy").at(0).get<std::vector<int32_t>>()};
-}
-
-struct Decoded {
-  std::vector<int32_t> tokens;
-  std::vector<std::vector<float>> logprobs;
-};
-
-std::vector<float> floats(const mx::array& a) {
-  auto f = mx::astype(a, mx::float32);
-  mx::eval(f);
-  return std::vector<float>(f.data<float>(), f.data<float>() + f.size());
-}
+using lm::testing::Decoded;
+using lm::testing::floats;
 
 Decoded via_generate(lm::LanguageModel& model, const std::vector<int32_t>& prompt, int n,
                      bool graph, int bucket) {
@@ -123,7 +104,7 @@ class GpuDecodeGraph : public ::testing::TestWithParam<std::string> {
 TEST_P(GpuDecodeGraph, GreedyMatchesTransformersAndTheEagerPath) {
   DefaultDevice scope(kGpu);
   const std::string name = GetParam();
-  auto ref = reference(name);
+  auto ref = lm::testing::decode_reference(name);
   auto bundle = lm::load(lm::testing::model_dir("gemma3/" + name).string());
   auto& model = *bundle.model;
   const int n = 40;
@@ -148,7 +129,7 @@ TEST_P(GpuDecodeGraph, GreedyMatchesTransformersAndTheEagerPath) {
 TEST_P(GpuDecodeGraph, SeededSamplingRepeatsAndEqualsTheEagerStep) {
   DefaultDevice scope(kGpu);
   const std::string name = GetParam();
-  auto ref = reference(name);
+  auto ref = lm::testing::decode_reference(name);
   auto bundle = lm::load(lm::testing::model_dir("gemma3/" + name).string());
   auto& model = *bundle.model;
   lm::SamplerOptions so;

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lm/decode_test_util.h"
 #include "lm/tokenizer_test_util.h"
 #include "mlxcpp/lm/decode_graph.h"
 #include "mlxcpp/lm/generate.h"
@@ -22,28 +23,8 @@
 
 namespace {
 
-struct Reference {
-  std::vector<int32_t> prompt;
-  std::vector<int32_t> greedy;
-};
-
-Reference reference(const std::string& name) {
-  std::ifstream f(lm::testing::data_dir() / "gemma3" / name / "reference.json");
-  auto j = nlohmann::json::parse(f);
-  return {j.at("prompt_tokens").at(0).get<std::vector<int32_t>>(),
-          j.at("greedy").at(0).get<std::vector<int32_t>>()};
-}
-
-struct Decoded {
-  std::vector<int32_t> tokens;
-  std::vector<std::vector<float>> logprobs;
-};
-
-std::vector<float> floats(const mx::array& a) {
-  auto f = mx::astype(a, mx::float32);
-  mx::eval(f);
-  return std::vector<float>(f.data<float>(), f.data<float>() + f.size());
-}
+using lm::testing::Decoded;
+using lm::testing::floats;
 
 Decoded eager(lm::LanguageModel& model, const std::vector<int32_t>& prompt, int n) {
   lm::GenerateOptions opts;
@@ -84,7 +65,7 @@ class StaticDecode : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(StaticDecode, MatchesTransformersAndTheOrdinaryPath) {
   const std::string name = GetParam();
-  auto ref = reference(name);
+  auto ref = lm::testing::decode_reference(name);
   auto bundle = lm::load(lm::testing::model_dir("gemma3/" + name).string());
   auto& model = *bundle.model;
   ASSERT_TRUE(model.supports_static_decode());

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Runs every core test binary (build/tests/mx_test_*, nn_test_*) with the GPU
+# Runs every test binary (build/tests/mx_test_*, nn_test_*, lm_test_*) with the GPU
 # as the default device, four at a time, and prints one line per binary with
 # its failed tests. Full logs go to $1 (default /tmp/core_suite).
 # Usage (on the GPU machine, after out/gpu/pb.sh): bash tools/gpu/run_core_suite.sh DIR
@@ -17,4 +17,4 @@ run_one() {
 }
 export -f run_one
 export PER_BINARY_TIMEOUT
-find build/tests -maxdepth 1 -type f -perm -u+x \( -name 'mx_test_*' -o -name 'nn_test_*' \) | xargs -P "${JOBS:-4}" -I{} bash -c 'run_one {} '"$out" | sort
+find build/tests -maxdepth 1 -type f -perm -u+x \( -name 'mx_test_*' -o -name 'nn_test_*' -o -name 'lm_test_*' \) | xargs -P "${JOBS:-4}" -I{} bash -c 'run_one {} '"$out" | sort
