@@ -50,6 +50,25 @@ TEST(Eval, AsyncEvalThenRead) {
   EXPECT_EQ(y.status(), array::Status::available);
 }
 
+TEST(Eval, AnArrayInFlightIsNotAvailableBeforeItsKernelHasWrittenIt) {
+  // A kernel gives its output a buffer before it writes it. A host thread that polls the
+  // array of an async evaluation must not see it available (and read it) before then: the
+  // last element of a long sequential scan is written last.
+  const int n = 1 << 24;
+  const mx::Device cpu(mx::Device::cpu);
+  array x = mx::ones({n}, mx::int32, cpu);
+  mx::eval({x});
+  for (int trial = 0; trial < 3; ++trial) {
+    array y = mx::cumsum(x, 0, false, true, cpu);
+    mx::async_eval({y});
+    int64_t seen = -1;
+    while (seen < 0) {
+      if (y.is_available()) seen = y.data<int32_t>()[n - 1];
+    }
+    EXPECT_EQ(seen, n) << "trial " << trial;
+  }
+}
+
 TEST(Eval, ErrorsInKernelsReachTheCaller) {
   array x = mx::floor_divide(array({1}), array({0}));  // integer division by zero is defined (0)
   EXPECT_EQ(x.item<int>(), 0);

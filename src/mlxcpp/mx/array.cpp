@@ -255,6 +255,19 @@ size_t array::buffer_size() const {
   return desc_->data ? allocator::allocation_size(desc_->data->buffer) : 0;
 }
 
+// A kernel gives its output a buffer before it has written it (a CPU kernel before it returns,
+// a GPU kernel before the device has run it). An array whose evaluation is in flight (its event
+// not yet signalled) stays scheduled, and its evaluation marks it when it is done: otherwise a
+// host thread reading it (item(), data(), eval()) could see it available and read the buffer
+// early. Arrays made from data, or given data outside an evaluation, are available at once.
+namespace {
+template <class Desc>
+void mark_has_data(Desc& d) {
+  if (d.event && !d.event->is_signaled()) return;
+  d.status.store(array::Status::available, std::memory_order_release);
+}
+}  // namespace
+
 void array::set_data(allocator::Buffer buffer, Deleter d) {
   desc_->data = std::make_shared<Data>(buffer, std::move(d));
   desc_->data_ptr = buffer.raw_ptr();
@@ -265,7 +278,7 @@ void array::set_data(allocator::Buffer buffer, Deleter d) {
   int big = 0;
   for (auto s : desc_->shape) big += s > 1;
   desc_->flags.col_contiguous = big <= 1;
-  desc_->status.store(Status::available, std::memory_order_release);
+  mark_has_data(*desc_);
 }
 
 void array::set_data(allocator::Buffer buffer, size_t data_size, Strides strides, Flags flags,
@@ -275,7 +288,7 @@ void array::set_data(allocator::Buffer buffer, size_t data_size, Strides strides
   desc_->data_size = data_size;
   desc_->strides = std::move(strides);
   desc_->flags = flags;
-  desc_->status.store(Status::available, std::memory_order_release);
+  mark_has_data(*desc_);
 }
 
 void array::copy_shared_buffer(const array& other, const Strides& strides, Flags flags,
@@ -286,7 +299,7 @@ void array::copy_shared_buffer(const array& other, const Strides& strides, Flags
   desc_->strides = strides;
   desc_->flags = flags;
   desc_->data_size = data_size;
-  desc_->status.store(Status::available, std::memory_order_release);
+  mark_has_data(*desc_);
 }
 
 void array::copy_shared_buffer(const array& other) {
@@ -300,7 +313,7 @@ void array::move_shared_buffer(array other) {
   desc_->flags = other.desc_->flags;
   desc_->data_size = other.desc_->data_size;
   other.desc_->data_ptr = nullptr;
-  desc_->status.store(Status::available, std::memory_order_release);
+  mark_has_data(*desc_);
 }
 
 array::ArrayIterator array::begin() const { return ArrayIterator(*this, 0); }
