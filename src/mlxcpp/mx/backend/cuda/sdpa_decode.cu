@@ -17,6 +17,8 @@
 // a sink); a NaN score reaches exactly the rows that see it.
 #include <algorithm>
 #include <cmath>
+#include <mutex>
+#include <vector>
 
 #include "mlxcpp/mx/backend/cuda/kernel_utils.cuh"
 #include "mlxcpp/mx/backend/cuda/sdpa_decode.h"
@@ -114,10 +116,117 @@ __device__ void finish(const DecodeParams& p, const T* v, T* out, int b, int h, 
   out[((static_cast<int64_t>(b) * p.Hq + h) * p.Lq + i) * p.Dv + d] = cast_to<T>(r);
 }
 
+constexpr int kMaxSplits = 1024;
+// Arrival counters of the CTAs that merge their own row group (the last of
+// its splits to finish combines them, saving the combine kernel's launch):
+// one set per CUDA stream (launches on one stream never overlap), each reset
+// by its last CTA for the next call. Streams beyond the slots, and grids
+// larger than a slot, use the combine kernel instead.
+constexpr int kArrivalSlots = 16;
+constexpr int kMaxArrivalCtas = 2048;
+__device__ unsigned int g_arrivals[kArrivalSlots][kMaxArrivalCtas];
+
+template <int THREADS, typename Op>
+__device__ float block_reduce(float v, float* red, Op op) {
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+  __syncthreads();
+  v = red[0];
+  for (int w = 1; w < THREADS / 32; ++w) v = op(v, red[w]);
+  __syncthreads();
+  return v;
+}
+
+// Shared memory of one row's merge.
+template <int THREADS>
+struct MergeSmem {
+  float weight[kMaxSplits];
+  float red[THREADS / 32];
+  float4 part[THREADS];
+};
+
+// Merges the splits of query row `row` (of the rows_all rows of the plan's
+// CTAs; its group row gr of key/value head kvh, batch b) with all THREADS
+// threads of the CTA: the splits' weights first, then the outputs with many
+// splits' loads in flight at once (a thread owns 4 output columns of a share
+// of the splits). The partials come from other CTAs: loads skip L1.
+template <typename T, int THREADS>
+__device__ void merge_row(const T* v, T* out, const DecodeParams& p, const DecodePlan& plan,
+                          const float* scratch, int64_t rows_all, int64_t row, int b, int kvh,
+                          int gr, MergeSmem<THREADS>& sm) {
+  const int S = plan.splits, tid = threadIdx.x;
+  const float* ml = scratch + row * S * 2;
+  float mx = -INFINITY;
+  for (int s = tid; s < S; s += THREADS) mx = fmaxf(mx, __ldcg(ml + 2 * s));
+  mx = block_reduce<THREADS>(mx, sm.red, [](float a, float c) { return fmaxf(a, c); });
+  const float mu = mx == -INFINITY ? 0.0f : mx;
+  float lsum = 0.0f;
+  for (int s = tid; s < S; s += THREADS) {
+    const float ls = __ldcg(ml + 2 * s + 1);
+    // A split that saw no key has l = 0 and o = 0; a NaN l still counts.
+    const float a = ls != 0.0f ? exp2f(__ldcg(ml + 2 * s) - mu) : 0.0f;
+    sm.weight[s] = a;
+    lsum += ls != 0.0f ? ls * a : 0.0f;
+  }
+  // (The reduction's barriers also publish weight[].)
+  lsum = block_reduce<THREADS>(lsum, sm.red, [](float a, float c) { return a + c; });
+  const int cols = p.Dv / 4, shares = THREADS / cols;
+  const int col = tid % cols, share = tid / cols;
+  float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  if (share < shares) {
+    const float4* po =
+        reinterpret_cast<const float4*>(scratch + outputs_at(rows_all, S) + row * S * p.Dv);
+#pragma unroll 4
+    for (int s = share; s < S; s += shares) {
+      const float a = sm.weight[s];
+      const float4 x = __ldcg(po + static_cast<int64_t>(s) * cols + col);
+      o.x = fmaf(a, x.x, o.x);
+      o.y = fmaf(a, x.y, o.y);
+      o.z = fmaf(a, x.z, o.z);
+      o.w = fmaf(a, x.w, o.w);
+    }
+  }
+  sm.part[tid] = o;
+  __syncthreads();
+  if (tid < cols) {
+    for (int sh = 1; sh < shares; ++sh) {
+      const float4 x = sm.part[sh * cols + tid];
+      o.x += x.x;
+      o.y += x.y;
+      o.z += x.z;
+      o.w += x.w;
+    }
+    int h, i;
+    row_of(p, kvh, gr, h, i);
+    const float os[4] = {o.x, o.y, o.z, o.w};
+    for (int e = 0; e < 4; ++e) finish<T>(p, v, out, b, h, i, 4 * tid + e, mx, lsum, os[e]);
+  }
+  __syncthreads();  // sm is reused by the next row
+}
+
+constexpr int kCombineThreads = 256;
+
+// The combine kernel (when the CTAs cannot merge themselves): a CTA per row.
+template <typename T>
+__global__ void __launch_bounds__(kCombineThreads)
+    decode_combine_kernel(const T* v, T* out, DecodeParams p, DecodePlan plan, const float* scratch,
+                          int64_t rows_all) {
+  __shared__ MergeSmem<kCombineThreads> sm;
+  const int64_t row = blockIdx.x;
+  const int G = plan.rows_per_cta;
+  const int cta = static_cast<int>(row / G), r = static_cast<int>(row % G);
+  const int grp = cta % plan.row_groups;
+  const int kvh = (cta / plan.row_groups) % p.Hkv;
+  const int b = cta / (plan.row_groups * p.Hkv);
+  const int gr = grp * G + r;
+  if (gr >= p.rep * p.Lq) return;  // the whole CTA: no barrier is left waiting
+  merge_row<T, kCombineThreads>(v, out, p, plan, scratch, rows_all, row, b, kvh, gr, sm);
+}
+
 template <typename T, int DPAD, int G>
 __global__ void __launch_bounds__(kWarps * 32)
     decode_split_kernel(const T* q, const T* k, const T* v, T* out, DecodeParams p, DecodePlan plan,
-                        float* scratch) {
+                        float* scratch, int arrival_slot) {
   constexpr Tiling tl(sizeof(T), DPAD, G);
   constexpr int VEC = tl.vec, LPK = tl.lpk, CH = tl.ch, KPW = tl.kpw, U = tl.steps;
   constexpr int WT = tl.warp_keys();
@@ -361,85 +470,27 @@ __global__ void __launch_bounds__(kWarps * 32)
       scratch[outputs_at(rows_all, plan.splits) + at * p.Dv + d] = o;
     }
   }
-}
-
-constexpr int kCombineThreads = 256;
-constexpr int kMaxSplits = 1024;
-
-template <typename Op>
-__device__ float block_reduce(float v, float* red, Op op) {
-  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+  if (plan.splits == 1 || arrival_slot < 0) return;
+  // The last of the row group's splits to arrive merges them all.
+  __shared__ bool last;
+  __threadfence();  // this CTA's partials are visible before it counts itself
   __syncthreads();
-  v = red[0];
-  for (int w = 1; w < kCombineThreads / 32; ++w) v = op(v, red[w]);
+  if (threadIdx.x == 0) {
+    unsigned int* count = &g_arrivals[arrival_slot][blockIdx.x];
+    last = atomicAdd(count, 1u) == static_cast<unsigned>(plan.splits) - 1;
+    if (last) *count = 0;  // every split has counted: ready for the next call
+  }
   __syncthreads();
-  return v;
-}
-
-// Merges the splits of one query row (a CTA): the splits' weights first, then
-// the outputs with many splits' loads in flight at once (a thread owns 4
-// output columns of a share of the splits).
-template <typename T>
-__global__ void __launch_bounds__(kCombineThreads)
-    decode_combine_kernel(const T* v, T* out, DecodeParams p, DecodePlan plan, const float* scratch,
-                          int64_t rows_all) {
-  __shared__ float weight[kMaxSplits];
-  __shared__ float red[kCombineThreads / 32];
-  __shared__ float4 part[kCombineThreads];
-  const int64_t row = blockIdx.x;
-  const int G = plan.rows_per_cta;
-  const int cta = static_cast<int>(row / G), r = static_cast<int>(row % G);
-  const int grp = cta % plan.row_groups;
-  const int kvh = (cta / plan.row_groups) % p.Hkv;
-  const int b = cta / (plan.row_groups * p.Hkv);
-  const int gr = grp * G + r;
-  if (gr >= p.rep * p.Lq) return;  // the whole CTA: no barrier is left waiting
-  const int S = plan.splits, tid = threadIdx.x;
-  const float* ml = scratch + row * S * 2;
-  float mx = -INFINITY;
-  for (int s = tid; s < S; s += kCombineThreads) mx = fmaxf(mx, ml[2 * s]);
-  mx = block_reduce(mx, red, [](float a, float c) { return fmaxf(a, c); });
-  const float mu = mx == -INFINITY ? 0.0f : mx;
-  float lsum = 0.0f;
-  for (int s = tid; s < S; s += kCombineThreads) {
-    const float ls = ml[2 * s + 1];
-    // A split that saw no key has l = 0 and o = 0; a NaN l still counts.
-    const float a = ls != 0.0f ? exp2f(ml[2 * s] - mu) : 0.0f;
-    weight[s] = a;
-    lsum += ls != 0.0f ? ls * a : 0.0f;
+  if (!last) return;
+  __threadfence();
+  __shared__ MergeSmem<kWarps * 32> msm;
+  const int64_t rows_all = static_cast<int64_t>(gridDim.x) * G;
+  for (int r = 0; r < G; ++r) {
+    const int gr = grp * G + r;
+    if (gr >= rows) break;  // uniform over the CTA
+    merge_row<T, kWarps * 32>(v, out, p, plan, scratch, rows_all,
+                              static_cast<int64_t>(blockIdx.x) * G + r, b, kvh, gr, msm);
   }
-  lsum = block_reduce(lsum, red, [](float a, float c) { return a + c; });  // weight[] is ready
-  const int cols = p.Dv / 4, shares = kCombineThreads / cols;
-  const int col = tid % cols, share = tid / cols;
-  float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-  if (share < shares) {
-    const float4* po =
-        reinterpret_cast<const float4*>(scratch + outputs_at(rows_all, S) + row * S * p.Dv);
-#pragma unroll 4
-    for (int s = share; s < S; s += shares) {
-      const float a = weight[s];
-      const float4 x = po[static_cast<int64_t>(s) * cols + col];
-      o.x = fmaf(a, x.x, o.x);
-      o.y = fmaf(a, x.y, o.y);
-      o.z = fmaf(a, x.z, o.z);
-      o.w = fmaf(a, x.w, o.w);
-    }
-  }
-  part[tid] = o;
-  __syncthreads();
-  if (tid >= cols) return;
-  for (int sh = 1; sh < shares; ++sh) {
-    const float4 x = part[sh * cols + tid];
-    o.x += x.x;
-    o.y += x.y;
-    o.z += x.z;
-    o.w += x.w;
-  }
-  int h, i;
-  row_of(p, kvh, gr, h, i);
-  const float os[4] = {o.x, o.y, o.z, o.w};
-  for (int e = 0; e < 4; ++e) finish<T>(p, v, out, b, h, i, 4 * tid + e, mx, lsum, os[e]);
 }
 
 int elem_size(DecodeDtype t) { return t == DecodeDtype::f32 ? 4 : 2; }
@@ -449,15 +500,29 @@ int padded_dim(const DecodeParams& p) {
   return d <= 64 ? 64 : d <= 128 ? 128 : 256;
 }
 
+// The arrival slot of stream s, or -1 when every slot is taken.
+int arrival_slot(cudaStream_t s) {
+  static std::mutex mu;
+  static std::vector<cudaStream_t> streams;
+  std::lock_guard<std::mutex> lock(mu);
+  for (size_t i = 0; i < streams.size(); ++i) {
+    if (streams[i] == s) return static_cast<int>(i);
+  }
+  if (streams.size() >= kArrivalSlots) return -1;
+  streams.push_back(s);
+  return static_cast<int>(streams.size()) - 1;
+}
+
 template <typename T, int DPAD, int G>
 void launch(const void* q, const void* k, const void* v, void* out, const DecodeParams& p,
             const DecodePlan& plan, float* scratch, cudaStream_t st) {
   const unsigned ctas = static_cast<unsigned>(p.B) * p.Hkv * plan.row_groups;
+  const int slot = plan.splits > 1 && ctas <= kMaxArrivalCtas ? arrival_slot(st) : -1;
   decode_split_kernel<T, DPAD, G>
       <<<dim3(ctas, static_cast<unsigned>(plan.splits)), kWarps * 32, 0, st>>>(
           static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
-          static_cast<T*>(out), p, plan, scratch);
-  if (plan.splits > 1) {
+          static_cast<T*>(out), p, plan, scratch, slot);
+  if (plan.splits > 1 && slot < 0) {
     const int64_t rows_all = static_cast<int64_t>(ctas) * G;
     decode_combine_kernel<T><<<static_cast<unsigned>(rows_all), kCombineThreads, 0, st>>>(
         static_cast<const T*>(v), static_cast<T*>(out), p, plan, scratch, rows_all);
