@@ -31,15 +31,18 @@ M=/tmp/g4
 t0=$SECONDS
 run build/src/mlxcpp random-model --config gemma3-4b --dtype bf16 --out $M >/dev/null 2>"$OUTDIR/e2e.err" || { echo "random-model failed"; tail -3 "$OUTDIR/e2e.err"; }
 echo "random-model in $((SECONDS - t0)) s"
-timeout 100 bash -c "$(declare -f run); run build/src/mlxcpp benchmark --model $M -p 128 -g 256 -n 3 --output json" >"$OUTDIR/e2e.log" 2>&1
-echo "benchmark rc $?"
-tail -1 "$OUTDIR/e2e.log"
-# The profile (it times every primitive, so its tok/s is lower than the run above).
-MLXCPP_GPU_PROFILE=1 timeout 100 bash -c "$(declare -f run); run build/src/mlxcpp benchmark --model $M -p 128 -g 256 -n 1 --output json" >"$OUTDIR/e2e_prof_run.log" 2>"$OUTDIR/e2e_profile.log"
-echo "profiled benchmark rc $?"
-tail -1 "$OUTDIR/e2e_prof_run.log"
-grep -iE "scaleddot|sdpa|attention|total" "$OUTDIR/e2e_profile.log" | head -20
-grep -A14 "GPU device time per primitive" "$OUTDIR/e2e_profile.log" | head -16
+# Decode tok/s with this kernel and with the one warp per row kernels of sdpa.cu
+# (MLXCPP_SDPA_DECODE_KERNEL=0), then each with the profile (which times every
+# primitive, so its tok/s is lower).
+bench() { timeout 100 bash -c "$(declare -f run); run build/src/mlxcpp benchmark --model $M -p 128 -g 256 -n $1 --output json"; }
+for k in 1 0; do
+  MLXCPP_SDPA_DECODE_KERNEL=$k bench 3 >"$OUTDIR/e2e_$k.log" 2>&1
+  echo "decode kernel $k: $(tail -1 "$OUTDIR/e2e_$k.log" | grep -o '"generation_tps":[0-9.]*' | head -1)"
+  MLXCPP_SDPA_DECODE_KERNEL=$k MLXCPP_GPU_PROFILE=1 bench 1 >/dev/null 2>"$OUTDIR/e2e_profile_$k.log"
+  echo "profiled, decode kernel $k:"
+  grep -E "GPU device time per primitive|^ScaledDotProductAttention  " "$OUTDIR/e2e_profile_$k.log" | head -2
+done
+grep -A12 "GPU device time per primitive" "$OUTDIR/e2e_profile_1.log" | head -13
 t flash build/tests/mx_test_gpu_sdpa_flash --gtest_brief=1
 t fast_sdpa_gpu $GPU build/tests/mx_test_fast_sdpa --gtest_brief=1
 for b in lm_test_server_batching lm_test_gemma3_reference lm_test_gpu_generate lm_test_static_decode; do

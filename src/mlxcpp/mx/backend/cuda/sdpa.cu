@@ -12,6 +12,8 @@
 // dims, a few queries per head in float32 with an array mask, ...).
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "mlxcpp/mx/backend/cuda/kernel_utils.cuh"
 #include "mlxcpp/mx/backend/cuda/sdpa_decode.h"
@@ -197,8 +199,15 @@ array unit_last_stride(const array& a, const Stream& s) {
 }
 
 // Runs the split-KV decode kernel when it covers the call.
+// MLXCPP_SDPA_DECODE_KERNEL=0 keeps every call on this file's kernels (for
+// comparing the two in one run).
 bool try_decode(const SdpaParams& sp, const array& q, const array& k, const array& v, array& out,
                 const fast::AttentionMask& mode, Primitive& prim) {
+  static const bool enabled = [] {
+    const char* e = std::getenv("MLXCPP_SDPA_DECODE_KERNEL");
+    return e == nullptr || std::string(e) != "0";
+  }();
+  if (!enabled) return false;
   DecodeDtype t;
   if (out.dtype() == float32) {
     t = DecodeDtype::f32;
