@@ -7,8 +7,7 @@
 // cache's end-aligned window, causal windows, additive masks, sinks, value
 // head dims unlike the key's, K/V read as views of a larger cache whose unused
 // slots hold NaN, transposed query projections, a row that sees no key, and
-// every float dtype the kernel takes, and calls on many streams. Skips
-// without a GPU.
+// every float dtype the kernel takes, on many streams. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -245,9 +244,8 @@ TEST_F(GpuSdpaDecode, Float16AndFloat32) {
   }
 }
 
-// The CTAs of a row merge their splits themselves through arrival counters
-// kept per CUDA stream, for a fixed number of streams; calls on further
-// streams merge through a separate kernel. Both must give the same answer.
+// Calls on many streams (each CUDA stream its own scratch and launches) give
+// the same answers as on the default one.
 TEST_F(GpuSdpaDecode, ManyStreams) {
   for (int i = 0; i < 20; ++i) {
     SCOPED_TRACE("stream " + std::to_string(i));

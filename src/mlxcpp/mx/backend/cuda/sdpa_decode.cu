@@ -17,8 +17,6 @@
 // a sink); a NaN score reaches exactly the rows that see it.
 #include <algorithm>
 #include <cmath>
-#include <mutex>
-#include <vector>
 
 #include "mlxcpp/mx/backend/cuda/kernel_utils.cuh"
 #include "mlxcpp/mx/backend/cuda/sdpa_decode.h"
@@ -117,14 +115,6 @@ __device__ void finish(const DecodeParams& p, const T* v, T* out, int b, int h, 
 }
 
 constexpr int kMaxSplits = 1024;
-// Arrival counters of the CTAs that merge their own row group (the last of
-// its splits to finish combines them, saving the combine kernel's launch):
-// one set per CUDA stream (launches on one stream never overlap), each reset
-// by its last CTA for the next call. Streams beyond the slots, and grids
-// larger than a slot, use the combine kernel instead.
-constexpr int kArrivalSlots = 16;
-constexpr int kMaxArrivalCtas = 2048;
-__device__ unsigned int g_arrivals[kArrivalSlots][kMaxArrivalCtas];
 
 template <int THREADS, typename Op>
 __device__ float block_reduce(float v, float* red, Op op) {
@@ -149,7 +139,7 @@ struct MergeSmem {
 // CTAs; its group row gr of key/value head kvh, batch b) with all THREADS
 // threads of the CTA: the splits' weights first, then the outputs with many
 // splits' loads in flight at once (a thread owns 4 output columns of a share
-// of the splits). The partials come from other CTAs: loads skip L1.
+// of the splits). The partials were written by the split kernel: loads skip L1.
 template <typename T, int THREADS>
 __device__ void merge_row(const T* v, T* out, const DecodeParams& p, const DecodePlan& plan,
                           const float* scratch, int64_t rows_all, int64_t row, int b, int kvh,
@@ -201,12 +191,11 @@ __device__ void merge_row(const T* v, T* out, const DecodeParams& p, const Decod
     const float os[4] = {o.x, o.y, o.z, o.w};
     for (int e = 0; e < 4; ++e) finish<T>(p, v, out, b, h, i, 4 * tid + e, mx, lsum, os[e]);
   }
-  __syncthreads();  // sm is reused by the next row
 }
 
 constexpr int kCombineThreads = 256;
 
-// The combine kernel (when the CTAs cannot merge themselves): a CTA per row.
+// The combine kernel: a CTA per query row.
 template <typename T>
 __global__ void __launch_bounds__(kCombineThreads)
     decode_combine_kernel(const T* v, T* out, DecodeParams p, DecodePlan plan, const float* scratch,
@@ -226,7 +215,7 @@ __global__ void __launch_bounds__(kCombineThreads)
 template <typename T, int DPAD, int G>
 __global__ void __launch_bounds__(kWarps * 32)
     decode_split_kernel(const T* q, const T* k, const T* v, T* out, DecodeParams p, DecodePlan plan,
-                        float* scratch, int arrival_slot) {
+                        float* scratch) {
   constexpr Tiling tl(sizeof(T), DPAD, G);
   constexpr int VEC = tl.vec, LPK = tl.lpk, CH = tl.ch, KPW = tl.kpw, U = tl.steps;
   constexpr int WT = tl.warp_keys();
@@ -470,27 +459,6 @@ __global__ void __launch_bounds__(kWarps * 32)
       scratch[outputs_at(rows_all, plan.splits) + at * p.Dv + d] = o;
     }
   }
-  if (plan.splits == 1 || arrival_slot < 0) return;
-  // The last of the row group's splits to arrive merges them all.
-  __shared__ bool last;
-  __threadfence();  // this CTA's partials are visible before it counts itself
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    unsigned int* count = &g_arrivals[arrival_slot][blockIdx.x];
-    last = atomicAdd(count, 1u) == static_cast<unsigned>(plan.splits) - 1;
-    if (last) *count = 0;  // every split has counted: ready for the next call
-  }
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  __shared__ MergeSmem<kWarps * 32> msm;
-  const int64_t rows_all = static_cast<int64_t>(gridDim.x) * G;
-  for (int r = 0; r < G; ++r) {
-    const int gr = grp * G + r;
-    if (gr >= rows) break;  // uniform over the CTA
-    merge_row<T, kWarps * 32>(v, out, p, plan, scratch, rows_all,
-                              static_cast<int64_t>(blockIdx.x) * G + r, b, kvh, gr, msm);
-  }
 }
 
 int elem_size(DecodeDtype t) { return t == DecodeDtype::f32 ? 4 : 2; }
@@ -500,29 +468,15 @@ int padded_dim(const DecodeParams& p) {
   return d <= 64 ? 64 : d <= 128 ? 128 : 256;
 }
 
-// The arrival slot of stream s, or -1 when every slot is taken.
-int arrival_slot(cudaStream_t s) {
-  static std::mutex mu;
-  static std::vector<cudaStream_t> streams;
-  std::lock_guard<std::mutex> lock(mu);
-  for (size_t i = 0; i < streams.size(); ++i) {
-    if (streams[i] == s) return static_cast<int>(i);
-  }
-  if (streams.size() >= kArrivalSlots) return -1;
-  streams.push_back(s);
-  return static_cast<int>(streams.size()) - 1;
-}
-
 template <typename T, int DPAD, int G>
 void launch(const void* q, const void* k, const void* v, void* out, const DecodeParams& p,
             const DecodePlan& plan, float* scratch, cudaStream_t st) {
   const unsigned ctas = static_cast<unsigned>(p.B) * p.Hkv * plan.row_groups;
-  const int slot = plan.splits > 1 && ctas <= kMaxArrivalCtas ? arrival_slot(st) : -1;
   decode_split_kernel<T, DPAD, G>
       <<<dim3(ctas, static_cast<unsigned>(plan.splits)), kWarps * 32, 0, st>>>(
           static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
-          static_cast<T*>(out), p, plan, scratch, slot);
-  if (plan.splits > 1 && slot < 0) {
+          static_cast<T*>(out), p, plan, scratch);
+  if (plan.splits > 1) {
     const int64_t rows_all = static_cast<int64_t>(ctas) * G;
     decode_combine_kernel<T><<<static_cast<unsigned>(rows_all), kCombineThreads, 0, st>>>(
         static_cast<const T*>(v), static_cast<T*>(out), p, plan, scratch, rows_all);
