@@ -6,11 +6,17 @@
 // one query per head), the keys are split over several warps whose partial
 // states a second kernel merges (split-KV). Prefill in bf16/f16 with head dim
 // 64/128/256 and no array mask goes to the tensor-core kernel of
-// sdpa_flash.cu instead.
+// sdpa_flash.cu instead, and decode (up to kDecodeMaxQueries queries) in
+// float32/16-bit with 16-byte head dims to the split-KV kernel of
+// sdpa_decode.cu; this file's kernels cover the rest (float64, other head
+// dims, a few queries per head in float32 with an array mask, ...).
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "mlxcpp/mx/backend/cuda/kernel_utils.cuh"
+#include "mlxcpp/mx/backend/cuda/sdpa_decode.h"
 #include "mlxcpp/mx/backend/cuda/sdpa_flash.h"
 #include "mlxcpp/mx/primitives/fast.h"
 
@@ -192,6 +198,66 @@ array unit_last_stride(const array& a, const Stream& s) {
   return a.strides().back() == 1 || a.shape(-1) == 1 ? a : ensure_row_contiguous(a, s);
 }
 
+// Runs the split-KV decode kernel when it covers the call.
+// MLXCPP_SDPA_DECODE_KERNEL=0 keeps every call on this file's kernels (for
+// comparing the two in one run).
+bool try_decode(const SdpaParams& sp, const array& q, const array& k, const array& v, array& out,
+                const fast::AttentionMask& mode, Primitive& prim) {
+  static const bool enabled = [] {
+    const char* e = std::getenv("MLXCPP_SDPA_DECODE_KERNEL");
+    return e == nullptr || std::string(e) != "0";
+  }();
+  if (!enabled) return false;
+  DecodeDtype t;
+  if (out.dtype() == float32) {
+    t = DecodeDtype::f32;
+  } else if (out.dtype() == float16) {
+    t = DecodeDtype::f16;
+  } else if (out.dtype() == bfloat16) {
+    t = DecodeDtype::bf16;
+  } else {
+    return false;
+  }
+  DecodeParams p{};
+  p.B = sp.B;
+  p.Hq = sp.Hq;
+  p.Hkv = sp.Hkv;
+  p.rep = sp.rep;
+  p.Lq = sp.Lq;
+  p.Lk = sp.Lk;
+  p.D = sp.D;
+  p.Dv = sp.Dv;
+  p.scale = sp.scale;
+  p.causal = mode.causal;
+  p.window = mode.window;
+  for (int d = 0; d < 3; ++d) {
+    // The stride of a length-1 axis is never used (and may be anything).
+    p.q_s[d] = q.shape(d) == 1 ? 0 : sp.q_s[d];
+    p.k_s[d] = k.shape(d) == 1 ? 0 : sp.k_s[d];
+    p.v_s[d] = v.shape(d) == 1 ? 0 : sp.v_s[d];
+  }
+  p.mask = sp.mask;
+  p.bool_mask = sp.bool_mask;
+  for (int d = 0; d < 4; ++d) p.m_s[d] = sp.m_s[d];
+  p.sinks = sp.sinks;
+  p.sink_stride = sp.sink_stride;
+  const void* const ptrs[4] = {q.data<void>(), k.data<void>(), v.data<void>(), out.data<void>()};
+  if (!sdpa_decode_supported(p, t, ptrs)) return false;
+  const DecodePlan plan = sdpa_decode_plan(p, t);
+  const size_t n = sdpa_decode_scratch_floats(p, plan);
+  array scratch({1}, float32, nullptr, {});
+  float* sp_ptr = nullptr;
+  if (n > 0) {
+    scratch = array({static_cast<int32_t>(n)}, float32, nullptr, {});
+    allocate_row_contiguous(scratch);
+    keep_until_done(prim.stream(), scratch);
+    sp_ptr = scratch.data<float>();
+  }
+  sdpa_decode(t, ptrs[0], ptrs[1], ptrs[2], out.data<void>(), p, plan, sp_ptr, stream_of(prim));
+  check_launch("scaled_dot_product_attention (decode)");
+  return true;
+}
+
 void sdpa_gpu(Primitive& prim, const std::vector<array>& inputs, std::vector<array>& outputs) {
   auto& op = static_cast<fast::ScaledDotProductAttention&>(prim);
   const Stream& st = prim.stream();
@@ -267,6 +333,7 @@ void sdpa_gpu(Primitive& prim, const std::vector<array>& inputs, std::vector<arr
       return;
     }
   }
+  if (try_decode(p, q, k, v, out, op.mask(), prim)) return;
   const int64_t rows = static_cast<int64_t>(p.B) * p.Hq * p.Lq;
   // Split the keys when the rows alone leave most of the card idle. A warp's walk over its
   // keys is a chain of dependent loads (about a microsecond per key), so a decode row (8 of
