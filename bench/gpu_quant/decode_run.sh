@@ -1,7 +1,7 @@
 #!/bin/bash
 # Gemma 3 4B quantized decode on the GPU machine in one go: a random bf16
 # checkpoint, `mlxcpp convert -q` at 4 and 8 bits, `mlxcpp benchmark` of each
-# (prompt 128, 256 new tokens), a device-time profile of the 4-bit step
+# (prompt 128, 128 new tokens), a device-time profile of the 4-bit step
 # (MLXCPP_GPU_PROFILE=1), the card's copy bandwidth and the quantized kernel
 # benchmark. Usage (from the worktree root): bench/gpu_quant/decode_run.sh OUTDIR
 # Env: PARTS ("bench model profile"), RUN (prefix of our binaries, e.g. L).
@@ -25,7 +25,7 @@ if has model; then
   done
   echo "models ready in $(($(date +%s) - t0)) s"; du -sh $M/*
   for bits in 4 8; do
-    r=$($RUN "$B/src/mlxcpp" benchmark --model $M/q$bits -p 128 -g 256 -n 2 --output json 2>>"$OUTDIR/model.err" | tail -n 1)
+    r=$($RUN "$B/src/mlxcpp" benchmark --model $M/q$bits -p 128 -g 128 -n 2 --output json 2>>"$OUTDIR/model.err" | tail -n 1)
     echo "q$bits decode: $r"
   done
 fi

@@ -9,7 +9,7 @@ RUN=${RUN:-} PARTS="bench model profile" bench/gpu_quant/decode_run.sh "$OUTDIR"
 grep -A14 "primitive \[inputs" "$OUTDIR/profile_q4.log" | cut -c1-104,105-140
 t() {
   local name=$1 env=$2; shift 2
-  timeout 150 bash -c "$env $RUN $*" >"$OUTDIR/$name.log" 2>&1
+  timeout 200 bash -c "$env $RUN $*" >"$OUTDIR/$name.log" 2>&1
   echo "$name rc $? $(grep -E '^\[  (PASSED|FAILED)' "$OUTDIR/$name.log" | tr '\n' ' ')"
   grep -m8 -B2 -A8 "Failure" "$OUTDIR/$name.log" | cut -c1-220 | head -40
 }

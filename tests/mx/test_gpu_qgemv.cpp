@@ -1,8 +1,8 @@
 // The GPU's decode products (quantized_matmul with few rows of x) on Gemma 3
 // 4B's weight shapes: q (2048 x 2560), k/v (1024 x 2560), o (2560 x 2048),
 // gate/up (10240 x 2560), down (2560 x 10240) and the tied LM head
-// (262208 x 2560), at 4 and 8 bits (2, 3, 6 on one shape: the SIMT kernel),
-// groups of 32, 64 and 128, 1 to 8 rows of x and a blocked 20, against two
+// (262208 x 2560, tiled from a smaller random matrix), at 4 and 8 bits (2, 3, 6 on one shape: the
+// SIMT kernel), groups of 32, 64 and 128, 1 to 8 rows of x and a blocked 20, against two
 // references: the CPU backend's quantized_matmul on the same inputs, and a
 // float64 dequantize-and-dot written from formats.md section 2 here (codes
 // LSB first in the row's uint32 stream, w = scale * q + bias per group).
@@ -67,7 +67,10 @@ std::vector<double> reference(const array& x, const std::vector<array>& q, int b
 
 // Both references for one product; tolerances of one bfloat16 / float16
 // rounding of the output plus float32 sums (y has a magnitude of ~sqrt(K)).
-void check_product(const array& x, const std::vector<array>& q, int bits, int g) {
+// `want` is the float64 reference of x's rows (or of more rows, of which x's
+// come first).
+void check_product(const array& x, const std::vector<array>& q, int bits, int g,
+                   const std::vector<double>& want) {
   const int K = x.shape(-1);
   const mx::Dtype dt = x.dtype();
   array got = mx::quantized_matmul(x, q[0], q[1], q[2], true, g, bits, "affine", kGpu);
@@ -81,8 +84,13 @@ void check_product(const array& x, const std::vector<array>& q, int bits, int g)
   }
   {
     SCOPED_TRACE("against the float64 reference");
-    expect_close(got, reference(x, q, bits, g), cpu.shape(), atol, rtol);
+    expect_close(got, std::vector<double>(want.begin(), want.begin() + got.size()), cpu.shape(),
+                 atol, rtol);
   }
+}
+
+void check_product(const array& x, const std::vector<array>& q, int bits, int g) {
+  check_product(x, q, bits, g, reference(x, q, bits, g));
 }
 
 struct Shape2 {
@@ -106,10 +114,13 @@ TEST_F(GpuQgemv, DecodeShapesMatchReferences) {
       for (int g : {32, 64, 128}) {
         auto q = mx::quantize(w, g, bits, "affine", kCpu);
         mx::eval(q);
+        // 1, 3 and 8 rows: the first rows of one x (one reference for all three).
+        array x8 = normal({8, s.K}, mx::bfloat16, seed++);
+        const std::vector<double> want = reference(x8, q, bits, g);
         for (int M : {1, 3, 8}) {
           SCOPED_TRACE(std::string(s.what) + " bits " + std::to_string(bits) + " group " +
                        std::to_string(g) + " M " + std::to_string(M));
-          check_product(normal({M, s.K}, mx::bfloat16, seed++), q, bits, g);
+          check_product(mx::slice(x8, {0, 0}, {M, s.K}, kCpu), q, bits, g, want);
         }
       }
     }
@@ -148,13 +159,26 @@ TEST_F(GpuQgemv, OtherBitWidths) {
   }
 }
 
-// The tied LM head (262208 x 2560), one row.
+// The tied LM head's shape (262208 x 2560), one row: the packed rows of a
+// 4099-row matrix tiled 64 times (the kernel addresses every row; the
+// expected values tile alike).
 TEST_F(GpuQgemv, LmHead) {
-  array w = normal({262208, 2560}, mx::bfloat16, 4000);
+  const int rows = 4099, reps = 262208 / 4099 + 1;
+  array w = normal({rows, 2560}, mx::bfloat16, 4000);
   for (int bits : {4, 8}) {
     SCOPED_TRACE("bits " + std::to_string(bits));
-    auto q = mx::quantize(w, 64, bits, "affine", kCpu);
-    check_product(normal({1, 2560}, mx::bfloat16, 4001 + bits), q, bits, 64);
+    auto small = mx::quantize(w, 64, bits, "affine", kCpu);
+    std::vector<array> q;
+    for (const array& a : small) {
+      q.push_back(mx::slice(mx::tile(a, {reps, 1}, kCpu), {0, 0}, {262208, a.shape(1)}, kCpu));
+      q.back() = mx::copy(q.back(), kCpu);
+    }
+    mx::eval(q);
+    array x = normal({1, 2560}, mx::bfloat16, 4001 + bits);
+    const std::vector<double> one = reference(x, small, bits, 64);
+    std::vector<double> want(262208);
+    for (size_t i = 0; i < want.size(); ++i) want[i] = one[i % rows];
+    check_product(x, q, bits, 64, want);
   }
 }
 
