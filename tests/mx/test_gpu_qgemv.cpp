@@ -72,10 +72,10 @@ std::vector<double> reference(const array& x, const std::vector<array>& q, int b
 void check_product(const array& x, const std::vector<array>& q, int bits, int g,
                    const std::vector<double>& want) {
   const int K = x.shape(-1);
-  const mx::Dtype dt = x.dtype();
+  const mx::Dtype dt = mx::promote_types(x.dtype(), q[1].dtype());
   array got = mx::quantized_matmul(x, q[0], q[1], q[2], true, g, bits, "affine", kGpu);
   array cpu = mx::quantized_matmul(x, q[0], q[1], q[2], true, g, bits, "affine", kCpu);
-  ASSERT_EQ(got.dtype(), dt);
+  ASSERT_EQ(got.dtype(), cpu.dtype());
   const double rtol = dt == mx::bfloat16 ? 1.0 / 128 : 1.0 / 512;
   const double atol = 2e-3 * std::sqrt(static_cast<double>(K));
   {
@@ -127,7 +127,10 @@ TEST_F(GpuQgemv, DecodeShapesMatchReferences) {
   }
 }
 
-// Two and twenty rows of x (the blocked path), float16 x and float32 scales.
+// Two and twenty rows of x (the blocked path), float16 x, float32 scales
+// (x promoted to float32: the SIMT kernel), and two rows of the down
+// projection's K (x staged in more than 48 KB of shared memory with the
+// partial sums).
 TEST_F(GpuQgemv, RowBlocksHalfAndFloatScales) {
   uint64_t seed = 2000;
   for (int bits : {4, 8}) {
@@ -141,8 +144,16 @@ TEST_F(GpuQgemv, RowBlocksHalfAndFloatScales) {
     auto qb = mx::quantize(wb, 64, bits, "affine", kCpu);
     std::vector<array> q32 = {qb[0], mx::astype(qb[1], mx::float32, kCpu),
                               mx::astype(qb[2], mx::float32, kCpu)};
-    SCOPED_TRACE("float32 scales bits " + std::to_string(bits));
-    check_product(normal({1, 2560}, mx::bfloat16, seed++), q32, bits, 64);
+    {
+      SCOPED_TRACE("float32 scales bits " + std::to_string(bits));
+      check_product(normal({1, 2560}, mx::bfloat16, seed++), q32, bits, 64);
+    }
+    array wd = normal({256, 10240}, mx::bfloat16, seed++);
+    auto qd = mx::quantize(wd, 64, bits, "affine", kCpu);
+    for (int M : {2, 4}) {
+      SCOPED_TRACE("K 10240 bits " + std::to_string(bits) + " M " + std::to_string(M));
+      check_product(normal({M, 10240}, mx::bfloat16, seed++), qd, bits, 64);
+    }
   }
 }
 

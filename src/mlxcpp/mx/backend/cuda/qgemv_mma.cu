@@ -76,15 +76,6 @@ __device__ __forceinline__ uint32_t nib_pair(uint32_t w) {
   return ((w >> (4 * C)) & 0x000f000fu) | Mma<T>::kMagic;
 }
 
-template <typename S>
-__device__ __forceinline__ float to_f(S v) {
-  if constexpr (std::is_same_v<S, float>) {
-    return v;
-  } else {
-    return static_cast<float>(v);
-  }
-}
-
 // W words of a row at p (W * 4 bytes, aligned to that).
 template <int W>
 __device__ __forceinline__ void load_words(const uint32_t* p, uint32_t* w) {
@@ -173,7 +164,7 @@ struct Segments {
   int count;
 };
 
-template <typename T, typename S, int BITS, int GS>
+template <typename T, int BITS, int GS>
 __global__ void __launch_bounds__(kThreads)
     qgemv_mma_kernel(Segments seg, const T* x_all, int M, int K, int Mpad, int ksplit) {
   constexpr int W = GS * BITS / 128;     // words per lane per group
@@ -213,8 +204,8 @@ __global__ void __launch_bounds__(kThreads)
       const int ra = min(r0 + g, N - 1), rb = min(r0 + g + 8, N - 1);
       const uint32_t* wa = seg.w[s_idx] + int64_t{ra} * words_per_row + t * W;
       const uint32_t* wb = seg.w[s_idx] + int64_t{rb} * words_per_row + t * W;
-      const S* sc = static_cast<const S*>(seg.scales[s_idx]);
-      const S* bi = static_cast<const S*>(seg.biases[s_idx]);
+      const T* sc = static_cast<const T*>(seg.scales[s_idx]);
+      const T* bi = static_cast<const T*>(seg.biases[s_idx]);
       const int64_t ga = int64_t{ra} * G, gb = int64_t{rb} * G;
       for (int gi0 = wk; gi0 < G; gi0 += ksplit * U) {
         uint32_t ca[U][W], cb[U][W];
@@ -225,10 +216,10 @@ __global__ void __launch_bounds__(kThreads)
           if (gi < G) {
             load_words<W>(wa + gi * 4 * W, ca[u]);
             load_words<W>(wb + gi * 4 * W, cb[u]);
-            sa[u] = to_f(sc[ga + gi]);
-            ba[u] = to_f(bi[ga + gi]);
-            sb[u] = to_f(sc[gb + gi]);
-            bb[u] = to_f(bi[gb + gi]);
+            sa[u] = static_cast<float>(sc[ga + gi]);
+            ba[u] = static_cast<float>(bi[ga + gi]);
+            sb[u] = static_cast<float>(sc[gb + gi]);
+            bb[u] = static_cast<float>(bi[gb + gi]);
           }
         }
 #pragma unroll
@@ -312,13 +303,15 @@ int blocks_per_sm(const void* kernel, size_t smem) {
   static std::mutex mu;
   static std::unordered_map<const void*, std::unordered_map<size_t, int>> cache;
   std::lock_guard<std::mutex> lk(mu);
-  auto& per = cache[kernel];
-  if (auto it = per.find(smem); it != per.end()) return it->second;
-  if (smem > 48 * 1024) {
+  if (cache.find(kernel) == cache.end()) {
+    // Static (the partial sums) plus dynamic shared memory may pass the 48 KB
+    // a launch gets without opting in.
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                static_cast<int>(kMaxSmem)),
           "QuantizedMatmul: shared memory limit");
   }
+  auto& per = cache[kernel];
+  if (auto it = per.find(smem); it != per.end()) return it->second;
   int n = 0;
   check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreads, smem),
         "QuantizedMatmul: occupancy");
@@ -337,7 +330,7 @@ size_t smem_bytes(int K, int group_size, int Mpad) {
   return size_t{2} * K * Mpad + size_t{32} * (K / group_size);
 }
 
-template <typename T, typename S, int BITS, int GS>
+template <typename T, int BITS, int GS>
 void launch(const Segments& seg, const QmmArgs& a, cudaStream_t stream) {
   const int G = a.K / GS;
   const int tiles = seg.tile_start[seg.count];
@@ -352,7 +345,7 @@ void launch(const Segments& seg, const QmmArgs& a, cudaStream_t stream) {
   }
   const int tiles_per_block = kWarps / ksplit;
   const size_t smem = smem_bytes(a.K, GS, Mpad);
-  auto* kernel = qgemv_mma_kernel<T, S, BITS, GS>;
+  auto* kernel = qgemv_mma_kernel<T, BITS, GS>;
   const int resident = blocks_per_sm(reinterpret_cast<const void*>(kernel), smem) * sm_count();
   const int needed = (tiles + tiles_per_block - 1) / tiles_per_block;
   const int per_z = row_blocks > 1 ? (resident + row_blocks - 1) / row_blocks : resident;
@@ -361,30 +354,30 @@ void launch(const Segments& seg, const QmmArgs& a, cudaStream_t stream) {
   kernel<<<grid, kThreads, smem, stream>>>(seg, static_cast<const T*>(a.x), a.M, a.K, Mpad, ksplit);
 }
 
-template <typename T, typename S>
+template <typename T>
 void launch_ts(const Segments& seg, const QmmArgs& a, cudaStream_t stream) {
   const int key = a.bits * 1000 + a.group_size;
   switch (key) {
     case 4032:
-      return launch<T, S, 4, 32>(seg, a, stream);
+      return launch<T, 4, 32>(seg, a, stream);
     case 4064:
-      return launch<T, S, 4, 64>(seg, a, stream);
+      return launch<T, 4, 64>(seg, a, stream);
     case 4128:
-      return launch<T, S, 4, 128>(seg, a, stream);
+      return launch<T, 4, 128>(seg, a, stream);
     case 8032:
-      return launch<T, S, 8, 32>(seg, a, stream);
+      return launch<T, 8, 32>(seg, a, stream);
     case 8064:
-      return launch<T, S, 8, 64>(seg, a, stream);
+      return launch<T, 8, 64>(seg, a, stream);
     default:
-      return launch<T, S, 8, 128>(seg, a, stream);
+      return launch<T, 8, 128>(seg, a, stream);
   }
 }
 
 }  // namespace
 
 bool qgemv_mma_supported(const QmmArgs& a, Dtype xdtype) {
-  const bool scales_ok = (a.stype == ScaleType::f32) ||
-                         (xdtype == bfloat16 && a.stype == ScaleType::bf16) ||
+  // Scales of x's type (float32 scales promote x to float32 in the op).
+  const bool scales_ok = (xdtype == bfloat16 && a.stype == ScaleType::bf16) ||
                          (xdtype == float16 && a.stype == ScaleType::f16);
   return a.transpose && a.mode == QuantizationMode::affine && (a.bits == 4 || a.bits == 8) &&
          (a.group_size == 32 || a.group_size == 64 || a.group_size == 128) && a.biases &&
@@ -411,19 +404,10 @@ void qgemv_mma_grouped(const QmmArgs& a, const QmmGroup* groups, int count, Dtyp
     seg.N[i] = groups[i].N;
     seg.tile_start[i + 1] = seg.tile_start[i] + (groups[i].N + 15) / 16;
   }
-  const bool f32s = a.stype == ScaleType::f32;
   if (xdtype == bfloat16) {
-    if (f32s) {
-      launch_ts<__nv_bfloat16, float>(seg, a, stream);
-    } else {
-      launch_ts<__nv_bfloat16, __nv_bfloat16>(seg, a, stream);
-    }
+    launch_ts<__nv_bfloat16>(seg, a, stream);
   } else {
-    if (f32s) {
-      launch_ts<__half, float>(seg, a, stream);
-    } else {
-      launch_ts<__half, __half>(seg, a, stream);
-    }
+    launch_ts<__half>(seg, a, stream);
   }
   check_launch("QuantizedMatmul (tensor-core matrix-vector)");
 }

@@ -158,7 +158,7 @@ constexpr int kQgemvBlockedRows = 32;
 void qgemv(const QmmArgs& a, Dtype xdtype, cudaStream_t stream);
 // The tensor-core matrix-vector kernel (qgemv_mma.cu) for what it supports:
 // transposed affine products at 4 or 8 bits with groups of 32, 64 or 128,
-// bfloat16 or float16 x with scales of x's type or float32, a 2-D W, M <=
+// bfloat16 or float16 x with scales of x's type, a 2-D W, M <=
 // kQgemvBlockedRows (in blocks of 8 rows) and x small enough to stage in
 // shared memory (2 * K * rows bytes, rows = M rounded up to 1, 2, 4, 8).
 bool qgemv_mma_supported(const QmmArgs& a, Dtype xdtype);
