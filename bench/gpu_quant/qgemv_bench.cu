@@ -1,5 +1,6 @@
-// mlxcpp_bench_gpu_quant: the quantized matrix-vector kernel (decode, M = 1)
-// on Gemma 3 4B's weight shapes at 4 and 8 bits against two baselines
+// mlxcpp_bench_gpu_quant: the quantized matrix-vector kernels (decode, M = 1
+// and 8; the tensor-core kernel and the SIMT one, and the grouped q/k/v and
+// gate/up launches) on Gemma 3 4B's weight shapes at 4 and 8 bits against two baselines
 // measured in the same run: the dense bfloat16 product of the same shape
 // through cuBLASLt (configured as mx::matmul configures it) and the
 // device-to-device copy bandwidth. Kernels are timed as CUDA graphs of
@@ -132,6 +133,12 @@ struct Shape2 {
   int N, K;
 };
 
+struct DecodeShape {
+  const char* what;
+  std::vector<int> Ns;  // one matrix, or several in one grouped launch
+  int K;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -161,89 +168,131 @@ int main(int argc, char** argv) {
   const size_t ws_size = size_t{32} << 20;
   DeviceBuffer workspace(ws_size);
 
-  const Shape2 shapes[] = {{"attn q/o 2560x2560", 2560, 2560},
-                           {"mlp down 2560x10240", 2560, 10240},
-                           {"mlp gate/up 10240x2560", 10240, 2560},
-                           {"lm head 262144x2560", 262144, 2560}};
-  std::printf("%-24s %9s %10s %9s %9s %7s %9s %9s %7s %9s %9s\n", "shape (N x K)", "bits",
+  // Decode: each weight shape of a Gemma 3 4B step (q/k/v and gate/up also
+  // as the one grouped launch the model makes), M = 1 and 8 rows of x.
+  const DecodeShape decode[] = {{"q_proj 2048x2560", {2048}, 2560},
+                                {"k/v_proj 1024x2560", {1024}, 2560},
+                                {"o_proj 2560x2048", {2560}, 2048},
+                                {"gate/up 10240x2560", {10240}, 2560},
+                                {"down 2560x10240", {2560}, 10240},
+                                {"qkv grouped 3x2560", {2048, 1024, 1024}, 2560},
+                                {"gate+up grouped 2x2560", {10240, 10240}, 2560},
+                                {"lm head 262208x2560", {262208}, 2560}};
+  std::printf("%-24s %2s %-9s %10s %9s %9s %7s %9s %9s %7s %9s %9s\n", "shape (N x K)", "M", "bits",
               "packed MB", "q us", "q GB/s", "q/copy", "bf16 us", "bf16GB/s", "speedup", "op q us",
               "op bf16us");
-  for (const Shape2& sh : shapes) {
-    const size_t dense_bytes = size_t{2} * sh.N * sh.K;
-    // Enough copies of the dense weights to exceed L2 several times over.
-    const int dense_copies =
-        static_cast<int>(std::clamp<size_t>((size_t{512} << 20) / dense_bytes + 1, 1, 64));
-    std::vector<DeviceBuffer*> dense;
-    for (int c = 0; c < dense_copies; ++c) {
-      dense.push_back(new DeviceBuffer(dense_bytes));
-      fill_bf16<<<1024, 256, 0, s>>>(static_cast<__nv_bfloat16*>(dense.back()->p), dense_bytes / 2,
-                                     0.1f);
-    }
-    DeviceBuffer x(size_t{2} * sh.K), y(size_t{4} * sh.N);
-    fill_bf16<<<64, 256, 0, s>>>(static_cast<__nv_bfloat16*>(x.p), sh.K, 2.0f);
-    DenseGemv dg(1, sh.N, sh.K, workspace.p, ws_size);
-    const double dense_ms = time_graph(
-        s, 2 * dense_copies, reps, [&](int i) { dg.run(dense[i % dense_copies]->p, x.p, y.p, s); });
-    for (auto* d : dense) delete d;
-    const double dense_gbs = dense_bytes / (dense_ms * 1e-3) / 1e9;
-
-    // The same products through the public ops (host work per op included).
-    OpTimer ops(sh.N, sh.K);
-    const double op_dense_ms = ops.dense_ms();
-
-    for (int bits : {4, 8}) {
-      const int g = 64;
-      const size_t wbytes = size_t{4} * sh.N * (int64_t{sh.K} * bits / 32);
-      const size_t sbytes = size_t{2} * sh.N * (sh.K / g);
-      const size_t packed = wbytes + 2 * sbytes;
-      const int copies =
-          static_cast<int>(std::clamp<size_t>((size_t{512} << 20) / packed + 1, 1, 64));
-      std::vector<DeviceBuffer*> bufs;
-      for (int c = 0; c < copies; ++c) {
-        bufs.push_back(new DeviceBuffer(packed));
-        auto* base = static_cast<char*>(bufs.back()->p);
-        fill_words<<<1024, 256, 0, s>>>(reinterpret_cast<uint32_t*>(base), wbytes / 4, 17u + c);
-        fill_bf16<<<1024, 256, 0, s>>>(reinterpret_cast<__nv_bfloat16*>(base + wbytes), sbytes,
-                                       0.01f);
+  for (const DecodeShape& sh : decode) {
+    int n_total = 0;
+    for (int n : sh.Ns) n_total += n;
+    for (int M : {1, 8}) {
+      const size_t dense_bytes = size_t{2} * n_total * sh.K;
+      // Enough copies of the dense weights to exceed L2 several times over.
+      const int dense_copies =
+          static_cast<int>(std::clamp<size_t>((size_t{512} << 20) / dense_bytes + 1, 1, 64));
+      std::vector<DeviceBuffer*> dense;
+      for (int c = 0; c < dense_copies; ++c) {
+        dense.push_back(new DeviceBuffer(dense_bytes));
+        fill_bf16<<<1024, 256, 0, s>>>(static_cast<__nv_bfloat16*>(dense.back()->p),
+                                       dense_bytes / 2, 0.1f);
       }
-      check(cudaStreamSynchronize(s), "fill");
-      quant::QmmArgs a;
-      a.x = x.p;
-      a.out = y.p;
-      a.stype = quant::ScaleType::bf16;
-      a.bits = bits;
-      a.group_size = g;
-      a.M = 1;
-      a.N = sh.N;
-      a.K = sh.K;
-      a.transpose = true;
-      // The kernel the op picks (tensor cores where supported), and the SIMT
-      // one as well where that is not it.
-      const bool mma = quant::qgemv_mma_supported(a, mx::bfloat16);
-      for (int variant = 0; variant < (mma ? 2 : 1); ++variant) {
-        const bool use_mma = mma && variant == 0;
-        const double q_ms = time_graph(s, 2 * copies, reps, [&](int i) {
-          auto* base = static_cast<char*>(bufs[i % copies]->p);
-          quant::QmmArgs ai = a;
-          ai.w = reinterpret_cast<const uint32_t*>(base);
-          ai.scales = base + wbytes;
-          ai.biases = base + wbytes + sbytes;
-          if (use_mma) {
-            quant::qgemv_mma(ai, mx::bfloat16, s);
-          } else {
-            quant::qgemv(ai, mx::bfloat16, s);
+      DeviceBuffer x(size_t{2} * M * sh.K), y(size_t{4} * M * n_total);
+      fill_bf16<<<64, 256, 0, s>>>(static_cast<__nv_bfloat16*>(x.p), size_t{1} * M * sh.K, 2.0f);
+      DenseGemv dg(M, n_total, sh.K, workspace.p, ws_size);
+      const double dense_ms = time_graph(s, 2 * dense_copies, reps, [&](int i) {
+        dg.run(dense[i % dense_copies]->p, x.p, y.p, s);
+      });
+      for (auto* d : dense) delete d;
+      const double dense_gbs = dense_bytes / (dense_ms * 1e-3) / 1e9;
+      // The same products through the public ops (host work per op included).
+      const bool ops_too = M == 1 && sh.Ns.size() == 1;
+      std::optional<OpTimer> ops;
+      double op_dense_ms = 0;
+      if (ops_too) {
+        ops.emplace(n_total, sh.K);
+        op_dense_ms = ops->dense_ms();
+      }
+      for (int bits : {4, 8}) {
+        const int g = 64;
+        // One buffer per copy: each matrix's codes, scales, biases in turn.
+        std::vector<size_t> wbytes, sbytes;
+        size_t packed = 0;
+        for (int n : sh.Ns) {
+          wbytes.push_back(size_t{4} * n * (int64_t{sh.K} * bits / 32));
+          sbytes.push_back(size_t{2} * n * (sh.K / g));
+          packed += wbytes.back() + 2 * sbytes.back();
+        }
+        const int copies =
+            static_cast<int>(std::clamp<size_t>((size_t{512} << 20) / packed + 1, 1, 64));
+        std::vector<DeviceBuffer*> bufs;
+        for (int c = 0; c < copies; ++c) {
+          bufs.push_back(new DeviceBuffer(packed));
+          fill_words<<<1024, 256, 0, s>>>(static_cast<uint32_t*>(bufs.back()->p), packed / 4,
+                                          17u + c);
+        }
+        // Scales and biases: small values (random bits would be NaNs and infinities).
+        for (int c = 0; c < copies; ++c) {
+          char* p = static_cast<char*>(bufs[c]->p);
+          for (size_t i = 0; i < sh.Ns.size(); ++i) {
+            fill_bf16<<<1024, 256, 0, s>>>(reinterpret_cast<__nv_bfloat16*>(p + wbytes[i]),
+                                           sbytes[i], 0.01f);
+            p += wbytes[i] + 2 * sbytes[i];
           }
-        });
-        const double q_gbs = packed / (q_ms * 1e-3) / 1e9;
-        const double op_q_ms = variant == 0 ? ops.quantized_ms(bits, g) : 0.0;
-        std::printf("%-24s %4d%-5s %10.1f %9.2f %9.0f %7.2f %9.2f %9.0f %7.2f %9.2f %9.2f\n",
-                    sh.what, bits, use_mma ? " mma" : (mma ? " simt" : ""), packed / 1e6,
-                    q_ms * 1e3, q_gbs, q_gbs / copy_gbs, dense_ms * 1e3, dense_gbs, dense_ms / q_ms,
-                    op_q_ms * 1e3, op_dense_ms * 1e3);
+        }
+        check(cudaStreamSynchronize(s), "fill");
+        quant::QmmArgs a;
+        a.x = x.p;
+        a.stype = quant::ScaleType::bf16;
+        a.bits = bits;
+        a.group_size = g;
+        a.M = M;
+        a.K = sh.K;
+        a.transpose = true;
+        auto groups_of = [&](int c) {
+          std::vector<quant::QmmGroup> gs;
+          char* p = static_cast<char*>(bufs[c]->p);
+          char* out = static_cast<char*>(y.p);
+          for (size_t i = 0; i < sh.Ns.size(); ++i) {
+            gs.push_back({reinterpret_cast<const uint32_t*>(p), p + wbytes[i],
+                          p + wbytes[i] + sbytes[i], out, sh.Ns[i]});
+            p += wbytes[i] + 2 * sbytes[i];
+            out += size_t{2} * M * sh.Ns[i];
+          }
+          return gs;
+        };
+        a.N = sh.Ns[0];
+        a.biases = bufs[0]->p;
+        const bool tc = quant::qgemv_mma_supported(a, mx::bfloat16);
+        // The tensor-core kernel the op picks, and the SIMT one for single matrices.
+        for (int variant = 0; variant < (sh.Ns.size() == 1 ? 2 : 1); ++variant) {
+          const bool use_tc = tc && variant == 0;
+          const double q_ms = time_graph(s, 2 * copies, reps, [&](int i) {
+            auto gs = groups_of(i % copies);
+            if (use_tc) {
+              quant::qgemv_mma_grouped(a, gs.data(), static_cast<int>(gs.size()), mx::bfloat16, s);
+            } else {
+              quant::QmmArgs ai = a;
+              ai.w = gs[0].w;
+              ai.scales = gs[0].scales;
+              ai.biases = gs[0].biases;
+              ai.out = gs[0].out;
+              quant::qgemv(ai, mx::bfloat16, s);
+            }
+          });
+          const double q_gbs = packed / (q_ms * 1e-3) / 1e9;
+          const double op_q_ms = ops_too && variant == 0 ? ops->quantized_ms(bits, g) : 0.0;
+          std::printf("%-24s %2d %d%-8s %10.1f %9.2f %9.0f %7.2f %9.2f %9.0f %7.2f %9.2f %9.2f\n",
+                      sh.what, M, bits, use_tc ? " tc" : " simt", packed / 1e6, q_ms * 1e3, q_gbs,
+                      q_gbs / copy_gbs, dense_ms * 1e3, dense_gbs, dense_ms / q_ms, op_q_ms * 1e3,
+                      op_dense_ms * 1e3);
+        }
+        for (auto* b : bufs) delete b;
       }
-      for (auto* b : bufs) delete b;
     }
   }
+  const Shape2 shapes[] = {{"attn q/o 2560x2560", 2560, 2560},
+                           {"mlp down 2560x10240", 2560, 10240},
+                           {"mlp gate/up 10240x2560", 10240, 2560}};
+
   // Prefill: M = 2048 rows of x through the dequantize-into-tiles GEMM
   // against cuBLASLt's dense bfloat16 GEMM (both TFLOP/s of 2 M N K).
   std::printf("\nprefill M = 2048 (bf16 x): %-24s %4s %9s %9s %9s %9s\n", "shape (N x K)", "bits",

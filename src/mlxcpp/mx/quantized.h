@@ -39,6 +39,15 @@ array quantized_matmul(const array& x, const array& w, const array& scales,
                        int group_size = 64, int bits = 4, const std::string& mode = "affine",
                        StreamOrDevice s = {});
 
+// quantized_matmul(x, w[i], scales[i], biases[i]) (transposed, affine) for
+// several matrices that share K, bits and group size. With at most 8 rows of
+// x this is one primitive (on the GPU one launch for all the matrices: the
+// q/k/v and gate/up products of a decode step); otherwise separate products.
+std::vector<array> grouped_quantized_matmul(const array& x, const std::vector<array>& w,
+                                            const std::vector<array>& scales,
+                                            const std::vector<array>& biases, int group_size = 64,
+                                            int bits = 4, StreamOrDevice s = {});
+
 // quantized_matmul of x's and w's batch entries chosen by index (MLX's
 // gather_qmm, the product of mixture-of-experts layers): x is [..., M, K] and
 // w [..., N, K * bits / 32] (transposed) with scales and biases alike;

@@ -1,13 +1,16 @@
 #include "mlxcpp/nn/layers.h"
 
 #include <cmath>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <tuple>
 
 #include "mlxcpp/mx/fast.h"
 #include "mlxcpp/mx/ops.h"
+#include "mlxcpp/mx/quantized.h"
 #include "mlxcpp/mx/random.h"
+#include "mlxcpp/nn/quantized.h"
 
 namespace mx::nn {
 
@@ -49,7 +52,36 @@ array Linear::operator()(const array& x) const {
   return matmul(x, transpose(weight()));
 }
 
+namespace {
+
+// Quantized layers without a bias that share one affine spec and input size go through one
+// grouped_quantized_matmul (one launch per decode step on the GPU); nullopt otherwise.
+std::optional<std::vector<array>> apply_quantized(const std::vector<const LinearLayer*>& layers,
+                                                  const array& x) {
+  std::vector<array> w, scales, biases;
+  const QuantizedLinear* first = nullptr;
+  for (const LinearLayer* layer : layers) {
+    const auto* q = dynamic_cast<const QuantizedLinear*>(layer);
+    if (!q || q->has_bias() || q->spec().mode != "affine") return std::nullopt;
+    if (first && (q->spec() != first->spec() || q->input_dims() != first->input_dims())) {
+      return std::nullopt;
+    }
+    if (!first) first = q;
+    w.push_back(q->param("weight"));
+    scales.push_back(q->param("scales"));
+    biases.push_back(q->param("biases"));
+  }
+  if (x.ndim() == 0 || x.shape(-1) != first->input_dims()) return std::nullopt;
+  return grouped_quantized_matmul(x, w, scales, biases, first->spec().group_size,
+                                  first->spec().bits);
+}
+
+}  // namespace
+
 std::vector<array> apply_linears(const std::vector<const LinearLayer*>& layers, const array& x) {
+  if (!layers.empty()) {
+    if (auto out = apply_quantized(layers, x)) return std::move(*out);
+  }
   std::vector<array> weights;
   for (const LinearLayer* layer : layers) {
     const auto* l = dynamic_cast<const Linear*>(layer);

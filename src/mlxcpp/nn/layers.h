@@ -43,7 +43,8 @@ class Linear : public LinearLayer {
 // Several linear layers applied to one input (a layer's q/k/v projections, an
 // MLP's gate and up), results in order. When all are float Linear layers without
 // biases they go through fast::grouped_linear (one pass over all their weights
-// when decoding); otherwise (quantized layers, biases) each is called in turn.
+// when decoding); quantized ones without biases that share one affine spec
+// through grouped_quantized_matmul (likewise); otherwise each is called in turn.
 std::vector<array> apply_linears(const std::vector<const LinearLayer*>& layers, const array& x);
 
 // A lookup table: "weight" [num_embeddings, dims], initialised normal(0, 1/sqrt(dims)).

@@ -2,6 +2,7 @@
 // and dtypes, and the derivative rules of QuantizedMatmul.
 #include "mlxcpp/mx/quantized.h"
 
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -232,6 +233,67 @@ array quantized_matmul(const array& x_in, const array& w, const array& scales,
   return vec ? reshape(out, {static_cast<ShapeElem>(N)}, s) : out;
 }
 
+std::vector<array> grouped_quantized_matmul(const array& x, const std::vector<array>& w,
+                                            const std::vector<array>& scales,
+                                            const std::vector<array>& biases, int group_size,
+                                            int bits, StreamOrDevice s) {
+  const char* op = "grouped_quantized_matmul";
+  if (w.empty() || scales.size() != w.size() || biases.size() != w.size()) {
+    throw std::invalid_argument(std::string("[") + op +
+                                "] needs one or more matrices with one scales and one biases "
+                                "array each, got " +
+                                std::to_string(w.size()) + " / " + std::to_string(scales.size()) +
+                                " / " + std::to_string(biases.size()));
+  }
+  std::vector<array> out;
+  const bool few_rows = x.ndim() >= 1 && x.shape(-1) > 0 && x.size() / x.shape(-1) <= 8;
+  // Each matrix alone first: the same checks and output dtype as quantized_matmul.
+  for (size_t i = 0; i < w.size(); ++i) {
+    if (w[i].ndim() != 2) {
+      throw std::invalid_argument(std::string("[") + op + "] matrix " + std::to_string(i) +
+                                  " must be 2-D, got shape " + shape_str(w[i].shape()));
+    }
+    if (i > 0 && (w[i].shape(1) != w[0].shape(1) || scales[i].dtype() != scales[0].dtype() ||
+                  biases[i].dtype() != scales[0].dtype())) {
+      throw std::invalid_argument(
+          std::string("[") + op + "] matrix " + std::to_string(i) + " (shape " +
+          shape_str(w[i].shape()) + ", scales " + dtype_name(scales[i].dtype()) +
+          ") does not match matrix 0 (shape " + shape_str(w[0].shape()) + ", scales " +
+          dtype_name(scales[0].dtype()) + ") in packed width or scale dtype");
+    }
+    if (!few_rows || w.size() == 1) {
+      out.push_back(
+          quantized_matmul(x, w[i], scales[i], biases[i], true, group_size, bits, "affine", s));
+    } else {
+      check_scales(op, w[i], scales[i], biases[i], group_size, bits, QuantizationMode::affine);
+    }
+  }
+  if (!out.empty()) return out;
+  check_params(op, QuantizationMode::affine, group_size, bits);
+  const int64_t K = unpacked_len(w[0].shape(-1), bits);
+  if (!is_floating_point(x.dtype()) || x.shape(-1) != K) {
+    throw std::invalid_argument(std::string("[") + op + "] x (shape " + shape_str(x.shape()) +
+                                ", " + dtype_name(x.dtype()) +
+                                ") must be floating point with last dimension " +
+                                std::to_string(K) + " (matrix 0: shape " + shape_str(w[0].shape()) +
+                                ", " + std::to_string(bits) + " bits)");
+  }
+  const Dtype dtype = promote_types(x.dtype(), scales[0].dtype());
+  std::vector<array> inputs{x.dtype() == dtype ? x : astype(x, dtype, s)};
+  std::vector<Shape> shapes;
+  for (size_t i = 0; i < w.size(); ++i) {
+    inputs.push_back(w[i]);
+    inputs.push_back(scales[i]);
+    inputs.push_back(biases[i]);
+    Shape sh = x.shape();
+    sh.back() = w[i].shape(0);
+    shapes.push_back(sh);
+  }
+  return array::make_arrays(
+      std::move(shapes), std::vector<Dtype>(w.size(), dtype),
+      std::make_shared<GroupedQuantizedMatmul>(to_stream(s), group_size, bits), std::move(inputs));
+}
+
 array gather_qmm(const array& x, const array& w, const array& scales,
                  const std::optional<array>& biases, std::optional<array> lhs_indices,
                  std::optional<array> rhs_indices, bool transpose, int group_size, int bits,
@@ -426,6 +488,91 @@ std::vector<array> QuantizedMatmul::vjp(const std::vector<array>& primals,
       } else {
         out.push_back(astype(sum(*dw, -1, false, stream()), scales.dtype(), stream()));
       }
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- grouped products
+
+// Matrix i's QuantizedMatmul and its inputs (x, w_i, scales_i, biases_i).
+namespace {
+std::vector<array> group_inputs(const std::vector<array>& inputs, size_t i) {
+  return {inputs[0], inputs[1 + 3 * i], inputs[2 + 3 * i], inputs[3 + 3 * i]};
+}
+}  // namespace
+
+void GroupedQuantizedMatmul::eval_cpu(const std::vector<array>& inputs,
+                                      std::vector<array>& outputs) {
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    QuantizedMatmul p(stream(), group_size_, bits_, QuantizationMode::affine, true);
+    p.eval_cpu(group_inputs(inputs, i), outputs[i]);
+  }
+}
+
+bool GroupedQuantizedMatmul::is_equivalent(const Primitive& other) const {
+  auto* o = dynamic_cast<const GroupedQuantizedMatmul*>(&other);
+  return o && o->group_size_ == group_size_ && o->bits_ == bits_;
+}
+
+std::vector<Shape> GroupedQuantizedMatmul::output_shapes(const std::vector<array>& inputs) {
+  std::vector<Shape> shapes;
+  for (size_t i = 1; i < inputs.size(); i += 3) {
+    Shape sh = inputs[0].shape();
+    sh.back() = inputs[i].shape(0);
+    shapes.push_back(sh);
+  }
+  return shapes;
+}
+
+// Each output is matrix i's QuantizedMatmul: its rules, per matrix, with
+// argnums renumbered to that matrix's inputs (x is 0, w_i 1, scales_i 2,
+// biases_i 3); x's cotangent sums over the matrices.
+std::vector<array> GroupedQuantizedMatmul::vjp(const std::vector<array>& primals,
+                                               const std::vector<array>& cotangents,
+                                               const std::vector<int>& argnums,
+                                               const std::vector<array>&) {
+  std::vector<array> out;
+  for (int a : argnums) {
+    if (a == 0) {
+      std::optional<array> dx;
+      for (size_t i = 0; i < cotangents.size(); ++i) {
+        QuantizedMatmul p(stream(), group_size_, bits_, QuantizationMode::affine, true);
+        array d = p.vjp(group_inputs(primals, i), {cotangents[i]}, {0}, {})[0];
+        dx = dx ? add(*dx, d, stream()) : d;
+      }
+      out.push_back(*dx);
+    } else {
+      const size_t i = static_cast<size_t>(a - 1) / 3;
+      QuantizedMatmul p(stream(), group_size_, bits_, QuantizationMode::affine, true);
+      out.push_back(p.vjp(group_inputs(primals, i), {cotangents[i]}, {1 + (a - 1) % 3}, {})[0]);
+    }
+  }
+  return out;
+}
+
+std::vector<array> GroupedQuantizedMatmul::jvp(const std::vector<array>& primals,
+                                               const std::vector<array>& tangents,
+                                               const std::vector<int>& argnums) {
+  std::vector<array> out;
+  for (size_t i = 0; 1 + 3 * i < primals.size(); ++i) {
+    std::vector<array> t;
+    std::vector<int> local;
+    for (size_t j = 0; j < argnums.size(); ++j) {
+      const int a = argnums[j];
+      if (a == 0 || static_cast<size_t>(a - 1) / 3 == i) {
+        t.push_back(tangents[j]);
+        local.push_back(a == 0 ? 0 : 1 + (a - 1) % 3);
+      }
+    }
+    const auto in = group_inputs(primals, i);
+    if (local.empty()) {
+      Shape sh = in[0].shape();
+      sh.back() = in[1].shape(0);
+      out.push_back(zeros(sh, promote_types(in[0].dtype(), in[2].dtype()), stream()));
+    } else {
+      QuantizedMatmul p(stream(), group_size_, bits_, QuantizationMode::affine, true);
+      out.push_back(p.jvp(in, t, local)[0]);
     }
   }
   return out;

@@ -87,4 +87,29 @@ class QuantizedMatmul : public UnaryPrimitive {
   bool transpose_;
 };
 
+// inputs: x (..., K) with few rows, then (w_i, scales_i, biases_i) for each
+// of n affine matrices (N_i, K packed) that share K, bits and group size.
+// outputs: x @ dequantize(w_i).T, the quantized q/k/v or gate/up of one
+// decode step in one GPU launch (the CPU runs them one by one).
+class GroupedQuantizedMatmul : public Primitive {
+ public:
+  GroupedQuantizedMatmul(Stream s, int group_size, int bits)
+      : Primitive(s), group_size_(group_size), bits_(bits) {}
+  void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
+  std::vector<array> jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
+                         const std::vector<int>& argnums) override;
+  std::vector<array> vjp(const std::vector<array>& primals, const std::vector<array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<array>& outputs) override;
+  const char* name() const override { return "GroupedQuantizedMatmul"; }
+  bool is_equivalent(const Primitive& other) const override;
+  std::vector<Shape> output_shapes(const std::vector<array>& inputs) override;
+  int group_size() const { return group_size_; }
+  int bits() const { return bits_; }
+
+ private:
+  int group_size_;
+  int bits_;
+};
+
 }  // namespace mx

@@ -259,15 +259,13 @@ array kernel_operand(const array& a, const Stream& s, bool whole) {
   return tmp;
 }
 
-void quantized_matmul_gpu(Primitive& prim, const std::vector<array>& inputs,
-                          std::vector<array>& outputs) {
-  auto& qm = static_cast<QuantizedMatmul&>(prim);
-  const Stream& s = prim.stream();
-  array& out = outputs[0];
+// One QuantizedMatmul (inputs x, w, scales[, biases]) into `out`.
+void run_quantized_matmul(const Stream& s, cudaStream_t cs, const std::vector<array>& inputs,
+                          array& out, int group_size, int bits, QuantizationMode mode,
+                          bool transpose) {
   allocate_row_contiguous(out);
   if (out.size() == 0) return;
   const int K = inputs[0].shape(-1), N = out.shape(-1);
-  cudaStream_t cs = stream_of(prim);
   if (K == 0) {
     check(cudaMemsetAsync(out.data<void>(), 0, out.nbytes(), cs), "QuantizedMatmul");
     return;
@@ -285,10 +283,10 @@ void quantized_matmul_gpu(Primitive& prim, const std::vector<array>& inputs,
   a.biases = ops.size() > 3 ? ops[3].data<void>() : nullptr;
   a.out = out.data<void>();
   a.stype = quant::scale_type(ops[2].dtype());
-  a.mode = qm.mode();
-  a.bits = qm.bits();
-  a.group_size = qm.group_size();
-  a.transpose = qm.transpose();
+  a.mode = mode;
+  a.bits = bits;
+  a.group_size = group_size;
+  a.transpose = transpose;
   a.K = K;
   a.N = N;
   if (shared) {
@@ -327,9 +325,62 @@ void quantized_matmul_gpu(Primitive& prim, const std::vector<array>& inputs,
   }
 }
 
+void quantized_matmul_gpu(Primitive& prim, const std::vector<array>& inputs,
+                          std::vector<array>& outputs) {
+  auto& qm = static_cast<QuantizedMatmul&>(prim);
+  run_quantized_matmul(prim.stream(), stream_of(prim), inputs, outputs[0], qm.group_size(),
+                       qm.bits(), qm.mode(), qm.transpose());
+}
+
+// All the matrices in one launch of the tensor-core kernel where it takes
+// them (a decode step's q/k/v or gate/up); otherwise one product each.
+void grouped_quantized_matmul_gpu(Primitive& prim, const std::vector<array>& inputs,
+                                  std::vector<array>& outputs) {
+  auto& gq = static_cast<GroupedQuantizedMatmul&>(prim);
+  const Stream& s = prim.stream();
+  cudaStream_t cs = stream_of(prim);
+  const int n = static_cast<int>(outputs.size());
+  const array x = kernel_operand(inputs[0], s, true);
+  const int K = x.shape(-1);
+  quant::QmmArgs a;
+  a.x = x.data<void>();
+  a.stype = quant::scale_type(inputs[2].dtype());
+  a.bits = gq.bits();
+  a.group_size = gq.group_size();
+  a.K = K;
+  a.M = K > 0 ? static_cast<int>(x.size() / K) : 0;
+  a.biases = inputs[3].data<void>();
+  bool fused = n <= quant::kMaxGroupedQmm && a.M > 0 && quant::qgemv_mma_supported(a, x.dtype());
+  // Row-contiguous operands; the codes also 16-byte aligned (the kernel's vector loads).
+  for (size_t i = 1; fused && i < inputs.size(); ++i) {
+    fused = inputs[i].flags().row_contiguous &&
+            ((i - 1) % 3 != 0 || reinterpret_cast<uintptr_t>(inputs[i].data<void>()) % 16 == 0);
+  }
+  std::vector<quant::QmmGroup> groups;
+  for (int i = 0; fused && i < n; ++i) {
+    array& out = outputs[static_cast<size_t>(i)];
+    allocate_row_contiguous(out);
+    groups.push_back({inputs[static_cast<size_t>(3 * i + 1)].data<uint32_t>(),
+                      inputs[static_cast<size_t>(3 * i + 2)].data<void>(),
+                      inputs[static_cast<size_t>(3 * i + 3)].data<void>(), out.data<void>(),
+                      out.shape(-1)});
+  }
+  if (fused) {
+    quant::qgemv_mma_grouped(a, groups.data(), n, x.dtype(), cs);
+    return;
+  }
+  for (int i = 0; i < n; ++i) {
+    const size_t b = static_cast<size_t>(3 * i);
+    run_quantized_matmul(s, cs, {inputs[0], inputs[b + 1], inputs[b + 2], inputs[b + 3]},
+                         outputs[static_cast<size_t>(i)], gq.group_size(), gq.bits(),
+                         QuantizationMode::affine, true);
+  }
+}
+
 const Register<Quantize> r_quantize(&quantize_gpu);
 const Register<Dequantize> r_dequantize(&dequantize_gpu);
 const Register<QuantizedMatmul> r_quantized_matmul(&quantized_matmul_gpu);
+const Register<GroupedQuantizedMatmul> r_grouped_quantized_matmul(&grouped_quantized_matmul_gpu);
 
 }  // namespace
 }  // namespace mx::cuda

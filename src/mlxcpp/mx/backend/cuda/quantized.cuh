@@ -157,10 +157,25 @@ constexpr int kQgemvMaxRows = 8;
 constexpr int kQgemvBlockedRows = 32;
 void qgemv(const QmmArgs& a, Dtype xdtype, cudaStream_t stream);
 // The tensor-core matrix-vector kernel (qgemv_mma.cu) for what it supports:
-// transposed 4-bit affine products with groups of 64 or 128, bfloat16 or
-// float16 x, M <= kQgemvBlockedRows (in blocks of 8 rows).
+// transposed affine products at 4 or 8 bits with groups of 32, 64 or 128,
+// bfloat16 or float16 x with scales of x's type, a 2-D W, M <=
+// kQgemvBlockedRows (in blocks of 8 rows) and x small enough to stage in
+// shared memory (2 * K * rows bytes, rows = M rounded up to 1, 2, 4, 8).
 bool qgemv_mma_supported(const QmmArgs& a, Dtype xdtype);
 void qgemv_mma(const QmmArgs& a, Dtype xdtype, cudaStream_t stream);
+// Several matrices of the same K, bits and group size against one x in one
+// launch (q/k/v, gate/up of a decode step): a's w, scales, biases, out and N
+// are ignored in favour of each group's. qgemv_mma_supported(a) must hold.
+constexpr int kMaxGroupedQmm = 4;
+struct QmmGroup {
+  const uint32_t* w;
+  const void* scales;
+  const void* biases;
+  void* out;
+  int N;
+};
+void qgemv_mma_grouped(const QmmArgs& a, const QmmGroup* groups, int count, Dtype xdtype,
+                       cudaStream_t stream);
 void qgemm(const QmmArgs& a, Dtype xdtype, cudaStream_t stream);
 
 }  // namespace mx::cuda::quant
