@@ -213,13 +213,20 @@ void run_node(array& node, std::vector<array>& outputs, bool keep_graph, Pending
       // themselves, so a KV cache that alone holds its buffer is written in place instead of
       // copied each step. MLXCPP_GPU_DONATE=none|all overrides this, for measurements.
       std::vector<array> copies;
-      const std::vector<array>& accessible = gpu::device_accessible(node.inputs(), copies);
+      const std::vector<array>* accessible = &gpu::device_accessible(node.inputs(), copies);
       const GpuDonation donation = gpu_donation();
       const bool donate = donation == GpuDonation::all ||
                           (donation == GpuDonation::slice_updates && updates_in_place_on_gpu(p));
+      if (donate && accessible == &copies) {
+        // Some input (a host-made update) needed a device copy: the node takes the copies as
+        // its inputs, so the others keep one handle each and stay donatable.
+        node.inputs().swap(copies);
+        copies.clear();
+        accessible = &node.inputs();
+      }
       std::optional<std::vector<array>> second;
-      if (!donate) second.emplace(accessible);
-      const std::vector<array>& used = second ? *second : accessible;
+      if (!donate) second.emplace(*accessible);
+      const std::vector<array>& used = second ? *second : *accessible;
       std::optional<gpu::DeviceTimer> timer;
       if (gpu::device_profiling()) {
         timer.emplace(stream, device_profile_key(p, used, outputs[0]),
