@@ -11,11 +11,14 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <typeinfo>
 
 #include "mlxcpp/mx/backend/gpu.h"
 #include "mlxcpp/mx/eval_hooks.h"
 #include "mlxcpp/mx/event.h"
 #include "mlxcpp/mx/primitive.h"
+#include "mlxcpp/mx/primitives/shape.h"
+#include "mlxcpp/mx/primitives/shape_more.h"
 #include "mlxcpp/mx/scheduler.h"
 #include "mlxcpp/mx/transforms.h"
 
@@ -161,6 +164,28 @@ struct PendingGpu {
   }
 };
 
+enum class GpuDonation { none, slice_updates, all };
+
+// The primitives whose GPU kernels may write their output into their first input's buffer when
+// nobody else holds it (array::is_donatable at evaluation time): the slice updates, so a KV
+// cache that alone holds its buffer is written in place, and a buffer someone still reads (a
+// fetched view, a saved state) is copied first: copy on write.
+bool updates_in_place_on_gpu(const Primitive& p) {
+  const auto& t = typeid(p);
+  return t == typeid(SliceUpdate) || t == typeid(DynamicSliceUpdate);
+}
+
+GpuDonation gpu_donation() {
+  static const GpuDonation mode = [] {
+    const char* v = std::getenv("MLXCPP_GPU_DONATE");
+    const std::string s = v ? v : "";
+    if (s == "none") return GpuDonation::none;
+    if (s == "all") return GpuDonation::all;
+    return GpuDonation::slice_updates;
+  }();
+  return mode;
+}
+
 void run_node(array& node, std::vector<array>& outputs, bool keep_graph, PendingGpu& pending) {
   outputs.clear();
   if (node.has_siblings()) {
@@ -181,13 +206,27 @@ void run_node(array& node, std::vector<array>& outputs, bool keep_graph, Pending
     // anyone else once the stream has passed its next marker.
     gpu::LaunchScope scope(stream);
     {
-      // The kernels get a second handle to every input, so no GPU kernel
-      // donates an input's buffer to its output. Letting them (the KV cache
-      // updated in place instead of copied) was measured on the H100 on
-      // 2026-11-27: 48.7 against 71.3 tok/s decoding gemma3-4b, for a cause
-      // not yet found (bench/RESULTS.md).
+      // Most kernels get a second handle to every input, so they never donate an input's
+      // buffer to their output: letting every kernel donate was measured on the H100 on
+      // 2026-11-27 at 48.7 against 71.3 tok/s decoding gemma3-4b, for a cause not yet found
+      // (bench/RESULTS.md). The slice updates (updates_in_place_on_gpu) see the inputs
+      // themselves, so a KV cache that alone holds its buffer is written in place instead of
+      // copied each step. MLXCPP_GPU_DONATE=none|all overrides this, for measurements.
       std::vector<array> copies;
-      std::vector<array> used = gpu::device_accessible(node.inputs(), copies);
+      const std::vector<array>* accessible = &gpu::device_accessible(node.inputs(), copies);
+      const GpuDonation donation = gpu_donation();
+      const bool donate = donation == GpuDonation::all ||
+                          (donation == GpuDonation::slice_updates && updates_in_place_on_gpu(p));
+      if (donate && accessible == &copies) {
+        // Some input (a host-made update) needed a device copy: the node takes the copies as
+        // its inputs, so the others keep one handle each and stay donatable.
+        node.inputs().swap(copies);
+        copies.clear();
+        accessible = &node.inputs();
+      }
+      std::optional<std::vector<array>> second;
+      if (!donate) second.emplace(*accessible);
+      const std::vector<array>& used = second ? *second : *accessible;
       std::optional<gpu::DeviceTimer> timer;
       if (gpu::device_profiling()) {
         timer.emplace(stream, device_profile_key(p, used, outputs[0]),

@@ -211,39 +211,75 @@ void BatchKVCache::add_block(const BatchKVCache& block, const std::vector<int>& 
   values_ = fresh ? make_rows(*block.values_) : join(*values_, *block.values_);
 }
 
-void BatchKVCache::remove_rows(std::vector<int> rows) {
+std::vector<int> BatchKVCache::order_after_removal(int batch, std::vector<int> rows) {
   std::sort(rows.begin(), rows.end());
   rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
   for (int b : rows) {
-    if (b < 0 || b >= this->rows()) {
+    if (b < 0 || b >= batch) {
       throw std::out_of_range("BatchKVCache::remove_rows: row " + std::to_string(b) + " of " +
-                              std::to_string(this->rows()));
+                              std::to_string(batch));
     }
   }
-  if (rows.empty()) return;
-  std::vector<int32_t> keep;
-  std::vector<int> pads;
-  for (int b = 0, r = 0; b < this->rows(); ++b) {
-    if (r < static_cast<int>(rows.size()) && rows[r] == b) {
-      ++r;
+  const int n = batch - static_cast<int>(rows.size());
+  std::vector<bool> leaving(static_cast<size_t>(batch), false);
+  for (int b : rows) leaving[b] = true;
+  // Rows below n stay where they are; each slot a leaving row frees there takes the next
+  // remaining row from n upwards.
+  std::vector<int> order(static_cast<size_t>(n));
+  int mover = n;
+  for (int i = 0; i < n; ++i) {
+    if (!leaving[i]) {
+      order[i] = i;
       continue;
     }
-    keep.push_back(b);
-    pads.push_back(pad_[b]);
+    while (leaving[mover]) ++mover;
+    order[i] = mover++;
   }
+  return order;
+}
+
+void BatchKVCache::remove_rows(std::vector<int> rows) {
+  const std::vector<int> order = order_after_removal(this->rows(), std::move(rows));
+  const int n = static_cast<int>(order.size());
+  if (n == this->rows()) return;
+  std::vector<int> pads;
+  for (int b : order) pads.push_back(pad_[b]);
   pad_ = pads;
-  if (keep.empty()) {
+  if (n == 0) {
     keys_.reset();
     values_.reset();
     length_ = 0;
     return;
   }
-  mx::array idx(keep, {static_cast<int>(keep.size())}, mx::int32);
-  keys_ = mx::take(*keys_, idx, 0);
-  values_ = mx::take(*values_, idx, 0);
-  // Padding every remaining row shares is dropped so the buffer stays short.
+  if (!keys_) return;  // every row still empty: nothing stored
+  std::vector<int32_t> from, to;
+  for (int i = 0; i < n; ++i) {
+    if (order[i] != i) {
+      from.push_back(order[i]);
+      to.push_back(i);
+    }
+  }
+  auto compact = [&](mx::array buf) {
+    if (!from.empty()) {
+      // The moving rows are gathered into their own small array first: were they read
+      // through a view of `buf`, that view would keep the buffer from being written in place.
+      mx::array moving =
+          mx::take(buf, mx::array(from, {static_cast<int>(from.size())}, mx::int32), 0);
+      for (size_t m = 0; m < to.size(); ++m) {
+        const int r = static_cast<int>(m);
+        buf = mx::slice_update(buf, rows_of(moving, r, r + 1), mx::Shape{to[m], 0, 0, 0},
+                               mx::Shape{to[m] + 1, buf.shape(1), buf.shape(2), buf.shape(3)});
+      }
+    }
+    // The first n rows: a row-contiguous view, which the next update writes in place.
+    return rows_of(buf, 0, n);
+  };
+  keys_ = compact(*keys_);
+  values_ = compact(*values_);
+  // Padding every remaining row shares stays: dropping it would leave a view the next update
+  // copies whole. Only a large shared run (as long as a growth step) is cut, in one copy.
   int common = *std::min_element(pad_.begin(), pad_.end());
-  if (common > 0) {
+  if (common >= kStep) {
     int cap = keys_->shape(2);
     keys_ = seq(*keys_, common, cap);
     values_ = seq(*values_, common, cap);

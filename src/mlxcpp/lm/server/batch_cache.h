@@ -73,9 +73,15 @@ class BatchKVCache : public KVCacheBase {
   // and one copy of the buffer per call, however many rows join; the gather's
   // indices are built once for all layers that share step arrays.
   void add_block(const BatchKVCache& block, const std::vector<int>& lengths);
-  // Removes the given rows (the others keep their order), in one copy.
+  // Removes the given rows without copying the buffer: the last remaining rows move into the
+  // slots the leaving rows free below the new row count (one row copied per leaving row; an
+  // update then writes in place again), so the remaining rows are reordered as
+  // order_after_removal says.
   void remove_rows(std::vector<int> rows);
   void remove_row(int b) { remove_rows({b}); }
+  // The row order remove_rows(rows) leaves among `batch` rows: element i is the former index
+  // of the row now at i. Throws std::out_of_range for a row outside [0, batch).
+  static std::vector<int> order_after_removal(int batch, std::vector<int> rows);
   // Row b without its padding, [1, Nkv, L_b, D] (a view of the buffer).
   std::pair<mx::array, mx::array> row(int b) const { return row(b, row_length(b)); }
   // The first `length` positions of row b (0 < length <= row_length(b)): a

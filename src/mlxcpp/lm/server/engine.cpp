@@ -9,6 +9,7 @@
 #include <limits>
 #include <optional>
 #include <stdexcept>
+#include <unordered_map>
 
 #include "mlxcpp/lm/models/model.h"
 #include "mlxcpp/lm/server/batch_cache.h"
@@ -552,8 +553,14 @@ void Engine::join_batch(const std::vector<std::shared_ptr<Sequence>>& joining) {
 
 void Engine::remove_rows(const std::vector<int>& rows) {
   if (rows.empty()) return;
+  // The caches move the last rows into the freed slots (no copy of their buffers); the batch
+  // follows the same order.
+  const auto order = BatchKVCache::order_after_removal(static_cast<int>(batch_.size()), rows);
   for (auto& c : batch_cache_) c->remove_rows(rows);
-  for (auto it = rows.rbegin(); it != rows.rend(); ++it) batch_.erase(batch_.begin() + *it);
+  std::vector<std::shared_ptr<Sequence>> kept;
+  kept.reserve(order.size());
+  for (int b : order) kept.push_back(batch_[b]);
+  batch_ = std::move(kept);
 }
 
 mx::array Engine::step_input() const {
@@ -562,16 +569,16 @@ mx::array Engine::step_input() const {
   std::vector<int32_t> index(B);
   const int P = pending_ ? static_cast<int>(pending_->rows.size()) : 0;
   bool identity = B == P;
-  // Rows keep their order between steps (leaving rows are erased, joining
-  // ones appended), so one forward walk finds each row in the pending step.
-  int j = 0;
+  // Leaving rows reorder the batch (the last rows fill their slots): each row's place in the
+  // pending step is looked up.
+  std::unordered_map<const Sequence*, int> in_pending;
+  for (int k = 0; k < P; ++k) in_pending.emplace(pending_->rows[k].get(), k);
   for (int b = 0; b < B; ++b) {
-    int k = j;
-    while (k < P && pending_->rows[k] != batch_[b]) ++k;
-    if (k < P) {
+    auto it = in_pending.find(batch_[b].get());
+    if (it != in_pending.end()) {
+      const int k = it->second;
       index[b] = k;
       identity = identity && k == b;
-      j = k + 1;
     } else {
       index[b] = P + static_cast<int>(host.size());
       host.push_back(batch_[b]->last_token);

@@ -70,7 +70,9 @@ void PromptStore::insert(std::vector<int32_t> tokens, const LayerKV& layers) {
     all.push_back(e.layers.back().first);
     all.push_back(e.layers.back().second);
   }
-  mx::eval(all);
+  // Launched, not waited for: the copies run before the next decode step, which then finds the
+  // batch buffer unshared again and updates it in place.
+  mx::async_eval(all);
   for (const auto& a : all) e.bytes += a.nbytes();
   if (e.bytes > max_bytes_) return;
   bytes_ += e.bytes;
