@@ -264,57 +264,48 @@ __device__ __forceinline__ T residual_sum(float r, float a) {
   return cast_to<T>(v);
 }
 
-// One block per row, each thread holding N groups of V elements in registers: y, the
-// residual and both weights are loaded before the first reduction, so a decode step's single
-// row costs about one memory latency plus two block reductions.
-template <typename T, int V, int N>
-__global__ void residual_rms_norm_kernel(const T* res, const T* y, const float* wy, const float* wo,
-                                         T* h, T* out, int64_t d, float eps) {
+// One block per row, each thread holding one group of V elements of every operand in
+// registers: y, the residual and both weights are loaded before the first reduction, so a
+// decode step's single row costs about one memory latency plus two block reductions. Rows of
+// up to 1024 groups (8192 16-bit elements); 1024 threads leave 64 registers a thread.
+template <typename T, int V>
+__global__ void __launch_bounds__(1024)
+    residual_rms_norm_kernel(const T* res, const T* y, const float* wy, const float* wo, T* h,
+                             T* out, int64_t d, float eps) {
   const int64_t base = static_cast<int64_t>(blockIdx.x) * d;
-  const int64_t nv = d / V;
-  float fy[N][V], fr[N][V], w1[N][V], w2[N][V];
+  const int64_t i = threadIdx.x;
+  const bool mine = i < d / V;
+  float fy[V], fr[V], w1[V], w2[V];
   float ss = 0;
+  if (mine) {
+    load_row<T, V>(y + base + i * V, fy);
+    load_row<T, V>(res + base + i * V, fr);
+    load_weights<V>(wy + i * V, w1);
+    load_weights<V>(wo + i * V, w2);
 #pragma unroll
-  for (int k = 0; k < N; ++k) {
-    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
-    if (i < nv) {
-      load_row<T, V>(y + base + i * V, fy[k]);
-      load_row<T, V>(res + base + i * V, fr[k]);
-      load_weights<V>(wy + i * V, w1[k]);
-      load_weights<V>(wo + i * V, w2[k]);
-#pragma unroll
-      for (int j = 0; j < V; ++j) ss += fy[k][j] * fy[k][j];
-    }
+    for (int j = 0; j < V; ++j) ss += fy[j] * fy[j];
   }
   ss = block_reduce(ss, 0.0f, [](float a, float b) { return a + b; });
   const float ny = 1.0f / sqrtf(ss / static_cast<float>(d) + eps);
-  T hv[N][V];
+  T hv[V];
   float ss2 = 0;
+  if (mine) {
 #pragma unroll
-  for (int k = 0; k < N; ++k) {
-    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
-    if (i < nv) {
-#pragma unroll
-      for (int j = 0; j < V; ++j) {
-        const T a = cast_to<T>(fy[k][j] * ny * w1[k][j]);
-        hv[k][j] = residual_sum<T>(fr[k][j], cast_to<float>(a));
-        const float f = cast_to<float>(hv[k][j]);
-        ss2 += f * f;
-      }
-      store_row<T, V>(h + base + i * V, hv[k]);
+    for (int j = 0; j < V; ++j) {
+      const T a = cast_to<T>(fy[j] * ny * w1[j]);
+      hv[j] = residual_sum<T>(fr[j], cast_to<float>(a));
+      const float f = cast_to<float>(hv[j]);
+      ss2 += f * f;
     }
+    store_row<T, V>(h + base + i * V, hv);
   }
   ss2 = block_reduce(ss2, 0.0f, [](float a, float b) { return a + b; });
   const float nh = 1.0f / sqrtf(ss2 / static_cast<float>(d) + eps);
+  if (mine) {
+    T o[V];
 #pragma unroll
-  for (int k = 0; k < N; ++k) {
-    const int64_t i = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
-    if (i < nv) {
-      T o[V];
-#pragma unroll
-      for (int j = 0; j < V; ++j) o[j] = cast_to<T>(cast_to<float>(hv[k][j]) * nh * w2[k][j]);
-      store_row<T, V>(out + base + i * V, o);
-    }
+    for (int j = 0; j < V; ++j) o[j] = cast_to<T>(cast_to<float>(hv[j]) * nh * w2[j]);
+    store_row<T, V>(out + base + i * V, o);
   }
 }
 
@@ -382,19 +373,10 @@ void residual_rms_norm_gpu(Primitive& p, const std::vector<array>& inputs,
       const bool vec = d % V == 0 && aligned16(rp) && aligned16(yp) && aligned16(w1) &&
                        aligned16(w2) && aligned16(hp) && aligned16(op_);
       const int64_t nv = d / V;
-      auto launch = [&](auto n_tag) {
-        constexpr int N = decltype(n_tag)::value;
-        const auto threads =
-            static_cast<unsigned>(std::max<int64_t>(32, ((nv + N - 1) / N + 31) / 32 * 32));
-        residual_rms_norm_kernel<T, V, N>
-            <<<grid, threads, 0, stream_of(p)>>>(rp, yp, w1, w2, hp, op_, d, op.eps());
-      };
       if (vec && nv <= 1024) {
-        launch(std::integral_constant<int, 1>{});
-      } else if (vec && nv <= 2048) {
-        launch(std::integral_constant<int, 2>{});
-      } else if (vec && nv <= 4096) {
-        launch(std::integral_constant<int, 4>{});
+        const auto threads = static_cast<unsigned>(std::max<int64_t>(32, (nv + 31) / 32 * 32));
+        residual_rms_norm_kernel<T, V>
+            <<<grid, threads, 0, stream_of(p)>>>(rp, yp, w1, w2, hp, op_, d, op.eps());
       } else {
         residual_rms_norm_loop_kernel<T>
             <<<grid, 512, 0, stream_of(p)>>>(rp, yp, w1, w2, hp, op_, d, op.eps());
@@ -436,7 +418,7 @@ struct NormRopeArgs {
 // then per pair the normalized values rounded to T (as the unfused norm stores them) and
 // rotated by the angle fast::rope's kernels use (double precision: exact at large positions).
 template <typename T>
-__global__ void rms_norm_rope_kernel(NormRopeArgs<T> a) {
+__global__ void __launch_bounds__(128) rms_norm_rope_kernel(NormRopeArgs<T> a) {
   const int lane = threadIdx.x & 31;
   int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
   if (r >= a.first_row[a.nseg]) return;
@@ -553,7 +535,8 @@ void rms_norm_rope_gpu(Primitive& p, const std::vector<array>& inputs,
         }
         const int64_t total = a.first_row[a.nseg];
         if (total == 0) continue;
-        // Four rows (warps) per block: a decode step's dozen heads spread over several SMs.
+        // Four rows (warps) per block (the kernel's launch bound): a decode step's dozen heads
+        // spread over several SMs.
         constexpr int64_t kRowsPerBlock = 4;
         const int64_t blocks = (total + kRowsPerBlock - 1) / kRowsPerBlock;
         if (blocks > std::numeric_limits<int>::max()) {
