@@ -3,6 +3,7 @@
 // rounded where the unfused graph rounds (the activation of gelu_approx_mul before the
 // product; the normalized rows before the residual add or the rotation).
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <numbers>
 #include <vector>
@@ -80,6 +81,8 @@ void GeluApproxMul::eval_cpu(const std::vector<array>& inputs, array& out) {
   });
 }
 
+namespace {
+
 // Saturates a float16 sum at the largest finite value (NaN stays NaN); other dtypes round as is.
 template <typename T>
 inline float residual_sum(float a, float b) {
@@ -89,6 +92,54 @@ inline float residual_sum(float a, float b) {
   }
   return v;
 }
+
+// cos and sin (half of each, in that order) per position of `pos` and pair, in double rounded
+// to float as fast::rope's kernels do. A decode step asks for the same one-position table in
+// every layer of a kind (Gemma 3 has two RoPE bases), so small tables are kept per thread.
+const std::vector<float>& rope_table(const std::vector<int64_t>& pos, int dims, float base,
+                                     float scale) {
+  struct Entry {
+    std::vector<int64_t> pos;
+    int dims = 0;
+    float base = 0, scale = 0;
+    std::vector<float> table;
+  };
+  constexpr size_t kEntries = 4, kMaxPositions = 16;
+  thread_local std::array<Entry, kEntries> entries;
+  thread_local size_t next = 0;
+  thread_local Entry uncached;
+  const bool cache = pos.size() <= kMaxPositions;
+  if (cache) {
+    for (auto& e : entries) {
+      if (e.dims == dims && e.base == base && e.scale == scale && e.pos == pos) return e.table;
+    }
+  }
+  Entry& e = cache ? entries[next] : uncached;
+  if (cache) next = (next + 1) % kEntries;
+  const int half = dims / 2;
+  const double log_base = std::log(static_cast<double>(base));
+  std::vector<double> inv(half);
+  for (int k = 0; k < half; ++k) inv[k] = std::exp(-(2.0 * k / dims) * log_base);
+  e.table.resize(pos.size() * half * 2);
+  scheduler::parallel_for(
+      pos.size(), std::max(1, 4096 / std::max(half, 1)), [&](size_t b, size_t end) {
+        for (size_t p = b; p < end; ++p) {
+          float* c = e.table.data() + p * half * 2;
+          for (int k = 0; k < half; ++k) {
+            const double theta = static_cast<double>(scale) * static_cast<double>(pos[p]) * inv[k];
+            c[k] = static_cast<float>(std::cos(theta));
+            c[half + k] = static_cast<float>(std::sin(theta));
+          }
+        }
+      });
+  e.pos = pos;
+  e.dims = dims;
+  e.base = base;
+  e.scale = scale;
+  return e.table;
+}
+
+}  // namespace
 
 void ResidualRMSNorm::eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) {
   array res = cpu::ensure_row_contiguous(inputs[0]);
@@ -146,29 +197,15 @@ void RMSNormRoPE::eval_cpu(const std::vector<array>& inputs, std::vector<array>&
   const int half = dims_ / 2;
   const int B = inputs[0].shape(0);
   const int L = inputs[0].shape(-2);
-  // cos and sin per distinct position (L of them, or B * L with one offset per batch row) and
-  // pair, in double rounded to float as fast::rope's kernels do.
+  // Distinct positions: L of them, or B * L with one offset per batch row.
   const int32_t* off = offset.data<int32_t>();
   const bool batched = offset.size() != 1;
-  const int npos = batched ? B * L : L;
-  const double log_base = std::log(static_cast<double>(base_));
-  std::vector<double> inv(half);
-  for (int k = 0; k < half; ++k) inv[k] = std::exp(-(2.0 * k / dims_) * log_base);
-  std::vector<float> cs(static_cast<size_t>(npos) * half * 2);
   const int64_t os = offset.ndim() == 0 ? 0 : offset.strides()[0];
-  scheduler::parallel_for(npos, std::max(1, 4096 / std::max(half, 1)), [&](size_t b, size_t e) {
-    for (size_t p = b; p < e; ++p) {
-      const int64_t l = static_cast<int64_t>(p) % L;
-      const int64_t bi = static_cast<int64_t>(p) / L;
-      const int64_t pos = static_cast<int64_t>(off[batched ? bi * os : 0]) + l;
-      float* c = cs.data() + p * half * 2;
-      for (int k = 0; k < half; ++k) {
-        const double theta = static_cast<double>(scale_) * static_cast<double>(pos) * inv[k];
-        c[k] = static_cast<float>(std::cos(theta));
-        c[half + k] = static_cast<float>(std::sin(theta));
-      }
-    }
-  });
+  std::vector<int64_t> pos;
+  for (int bi = 0; bi < (batched ? B : 1); ++bi) {
+    for (int l = 0; l < L; ++l) pos.push_back(static_cast<int64_t>(off[bi * os]) + l);
+  }
+  const std::vector<float>& cs = rope_table(pos, dims_, base_, scale_);
   for (size_t t = 0; t < n; ++t) {
     array x = cpu::ensure_row_contiguous(inputs[t]);
     array w = cpu::ensure_row_contiguous(inputs[n + t]);
