@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mlxcpp/mx/array.h"
@@ -31,6 +32,27 @@ array rms_norm(const array& x, const std::optional<array>& weight, float eps,
 // 1 + w formed in float32). The same values as
 // astype(rms_norm(astype(x, float32), weight, eps), x.dtype()), in one kernel.
 array rms_norm_f32(const array& x, const array& weight, float eps, StreamOrDevice s = {});
+
+// The junction of two sandwich-normed residual blocks (Gemma's post-norm, residual add and
+// the next pre-norm): h = residual + rms_norm_f32(y, y_weight, eps) rounded to the dtype of
+// residual, then rms_norm_f32(h, out_weight, eps). Returns {h, normed h}, in one kernel.
+// residual and y share shape and floating-point dtype; both weights are float32 of the last
+// axis. A float16 sum saturates at +-65504 instead of overflowing to inf (Gemma 3's float16
+// guard, as mlx-lm clips it). Differentiable in every input.
+std::pair<array, array> residual_rms_norm(const array& residual, const array& y,
+                                          const array& y_weight, const array& out_weight, float eps,
+                                          StreamOrDevice s = {});
+
+// Per-row RMS norm then rotary embedding, for each x_i of `xs` with its float32 weight
+// weights[i]: rope(rms_norm_f32(x_i, weights[i], eps), dims, traditional, base, scale, offset)
+// (Gemma's QK-norm before RoPE), all of them in one kernel. Every x_i is (B, ..., L, D_i)
+// with the same B, L and dtype; offset as fast::rope takes it. Differentiable in xs and weights.
+std::vector<array> rms_norm_rope(const std::vector<array>& xs, const std::vector<array>& weights,
+                                 float eps, int dims, bool traditional, float base, float scale,
+                                 const array& offset, StreamOrDevice s = {});
+std::vector<array> rms_norm_rope(const std::vector<array>& xs, const std::vector<array>& weights,
+                                 float eps, int dims, bool traditional, float base, float scale,
+                                 int offset, StreamOrDevice s = {});
 
 // The gated tanh-GELU of an MLP (Gemma's gelu_pytorch_tanh): g = float32(gate),
 // a = round_T(0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3)))), result

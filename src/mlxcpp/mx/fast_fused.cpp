@@ -62,6 +62,32 @@ array gelu_approx_mul_composed(const std::vector<array>& inputs, StreamOrDevice 
   return multiply(a, inputs[1], s);
 }
 
+std::vector<array> residual_rms_norm_composed(const std::vector<array>& inputs, float eps,
+                                              StreamOrDevice s) {
+  const array& residual = inputs[0];
+  array a = rms_norm_f32(inputs[1], inputs[2], eps, s);
+  array h = [&] {
+    if (residual.dtype() != float16) return add(residual, a, s);
+    // float16 saturates instead of overflowing (Gemma 3's guard, as mlx-lm clips it).
+    array sum = add(astype(residual, float32, s), astype(a, float32, s), s);
+    return astype(clip(sum, array(-65504.0f), array(65504.0f), s), float16, s);
+  }();
+  return {h, rms_norm_f32(h, inputs[3], eps, s)};
+}
+
+std::vector<array> rms_norm_rope_composed(const std::vector<array>& inputs, float eps, int dims,
+                                          bool traditional, float base, float scale,
+                                          StreamOrDevice s) {
+  const size_t n = (inputs.size() - 1) / 2;
+  const array& offset = inputs.back();
+  std::vector<array> out;
+  for (size_t i = 0; i < n; ++i) {
+    out.push_back(rope(rms_norm_f32(inputs[i], inputs[n + i], eps, s), dims, traditional, base,
+                       scale, offset, std::nullopt, s));
+  }
+  return out;
+}
+
 }  // namespace detail
 
 // ---------------------------------------------------------------- rms_norm_f32
@@ -196,6 +222,197 @@ std::pair<std::vector<array>, std::vector<int>> GeluApproxMul::vmap(
     }
   }
   return {{gelu_approx_mul(in[0], in[1], stream())}, {0}};
+}
+
+}  // namespace mx::fast
+
+namespace mx::fast {
+
+// ---------------------------------------------------------------- residual_rms_norm
+
+namespace {
+
+void check_norm_weight(const char* op, const char* what, const array& w, const array& x) {
+  if (w.dtype() != float32) {
+    fail(op, std::string(what) + " must be float32, got " + dtype_name(w.dtype()));
+  }
+  if (w.ndim() != 1 || w.shape(0) != x.shape(-1)) {
+    fail(op, std::string(what) + " must have shape (" + std::to_string(x.shape(-1)) +
+                 ",) to match the last axis of x with shape " + shape_str(x.shape()) + ", got " +
+                 shape_str(w.shape()));
+  }
+}
+
+}  // namespace
+
+std::pair<array, array> residual_rms_norm(const array& residual, const array& y,
+                                          const array& y_weight, const array& out_weight, float eps,
+                                          StreamOrDevice s) {
+  constexpr const char* kOp = "residual_rms_norm";
+  if (residual.shape() != y.shape()) {
+    fail(kOp, "residual and y must have the same shape, got " + shape_str(residual.shape()) +
+                  " and " + shape_str(y.shape()));
+  }
+  if (residual.dtype() != y.dtype()) {
+    fail(kOp, "residual and y must have the same dtype, got " + dtype_name(residual.dtype()) +
+                  " and " + dtype_name(y.dtype()));
+  }
+  if (residual.ndim() == 0) fail(kOp, "x must have at least one dimension, got a scalar");
+  if (!is_floating_point(residual.dtype())) {
+    fail(kOp, "x needs a floating-point dtype, got " + dtype_name(residual.dtype()));
+  }
+  check_norm_weight(kOp, "y_weight", y_weight, y);
+  check_norm_weight(kOp, "out_weight", out_weight, y);
+  std::vector<array> inputs{residual, y, y_weight, out_weight};
+  // float64 keeps its precision through the ordinary ops.
+  if (residual.dtype() == float64) {
+    auto out = detail::residual_rms_norm_composed(inputs, eps, s);
+    return {out[0], out[1]};
+  }
+  auto out =
+      array::make_arrays({residual.shape(), residual.shape()}, {residual.dtype(), residual.dtype()},
+                         std::make_shared<ResidualRMSNorm>(to_stream(s), eps), inputs);
+  return {out[0], out[1]};
+}
+
+bool ResidualRMSNorm::is_equivalent(const Primitive& other) const {
+  auto* o = dynamic_cast<const ResidualRMSNorm*>(&other);
+  return o && o->eps_ == eps_;
+}
+
+std::vector<array> ResidualRMSNorm::vjp(const std::vector<array>& primals,
+                                        const std::vector<array>& cotangents,
+                                        const std::vector<int>& argnums,
+                                        const std::vector<array>&) {
+  float eps = eps_;
+  Stream st = stream();
+  Fn f = [eps, st](const std::vector<array>& in) {
+    return detail::residual_rms_norm_composed(in, eps, st);
+  };
+  return mx::vjp(over_argnums(f, primals, argnums), select(primals, argnums), cotangents).second;
+}
+
+std::vector<array> ResidualRMSNorm::jvp(const std::vector<array>& primals,
+                                        const std::vector<array>& tangents,
+                                        const std::vector<int>& argnums) {
+  float eps = eps_;
+  Stream st = stream();
+  Fn f = [eps, st](const std::vector<array>& in) {
+    return detail::residual_rms_norm_composed(in, eps, st);
+  };
+  return mx::jvp(over_argnums(f, primals, argnums), select(primals, argnums), tangents).second;
+}
+
+// ---------------------------------------------------------------- rms_norm_rope
+
+std::vector<array> rms_norm_rope(const std::vector<array>& xs, const std::vector<array>& weights,
+                                 float eps, int dims, bool traditional, float base, float scale,
+                                 const array& offset, StreamOrDevice s) {
+  constexpr const char* kOp = "rms_norm_rope";
+  if (xs.empty()) fail(kOp, "needs at least one input");
+  if (xs.size() != weights.size()) {
+    fail(kOp, "needs one weight per input, got " + std::to_string(xs.size()) + " inputs and " +
+                  std::to_string(weights.size()) + " weights");
+  }
+  const array& x0 = xs[0];
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const array& x = xs[i];
+    const std::string which = "xs[" + std::to_string(i) + "]";
+    if (x.ndim() < 3) {
+      fail(kOp, which + " must have at least 3 dimensions (..., L, D), got shape " +
+                    shape_str(x.shape()));
+    }
+    if (!is_floating_point(x.dtype()) || x.dtype() != x0.dtype()) {
+      fail(kOp, which + " has dtype " + dtype_name(x.dtype()) +
+                    "; every input needs the same floating-point dtype (xs[0]: " +
+                    dtype_name(x0.dtype()) + ")");
+    }
+    if (x.shape(0) != x0.shape(0) || x.shape(-2) != x0.shape(-2)) {
+      fail(kOp, which + " has shape " + shape_str(x.shape()) + ", xs[0] " + shape_str(x0.shape()) +
+                    ": the batch (first) and position (second last) "
+                    "axes must agree");
+    }
+    if (dims <= 0 || dims % 2 != 0 || dims > x.shape(-1)) {
+      fail(kOp, "dims must be even, positive and at most the last axis of " + which + " (" +
+                    std::to_string(x.shape(-1)) + "), got " + std::to_string(dims));
+    }
+    check_norm_weight(kOp, ("weights[" + std::to_string(i) + "]").c_str(), weights[i], x);
+  }
+  if (!is_integral(offset.dtype())) {
+    fail(kOp, "offset must be an integer, got dtype " + dtype_name(offset.dtype()));
+  }
+  if (offset.ndim() > 1 ||
+      (offset.size() != 1 && offset.size() != static_cast<size_t>(x0.shape(0)))) {
+    fail(kOp, "offset must be a scalar or have one entry per x.shape(0) = " +
+                  std::to_string(x0.shape(0)) + ", got shape " + shape_str(offset.shape()));
+  }
+  std::vector<array> inputs(xs.begin(), xs.end());
+  inputs.insert(inputs.end(), weights.begin(), weights.end());
+  inputs.push_back(astype(offset, int32, s));
+  if (x0.dtype() == float64) {
+    return detail::rms_norm_rope_composed(inputs, eps, dims, traditional, base, scale, s);
+  }
+  std::vector<Shape> shapes;
+  for (const auto& x : xs) shapes.push_back(x.shape());
+  return array::make_arrays(
+      std::move(shapes), std::vector<Dtype>(xs.size(), x0.dtype()),
+      std::make_shared<RMSNormRoPE>(to_stream(s), eps, dims, traditional, base, scale), inputs);
+}
+
+std::vector<array> rms_norm_rope(const std::vector<array>& xs, const std::vector<array>& weights,
+                                 float eps, int dims, bool traditional, float base, float scale,
+                                 int offset, StreamOrDevice s) {
+  return rms_norm_rope(xs, weights, eps, dims, traditional, base, scale, array(offset, int32), s);
+}
+
+bool RMSNormRoPE::is_equivalent(const Primitive& other) const {
+  auto* o = dynamic_cast<const RMSNormRoPE*>(&other);
+  return o && o->eps_ == eps_ && o->dims_ == dims_ && o->traditional_ == traditional_ &&
+         o->base_ == base_ && o->scale_ == scale_;
+}
+
+std::vector<Shape> RMSNormRoPE::output_shapes(const std::vector<array>& inputs) {
+  std::vector<Shape> shapes;
+  for (size_t i = 0; i < (inputs.size() - 1) / 2; ++i) shapes.push_back(inputs[i].shape());
+  return shapes;
+}
+
+// Through the unfused ops (rms_norm_f32 and rope have their own rules); the offset is an
+// integer input with no derivative.
+std::vector<array> RMSNormRoPE::vjp(const std::vector<array>& primals,
+                                    const std::vector<array>& cotangents,
+                                    const std::vector<int>& argnums, const std::vector<array>&) {
+  for (int a : argnums) {
+    if (a == static_cast<int>(primals.size()) - 1) {
+      throw std::invalid_argument("[rms_norm_rope] has no derivative with respect to the offset");
+    }
+  }
+  float eps = eps_, base = base_, scale = scale_;
+  int dims = dims_;
+  bool trad = traditional_;
+  Stream st = stream();
+  Fn f = [=](const std::vector<array>& in) {
+    return detail::rms_norm_rope_composed(in, eps, dims, trad, base, scale, st);
+  };
+  return mx::vjp(over_argnums(f, primals, argnums), select(primals, argnums), cotangents).second;
+}
+
+std::vector<array> RMSNormRoPE::jvp(const std::vector<array>& primals,
+                                    const std::vector<array>& tangents,
+                                    const std::vector<int>& argnums) {
+  for (int a : argnums) {
+    if (a == static_cast<int>(primals.size()) - 1) {
+      throw std::invalid_argument("[rms_norm_rope] has no derivative with respect to the offset");
+    }
+  }
+  float eps = eps_, base = base_, scale = scale_;
+  int dims = dims_;
+  bool trad = traditional_;
+  Stream st = stream();
+  Fn f = [=](const std::vector<array>& in) {
+    return detail::rms_norm_rope_composed(in, eps, dims, trad, base, scale, st);
+  };
+  return mx::jvp(over_argnums(f, primals, argnums), select(primals, argnums), tangents).second;
 }
 
 }  // namespace mx::fast

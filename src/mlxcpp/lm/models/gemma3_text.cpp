@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <tuple>
+#include <utility>
 
 #include "mlxcpp/mx/fast.h"
 #include "mlxcpp/mx/ops.h"
@@ -251,18 +253,19 @@ RMSNorm::RMSNorm(int dims, float eps, mx::Dtype dtype) : eps_(eps) {
   register_parameter("weight", mx::zeros({dims}, dtype));
 }
 
-mx::array RMSNorm::operator()(const mx::array& x) const {
+mx::array RMSNorm::scale() const {
   // fp32 throughout, (1 + w) formed in fp32, one cast at the end (HF; gemma3.md §2.2).
   const mx::array& weight = param("weight");
-  mx::array w = [&] {
-    std::lock_guard<std::mutex> lk(offset_mu_);
-    if (!offset_ || offset_->first.id() != weight.id()) {
-      offset_.emplace(weight, mx::add(mx::astype(weight, mx::float32), mx::array(1.0f)));
-    }
-    return offset_->second;
-  }();
+  std::lock_guard<std::mutex> lk(offset_mu_);
+  if (!offset_ || offset_->first.id() != weight.id()) {
+    offset_.emplace(weight, mx::add(mx::astype(weight, mx::float32), mx::array(1.0f)));
+  }
+  return offset_->second;
+}
+
+mx::array RMSNorm::operator()(const mx::array& x) const {
   // One kernel reads x in its own dtype and rounds once: no cast nodes around the norm.
-  return mx::fast::rms_norm_f32(x, w, eps_);
+  return mx::fast::rms_norm_f32(x, scale(), eps_);
 }
 
 Attention::Attention(const TextConfig& cfg, bool is_global, mx::Dtype dtype)
@@ -291,16 +294,22 @@ std::array<mx::array, 3> Attention::project(const mx::array& x) const {
   auto& q_proj = static_cast<const mx::nn::LinearLayer&>(child("q_proj"));
   auto& k_proj = static_cast<const mx::nn::LinearLayer&>(child("k_proj"));
   auto& v_proj = static_cast<const mx::nn::LinearLayer&>(child("v_proj"));
-  auto& q_norm = static_cast<const RMSNorm&>(child("q_norm"));
-  auto& k_norm = static_cast<const RMSNorm&>(child("k_norm"));
-
   auto heads = [&](const mx::array& a, int n) {
     return mx::transpose(mx::reshape(a, {B, T, n, head_dim_}), {0, 2, 1, 3});
   };
-  // QK-norm over D (weight shared by all heads) before RoPE; v is not normalised.
   auto qkv = mx::nn::apply_linears({&q_proj, &k_proj, &v_proj}, x);
-  return {q_norm(heads(qkv[0], n_heads_)), k_norm(heads(qkv[1], n_kv_heads_)),
-          heads(qkv[2], n_kv_heads_)};
+  return {heads(qkv[0], n_heads_), heads(qkv[1], n_kv_heads_), heads(qkv[2], n_kv_heads_)};
+}
+
+std::pair<mx::array, mx::array> Attention::norm_rope(const mx::array& q, const mx::array& k,
+                                                     const mx::array& offset) const {
+  // QK-norm over D (weight shared by all heads) before RoPE; v is not normalised. One kernel
+  // for both: the same values as rope(q_norm(q)) and rope(k_norm(k)).
+  auto& q_norm = static_cast<const RMSNorm&>(child("q_norm"));
+  auto& k_norm = static_cast<const RMSNorm&>(child("k_norm"));
+  auto qk = mx::fast::rms_norm_rope({q, k}, {q_norm.scale(), k_norm.scale()}, q_norm.eps(),
+                                    head_dim_, false, rope_.base, rope_.scale, offset);
+  return {qk[0], qk[1]};
 }
 
 mx::array Attention::output(const mx::array& o, int B, int T) const {
@@ -315,12 +324,9 @@ mx::array Attention::operator()(const mx::array& x, KVCacheBase* cache) const {
   auto [q, k, v] = project(x);
 
   if (auto rows = cache ? cache->row_offsets() : std::nullopt) {
-    q = mx::fast::rope(q, head_dim_, false, rope_.base, rope_.scale, *rows);
-    k = mx::fast::rope(k, head_dim_, false, rope_.base, rope_.scale, *rows);
+    std::tie(q, k) = norm_rope(q, k, *rows);
   } else {
-    int offset = cache ? cache->offset() : 0;
-    q = mx::fast::rope(q, head_dim_, false, rope_.base, rope_.scale, offset);
-    k = mx::fast::rope(k, head_dim_, false, rope_.base, rope_.scale, offset);
+    std::tie(q, k) = norm_rope(q, k, mx::array(cache ? cache->offset() : 0, mx::int32));
   }
 
   std::optional<int> window;
@@ -343,8 +349,7 @@ mx::array Attention::operator()(const mx::array& x, KVCacheBase* cache) const {
 mx::array Attention::static_step(const mx::array& x, const mx::array& position,
                                  std::pair<mx::array, mx::array>& cache) const {
   auto [q, k, v] = project(x);
-  q = mx::fast::rope(q, head_dim_, false, rope_.base, rope_.scale, position);
-  k = mx::fast::rope(k, head_dim_, false, rope_.base, rope_.scale, position);
+  std::tie(q, k) = norm_rope(q, k, position);
   const int capacity = cache.first.shape(2);
   // The slot of this position: a global layer's capacity exceeds every position it is used
   // for; a sliding-window layer whose capacity is its window writes a ring, which then holds
@@ -399,41 +404,46 @@ DecoderLayer::DecoderLayer(const TextConfig& cfg, int index, mx::Dtype dtype)
 
 namespace {
 
-// The residual stream stays in the activation dtype (HF). float16 overflows on Gemma 3
-// (gemma3.md §6.1), so there the sum is formed in fp32 and clipped to the f16 range, as mlx-lm
-// does.
-mx::array residual_add(const mx::array& x, const mx::array& y) {
-  if (x.dtype() != mx::float16) return mx::add(x, y);
-  auto s = mx::add(mx::astype(x, mx::float32), mx::astype(y, mx::float32));
-  s = mx::clip(s, mx::array(-65504.0f), mx::array(65504.0f));
-  return mx::astype(s, mx::float16);
+// residual + post_norm(y) and next_norm of that sum, in one kernel. The residual stream stays
+// in the activation dtype (HF); float16 overflows on Gemma 3 (gemma3.md §6.1), so there the
+// sum saturates at the f16 range, as mlx-lm's clip does.
+std::pair<mx::array, mx::array> residual_add_norm(const mx::array& residual, const mx::array& y,
+                                                  const RMSNorm& post_norm,
+                                                  const RMSNorm& next_norm) {
+  return mx::fast::residual_rms_norm(residual, y, post_norm.scale(), next_norm.scale(),
+                                     post_norm.eps());
 }
 
 }  // namespace
 
-mx::array DecoderLayer::operator()(const mx::array& x, KVCacheBase* cache) const {
-  auto norm = [&](const char* name, const mx::array& a) {
-    return static_cast<const RMSNorm&>(child(name))(a);
-  };
-  auto& attn = static_cast<const Attention&>(child("self_attn"));
-  auto& mlp = static_cast<const MLP&>(child("mlp"));
-  auto h = attn(norm("input_layernorm", x), cache);
-  auto r = residual_add(x, norm("post_attention_layernorm", h));
-  h = mlp(norm("pre_feedforward_layernorm", r));
-  return residual_add(r, norm("post_feedforward_layernorm", h));
+const RMSNorm& DecoderLayer::input_layernorm() const {
+  return static_cast<const RMSNorm&>(child("input_layernorm"));
 }
 
-mx::array DecoderLayer::static_step(const mx::array& x, const mx::array& position,
-                                    std::pair<mx::array, mx::array>& cache) const {
-  auto norm = [&](const char* name, const mx::array& a) {
-    return static_cast<const RMSNorm&>(child(name))(a);
+std::pair<mx::array, mx::array> DecoderLayer::finish(const mx::array& x, const mx::array& attn_out,
+                                                     const RMSNorm& next_norm) const {
+  auto norm = [&](const char* name) -> const RMSNorm& {
+    return static_cast<const RMSNorm&>(child(name));
   };
-  auto& attn = static_cast<const Attention&>(child("self_attn"));
   auto& mlp = static_cast<const MLP&>(child("mlp"));
-  auto h = attn.static_step(norm("input_layernorm", x), position, cache);
-  auto r = residual_add(x, norm("post_attention_layernorm", h));
-  h = mlp(norm("pre_feedforward_layernorm", r));
-  return residual_add(r, norm("post_feedforward_layernorm", h));
+  auto [r, r_in] = residual_add_norm(x, attn_out, norm("post_attention_layernorm"),
+                                     norm("pre_feedforward_layernorm"));
+  return residual_add_norm(r, mlp(r_in), norm("post_feedforward_layernorm"), next_norm);
+}
+
+std::pair<mx::array, mx::array> DecoderLayer::operator()(const mx::array& x, const mx::array& x_in,
+                                                         KVCacheBase* cache,
+                                                         const RMSNorm& next_norm) const {
+  auto& attn = static_cast<const Attention&>(child("self_attn"));
+  return finish(x, attn(x_in, cache), next_norm);
+}
+
+std::pair<mx::array, mx::array> DecoderLayer::static_step(const mx::array& x, const mx::array& x_in,
+                                                          const mx::array& position,
+                                                          std::pair<mx::array, mx::array>& cache,
+                                                          const RMSNorm& next_norm) const {
+  auto& attn = static_cast<const Attention&>(child("self_attn"));
+  return finish(x, attn.static_step(x_in, position, cache), next_norm);
 }
 
 TextModel::TextModel(const TextConfig& cfg, mx::Dtype dtype) : hidden_size_(cfg.hidden_size) {
@@ -444,6 +454,11 @@ TextModel::TextModel(const TextConfig& cfg, mx::Dtype dtype) : hidden_size_(cfg.
     layers_->push_back(std::make_shared<DecoderLayer>(cfg, i, dtype));
   }
   register_module("norm", std::make_shared<RMSNorm>(cfg.hidden_size, cfg.rms_norm_eps, dtype));
+}
+
+const RMSNorm& TextModel::next_norm(size_t layer) const {
+  if (layer + 1 < layers_->size()) return (*layers_)[layer + 1].input_layernorm();
+  return static_cast<const RMSNorm&>(child("norm"));
 }
 
 mx::array TextModel::embed(const mx::array& tokens) const {
@@ -465,8 +480,11 @@ mx::array TextModel::static_step(const mx::array& token, const mx::array& positi
                                 std::to_string(layers_->size()));
   }
   auto h = embed(token);
-  for (size_t i = 0; i < layers_->size(); ++i) h = (*layers_)[i].static_step(h, position, cache[i]);
-  return static_cast<const RMSNorm&>(child("norm"))(h);
+  auto h_in = (*layers_)[0].input_layernorm()(h);
+  for (size_t i = 0; i < layers_->size(); ++i) {
+    std::tie(h, h_in) = (*layers_)[i].static_step(h, h_in, position, cache[i], next_norm(i));
+  }
+  return h_in;
 }
 
 mx::array TextModel::operator()(const mx::array& tokens, PromptCache* cache) const {
@@ -479,10 +497,11 @@ mx::array TextModel::operator()(const mx::array& tokens, PromptCache* cache) con
                                 " layers, the model " + std::to_string(layers_->size()));
   }
   auto h = embed(tokens);
+  auto h_in = (*layers_)[0].input_layernorm()(h);
   for (size_t i = 0; i < layers_->size(); ++i) {
-    h = (*layers_)[i](h, cache ? (*cache)[i].get() : nullptr);
+    std::tie(h, h_in) = (*layers_)[i](h, h_in, cache ? (*cache)[i].get() : nullptr, next_norm(i));
   }
-  return static_cast<const RMSNorm&>(child("norm"))(h);
+  return h_in;
 }
 
 Gemma3TextLM::Gemma3TextLM(const TextConfig& cfg, mx::Dtype dtype, std::string model_type)

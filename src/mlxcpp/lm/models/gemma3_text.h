@@ -69,6 +69,10 @@ class RMSNorm : public mx::nn::Module {
  public:
   RMSNorm(int dims, float eps, mx::Dtype dtype);
   mx::array operator()(const mx::array& x) const;
+  // The float32 (1 + w) the norm multiplies by, and its epsilon (for the fused ops that
+  // apply this norm inside a larger kernel).
+  mx::array scale() const;
+  float eps() const { return eps_; }
 
  private:
   float eps_;
@@ -91,8 +95,11 @@ class Attention : public mx::nn::Module {
                         std::pair<mx::array, mx::array>& cache) const;
 
  private:
-  // q, k, v of x as [B, heads, T, D], QK-normed, not yet rotated.
+  // q, k, v of x as [B, heads, T, D], not yet QK-normed or rotated.
   std::array<mx::array, 3> project(const mx::array& x) const;
+  // q and k QK-normed and rotated to their positions (one kernel for both).
+  std::pair<mx::array, mx::array> norm_rope(const mx::array& q, const mx::array& k,
+                                            const mx::array& offset) const;
   mx::array output(const mx::array& o, int B, int T) const;
   int n_heads_, n_kv_heads_, head_dim_;
   float scale_;
@@ -113,12 +120,22 @@ class MLP : public mx::nn::Module {
 class DecoderLayer : public mx::nn::Module {
  public:
   DecoderLayer(const TextConfig& cfg, int index, mx::Dtype dtype);
-  mx::array operator()(const mx::array& x, KVCacheBase* cache) const;
-  mx::array static_step(const mx::array& x, const mx::array& position,
-                        std::pair<mx::array, mx::array>& cache) const;
+  // x: the residual stream entering the layer, x_in: input_layernorm(x). Returns the stream
+  // leaving it and next_norm of that (the next layer's input_layernorm, or the final norm):
+  // each residual add is fused with the norms on both sides of it.
+  std::pair<mx::array, mx::array> operator()(const mx::array& x, const mx::array& x_in,
+                                             KVCacheBase* cache, const RMSNorm& next_norm) const;
+  std::pair<mx::array, mx::array> static_step(const mx::array& x, const mx::array& x_in,
+                                              const mx::array& position,
+                                              std::pair<mx::array, mx::array>& cache,
+                                              const RMSNorm& next_norm) const;
+  const RMSNorm& input_layernorm() const;
   bool is_global() const { return is_global_; }
 
  private:
+  // The MLP half of the layer from the stream after attention and its output.
+  std::pair<mx::array, mx::array> finish(const mx::array& x, const mx::array& attn_out,
+                                         const RMSNorm& next_norm) const;
   bool is_global_;
 };
 
@@ -134,6 +151,8 @@ class TextModel : public mx::nn::Module {
 
  private:
   mx::array embed(const mx::array& tokens) const;
+  // The norm applied after layer `layer`: the next layer's input_layernorm, or the final norm.
+  const RMSNorm& next_norm(size_t layer) const;
   int hidden_size_;
   std::shared_ptr<mx::nn::ModuleList<DecoderLayer>> layers_;
 };

@@ -266,6 +266,62 @@ class GeluApproxMul : public UnaryPrimitive {
   }
 };
 
+// inputs: residual, y, y_weight, out_weight (float32). outputs: h, normed h.
+// fast::residual_rms_norm.
+class ResidualRMSNorm : public Primitive {
+ public:
+  ResidualRMSNorm(Stream s, float eps) : Primitive(s), eps_(eps) {}
+  void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
+  std::vector<array> jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
+                         const std::vector<int>& argnums) override;
+  std::vector<array> vjp(const std::vector<array>& primals, const std::vector<array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<array>& outputs) override;
+  const char* name() const override { return "ResidualRMSNorm"; }
+  bool is_equivalent(const Primitive& other) const override;
+  std::vector<Shape> output_shapes(const std::vector<array>& inputs) override {
+    return {inputs[0].shape(), inputs[0].shape()};
+  }
+  float eps() const { return eps_; }
+
+ private:
+  float eps_;
+};
+
+// inputs: x_1 .. x_n, w_1 .. w_n (float32), offset (int32 scalar or (B,)). outputs: the n
+// normalized, rotated x_i. fast::rms_norm_rope.
+class RMSNormRoPE : public Primitive {
+ public:
+  RMSNormRoPE(Stream s, float eps, int dims, bool traditional, float base, float scale)
+      : Primitive(s),
+        eps_(eps),
+        dims_(dims),
+        traditional_(traditional),
+        base_(base),
+        scale_(scale) {}
+  void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
+  std::vector<array> jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
+                         const std::vector<int>& argnums) override;
+  std::vector<array> vjp(const std::vector<array>& primals, const std::vector<array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<array>& outputs) override;
+  const char* name() const override { return "RMSNormRoPE"; }
+  bool is_equivalent(const Primitive& other) const override;
+  std::vector<Shape> output_shapes(const std::vector<array>& inputs) override;
+  float eps() const { return eps_; }
+  int dims() const { return dims_; }
+  bool traditional() const { return traditional_; }
+  float base() const { return base_; }
+  float scale() const { return scale_; }
+
+ private:
+  float eps_;
+  int dims_;
+  bool traditional_;
+  float base_;
+  float scale_;
+};
+
 namespace detail {
 
 // The unfused formulas of the fused ops, built from ordinary ops over the
@@ -281,6 +337,13 @@ array sdpa_composed(const std::vector<array>& inputs, float scale, const Attenti
 // weight and gate, up).
 array rms_norm_f32_composed(const std::vector<array>& inputs, float eps, StreamOrDevice s = {});
 array gelu_approx_mul_composed(const std::vector<array>& inputs, StreamOrDevice s = {});
+// fast::residual_rms_norm ({h, normed h}) and fast::rms_norm_rope from ordinary ops and the
+// unfused fast ops, over the inputs of the matching primitive.
+std::vector<array> residual_rms_norm_composed(const std::vector<array>& inputs, float eps,
+                                              StreamOrDevice s = {});
+std::vector<array> rms_norm_rope_composed(const std::vector<array>& inputs, float eps, int dims,
+                                          bool traditional, float base, float scale,
+                                          StreamOrDevice s = {});
 
 }  // namespace detail
 

@@ -1,10 +1,12 @@
-// CPU kernels of fast::rms_norm_f32 and fast::gelu_approx_mul: each element is
-// read once in its own dtype, computed in float32 and rounded once (the
-// activation of gelu_approx_mul is rounded to the input dtype before the
-// product, as the unfused graph does).
+// CPU kernels of fast::rms_norm_f32, fast::gelu_approx_mul, fast::residual_rms_norm and
+// fast::rms_norm_rope: each element is read once in its own dtype, computed in float32 and
+// rounded where the unfused graph rounds (the activation of gelu_approx_mul before the
+// product; the normalized rows before the residual add or the rotation).
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <numbers>
+#include <vector>
 
 #include "mlxcpp/mx/backend/cpu/fast_common.h"
 #include "mlxcpp/mx/backend/cpu/layout.h"
@@ -77,6 +79,186 @@ void GeluApproxMul::eval_cpu(const std::vector<array>& inputs, array& out) {
       });
     }
   });
+}
+
+namespace {
+
+// Saturates a float16 sum at the largest finite value (NaN stays NaN); other dtypes round as is.
+template <typename T>
+inline float residual_sum(float a, float b) {
+  float v = a + b;
+  if constexpr (std::is_same_v<T, float16_t>) {
+    v = v > 65504.0f ? 65504.0f : (v < -65504.0f ? -65504.0f : v);
+  }
+  return v;
+}
+
+// cos and sin (half of each, in that order) per position of `pos` and pair, in double rounded
+// to float as fast::rope's kernels do. A decode step asks for the same one-position table in
+// every layer of a kind (Gemma 3 has two RoPE bases), so small tables are kept per thread.
+const std::vector<float>& rope_table(const std::vector<int64_t>& pos, int dims, float base,
+                                     float scale) {
+  struct Entry {
+    std::vector<int64_t> pos;
+    int dims = 0;
+    float base = 0, scale = 0;
+    std::vector<float> table;
+  };
+  constexpr size_t kEntries = 4, kMaxPositions = 16;
+  thread_local std::array<Entry, kEntries> entries;
+  thread_local size_t next = 0;
+  thread_local Entry uncached;
+  const bool cache = pos.size() <= kMaxPositions;
+  if (cache) {
+    for (auto& e : entries) {
+      if (e.dims == dims && e.base == base && e.scale == scale && e.pos == pos) return e.table;
+    }
+  }
+  Entry& e = cache ? entries[next] : uncached;
+  if (cache) next = (next + 1) % kEntries;
+  const int half = dims / 2;
+  const double log_base = std::log(static_cast<double>(base));
+  std::vector<double> inv(half);
+  for (int k = 0; k < half; ++k) inv[k] = std::exp(-(2.0 * k / dims) * log_base);
+  e.table.resize(pos.size() * half * 2);
+  scheduler::parallel_for(
+      pos.size(), std::max(1, 4096 / std::max(half, 1)), [&](size_t b, size_t end) {
+        for (size_t p = b; p < end; ++p) {
+          float* c = e.table.data() + p * half * 2;
+          for (int k = 0; k < half; ++k) {
+            const double theta = static_cast<double>(scale) * static_cast<double>(pos[p]) * inv[k];
+            c[k] = static_cast<float>(std::cos(theta));
+            c[half + k] = static_cast<float>(std::sin(theta));
+          }
+        }
+      });
+  e.pos = pos;
+  e.dims = dims;
+  e.base = base;
+  e.scale = scale;
+  return e.table;
+}
+
+}  // namespace
+
+void ResidualRMSNorm::eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) {
+  array res = cpu::ensure_row_contiguous(inputs[0]);
+  array y = cpu::ensure_row_contiguous(inputs[1]);
+  array wy = cpu::ensure_row_contiguous(inputs[2]);
+  array wo = cpu::ensure_row_contiguous(inputs[3]);
+  for (auto& o : outputs) cpu::allocate_row_contiguous(o);
+  if (outputs[0].size() == 0) return;
+  const int d = y.shape(-1);
+  const size_t rows = y.size() / d;
+  const float* wyp = wy.data<float>();
+  const float* wop = wo.data<float>();
+  dispatch_float(outputs[0].dtype(), "residual_rms_norm", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if constexpr (std::is_same_v<T, double>) {
+      throw std::invalid_argument("[residual_rms_norm] float64 input takes the composed path");
+    } else {
+      const T* rp = res.data<T>();
+      const T* yp = y.data<T>();
+      T* hp = outputs[0].data<T>();
+      T* np = outputs[1].data<T>();
+      const float eps = eps_;
+      scheduler::parallel_for(rows, std::max<size_t>(1, kGrainElems / d), [&](size_t b, size_t e) {
+        for (size_t r = b; r < e; ++r) {
+          const T* yr = yp + r * d;
+          const T* rr = rp + r * d;
+          T* hr = hp + r * d;
+          T* nr = np + r * d;
+          const float ssy = cpu_detail::lane_sum<float>(d, [&](int i) {
+            float v = static_cast<float>(yr[i]);
+            return v * v;
+          });
+          const float ny = 1.0f / std::sqrt(ssy / static_cast<float>(d) + eps);
+          for (int i = 0; i < d; ++i) {
+            const T a = static_cast<T>(static_cast<float>(yr[i]) * ny * wyp[i]);
+            hr[i] =
+                static_cast<T>(residual_sum<T>(static_cast<float>(rr[i]), static_cast<float>(a)));
+          }
+          const float ssh = cpu_detail::lane_sum<float>(d, [&](int i) {
+            float v = static_cast<float>(hr[i]);
+            return v * v;
+          });
+          const float nh = 1.0f / std::sqrt(ssh / static_cast<float>(d) + eps);
+          for (int i = 0; i < d; ++i)
+            nr[i] = static_cast<T>(static_cast<float>(hr[i]) * nh * wop[i]);
+        }
+      });
+    }
+  });
+}
+
+void RMSNormRoPE::eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) {
+  const size_t n = outputs.size();
+  const array& offset = inputs.back();
+  const int half = dims_ / 2;
+  const int B = inputs[0].shape(0);
+  const int L = inputs[0].shape(-2);
+  // Distinct positions: L of them, or B * L with one offset per batch row.
+  const int32_t* off = offset.data<int32_t>();
+  const bool batched = offset.size() != 1;
+  const int64_t os = offset.ndim() == 0 ? 0 : offset.strides()[0];
+  std::vector<int64_t> pos;
+  for (int bi = 0; bi < (batched ? B : 1); ++bi) {
+    for (int l = 0; l < L; ++l) pos.push_back(static_cast<int64_t>(off[bi * os]) + l);
+  }
+  const std::vector<float>& cs = rope_table(pos, dims_, base_, scale_);
+  for (size_t t = 0; t < n; ++t) {
+    array x = cpu::ensure_row_contiguous(inputs[t]);
+    array w = cpu::ensure_row_contiguous(inputs[n + t]);
+    array& out = outputs[t];
+    cpu::allocate_row_contiguous(out);
+    if (out.size() == 0) continue;
+    const int d = x.shape(-1);
+    const int64_t rows = static_cast<int64_t>(x.size() / d);
+    const int64_t per_batch = rows / std::max(B, 1);
+    const float* wp = w.data<float>();
+    dispatch_float(out.dtype(), "rms_norm_rope", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      if constexpr (std::is_same_v<T, double>) {
+        throw std::invalid_argument("[rms_norm_rope] float64 input takes the composed path");
+      } else {
+        const T* xp = x.data<T>();
+        T* op = out.data<T>();
+        const float eps = eps_;
+        const int dims = dims_;
+        const bool trad = traditional_;
+        scheduler::parallel_for(
+            rows, std::max<int64_t>(1, kGrainElems / d), [&](size_t b, size_t e) {
+              std::vector<T> normed(d);
+              for (size_t r = b; r < e; ++r) {
+                const T* xr = xp + r * d;
+                T* yr = op + r * d;
+                const float ss = cpu_detail::lane_sum<float>(d, [&](int i) {
+                  float v = static_cast<float>(xr[i]);
+                  return v * v;
+                });
+                const float nrm = 1.0f / std::sqrt(ss / static_cast<float>(d) + eps);
+                // The norm's rounding to T, which the unfused graph stores between the two ops.
+                for (int i = 0; i < d; ++i) {
+                  normed[i] = static_cast<T>(static_cast<float>(xr[i]) * nrm * wp[i]);
+                }
+                const int64_t l = static_cast<int64_t>(r) % L;
+                const int64_t p = batched ? (static_cast<int64_t>(r) / per_batch) * L + l : l;
+                const float* c = cs.data() + p * half * 2;
+                const float* sn = c + half;
+                for (int k = 0; k < half; ++k) {
+                  const int i1 = trad ? 2 * k : k;
+                  const int i2 = trad ? 2 * k + 1 : k + half;
+                  const float x1 = static_cast<float>(normed[i1]);
+                  const float x2 = static_cast<float>(normed[i2]);
+                  yr[i1] = static_cast<T>(x1 * c[k] - x2 * sn[k]);
+                  yr[i2] = static_cast<T>(x1 * sn[k] + x2 * c[k]);
+                }
+                for (int i = dims; i < d; ++i) yr[i] = normed[i];
+              }
+            });
+      }
+    });
+  }
 }
 
 }  // namespace mx::fast

@@ -207,15 +207,20 @@ void rope_gpu(Primitive& prim, const std::vector<array>& inputs, std::vector<arr
   if (n == 0) return;
   dispatch_float(x.dtype(), "rope", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    // Rows [B, ..., L] with several rows per (batch, position): the grouped kernel.
+    // Rows [B, ..., L] with several rows per (batch, position): the grouped kernel, which
+    // computes each angle once per head group. A few rows (a decode step's heads) take the
+    // flat kernel instead: one thread per pair and no loop over the heads, whose chain of
+    // loads would be the kernel's whole latency.
     const int64_t groups = std::max(x.shape(0), 1);
-    if (x.ndim() >= 3 && p.per_batch > p.L && p.per_batch % p.L == 0 &&
+    constexpr int64_t kFewPairs = int64_t{1} << 14;
+    if (n > kFewPairs && x.ndim() >= 3 && p.per_batch > p.L && p.per_batch % p.L == 0 &&
         groups * p.per_batch == p.rows) {
       const int64_t m = groups * p.L * (p.half + (p.d - p.dims));
       rope_grouped_kernel<T><<<grid_for(m), 256, 0, stream_of(prim)>>>(
           x.data<T>(), out.data<T>(), offset.data<int32_t>(), rows_layout, p, groups);
     } else {
-      rope_kernel<T><<<grid_for(n), 256, 0, stream_of(prim)>>>(
+      const unsigned block = n > kFewPairs ? 256 : 128;
+      rope_kernel<T><<<grid_for(n, block), block, 0, stream_of(prim)>>>(
           x.data<T>(), out.data<T>(), offset.data<int32_t>(), rows_layout, p);
     }
   });

@@ -1,9 +1,14 @@
-// GPU kernels of fast::rms_norm_f32 (one block per row) and
-// fast::gelu_approx_mul (one thread per element): each element is read once in
-// its own dtype, computed in float32 and rounded once, so a 16-bit model's norm
-// and MLP activation are one launch each with no cast kernels around them.
+// GPU kernels of fast::rms_norm_f32 (one block per row), fast::gelu_approx_mul
+// (one thread per element), fast::residual_rms_norm (one block per row) and
+// fast::rms_norm_rope (one warp per row): each element is read in its own
+// dtype, computed in float32 and rounded where the unfused graph rounds, so a
+// 16-bit model's norms, residual adds, QK-norm + RoPE and MLP activation need
+// no cast kernels or intermediate launches between them.
 #include <cmath>
 #include <cstdint>
+#include <limits>
+#include <string>
+#include <type_traits>
 
 #include "mlxcpp/mx/backend/cuda/kernel_utils.cuh"
 #include "mlxcpp/mx/primitives/fast.h"
@@ -201,8 +206,355 @@ void gelu_approx_mul_gpu(Primitive& p, const std::vector<array>& inputs,
   check_launch("gelu_approx_mul");
 }
 
+// ---------------------------------------------------------------- residual_rms_norm
+
+// V consecutive elements of a row as floats: one 16-byte load when V * sizeof(T) == 16.
+template <typename T, int V>
+__device__ __forceinline__ void load_row(const T* p, float (&f)[V]) {
+  if constexpr (V * sizeof(T) == 16) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(p);
+    const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+    for (int j = 0; j < V; ++j) f[j] = cast_to<float>(e[j]);
+  } else {
+#pragma unroll
+    for (int j = 0; j < V; ++j) f[j] = cast_to<float>(p[j]);
+  }
+}
+
+template <typename T, int V>
+__device__ __forceinline__ void store_row(T* p, const T (&v)[V]) {
+  if constexpr (V * sizeof(T) == 16) {
+    uint4 raw;
+    T* e = reinterpret_cast<T*>(&raw);
+#pragma unroll
+    for (int j = 0; j < V; ++j) e[j] = v[j];
+    *reinterpret_cast<uint4*>(p) = raw;
+  } else {
+#pragma unroll
+    for (int j = 0; j < V; ++j) p[j] = v[j];
+  }
+}
+
+// V float32 weights: 16-byte loads when V is a multiple of 4 (the row is then 16-byte aligned).
+template <int V>
+__device__ __forceinline__ void load_weights(const float* p, float (&f)[V]) {
+  if constexpr (V % 4 == 0) {
+#pragma unroll
+    for (int j = 0; j < V; j += 4) {
+      const float4 q = *reinterpret_cast<const float4*>(p + j);
+      f[j] = q.x;
+      f[j + 1] = q.y;
+      f[j + 2] = q.z;
+      f[j + 3] = q.w;
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < V; ++j) f[j] = p[j];
+  }
+}
+
+// residual + the normed y, rounded to T; float16 saturates instead of overflowing (NaN stays).
+template <typename T>
+__device__ __forceinline__ T residual_sum(float r, float a) {
+  float v = r + a;
+  if constexpr (std::is_same_v<T, __half>) {
+    v = v > 65504.0f ? 65504.0f : (v < -65504.0f ? -65504.0f : v);
+  }
+  return cast_to<T>(v);
+}
+
+// One block per row, each thread holding one group of V elements of every operand in
+// registers: y, the residual and both weights are loaded before the first reduction, so a
+// decode step's single row costs about one memory latency plus two block reductions. Rows of
+// up to 1024 groups (8192 16-bit elements); 1024 threads leave 64 registers a thread.
+template <typename T, int V>
+__global__ void __launch_bounds__(1024)
+    residual_rms_norm_kernel(const T* res, const T* y, const float* wy, const float* wo, T* h,
+                             T* out, int64_t d, float eps) {
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * d;
+  const int64_t i = threadIdx.x;
+  const bool mine = i < d / V;
+  float fy[V], fr[V], w1[V], w2[V];
+  float ss = 0;
+  if (mine) {
+    load_row<T, V>(y + base + i * V, fy);
+    load_row<T, V>(res + base + i * V, fr);
+    load_weights<V>(wy + i * V, w1);
+    load_weights<V>(wo + i * V, w2);
+#pragma unroll
+    for (int j = 0; j < V; ++j) ss += fy[j] * fy[j];
+  }
+  ss = block_reduce(ss, 0.0f, [](float a, float b) { return a + b; });
+  const float ny = 1.0f / sqrtf(ss / static_cast<float>(d) + eps);
+  T hv[V];
+  float ss2 = 0;
+  if (mine) {
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      const T a = cast_to<T>(fy[j] * ny * w1[j]);
+      hv[j] = residual_sum<T>(fr[j], cast_to<float>(a));
+      const float f = cast_to<float>(hv[j]);
+      ss2 += f * f;
+    }
+    store_row<T, V>(h + base + i * V, hv);
+  }
+  ss2 = block_reduce(ss2, 0.0f, [](float a, float b) { return a + b; });
+  const float nh = 1.0f / sqrtf(ss2 / static_cast<float>(d) + eps);
+  if (mine) {
+    T o[V];
+#pragma unroll
+    for (int j = 0; j < V; ++j) o[j] = cast_to<T>(cast_to<float>(hv[j]) * nh * w2[j]);
+    store_row<T, V>(out + base + i * V, o);
+  }
+}
+
+// Any row length: the same passes re-reading the row (h is read back by the thread that
+// wrote it).
+template <typename T>
+__global__ void residual_rms_norm_loop_kernel(const T* res, const T* y, const float* wy,
+                                              const float* wo, T* h, T* out, int64_t d, float eps) {
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * d;
+  float ss = 0;
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+    const float v = cast_to<float>(y[base + i]);
+    ss += v * v;
+  }
+  ss = block_reduce(ss, 0.0f, [](float a, float b) { return a + b; });
+  const float ny = 1.0f / sqrtf(ss / static_cast<float>(d) + eps);
+  float ss2 = 0;
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+    const T a = cast_to<T>(cast_to<float>(y[base + i]) * ny * wy[i]);
+    const T hv = residual_sum<T>(cast_to<float>(res[base + i]), cast_to<float>(a));
+    h[base + i] = hv;
+    const float f = cast_to<float>(hv);
+    ss2 += f * f;
+  }
+  ss2 = block_reduce(ss2, 0.0f, [](float a, float b) { return a + b; });
+  const float nh = 1.0f / sqrtf(ss2 / static_cast<float>(d) + eps);
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+    out[base + i] = cast_to<T>(cast_to<float>(h[base + i]) * nh * wo[i]);
+  }
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+void residual_rms_norm_gpu(Primitive& p, const std::vector<array>& inputs,
+                           std::vector<array>& outputs) {
+  auto& op = static_cast<fast::ResidualRMSNorm&>(p);
+  array res = ensure_row_contiguous(inputs[0], p.stream());
+  array y = ensure_row_contiguous(inputs[1], p.stream());
+  array wy = ensure_row_contiguous(inputs[2], p.stream());
+  array wo = ensure_row_contiguous(inputs[3], p.stream());
+  for (auto& o : outputs) allocate_row_contiguous(o);
+  if (outputs[0].size() == 0) return;
+  if (wy.dtype() != float32 || wo.dtype() != float32) {
+    throw std::invalid_argument("[residual_rms_norm] the weights must be float32");
+  }
+  const int64_t d = y.shape(-1);
+  const int64_t rows = static_cast<int64_t>(y.size()) / d;
+  if (rows > std::numeric_limits<int>::max()) {
+    throw std::invalid_argument("[residual_rms_norm] too many rows for one launch: " +
+                                std::to_string(rows));
+  }
+  dispatch_float(outputs[0].dtype(), "residual_rms_norm", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if constexpr (std::is_same_v<T, double>) {
+      throw std::invalid_argument("[residual_rms_norm] float64 input takes the composed path");
+    } else {
+      constexpr int V = 16 / sizeof(T);
+      const T* rp = res.data<T>();
+      const T* yp = y.data<T>();
+      const float* w1 = wy.data<float>();
+      const float* w2 = wo.data<float>();
+      T* hp = outputs[0].data<T>();
+      T* op_ = outputs[1].data<T>();
+      const auto grid = static_cast<unsigned>(rows);
+      const bool vec = d % V == 0 && aligned16(rp) && aligned16(yp) && aligned16(w1) &&
+                       aligned16(w2) && aligned16(hp) && aligned16(op_);
+      const int64_t nv = d / V;
+      if (vec && nv <= 1024) {
+        const auto threads = static_cast<unsigned>(std::max<int64_t>(32, (nv + 31) / 32 * 32));
+        residual_rms_norm_kernel<T, V>
+            <<<grid, threads, 0, stream_of(p)>>>(rp, yp, w1, w2, hp, op_, d, op.eps());
+      } else {
+        residual_rms_norm_loop_kernel<T>
+            <<<grid, 512, 0, stream_of(p)>>>(rp, yp, w1, w2, hp, op_, d, op.eps());
+      }
+    }
+  });
+  check_launch("residual_rms_norm");
+}
+
+// ---------------------------------------------------------------- rms_norm_rope
+
+constexpr int kNormRopeSegments = 4;
+
+template <typename T>
+struct NormRopeSegment {
+  const T* x;
+  T* y;
+  const float* w;
+  Layout<1> rows_layout;
+  int64_t per_batch;  // rows per element of the first axis
+  int d;
+};
+
+template <typename T>
+struct NormRopeArgs {
+  NormRopeSegment<T> seg[kNormRopeSegments];
+  int64_t first_row[kNormRopeSegments + 1];  // prefix sums of the segments' rows
+  int nseg;
+  const int32_t* offset;
+  bool batched_offset;
+  int64_t offset_stride;
+  int L, dims, half;
+  bool traditional;
+  double scale, log_base;
+  float eps;
+};
+
+// One warp per row of any input: the sum of squares (the row's loads all in flight at once),
+// then per pair the normalized values rounded to T (as the unfused norm stores them) and
+// rotated by the angle fast::rope's kernels use (double precision: exact at large positions).
+template <typename T>
+__global__ void __launch_bounds__(128) rms_norm_rope_kernel(NormRopeArgs<T> a) {
+  const int lane = threadIdx.x & 31;
+  int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (r >= a.first_row[a.nseg]) return;
+  int s = 0;
+  while (s + 1 < a.nseg && r >= a.first_row[s + 1]) ++s;
+  const NormRopeSegment<T>& g = a.seg[s];
+  r -= a.first_row[s];
+  const T* xr = g.x + g.rows_layout.offset(0, r);
+  T* yr = g.y + r * g.d;
+  const float* w = g.w;
+  const int d = g.d;
+  float ss = 0;
+#pragma unroll 8
+  for (int i = lane; i < d; i += 32) {
+    const float v = cast_to<float>(xr[i]);
+    ss += v * v;
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  const float n = 1.0f / sqrtf(ss / static_cast<float>(d) + a.eps);
+  const int64_t l = r % a.L;
+  const int64_t b = r / g.per_batch;
+  const double pos = static_cast<double>(
+      static_cast<int64_t>(a.offset[a.batched_offset ? b * a.offset_stride : 0]) + l);
+  // Pairs in groups of P per lane: every load of a group is issued before its stores.
+  constexpr int P = 4;
+  for (int k0 = 0; k0 < a.half; k0 += 32 * P) {
+    float x1[P], x2[P], c[P], sn[P];
+#pragma unroll
+    for (int j = 0; j < P; ++j) {
+      const int k = k0 + j * 32 + lane;
+      if (k < a.half) {
+        const int i1 = a.traditional ? 2 * k : k;
+        const int i2 = a.traditional ? 2 * k + 1 : k + a.half;
+        x1[j] = cast_to<float>(cast_to<T>(cast_to<float>(xr[i1]) * n * w[i1]));
+        x2[j] = cast_to<float>(cast_to<T>(cast_to<float>(xr[i2]) * n * w[i2]));
+        const double inv = exp(-(2.0 * k / a.dims) * a.log_base);
+        double sd, cd;
+        sincos(a.scale * pos * inv, &sd, &cd);
+        c[j] = static_cast<float>(cd);
+        sn[j] = static_cast<float>(sd);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < P; ++j) {
+      const int k = k0 + j * 32 + lane;
+      if (k < a.half) {
+        const int i1 = a.traditional ? 2 * k : k;
+        const int i2 = a.traditional ? 2 * k + 1 : k + a.half;
+        yr[i1] = cast_to<T>(x1[j] * c[j] - x2[j] * sn[j]);
+        yr[i2] = cast_to<T>(x1[j] * sn[j] + x2[j] * c[j]);
+      }
+    }
+  }
+  for (int i = a.dims + lane; i < d; i += 32) yr[i] = cast_to<T>(cast_to<float>(xr[i]) * n * w[i]);
+}
+
+void rms_norm_rope_gpu(Primitive& p, const std::vector<array>& inputs,
+                       std::vector<array>& outputs) {
+  auto& op = static_cast<fast::RMSNormRoPE&>(p);
+  const size_t n = outputs.size();
+  const array& offset = inputs.back();
+  if (offset.dtype() != int32) {
+    throw std::invalid_argument("[rms_norm_rope] the offset must be int32, got " +
+                                dtype_name(offset.dtype()));
+  }
+  std::vector<array> xs, ws;
+  for (size_t i = 0; i < n; ++i) {
+    array x = inputs[i];
+    // Rows need only be contiguous themselves (a transposed view of heads is read in place).
+    if (x.shape(-1) > 1 && x.strides().back() != 1) x = ensure_row_contiguous(x, p.stream());
+    xs.push_back(x);
+    ws.push_back(ensure_row_contiguous(inputs[n + i], p.stream()));
+    if (ws.back().dtype() != float32) {
+      throw std::invalid_argument("[rms_norm_rope] the weights must be float32");
+    }
+    allocate_row_contiguous(outputs[i]);
+  }
+  dispatch_float(outputs[0].dtype(), "rms_norm_rope", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if constexpr (std::is_same_v<T, double>) {
+      throw std::invalid_argument("[rms_norm_rope] float64 input takes the composed path");
+    } else {
+      NormRopeArgs<T> a{};
+      a.offset = offset.data<int32_t>();
+      a.batched_offset = offset.size() != 1;
+      a.offset_stride = offset.ndim() == 0 ? 0 : offset.strides()[0];
+      a.L = xs[0].shape(-2);
+      a.dims = op.dims();
+      a.half = op.dims() / 2;
+      a.traditional = op.traditional();
+      a.scale = op.scale();
+      a.log_base = std::log(static_cast<double>(op.base()));
+      a.eps = op.eps();
+      // Up to kNormRopeSegments inputs per launch (a layer's queries and keys take one).
+      for (size_t first = 0; first < n; first += kNormRopeSegments) {
+        a.nseg = 0;
+        a.first_row[0] = 0;
+        for (size_t i = first; i < std::min(n, first + kNormRopeSegments); ++i) {
+          const array& x = xs[i];
+          if (x.size() == 0) continue;
+          auto& g = a.seg[a.nseg];
+          g.x = x.data<T>();
+          g.y = outputs[i].data<T>();
+          g.w = ws[i].data<float>();
+          g.d = x.shape(-1);
+          const int64_t rows = static_cast<int64_t>(x.size()) / g.d;
+          g.per_batch = rows / std::max(x.shape(0), 1);
+          Shape outer(x.shape().begin(), x.shape().end() - 1);
+          Strides outer_strides(x.strides().begin(), x.strides().end() - 1);
+          g.rows_layout = make_layout<1>(outer, {outer_strides}, "rms_norm_rope");
+          a.first_row[a.nseg + 1] = a.first_row[a.nseg] + rows;
+          ++a.nseg;
+        }
+        const int64_t total = a.first_row[a.nseg];
+        if (total == 0) continue;
+        // Four rows (warps) per block (the kernel's launch bound): a decode step's dozen heads
+        // spread over several SMs.
+        constexpr int64_t kRowsPerBlock = 4;
+        const int64_t blocks = (total + kRowsPerBlock - 1) / kRowsPerBlock;
+        if (blocks > std::numeric_limits<int>::max()) {
+          throw std::invalid_argument("[rms_norm_rope] too many rows for one launch: " +
+                                      std::to_string(total));
+        }
+        rms_norm_rope_kernel<T>
+            <<<static_cast<unsigned>(blocks), 32 * kRowsPerBlock, 0, stream_of(p)>>>(a);
+      }
+    }
+  });
+  check_launch("rms_norm_rope");
+}
+
 const Register<fast::RMSNormF32> r_rms_norm_f32(&rms_norm_f32_gpu);
 const Register<fast::GeluApproxMul> r_gelu_approx_mul(&gelu_approx_mul_gpu);
+const Register<fast::ResidualRMSNorm> r_residual_rms_norm(&residual_rms_norm_gpu);
+const Register<fast::RMSNormRoPE> r_rms_norm_rope(&rms_norm_rope_gpu);
 
 }  // namespace
 }  // namespace mx::cuda
