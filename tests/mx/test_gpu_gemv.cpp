@@ -1,8 +1,10 @@
-// The GPU's few-row product kernel (x @ w^T for 1..8 rows of x): through
-// fast::grouped_linear (one row, several matrices) and mx::matmul (1..8 rows
-// against a transposed row-major weight), on Gemma 3 4B's decode shapes and on
-// odd ones (K not a multiple of the 16-byte vector, N = 1, strided and
-// misaligned weight rows, more matrices than one launch takes). The reference
+// The GPU's few-row product kernel (x @ w^T for one or two rows of x): through
+// fast::grouped_linear (one row, several matrices) and mx::matmul (1 or 2 rows
+// against a transposed row-major weight of many rows, an LM head; other
+// few-row products there go to cuBLASLt and are checked the same way), on
+// Gemma 3 4B's decode shapes and on odd ones (K not a multiple of the 16-byte
+// vector, N = 1, strided and misaligned weight rows, long rows that several
+// warps share, more matrices than one launch takes). The reference
 // is the plain double-precision dot product of the same input values on the
 // host; the results must round from it as float32 accumulation allows. Skips
 // where no GPU exists (ctest label `gpu`).
@@ -112,18 +114,34 @@ TEST_F(GpuGemv, OneToEightRowsThroughMatmul) {
   }
 }
 
-TEST_F(GpuGemv, BatchedRowsAndLongRows) {
-  // [B, T, K] rows fold into one product; long rows with few outputs make
-  // several warps share each output (split K), aligned or not.
+TEST_F(GpuGemv, ManyOutputsThroughMatmul) {
+  // N >= 16384 with one or two rows is the kernel's (an LM head); three rows
+  // and [B, T, K] rows that fold into two are checked too.
+  for (mx::Dtype d : {mx::float32, mx::float16, mx::bfloat16}) {
+    for (int K : {64, 13, 1, 520}) {
+      array w = rand({20000, K}, d, 4);
+      for (int rows = 1; rows <= 3; ++rows) {
+        array x = rand({rows, K}, d, 5 + rows);
+        array got = mx::matmul(x, mx::transpose(w), kGpu);
+        expect_product(got, x, w, name(d, rows, 20000, K));
+      }
+      array xb = rand({2, 1, K}, d, 9);
+      expect_product(mx::matmul(xb, mx::transpose(w), kGpu), xb, w,
+                     "[2, 1, K] " + name(d, 2, 20000, K));
+    }
+  }
+}
+
+TEST_F(GpuGemv, LongRowsShareTheirWarps) {
+  // Few outputs of long rows: up to eight warps per output (split K, summed
+  // through shared memory), aligned rows or not.
   for (mx::Dtype d : {mx::bfloat16, mx::float32}) {
-    array w = rand({40, 96}, d, 4);
-    array x = rand({2, 3, 96}, d, 5);
-    expect_product(mx::matmul(x, mx::transpose(w), kGpu), x, w, "[2, 3, K] " + mx::dtype_name(d));
-    for (int K : {20000, 20001}) {
-      array wl = rand({5, K}, d, 6);
-      for (int rows : {1, 3}) {
-        array xl = rand({rows, K}, d, 7);
-        expect_product(mx::matmul(xl, mx::transpose(wl), kGpu), xl, wl, name(d, rows, 5, K));
+    for (int K : {20000, 20001, 4100}) {
+      array x = rand({1, K}, d, 7);
+      std::vector<array> ws{rand({5, K}, d, 6), rand({1, K}, d, 8)};
+      auto got = mx::fast::grouped_linear(x, ws, kGpu);
+      for (size_t i = 0; i < ws.size(); ++i) {
+        expect_product(got[i], x, ws[i], name(d, 1, ws[i].shape(0), K));
       }
     }
   }
