@@ -143,8 +143,9 @@ __global__ void __launch_bounds__(kBlock, 3) gemv_kernel(GemvArgs g) {
   const int K = g.K;
   const T* w = static_cast<const T*>(wp) + n * ldw;
   if constexpr (VEC) {
-    // The weights are not written by the kernel this one may overlap (only x
-    // and y can be), and L2 is coherent: prefetching them early is safe.
+    // Only a hint, and L2 is where the device's writes meet: should the kernel
+    // this one overlaps still write the weights, L2 holds its values by the
+    // time the loads below (after the wait) read them.
     if (g.prefetch && active && t == 0 && K >= kVel) {
       prefetch_l2(w, static_cast<uint32_t>(K / kVel) * 16u);
     }
