@@ -344,6 +344,31 @@ TEST_F(GpuPrims, DynamicSliceOfAHostStartIsAView) {
   mxtest::expect_close(mx::slice(mx::arange(6), st, {0}, {3}, kGpu), {2, 3, 4}, {3});
 }
 
+// Long rows are reduced by several blocks each and merged, as argmax's are: sums, extrema,
+// products and logsumexp of vocabulary-sized rows (a few rows, a strided layout) match the CPU,
+// a sum of ones is exact and a NaN still wins max.
+TEST_F(GpuPrims, ReductionsOfLongRowsMatchTheCpu) {
+  const int n = 262208;
+  array x = rand({3, n}, mx::float32, 41);
+  for (auto dt : {mx::float32, mx::bfloat16}) {
+    const double rtol = dt == mx::float32 ? 1e-4 : 1e-2;
+    array xd = mx::astype(x, dt, kCpu);
+    expect_same([&](auto s) { return mx::sum(xd, 1, false, s); }, 1e-2, rtol, "sum");
+    expect_same([&](auto s) { return mx::max(xd, 1, false, s); }, 0, 0, "max");
+    expect_same([&](auto s) { return mx::min(xd, 1, false, s); }, 0, 0, "min");
+    expect_same([&](auto s) { return mx::logsumexp(xd, 1, false, s); }, 1e-4, rtol, "logsumexp");
+    array xt = mx::transpose(xd, kCpu);  // reduced along its strided axis 0
+    expect_same([&](auto s) { return mx::sum(xt, 0, false, s); }, 1e-2, rtol, "strided sum");
+  }
+  array near_one = rand({2, n}, mx::float32, 43, 0.999f, 1.001f);
+  expect_same([&](auto s) { return mx::prod(near_one, 1, false, s); }, 0, 1e-3, "prod");
+  EXPECT_EQ(mx::sum(mx::ones({n}, mx::float32, kCpu), 0, false, kGpu).item<float>(),
+            static_cast<float>(n));
+  std::vector<float> v(n, 1.0f);
+  v[200001] = std::nanf("");
+  EXPECT_TRUE(std::isnan(mx::max(array(v, {n}, mx::float32), 0, false, kGpu).item<float>()));
+}
+
 // Long rows (a vocabulary's logits) are cut into chunks reduced by separate blocks and merged:
 // the answer must still be the first extremum, with NaN counting as the extremum (NumPy's rule).
 // The expected positions are placed by hand.

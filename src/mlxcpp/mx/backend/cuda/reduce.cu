@@ -129,20 +129,57 @@ struct OrR {
   __device__ Acc operator()(Acc a, Acc b) const { return a || b; }
 };
 
+// One block reduces the `n` values of each row, or (split: `part` given) its share of a long
+// row: block (c, r) takes positions [c * chunk, (c + 1) * chunk) of row r and leaves its
+// partial result in part[r * gridDim.x + c] for reduce_merge_kernel.
 template <typename Op, typename In>
 __global__ void reduce_kernel(const In* x, typename Op::Out* y, int64_t rows, int64_t n,
-                              Layout<1> outer, Layout<1> inner) {
+                              Layout<1> outer, Layout<1> inner, int64_t chunk,
+                              typename Op::Acc* part) {
   using Acc = typename Op::Acc;
   Op op;
-  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+  const bool split = part != nullptr;
+  const int64_t j0 = split ? blockIdx.x * chunk : 0;
+  const int64_t j1 = split ? (j0 + chunk < n ? j0 + chunk : n) : n;
+  for (int64_t r = split ? blockIdx.y : blockIdx.x; r < rows; r += split ? rows : gridDim.x) {
     const In* xr = x + outer.offset(0, r);
     Acc acc = Op::init();
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+#pragma unroll 4
+    for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
       acc = op(acc, cast_to<Acc>(xr[inner.contiguous ? j : inner.offset(0, j)]));
     }
     acc = block_reduce(acc, Op::init(), op);
-    if (threadIdx.x == 0) y[r] = cast_to<typename Op::Out>(acc);
+    if (threadIdx.x == 0) {
+      if (split) {
+        part[r * gridDim.x + blockIdx.x] = acc;
+      } else {
+        y[r] = cast_to<typename Op::Out>(acc);
+      }
+    }
   }
+}
+
+// One block of 32 threads per row combines the `parts` partial results of a split row.
+template <typename Op>
+__global__ void reduce_merge_kernel(const typename Op::Acc* part, typename Op::Out* y, int64_t rows,
+                                    int parts) {
+  using Acc = typename Op::Acc;
+  Op op;
+  const int64_t r = blockIdx.x;
+  if (r >= rows) return;
+  Acc acc = Op::init();
+  for (int c = threadIdx.x; c < parts; c += blockDim.x) acc = op(acc, part[r * parts + c]);
+  acc = block_reduce(acc, Op::init(), op);
+  if (threadIdx.x == 0) y[r] = cast_to<typename Op::Out>(acc);
+}
+
+// Long rows few enough to leave SMs idle with a block per row are cut into chunks of at
+// least 4096 values, one block each, for about two blocks per SM in all.
+int reduce_parts(int64_t rows, int64_t n) {
+  constexpr int64_t kMinChunk = 4096, kBusyBlocks = 264;
+  if (rows >= kBusyBlocks || n < 2 * kMinChunk) return 1;
+  return static_cast<int>(
+      std::max<int64_t>(std::min<int64_t>({n / kMinChunk, kBusyBlocks / rows, 1024}), 1));
 }
 
 unsigned threads_for(int64_t n) {
@@ -201,9 +238,29 @@ void run_reduce(Primitive& p, const array& in, array& out, const std::vector<int
         throw std::invalid_argument(std::string("[") + name + "] unexpected output dtype " +
                                     dtype_name(out.dtype()));
       }
+      using Acc = typename R::Acc;
       unsigned grid = static_cast<unsigned>(std::min<int64_t>(rows, int64_t{1} << 20));
-      reduce_kernel<R, In><<<grid, threads_for(n), 0, stream_of(p)>>>(
-          in.data<In>(), out.data<typename R::Out>(), rows, n, outer, inner);
+      // A few long rows (the max and sum of a logsumexp over a vocabulary when sampling)
+      // would leave all but a few SMs idle with one block per row: floating-point rows are
+      // cut as argmax's are (reduce_parts) and the chunks' results combined by a second kernel.
+      int parts = 1;
+      if constexpr (std::is_floating_point_v<Acc>) parts = reduce_parts(rows, n);
+      const int64_t chunk = (n + parts - 1) / parts;
+      Acc* part = nullptr;
+      dim3 blocks(grid);
+      if (parts > 1) {
+        array scratch({static_cast<int32_t>(rows * parts)}, dtype_of<Acc>(), nullptr, {});
+        allocate_row_contiguous(scratch);
+        keep_until_done(p.stream(), scratch);
+        part = scratch.data<Acc>();
+        blocks = dim3(static_cast<unsigned>(parts), static_cast<unsigned>(rows));
+      }
+      reduce_kernel<R, In><<<blocks, threads_for(parts > 1 ? chunk : n), 0, stream_of(p)>>>(
+          in.data<In>(), out.data<typename R::Out>(), rows, n, outer, inner, chunk, part);
+      if (parts > 1) {
+        reduce_merge_kernel<R><<<static_cast<unsigned>(rows), 32, 0, stream_of(p)>>>(
+            part, out.data<typename R::Out>(), rows, parts);
+      }
     }
   });
   check_launch(name);
@@ -340,14 +397,9 @@ void arg_reduce_gpu(Primitive& p, const std::vector<array>& inputs, std::vector<
   const int64_t stride = in.strides()[r.axis()];
   unsigned grid = static_cast<unsigned>(std::min<int64_t>(rows, int64_t{1} << 20));
   // A few long rows (the argmax over a vocabulary when sampling) would leave all but a few
-  // SMs idle with one block per row: they are cut into chunks of at least 4096 values, one
-  // block each, and merged by a second kernel.
-  constexpr int64_t kMinChunk = 4096, kBusyBlocks = 264;
-  int parts = 1;
-  if (rows < kBusyBlocks && n >= 2 * kMinChunk) {
-    parts = static_cast<int>(std::min<int64_t>({n / kMinChunk, kBusyBlocks / rows, 1024}));
-    parts = std::max(parts, 1);
-  }
+  // SMs idle with one block per row: they are cut into chunks, one block each, and merged by
+  // a second kernel.
+  const int parts = reduce_parts(rows, n);
   const int64_t chunk = (n + parts - 1) / parts;
   const Stream& st = p.stream();
   dispatch(in.dtype(), p.name(), [&](auto tag) {
