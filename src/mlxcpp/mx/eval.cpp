@@ -271,9 +271,10 @@ void mark_scheduled(const array& a, const std::shared_ptr<Event>& event) {
 }
 
 // `earlier`, when given, receives the arrays of earlier evaluations that the
-// graph reads (scheduled, not yet waited for).
+// graph reads (scheduled, not yet waited for). Weak: a strong handle would keep
+// a KV cache's previous buffer from being updated in place by this graph.
 std::shared_ptr<Event> schedule(const std::vector<array>& outputs,
-                                std::vector<array>* earlier = nullptr,
+                                std::vector<array::Weak>* earlier = nullptr,
                                 std::shared_ptr<const detail::EvalHooks> hooks = nullptr) {
   auto event = std::make_shared<Event>();
   std::vector<array> tape;
@@ -290,7 +291,7 @@ std::shared_ptr<Event> schedule(const std::vector<array>& outputs,
       if (e && e != event && std::find(waits.begin(), waits.end(), e) == waits.end()) {
         waits.push_back(e);
       }
-      if (e && e != event && earlier) earlier->push_back(a);
+      if (e && e != event && earlier) earlier->emplace_back(a);
       return false;
     }
     if (!a.has_primitive()) return false;
@@ -434,24 +435,28 @@ std::shared_ptr<Event> schedule(const std::vector<array>& outputs,
 }  // namespace
 
 void eval(std::vector<array> outputs) {
-  std::vector<array> earlier;
+  std::vector<array::Weak> earlier;
   auto e = schedule(outputs, &earlier);
   if (e) e->wait();
   for (auto& o : outputs) o.wait();
   // The evaluation waited for the earlier ones it read (through the device,
   // for kernels): their arrays are available too, as on the CPU.
-  for (auto& a : earlier) a.wait();
+  for (auto& w : earlier) {
+    if (auto a = w.lock()) a->wait();
+  }
 }
 
 void async_eval(std::vector<array> outputs) { schedule(std::move(outputs)); }
 
 void detail::eval_with_hooks(std::vector<array> outputs,
                              std::shared_ptr<const detail::EvalHooks> hooks) {
-  std::vector<array> earlier;
+  std::vector<array::Weak> earlier;
   auto e = schedule(outputs, &earlier, std::move(hooks));
   if (e) e->wait();
   for (auto& o : outputs) o.wait();
-  for (auto& a : earlier) a.wait();
+  for (auto& w : earlier) {
+    if (auto a = w.lock()) a->wait();
+  }
 }
 
 std::vector<array> to_device_memory(std::vector<array> arrays, StreamOrDevice s) {
