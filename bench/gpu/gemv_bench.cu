@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench_timing.cuh"
 #include "mlxcpp/mx/backend/cuda/cublaslt.h"
 #include "mlxcpp/mx/backend/cuda/device.h"
 #include "mlxcpp/mx/backend/cuda/gemv.h"
@@ -31,6 +32,8 @@ namespace {
 
 using mx::cuda::check;
 using mx::cuda::check_cublas;
+using mxbench::DeviceBuffer;
+using mxbench::time_graph;
 
 __global__ void fill_bf16(__nv_bfloat16* p, size_t n, float scale) {
   for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n;
@@ -42,46 +45,6 @@ __global__ void fill_bf16(__nv_bfloat16* p, size_t n, float scale) {
 // x[i] = x[i] * 1 in one block: a small kernel the product depends on.
 __global__ void touch_x(__nv_bfloat16* x, int n) {
   for (int i = threadIdx.x; i < n; i += blockDim.x) x[i] = __hmul(x[i], __float2bfloat16(1.0f));
-}
-
-struct DeviceBuffer {
-  void* p = nullptr;
-  explicit DeviceBuffer(size_t bytes) { check(cudaMalloc(&p, bytes), "cudaMalloc"); }
-  ~DeviceBuffer() { cudaFree(p); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-};
-
-// Milliseconds per launch of `launch(i)`, run as a graph of `per_graph`
-// launches replayed `reps` times; the best of 3 timed replays.
-template <typename F>
-double time_graph(cudaStream_t s, int per_graph, int reps, F&& launch) {
-  cudaGraph_t graph;
-  check(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), "capture");
-  for (int i = 0; i < per_graph; ++i) launch(i);
-  check(cudaStreamEndCapture(s, &graph), "end capture");
-  cudaGraphExec_t exec;
-  check(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0);
-  cudaEventCreate(&e1);
-  check(cudaGraphLaunch(exec, s), "warm-up");
-  check(cudaStreamSynchronize(s), "warm-up");
-  double best = 1e30;
-  for (int t = 0; t < 3; ++t) {
-    cudaEventRecord(e0, s);
-    for (int r = 0; r < reps; ++r) cudaGraphLaunch(exec, s);
-    cudaEventRecord(e1, s);
-    check(cudaEventSynchronize(e1), "timing");
-    float ms = 0;
-    cudaEventElapsedTime(&ms, e0, e1);
-    best = std::min(best, static_cast<double>(ms) / (per_graph * reps));
-  }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  return best;
 }
 
 // y (M x N) = x (M x K) @ W^T with W (N, K) bfloat16 row-major, configured
@@ -152,15 +115,7 @@ int main(int argc, char** argv) {
                 prop.l2CacheSize >> 20);
     cudaStream_t s;
     check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "stream");
-    double copy_gbs = 0;
-    {
-      const size_t bytes = size_t{1} << 30;
-      DeviceBuffer a(bytes), b(bytes);
-      const double ms = time_graph(s, 4, std::max(1, reps / 2), [&](int) {
-        check(cudaMemcpyAsync(b.p, a.p, bytes, cudaMemcpyDeviceToDevice, s), "copy");
-      });
-      copy_gbs = 2.0 * bytes / (ms * 1e-3) / 1e9;
-    }
+    const double copy_gbs = mxbench::copy_gbs(s, size_t{1} << 30, std::max(1, reps / 2));
     std::printf("device-to-device copy: %.0f GB/s (read + write)\n", copy_gbs);
     std::printf("{\"bench\":\"d2d_copy\",\"gbs\":%.1f,\"device\":\"%s\"}\n", copy_gbs, prop.name);
     const size_t ws_size = size_t{32} << 20;

@@ -23,12 +23,15 @@
 #include <string>
 #include <vector>
 
+#include "bench_timing.cuh"
 #include "mlxcpp/mx/backend/cuda/device.h"
 #include "mlxcpp/mx/backend/cuda/sdpa_decode.h"
 
 namespace {
 
 using mx::cuda::check;
+using mxbench::DeviceBuffer;
+using mxbench::time_graph;
 
 __global__ void fill_bf16(__nv_bfloat16* p, size_t n, uint32_t seed) {
   for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n;
@@ -37,58 +40,6 @@ __global__ void fill_bf16(__nv_bfloat16* p, size_t n, uint32_t seed) {
     h ^= h >> 15;
     p[i] = __float2bfloat16(static_cast<float>(h % 2001) / 1000.0f - 1.0f);
   }
-}
-
-struct DeviceBuffer {
-  void* p = nullptr;
-  explicit DeviceBuffer(size_t bytes) {
-    check(cudaMalloc(&p, std::max<size_t>(bytes, 16)), "cudaMalloc");
-  }
-  ~DeviceBuffer() { cudaFree(p); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-};
-
-// Milliseconds per call of launch(i), as a graph of per_graph calls replayed
-// reps times; the best of 3 replays.
-template <typename F>
-double time_graph(cudaStream_t s, int per_graph, int reps, F&& launch) {
-  cudaGraph_t graph;
-  check(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), "capture");
-  for (int i = 0; i < per_graph; ++i) launch(i);
-  check(cudaStreamEndCapture(s, &graph), "end capture");
-  cudaGraphExec_t exec;
-  check(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
-  cudaEvent_t e0, e1;
-  check(cudaEventCreate(&e0), "event");
-  check(cudaEventCreate(&e1), "event");
-  check(cudaGraphLaunch(exec, s), "warm-up");
-  check(cudaStreamSynchronize(s), "warm-up");
-  double best = 1e30;
-  for (int t = 0; t < 3; ++t) {
-    check(cudaEventRecord(e0, s), "record");
-    for (int r = 0; r < reps; ++r) check(cudaGraphLaunch(exec, s), "graph launch");
-    check(cudaEventRecord(e1, s), "record");
-    check(cudaEventSynchronize(e1), "timing");
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, e0, e1), "elapsed");
-    best = std::min(best, static_cast<double>(ms) / (per_graph * reps));
-  }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  return best;
-}
-
-double copy_gbs(cudaStream_t s) {
-  const size_t bytes = size_t{512} << 20;
-  DeviceBuffer src(bytes), dst(bytes);
-  check(cudaMemset(src.p, 1, bytes), "memset");
-  const double ms = time_graph(s, 4, 5, [&](int) {
-    check(cudaMemcpyAsync(dst.p, src.p, bytes, cudaMemcpyDeviceToDevice, s), "copy");
-  });
-  return 2.0 * bytes / (ms * 1e-3) / 1e9;
 }
 
 struct Shape {
@@ -185,7 +136,7 @@ int main(int argc, char** argv) {
     check(cudaGetDeviceProperties(&prop, dev), "properties");
     cudaStream_t s;
     check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "stream");
-    const double copy = copy_gbs(s);
+    const double copy = mxbench::copy_gbs(s, size_t{512} << 20, 5);
     std::printf("{\"bench\":\"device\",\"name\":\"%s\",\"sms\":%d,\"copy_gbs\":%.0f}\n", prop.name,
                 prop.multiProcessorCount, copy);
     for (int Lk : {128, 600, 4096, 32768}) run_shape({1, Lk, 0, false}, copy, reps, s, true);

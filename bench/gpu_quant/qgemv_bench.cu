@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "../gpu/bench_timing.cuh"
 #include "mlxcpp/mx/backend/cuda/cublaslt.h"
 #include "mlxcpp/mx/backend/cuda/quantized.cuh"
 #include "op_timing.h"
@@ -30,6 +31,8 @@ namespace {
 using mx::cuda::check;
 using mx::cuda::check_cublas;
 namespace quant = mx::cuda::quant;
+using mxbench::DeviceBuffer;
+using mxbench::time_graph;
 
 // Deterministic filler: random bits for the packed codes, small positive
 // values for scales, biases and x (the values do not change the timing).
@@ -48,46 +51,6 @@ __global__ void fill_bf16(__nv_bfloat16* p, size_t n, float scale) {
        i += size_t{gridDim.x} * blockDim.x) {
     p[i] = __float2bfloat16(scale * static_cast<float>((i * 7919) % 97) / 97.0f - scale / 2);
   }
-}
-
-struct DeviceBuffer {
-  void* p = nullptr;
-  explicit DeviceBuffer(size_t bytes) { check(cudaMalloc(&p, bytes), "cudaMalloc"); }
-  ~DeviceBuffer() { cudaFree(p); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-};
-
-// Milliseconds per launch of `launch(i)` (i = launch index), run as a graph
-// of `per_graph` launches replayed `reps` times; the best of 3 replays.
-template <typename F>
-double time_graph(cudaStream_t s, int per_graph, int reps, F&& launch) {
-  cudaGraph_t graph;
-  check(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), "capture");
-  for (int i = 0; i < per_graph; ++i) launch(i);
-  check(cudaStreamEndCapture(s, &graph), "end capture");
-  cudaGraphExec_t exec;
-  check(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0);
-  cudaEventCreate(&e1);
-  check(cudaGraphLaunch(exec, s), "warm-up");
-  check(cudaStreamSynchronize(s), "warm-up");
-  double best = 1e30;
-  for (int t = 0; t < 3; ++t) {
-    cudaEventRecord(e0, s);
-    for (int r = 0; r < reps; ++r) cudaGraphLaunch(exec, s);
-    cudaEventRecord(e1, s);
-    check(cudaEventSynchronize(e1), "timing");
-    float ms = 0;
-    cudaEventElapsedTime(&ms, e0, e1);
-    best = std::min(best, static_cast<double>(ms) / (per_graph * reps));
-  }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  return best;
 }
 
 // y (M x N) = x (M x K) @ W^T, W (N, K) bfloat16 row-major, as mx::matmul
@@ -155,16 +118,8 @@ int main(int argc, char** argv) {
   check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "stream");
 
   // Copy bandwidth: 1 GiB device to device (bytes read + bytes written).
-  double copy_gbs = 0;
-  {
-    const size_t bytes = size_t{1} << 30;
-    DeviceBuffer a(bytes), b(bytes);
-    double ms = time_graph(s, 4, std::max(1, reps / 4), [&](int) {
-      check(cudaMemcpyAsync(b.p, a.p, bytes, cudaMemcpyDeviceToDevice, s), "copy");
-    });
-    copy_gbs = 2.0 * bytes / (ms * 1e-3) / 1e9;
-    std::printf("device-to-device copy: %.0f GB/s (read + write)\n\n", copy_gbs);
-  }
+  const double copy_gbs = mxbench::copy_gbs(s, size_t{1} << 30, std::max(1, reps / 4));
+  std::printf("device-to-device copy: %.0f GB/s (read + write)\n\n", copy_gbs);
   const size_t ws_size = size_t{32} << 20;
   DeviceBuffer workspace(ws_size);
 
