@@ -4,7 +4,8 @@
 // product, as the unfused graph does).
 #include <algorithm>
 #include <cmath>
-#include <numbers>
+#include <cstdint>
+#include <cstring>
 
 #include "mlxcpp/mx/backend/cpu/fast_common.h"
 #include "mlxcpp/mx/backend/cpu/layout.h"
@@ -17,6 +18,47 @@ namespace mx::fast {
 namespace {
 
 constexpr size_t kGrainElems = size_t{1} << 14;
+
+// Eight float32 lanes through the compiler's vector extensions (AVX2 on the
+// x86-64-v3 baseline, NEON pairs elsewhere): libm's tanhf took ~20 ns an
+// element, 40 us of one core per 2048-wide Gemma 3 270M MLP row and ~15 % of
+// a 1B 4-bit decode step's CPU time.
+using V8 = float __attribute__((vector_size(32)));
+using I8 = int32_t __attribute__((vector_size(32)));
+
+inline V8 splat(float v) { return V8{} + v; }
+
+// exp(t), |relative error| ~2 ulp: t = n ln2 + r with |r| <= ln2 / 2 (ln2 in
+// two parts, so r is exact), exp(r) from a degree-6 polynomial (the Cephes
+// expf coefficients), 2^n built in the exponent bits. t is clamped to where
+// 2^n stays a normal float; exp(t) is then in [5e-39, 1.7e38].
+inline V8 exp8(V8 t) {
+  t = t < splat(-87.0f) ? splat(-87.0f) : t;
+  t = t > splat(88.0f) ? splat(88.0f) : t;
+  // Round to nearest through the 1.5 * 2^23 shifter (|t log2 e| < 2^22).
+  const V8 shifter = splat(12582912.0f);
+  const V8 n = (t * splat(1.44269504089f) + shifter) - shifter;
+  V8 r = t - n * splat(0.693359375f);
+  r = r - n * splat(-2.12194440e-4f);
+  V8 p = splat(1.9875691500e-4f);
+  p = p * r + splat(1.3981999507e-3f);
+  p = p * r + splat(8.3334519073e-3f);
+  p = p * r + splat(4.1665795894e-2f);
+  p = p * r + splat(1.6666665459e-1f);
+  p = p * r + splat(5.0000001201e-1f);
+  p = p * (r * r) + r + splat(1.0f);
+  const I8 e = (__builtin_convertvector(n, I8) + 127) << 23;
+  V8 scale;
+  std::memcpy(&scale, &e, sizeof(scale));
+  return p * scale;
+}
+
+// gelu with the tanh approximation, 0.5 x (1 + tanh(u)), written as
+// x / (1 + exp(-2u)) (the same function; no cancellation for x << 0).
+inline V8 gelu_tanh8(V8 x) {
+  const V8 u = splat(0.7978845608f) * (x + splat(0.044715f) * x * x * x);
+  return x / (splat(1.0f) + exp8(splat(-2.0f) * u));
+}
 
 }  // namespace
 
@@ -66,13 +108,25 @@ void GeluApproxMul::eval_cpu(const std::vector<array>& inputs, array& out) {
       const T* gp = g.data<T>();
       const T* up = u.data<T>();
       T* op = out.data<T>();
-      const float k = static_cast<float>(std::sqrt(2.0 / std::numbers::pi));
       scheduler::parallel_for(n, kGrainElems, [&](size_t b, size_t e) {
-        for (size_t i = b; i < e; ++i) {
-          const float x = static_cast<float>(gp[i]);
-          const float inner = k * (x + 0.044715f * x * x * x);
-          const T a = static_cast<T>(0.5f * x * (1.0f + std::tanh(inner)));
-          op[i] = static_cast<T>(static_cast<float>(a) * static_cast<float>(up[i]));
+        size_t i = b;
+        for (; i + 8 <= e; i += 8) {
+          V8 x;
+          for (int j = 0; j < 8; ++j) x[j] = static_cast<float>(gp[i + j]);
+          const V8 act = gelu_tanh8(x);
+          for (int j = 0; j < 8; ++j) {
+            const T a = static_cast<T>(act[j]);
+            op[i + j] = static_cast<T>(static_cast<float>(a) * static_cast<float>(up[i + j]));
+          }
+        }
+        if (i < e) {
+          V8 x{};
+          for (size_t j = 0; i + j < e; ++j) x[j] = static_cast<float>(gp[i + j]);
+          const V8 act = gelu_tanh8(x);
+          for (size_t j = 0; i + j < e; ++j) {
+            const T a = static_cast<T>(act[j]);
+            op[i + j] = static_cast<T>(static_cast<float>(a) * static_cast<float>(up[i + j]));
+          }
         }
       });
     }
