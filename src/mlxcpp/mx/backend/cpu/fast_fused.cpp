@@ -4,8 +4,6 @@
 // product, as the unfused graph does).
 #include <algorithm>
 #include <cmath>
-#include <cstdint>
-#include <cstring>
 
 #include "mlxcpp/mx/backend/cpu/fast_common.h"
 #include "mlxcpp/mx/backend/cpu/layout.h"
@@ -19,43 +17,15 @@ namespace {
 
 constexpr size_t kGrainElems = size_t{1} << 14;
 
-// Eight float32 lanes through the compiler's vector extensions (AVX2 on the
-// x86-64-v3 baseline, NEON pairs elsewhere): libm's tanhf took ~20 ns an
-// element, 40 us of one core per 2048-wide Gemma 3 270M MLP row and ~15 % of
-// a 1B 4-bit decode step's CPU time.
-using V8 = float __attribute__((vector_size(32)));
-using I8 = int32_t __attribute__((vector_size(32)));
-
-inline V8 splat(float v) { return V8{} + v; }
-
-// exp(t), |relative error| ~2 ulp: t = n ln2 + r with |r| <= ln2 / 2 (ln2 in
-// two parts, so r is exact), exp(r) from a degree-6 polynomial (the Cephes
-// expf coefficients), 2^n built in the exponent bits. t is clamped to where
-// 2^n stays a normal float; exp(t) is then in [5e-39, 1.7e38].
-inline V8 exp8(V8 t) {
-  t = t < splat(-87.0f) ? splat(-87.0f) : t;
-  t = t > splat(88.0f) ? splat(88.0f) : t;
-  // Round to nearest through the 1.5 * 2^23 shifter (|t log2 e| < 2^22).
-  const V8 shifter = splat(12582912.0f);
-  const V8 n = (t * splat(1.44269504089f) + shifter) - shifter;
-  V8 r = t - n * splat(0.693359375f);
-  r = r - n * splat(-2.12194440e-4f);
-  V8 p = splat(1.9875691500e-4f);
-  p = p * r + splat(1.3981999507e-3f);
-  p = p * r + splat(8.3334519073e-3f);
-  p = p * r + splat(4.1665795894e-2f);
-  p = p * r + splat(1.6666665459e-1f);
-  p = p * r + splat(5.0000001201e-1f);
-  p = p * (r * r) + r + splat(1.0f);
-  const I8 e = (__builtin_convertvector(n, I8) + 127) << 23;
-  V8 scale;
-  std::memcpy(&scale, &e, sizeof(scale));
-  return p * scale;
-}
+// libm's tanhf took 40 us of one core per 2048-wide Gemma 3 270M MLP row,
+// ~15 % of a 1B 4-bit decode step's CPU time.
+using V8 = cpu_detail::V8;
 
 // gelu with the tanh approximation, 0.5 x (1 + tanh(u)), written as
 // x / (1 + exp(-2u)) (the same function; no cancellation for x << 0).
 inline V8 gelu_tanh8(V8 x) {
+  using cpu_detail::exp8;
+  using cpu_detail::splat;
   const V8 u = splat(0.7978845608f) * (x + splat(0.044715f) * x * x * x);
   return x / (splat(1.0f) + exp8(splat(-2.0f) * u));
 }
