@@ -34,7 +34,7 @@ inline V8 splat(float v) { return V8{} + v; }
 // exp(t), |relative error| ~2 ulp: t = n ln2 + r with |r| <= ln2 / 2 (ln2 in
 // two parts, so r is exact), exp(r) from a degree-6 polynomial (the Cephes
 // expf coefficients), 2^n built in the exponent bits. t is clamped to where
-// 2^n stays a normal float; exp(t) is then in [5e-39, 1.7e38].
+// 2^n stays a normal float; exp(t) is then in [1.6e-38, 1.7e38].
 inline V8 exp8(V8 t) {
   t = t < splat(-87.0f) ? splat(-87.0f) : t;
   t = t > splat(88.0f) ? splat(88.0f) : t;
