@@ -4,6 +4,8 @@
 // NumPy values.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "common/check.h"
 #include "mlxcpp/mx/fast.h"
 #include "mlxcpp/mx/ops.h"
@@ -129,6 +131,37 @@ TEST(FastGeluApproxMul, RejectsBadArguments) {
                std::invalid_argument);
   EXPECT_THROW(mx::fast::gelu_approx_mul(mx::ones({3}, mx::int32), mx::ones({3}, mx::int32)),
                std::invalid_argument);
+}
+
+}  // namespace
+
+namespace {
+
+// Odd lengths (a partial vector at the end), values out to where tanh
+// saturates, every float dtype: against the formula in float64 (std::tanh),
+// the activation rounded to the dtype before the product as the op does.
+TEST(FastGeluApproxMul, OddSizesAndWideRangeMatchFloat64) {
+  for (mx::Dtype d : {mx::bfloat16, mx::float16, mx::float32}) {
+    for (int n : {1, 7, 13, 1203}) {
+      SCOPED_TRACE(mx::dtype_name(d) + " n " + std::to_string(n));
+      array g = mx::astype(
+          mx::random::uniform(-12.0f, 12.0f, {n}, mx::float32, mx::random::key(20 + n)), d);
+      array u = rand({n}, d, 30 + n);
+      const auto gv = mxtest::to_vector(g), uv = mxtest::to_vector(u);
+      std::vector<double> want(n);
+      for (int i = 0; i < n; ++i) {
+        const double x = gv[i];
+        const double a =
+            0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+        want[i] = mxtest::to_vector(mx::astype(array(static_cast<float>(a)), d))[0] * uv[i];
+      }
+      auto got = mx::fast::gelu_approx_mul(g, u);
+      // float32: a few ulp; 16-bit: the activation may round to the other
+      // neighbour, then one rounding of the product.
+      double rtol = d == mx::float32 ? 2e-6 : (d == mx::bfloat16 ? 8e-3 : 1e-3);
+      mxtest::expect_close(got, want, {n}, 1e-6, rtol);
+    }
+  }
 }
 
 }  // namespace

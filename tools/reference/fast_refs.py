@@ -205,6 +205,11 @@ def sdpa_cases():
         ("causal_more_queries_than_keys", 1, 1, 1, 4, 2, 4, 4, "causal", None, None, False),
         ("window_and_bool_mask", 1, 2, 1, 5, 8, 8, 8, "array", 3, "bool", False),
         ("decode_few_heads_long", 1, 2, 1, 1, 300, 16, 16, "causal", 200, None, False),
+        # Gemma 3's decode shape (4 query heads on one KV head) with 128-255
+        # keys, split over the threads: a window masks the first keys.
+        ("decode_split_window", 1, 4, 1, 1, 150, 256, 256, "causal", 100, None, False),
+        ("decode_split_keys", 1, 4, 1, 1, 131, 64, 64, "", None, None, False),
+        ("decode_split_additive", 1, 4, 1, 1, 200, 32, 32, "array", None, "additive", False),
     ]
     for name, B, Hq, Hkv, Lq, Lk, D, Dv, mode, window, mkind, use_sinks in specs:
         q, k, v = grid((B, Hq, Lq, D)), grid((B, Hkv, Lk, D)), grid((B, Hkv, Lk, Dv))

@@ -381,7 +381,22 @@ void attend_direct(const Problem<T>& P, int b, int kvh, int q0, int nq, int ks, 
         for (int d = 0; d < Dv; ++d) o[d] *= corr;
       }
       A l = st.l[r] * corr;
-      for (int jj = 0; jj < jn; ++jj) {
+      int jj = 0;
+      if constexpr (std::is_same_v<A, float>) {
+        // Eight at a time (libm's expf is one element at a time). A score
+        // of -inf (masked) must give exactly 0, which exp8's clamp would not.
+        using cpu_detail::V8;
+        for (; jj + 8 <= jn; jj += 8) {
+          V8 t;
+          std::memcpy(&t, &s[r][jj], sizeof(t));
+          t -= m_new;
+          V8 e = cpu_detail::exp8(t);
+          e = t < cpu_detail::splat(-87.0f) ? cpu_detail::splat(0.0f) : e;
+          std::memcpy(&s[r][jj], &e, sizeof(e));
+          for (int i = 0; i < 8; ++i) l += e[i];
+        }
+      }
+      for (; jj < jn; ++jj) {
         s[r][jj] = std::exp(s[r][jj] - m_new);
         l += s[r][jj];
       }
@@ -494,9 +509,10 @@ void sdpa_forward(const Problem<T>& P, array& out) {
   // Split the keys when the tasks alone cannot keep the cores busy.
   const int threads = scheduler::num_threads();
   int splits = 1;
-  if (tasks < threads && P.Lk >= 4 * kKeyBlock) {
-    splits =
-        static_cast<int>(std::min<int64_t>((threads + tasks - 1) / tasks, P.Lk / (2 * kKeyBlock)));
+  // From two key blocks per split: a decode step of Gemma 3 (one KV head)
+  // with 128-255 keys otherwise ran every layer's attention on one core.
+  if (tasks < threads && P.Lk >= 2 * kKeyBlock) {
+    splits = static_cast<int>(std::min<int64_t>((threads + tasks - 1) / tasks, P.Lk / kKeyBlock));
   }
   const int chunk = (P.Lk + splits - 1) / splits;
   auto task_coords = [&](int64_t t, int& b, int& kvh, int& q0, int& nq) {

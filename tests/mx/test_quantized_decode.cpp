@@ -1,0 +1,67 @@
+// The decode product, one bfloat16 row against 4-bit affine weights, against
+// float64 sums from NumPy (tools/reference/qgemv_decode_refs.py ->
+// tests/data/quantized/qgemv_decode_refs.json) on every ISA: K a multiple of
+// 128 (the AVX-512 shuffle-free kernel) and not, groups of 32, 64 and 128,
+// one and many output rows.
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+
+#include "common/check.h"
+#include "mlxcpp/mx/backend/cpu/isa.h"
+
+namespace {
+
+using mx::array;
+namespace cpu = mx::cpu;
+
+const nlohmann::json& refs() {
+  static nlohmann::json j = [] {
+    std::ifstream f(std::string(MLXCPP_TEST_DATA) + "/quantized/qgemv_decode_refs.json");
+    if (!f) throw std::runtime_error("cannot open quantized/qgemv_decode_refs.json");
+    return nlohmann::json::parse(f);
+  }();
+  return j;
+}
+
+struct IsaGuard {
+  cpu::Isa saved = cpu::isa();
+  ~IsaGuard() { cpu::set_isa(saved); }
+};
+
+array bf16(const nlohmann::json& v, mx::Shape shape) {
+  return mx::astype(array(v.get<std::vector<double>>(), std::move(shape), mx::float64),
+                    mx::bfloat16);
+}
+
+TEST(QuantizedDecode, OneBfloat16RowMatchesFloat64Reference) {
+  IsaGuard guard;
+  for (cpu::Isa isa : {cpu::Isa::none, cpu::Isa::avx2, cpu::Isa::avx512}) {
+    if (!cpu::isa_supported(isa)) continue;
+    cpu::set_isa(isa);
+    for (const auto& c : refs()["cases"]) {
+      const int K = c["K"], N = c["N"], g = c["group_size"];
+      SCOPED_TRACE("K " + std::to_string(K) + " N " + std::to_string(N) + " group " +
+                   std::to_string(g) + " isa " + cpu::isa_name(isa));
+      array wq(c["wq"].get<std::vector<uint32_t>>(), {N, K / 8}, mx::uint32);
+      array scales = bf16(c["scales"], {N, K / g});
+      array biases = bf16(c["biases"], {N, K / g});
+      array x = bf16(c["x"], {1, 1, K});
+      array y = mx::quantized_matmul(x, wq, scales, biases, true, g, 4);
+      ASSERT_EQ(y.dtype(), mx::bfloat16);
+      ASSERT_EQ(y.shape(), (mx::Shape{1, 1, N}));
+      const auto got = mxtest::to_vector(y);
+      const auto want = c["y"].get<std::vector<double>>();
+      const auto mag = c["abs_sum"].get<std::vector<double>>();
+      for (int n = 0; n < N; ++n) {
+        // One bfloat16 rounding of the output (half an ulp: 2^-9 relative)
+        // plus float32 sums over K terms of at most sum |x * w|.
+        const double tol = std::abs(want[n]) / 256 + 2e-6 * mag[n];
+        EXPECT_NEAR(got[n], want[n], tol) << "output " << n;
+      }
+    }
+  }
+}
+
+}  // namespace
