@@ -377,41 +377,39 @@ std::vector<Shape> RMSNormRoPE::output_shapes(const std::vector<array>& inputs) 
   return shapes;
 }
 
-// Through the unfused ops (rms_norm_f32 and rope have their own rules); the offset is an
-// integer input with no derivative.
-std::vector<array> RMSNormRoPE::vjp(const std::vector<array>& primals,
-                                    const std::vector<array>& cotangents,
-                                    const std::vector<int>& argnums, const std::vector<array>&) {
+namespace {
+
+// The unfused function a derivative of RMSNormRoPE goes through (rms_norm_f32 and rope have
+// their own rules); the offset, the last input, is an integer with no derivative.
+Fn rms_norm_rope_unfused(const RMSNormRoPE& p, size_t num_primals,
+                         const std::vector<int>& argnums) {
   for (int a : argnums) {
-    if (a == static_cast<int>(primals.size()) - 1) {
+    if (a == static_cast<int>(num_primals) - 1) {
       throw std::invalid_argument("[rms_norm_rope] has no derivative with respect to the offset");
     }
   }
-  float eps = eps_, base = base_, scale = scale_;
-  int dims = dims_;
-  bool trad = traditional_;
-  Stream st = stream();
-  Fn f = [=](const std::vector<array>& in) {
+  const float eps = p.eps(), base = p.base(), scale = p.scale();
+  const int dims = p.dims();
+  const bool trad = p.traditional();
+  const Stream st = p.stream();
+  return [=](const std::vector<array>& in) {
     return detail::rms_norm_rope_composed(in, eps, dims, trad, base, scale, st);
   };
+}
+
+}  // namespace
+
+std::vector<array> RMSNormRoPE::vjp(const std::vector<array>& primals,
+                                    const std::vector<array>& cotangents,
+                                    const std::vector<int>& argnums, const std::vector<array>&) {
+  Fn f = rms_norm_rope_unfused(*this, primals.size(), argnums);
   return mx::vjp(over_argnums(f, primals, argnums), select(primals, argnums), cotangents).second;
 }
 
 std::vector<array> RMSNormRoPE::jvp(const std::vector<array>& primals,
                                     const std::vector<array>& tangents,
                                     const std::vector<int>& argnums) {
-  for (int a : argnums) {
-    if (a == static_cast<int>(primals.size()) - 1) {
-      throw std::invalid_argument("[rms_norm_rope] has no derivative with respect to the offset");
-    }
-  }
-  float eps = eps_, base = base_, scale = scale_;
-  int dims = dims_;
-  bool trad = traditional_;
-  Stream st = stream();
-  Fn f = [=](const std::vector<array>& in) {
-    return detail::rms_norm_rope_composed(in, eps, dims, trad, base, scale, st);
-  };
+  Fn f = rms_norm_rope_unfused(*this, primals.size(), argnums);
   return mx::jvp(over_argnums(f, primals, argnums), select(primals, argnums), tangents).second;
 }
 
