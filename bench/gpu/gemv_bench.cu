@@ -31,7 +31,6 @@
 namespace {
 
 using mx::cuda::check;
-using mx::cuda::check_cublas;
 using mxbench::DeviceBuffer;
 using mxbench::time_graph;
 
@@ -46,51 +45,6 @@ __global__ void fill_bf16(__nv_bfloat16* p, size_t n, float scale) {
 __global__ void touch_x(__nv_bfloat16* x, int n) {
   for (int i = threadIdx.x; i < n; i += blockDim.x) x[i] = __hmul(x[i], __float2bfloat16(1.0f));
 }
-
-// y (M x N) = x (M x K) @ W^T with W (N, K) bfloat16 row-major, configured
-// as mx::matmul configures cuBLASLt (column-major: C^T = W x^T).
-struct LtProduct {
-  cublasLtHandle_t h;
-  cublasLtMatmulDesc_t desc;
-  cublasLtMatrixLayout_t la, lb, lc;
-  cublasLtMatmulHeuristicResult_t heur{};
-  void* ws;
-  size_t ws_size;
-  LtProduct(int M, int N, int K, void* workspace, size_t workspace_size)
-      : ws(workspace), ws_size(workspace_size) {
-    const auto& lt = mx::cuda::cublaslt();
-    check_cublas(lt.create(&h), "cublasLtCreate");
-    check_cublas(lt.desc_create(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc");
-    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    lt.desc_set_attribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta));
-    lt.desc_set_attribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb));
-    check_cublas(lt.layout_create(&la, CUDA_R_16BF, K, N, K), "layout");
-    check_cublas(lt.layout_create(&lb, CUDA_R_16BF, K, M, K), "layout");
-    check_cublas(lt.layout_create(&lc, CUDA_R_16BF, N, M, N), "layout");
-    cublasLtMatmulPreference_t pref;
-    check_cublas(lt.preference_create(&pref), "preference");
-    lt.preference_set_attribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_size,
-                                sizeof(ws_size));
-    int found = 0;
-    check_cublas(lt.algo_get_heuristic(h, desc, la, lb, lc, lc, pref, 1, &heur, &found),
-                 "heuristic");
-    lt.preference_destroy(pref);
-    if (found == 0) throw std::runtime_error("cuBLASLt found no bf16 algorithm");
-  }
-  ~LtProduct() {
-    const auto& lt = mx::cuda::cublaslt();
-    lt.layout_destroy(la);
-    lt.layout_destroy(lb);
-    lt.layout_destroy(lc);
-    lt.desc_destroy(desc);
-  }
-  void run(const void* w, const void* x, void* y, cudaStream_t s) const {
-    const float alpha = 1.0f, beta = 0.0f;
-    check_cublas(mx::cuda::cublaslt().matmul(h, desc, &alpha, w, la, x, lb, &beta, y, lc, y, lc,
-                                             &heur.algo, ws, ws_size, s),
-                 "cublasLtMatmul");
-  }
-};
 
 // A decode product: one launch over the matrices `ns` (rows of W each) of K.
 struct Case {
@@ -161,7 +115,7 @@ int main(int argc, char** argv) {
       };
       for (int rows = 1; rows <= mx::cuda::kGemvMaxRows; ++rows) {
         const int auto_g = mx::cuda::gemv_threads_per_row(mx::bfloat16, N, c.K);
-        LtProduct lt(rows, N, c.K, workspace.p, ws_size);
+        mxbench::LtBf16Product lt(rows, N, c.K, workspace.p, ws_size);
         const auto [lt_b2b, lt_after] =
             time_both([&](int i) { lt.run(w[i % copies]->p, x.p, y.p, s); });
         std::vector<mx::cuda::GemvOptions> configs;

@@ -29,7 +29,6 @@
 namespace {
 
 using mx::cuda::check;
-using mx::cuda::check_cublas;
 namespace quant = mx::cuda::quant;
 using mxbench::DeviceBuffer;
 using mxbench::time_graph;
@@ -52,44 +51,6 @@ __global__ void fill_bf16(__nv_bfloat16* p, size_t n, float scale) {
     p[i] = __float2bfloat16(scale * static_cast<float>((i * 7919) % 97) / 97.0f - scale / 2);
   }
 }
-
-// y (M x N) = x (M x K) @ W^T, W (N, K) bfloat16 row-major, as mx::matmul
-// calls cuBLASLt (column-major view: C^T = W x^T).
-struct DenseGemv {
-  cublasLtHandle_t h;
-  cublasLtMatmulDesc_t desc;
-  cublasLtMatrixLayout_t la, lb, lc;
-  cublasLtMatmulHeuristicResult_t heur{};
-  void* ws;
-  size_t ws_size;
-  DenseGemv(int M, int N, int K, void* workspace, size_t workspace_size)
-      : ws(workspace), ws_size(workspace_size) {
-    const auto& lt = mx::cuda::cublaslt();
-    check_cublas(lt.create(&h), "cublasLtCreate");
-    check_cublas(lt.desc_create(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "desc");
-    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    lt.desc_set_attribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta));
-    lt.desc_set_attribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb));
-    check_cublas(lt.layout_create(&la, CUDA_R_16BF, K, N, K), "layout");
-    check_cublas(lt.layout_create(&lb, CUDA_R_16BF, K, M, K), "layout");
-    check_cublas(lt.layout_create(&lc, CUDA_R_16BF, N, M, N), "layout");
-    cublasLtMatmulPreference_t pref;
-    check_cublas(lt.preference_create(&pref), "preference");
-    lt.preference_set_attribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_size,
-                                sizeof(ws_size));
-    int found = 0;
-    check_cublas(lt.algo_get_heuristic(h, desc, la, lb, lc, lc, pref, 1, &heur, &found),
-                 "heuristic");
-    lt.preference_destroy(pref);
-    if (found == 0) throw std::runtime_error("cuBLASLt found no bf16 GEMV algorithm");
-  }
-  void run(const void* w, const void* x, void* y, cudaStream_t s) const {
-    const float alpha = 1.0f, beta = 0.0f;
-    check_cublas(mx::cuda::cublaslt().matmul(h, desc, &alpha, w, la, x, lb, &beta, y, lc, y, lc,
-                                             &heur.algo, ws, ws_size, s),
-                 "cublasLtMatmul");
-  }
-};
 
 struct Shape2 {
   const char* what;
@@ -152,7 +113,7 @@ int main(int argc, char** argv) {
       }
       DeviceBuffer x(size_t{2} * M * sh.K), y(size_t{4} * M * n_total);
       fill_bf16<<<64, 256, 0, s>>>(static_cast<__nv_bfloat16*>(x.p), size_t{1} * M * sh.K, 2.0f);
-      DenseGemv dg(M, n_total, sh.K, workspace.p, ws_size);
+      mxbench::LtBf16Product dg(M, n_total, sh.K, workspace.p, ws_size);
       const double dense_ms = time_graph(s, 2 * dense_copies, reps, [&](int i) {
         dg.run(dense[i % dense_copies]->p, x.p, y.p, s);
       });
@@ -260,7 +221,7 @@ int main(int argc, char** argv) {
                                    static_cast<size_t>(sh.N) * sh.K, 0.1f);
     fill_bf16<<<1024, 256, 0, s>>>(static_cast<__nv_bfloat16*>(x.p), static_cast<size_t>(M) * sh.K,
                                    2.0f);
-    DenseGemv dg(M, sh.N, sh.K, workspace.p, ws_size);
+    mxbench::LtBf16Product dg(M, sh.N, sh.K, workspace.p, ws_size);
     const double dense_ms =
         time_graph(s, 4, std::max(1, reps / 4), [&](int) { dg.run(w.p, x.p, y.p, s); });
     const double flop = 2.0 * M * sh.N * sh.K;

@@ -77,6 +77,21 @@ struct RopeParams {
   const float* freqs;  // dims / 2 periods, or null for base ** (-2i / dims)
 };
 
+// cos and sin (negated backwards) of pair k's angle at position l of batch element b, in double
+// precision: exact at large positions, where a float32 angle would not be.
+template <typename A>
+__device__ __forceinline__ void rope_cos_sin(const RopeParams& p, const int32_t* offset, int64_t b,
+                                             int64_t l, int k, A& c, A& s) {
+  const int64_t pos = static_cast<int64_t>(offset[p.batched_offset ? b * p.offset_stride : 0]) + l;
+  const double inv =
+      p.freqs ? 1.0 / static_cast<double>(p.freqs[k]) : exp(-(2.0 * k / p.dims) * p.log_base);
+  const double theta = p.scale * static_cast<double>(pos) * inv;
+  double sd, cd;
+  sincos(theta, &sd, &cd);
+  c = static_cast<A>(cd);
+  s = static_cast<A>(p.forward ? sd : -sd);
+}
+
 template <typename T>
 __global__ void rope_kernel(const T* x, T* y, const int32_t* offset, Layout<1> rows_layout,
                             RopeParams p) {
@@ -96,15 +111,8 @@ __global__ void rope_kernel(const T* x, T* y, const int32_t* offset, Layout<1> r
     }
     const int64_t l = r % p.L;
     const int64_t b = r / p.per_batch;
-    const int64_t pos =
-        static_cast<int64_t>(offset[p.batched_offset ? b * p.offset_stride : 0]) + l;
-    const double inv =
-        p.freqs ? 1.0 / static_cast<double>(p.freqs[k]) : exp(-(2.0 * k / p.dims) * p.log_base);
-    const double theta = p.scale * static_cast<double>(pos) * inv;
-    double sd, cd;
-    sincos(theta, &sd, &cd);
-    const A c = static_cast<A>(cd);
-    const A s = static_cast<A>(p.forward ? sd : -sd);
+    A c, s;
+    rope_cos_sin(p, offset, b, l, k, c, s);
     const int i1 = p.traditional ? 2 * k : k;
     const int i2 = p.traditional ? 2 * k + 1 : k + p.half;
     const A x1 = cast_to<A>(xr[i1]);
@@ -139,15 +147,8 @@ __global__ void rope_grouped_kernel(const T* x, T* y, const int32_t* offset, Lay
       }
       continue;
     }
-    const int64_t pos =
-        static_cast<int64_t>(offset[p.batched_offset ? b * p.offset_stride : 0]) + l;
-    const double inv =
-        p.freqs ? 1.0 / static_cast<double>(p.freqs[k]) : exp(-(2.0 * k / p.dims) * p.log_base);
-    const double theta = p.scale * static_cast<double>(pos) * inv;
-    double sd, cd;
-    sincos(theta, &sd, &cd);
-    const A c = static_cast<A>(cd);
-    const A s = static_cast<A>(p.forward ? sd : -sd);
+    A c, s;
+    rope_cos_sin(p, offset, b, l, k, c, s);
     const int i1 = p.traditional ? 2 * k : k;
     const int i2 = p.traditional ? 2 * k + 1 : k + p.half;
     for (int64_t h = 0; h < heads; ++h) {
