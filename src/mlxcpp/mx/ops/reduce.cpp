@@ -1,5 +1,6 @@
-// Reductions, scans and softmax: argument checks, MLX's output dtypes, and the
-// composite ops (mean, var, std, logsumexp) built from the primitives.
+// Reductions, scans, softmax and logsumexp: argument checks, MLX's output
+// dtypes, and the composite ops (mean, var, std, logsumexp over several axes)
+// built from the primitives.
 #include <algorithm>
 #include <numeric>
 #include <sstream>
