@@ -17,11 +17,12 @@ GOALS = {
     "BM_GemvBfloat16": ("GB/s", "read-sum floor", ">= 0.97"),
     "BM_GemvFloat32": ("GB/s", "read-sum floor", ">= 0.97"),
     "BM_GemmBfloat16": ("GFLOP/s", "f32 cblas_sgemm", ">= 1.00"),
+    "BM_LogProbs": ("GB/s", "composed logsumexp", ">= 2.00"),
 }
 # Further counters printed after the goal (name -> label).
 EXTRA = {"sgemv_GBps": "sgemv GB/s", "sgemm_m1_GBps": "sgemm(M=1) GB/s",
          "avx2_GFLOPS": "AVX2 kernel GFLOP/s", "cvt_sgemm_GFLOPS": "convert+sgemm GFLOP/s",
-         "us_per_matmul": "us/matmul"}
+         "us_per_matmul": "us/matmul", "ours_us": "us", "composed_us": "composed us"}
 data = json.load(open(sys.argv[1]))
 ctx = data["context"]
 print(f"{ctx.get('host_name', '?')}: {ctx['num_cpus']} CPUs @ {ctx['mhz_per_cpu']} MHz, {ctx['date']}")
@@ -29,6 +30,9 @@ print(f"{'benchmark':<60} {'ours':>10} {'baseline':>10} {'unit':>8} {'ratio':>7}
 for b in data["benchmarks"]:
     name = b["name"].replace("/real_time", "").replace("/iterations:", " it:")
     key = b["name"].split("/")[0]
+    if b.get("error_occurred"):
+        print(f"{name:<60} skipped: {b.get('error_message', '')}")
+        continue
     if key == "BM_GraphOverhead":
         ns = b["ns_per_op"]
         print(f"{name:<60} {ns:>10.0f} {'':>10} {'ns/op':>8} {'':>7}  <= 1000 ns/op "

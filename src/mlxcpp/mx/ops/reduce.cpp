@@ -1,5 +1,6 @@
-// Reductions, scans and softmax: argument checks, MLX's output dtypes, and the
-// composite ops (mean, var, std, logsumexp) built from the primitives.
+// Reductions, scans, softmax and logsumexp: argument checks, MLX's output
+// dtypes, and the composite ops (mean, var, std, logsumexp over several axes)
+// built from the primitives.
 #include <algorithm>
 #include <numeric>
 #include <sstream>
@@ -256,6 +257,17 @@ array logsumexp(const array& a, const std::vector<int>& axes, bool keepdims, S s
   Dtype d = at_least_float(a.dtype());
   array x = astype(a, d, s);
   if (axes.empty()) return x;
+  if (r.axes.size() == 1 && is_floating_point(d)) {
+    // One axis: the fused LogSumExp over the last axis (a single reduced axis
+    // elsewhere is moved last first, as softmax does). Its output keeps that
+    // axis as a size-1 dim, so a reshape puts it back wherever it was.
+    int nd = static_cast<int>(a.ndim());
+    if (r.axes[0] != nd - 1) x = moveaxis(x, r.axes[0], -1, s);
+    Shape kept = x.shape();
+    kept.back() = 1;
+    array out(std::move(kept), d, std::make_shared<LogSumExp>(to_stream(s)), {x});
+    return reshape(out, keepdims ? r.kept : r.squeezed, s);
+  }
   // Shifting by the max keeps exp() in range; the shift carries no gradient
   // because logsumexp does not depend on it.
   array m = stop_gradient(max(x, axes, true, s), s);

@@ -1,4 +1,4 @@
-// Derivatives and batching rules of Reduce, ArgReduce, Scan and Softmax.
+// Derivatives and batching rules of Reduce, ArgReduce, Scan, Softmax and LogSumExp.
 #include <numeric>
 
 #include "mlxcpp/mx/ops.h"
@@ -403,6 +403,46 @@ std::pair<std::vector<array>, std::vector<int>> Softmax::vmap(const std::vector<
     b = 0;
   }
   return {{softmax(x, -1, precise_, stream())}, {b}};
+}
+
+// ---------------------------------------------------------------- LogSumExp
+
+bool LogSumExp::is_equivalent(const Primitive& other) const {
+  return dynamic_cast<const LogSumExp*>(&other) != nullptr;
+}
+
+std::vector<Shape> LogSumExp::output_shapes(const std::vector<array>& inputs) {
+  Shape s = inputs[0].shape();
+  s.back() = 1;
+  return {s};
+}
+
+// d logsumexp(x) / dx = softmax(x): the cotangent (one per row, a size-1 last
+// dim) broadcasts over the row.
+std::vector<array> LogSumExp::vjp(const std::vector<array>& primals,
+                                  const std::vector<array>& cotangents, const std::vector<int>&,
+                                  const std::vector<array>&) {
+  Stream s = stream();
+  return {multiply(cotangents[0], softmax(primals[0], -1, /*precise=*/true, s), s)};
+}
+
+std::vector<array> LogSumExp::jvp(const std::vector<array>& primals,
+                                  const std::vector<array>& tangents, const std::vector<int>&) {
+  Stream s = stream();
+  array y = softmax(primals[0], -1, /*precise=*/true, s);
+  return {sum(multiply(tangents[0], y, s), -1, true, s)};
+}
+
+std::pair<std::vector<array>, std::vector<int>> LogSumExp::vmap(const std::vector<array>& inputs,
+                                                                const std::vector<int>& axes) {
+  int b = axes[0];
+  array x = inputs[0];
+  // The reduced axis is the last one; a batch axis there must move out of the way.
+  if (b >= 0 && b == static_cast<int>(x.ndim()) - 1) {
+    x = moveaxis(x, b, 0, stream());
+    b = 0;
+  }
+  return {{logsumexp(x, -1, true, stream())}, {b}};
 }
 
 }  // namespace mx

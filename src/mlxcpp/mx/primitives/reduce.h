@@ -1,4 +1,4 @@
-// Reductions over axes, scans along an axis, and the fused softmax. A Reduce
+// Reductions over axes, scans along an axis, the fused softmax and logsumexp. A Reduce
 // keeps the reduced axes as size-1 dims (the ops squeeze them), so that its
 // cotangent broadcasts straight back onto the input.
 #pragma once
@@ -87,6 +87,20 @@ class Softmax : public UnaryPrimitive {
 
  private:
   bool precise_;
+};
+
+// log(sum(exp(x))) over the last axis, fused: one pass over each row keeps a
+// running max and the sum of the exponentials shifted by it, so a decode
+// step's log-probabilities cost one kernel instead of a max, a subtract, an
+// exp, a sum, a log, an add and an inf check. The last axis is kept as a
+// size-1 dim (like Reduce). 16-bit inputs accumulate in float32; the result
+// has the input's dtype. A row holding a NaN gives NaN, else one holding +inf
+// gives +inf, and a row of -inf gives -inf.
+class LogSumExp : public UnaryPrimitive {
+ public:
+  explicit LogSumExp(Stream s) : UnaryPrimitive(s) {}
+  MX_REDUCE_PRIMITIVE_COMMON(LogSumExp)
+  const char* name() const override { return "LogSumExp"; }
 };
 
 #undef MX_REDUCE_PRIMITIVE_COMMON
