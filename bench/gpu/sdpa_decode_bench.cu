@@ -114,11 +114,12 @@ void run_shape(const Shape& sh, double copy, int reps, cudaStream_t s, bool swee
     const double gbs = read / (ms * 1e-3) / 1e9;
     std::printf(
         "{\"bench\":\"sdpa_decode\",\"B\":%d,\"keys\":%d,\"window\":%d,\"mask\":%s,"
-        "\"min_split_keys\":%s,\"splits\":%d,\"ctas\":%d,\"us\":%.2f,\"kv_mb\":%.2f,"
+        "\"min_split_keys\":%s,\"splits\":%d,\"cluster\":%s,\"ctas\":%d,\"us\":%.2f,\"kv_mb\":%.2f,"
         "\"gbs\":%.0f,\"copy_gbs\":%.0f,\"ratio\":%.3f}\n",
         sh.B, sh.Lk, sh.window, sh.batch_mask ? "true" : "false",
         knob ? std::to_string(knob).c_str() : "\"default\"", plan.splits,
-        sh.B * kHkv * plan.row_groups * plan.splits, ms * 1e3, read / 1e6, gbs, copy, gbs / copy);
+        plan.cluster ? "true" : "false", sh.B * kHkv * plan.row_groups * plan.splits, ms * 1e3,
+        read / 1e6, gbs, copy, gbs / copy);
   }
 }
 
@@ -139,7 +140,7 @@ int main(int argc, char** argv) {
     const double copy = mxbench::copy_gbs(s, size_t{512} << 20, 5);
     std::printf("{\"bench\":\"device\",\"name\":\"%s\",\"sms\":%d,\"copy_gbs\":%.0f}\n", prop.name,
                 prop.multiProcessorCount, copy);
-    for (int Lk : {128, 600, 4096, 32768}) run_shape({1, Lk, 0, false}, copy, reps, s, true);
+    for (int Lk : {128, 384, 600, 4096, 32768}) run_shape({1, Lk, 0, false}, copy, reps, s, true);
     for (int Lk : {4096, 32768}) run_shape({1, Lk, 1024, false}, copy, reps, s, false);
     for (int Lk : {128, 600, 4096}) run_shape({64, Lk, 0, true}, copy, reps, s, false);
     for (int Lk : {600, 4096}) time_sdpa_op(Lk, 200);

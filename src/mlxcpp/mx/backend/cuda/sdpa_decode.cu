@@ -15,8 +15,12 @@
 // range, bool mask or an additive -inf) never touches the output even when its
 // value is inf or NaN; a row that sees no key averages all values (zeros with
 // a sink); a NaN score reaches exactly the rows that see it.
+#include <cooperative_groups.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #include "mlxcpp/mx/backend/cuda/kernel_utils.cuh"
 #include "mlxcpp/mx/backend/cuda/sdpa_decode.h"
@@ -115,6 +119,10 @@ __device__ void finish(const DecodeParams& p, const T* v, T* out, int b, int h, 
 }
 
 constexpr int kMaxSplits = 1024;
+// The most splits merged inside a cluster (the portable cluster size), and the
+// most key tiles a warp then walks.
+constexpr int kClusterSplits = 8;
+constexpr int kClusterTiles = 4;
 
 template <int THREADS, typename Op>
 __device__ float block_reduce(float v, float* red, Op op) {
@@ -200,6 +208,7 @@ template <typename T>
 __global__ void __launch_bounds__(kCombineThreads)
     decode_combine_kernel(const T* v, T* out, DecodeParams p, DecodePlan plan, const float* scratch,
                           int64_t rows_all) {
+  allow_dependent_launch();
   __shared__ MergeSmem<kCombineThreads> sm;
   const int64_t row = blockIdx.x;
   const int G = plan.rows_per_cta;
@@ -212,6 +221,45 @@ __global__ void __launch_bounds__(kCombineThreads)
   merge_row<T, kCombineThreads>(v, out, p, plan, scratch, rows_all, row, b, kvh, gr, sm);
 }
 
+// The splits of a row group as one thread-block cluster (plan.cluster): each
+// CTA left its merged state (max, sum, output) in its shared memory; after the
+// cluster's barrier every CTA finishes a share of the (row, column) outputs
+// from all of them (distributed shared memory), with the combine kernel's
+// arithmetic. The second barrier keeps each CTA's shared memory alive until
+// the others have read it. One launch instead of two, and no scratch.
+template <typename T, int DPAD, int G>
+__device__ void merge_cluster(const T* v, T* out, const DecodeParams& p, const DecodePlan& plan,
+                              float (&o_sm)[G][DPAD], float (&m_sm)[G], float (&l_sm)[G], int b,
+                              int kvh, int grp) {
+  namespace cg = cooperative_groups;
+  cg::cluster_group cluster = cg::this_cluster();
+  cluster.sync();
+  const int S = plan.splits, rank = static_cast<int>(cluster.block_rank());
+  const int rows = p.rep * p.Lq;
+  for (int t = rank * kWarps * 32 + threadIdx.x; t < G * p.Dv; t += S * kWarps * 32) {
+    const int r = t / p.Dv, d = t % p.Dv;
+    const int gr = grp * G + r;
+    if (gr >= rows) continue;
+    float mx = -INFINITY;
+    for (int s = 0; s < S; ++s) mx = fmaxf(mx, cluster.map_shared_rank(&m_sm[r], s)[0]);
+    const float mu = mx == -INFINITY ? 0.0f : mx;
+    float lsum = 0.0f, o = 0.0f;
+    for (int s = 0; s < S; ++s) {
+      const float ls = cluster.map_shared_rank(&l_sm[r], s)[0];
+      // A split that saw no key has l = 0 and o = 0; a NaN l still counts.
+      if (ls != 0.0f) {
+        const float a = exp2f(cluster.map_shared_rank(&m_sm[r], s)[0] - mu);
+        lsum += ls * a;
+        o = fmaf(a, cluster.map_shared_rank(&o_sm[r][d], s)[0], o);
+      }
+    }
+    int h, i;
+    row_of(p, kvh, gr, h, i);
+    finish<T>(p, v, out, b, h, i, d, mx, lsum, o);
+  }
+  cluster.sync();
+}
+
 template <typename T, int DPAD, int G>
 __global__ void __launch_bounds__(kWarps * 32)
     decode_split_kernel(const T* q, const T* k, const T* v, T* out, DecodeParams p, DecodePlan plan,
@@ -221,6 +269,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   constexpr int WT = tl.warp_keys();
   __shared__ float sm_acc[kWarps][G][DPAD];
   __shared__ float sm_m[kWarps][G], sm_l[kWarps][G];
+  __shared__ float sm_cm[G], sm_cl[G];  // the CTA's merged max and sum (cluster merge)
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int grp = blockIdx.x % plan.row_groups;
@@ -448,6 +497,14 @@ __global__ void __launch_bounds__(kWarps * 32)
       int h, i;
       row_of(p, kvh, gr, h, i);
       finish<T>(p, v, out, b, h, i, d, mx, lsum, o);
+    } else if (plan.cluster) {
+      // This thread alone reads [*][r][d]: the CTA's merged output replaces warp 0's. The
+      // row's max and sum go apart: other threads of the row still read sm_m and sm_l.
+      sm_acc[0][r][d] = o;
+      if (d == 0) {
+        sm_cm[r] = mx;
+        sm_cl[r] = lsum;
+      }
     } else {
       const int64_t row = static_cast<int64_t>(blockIdx.x) * G + r;
       const int64_t at = row * plan.splits + split;
@@ -459,6 +516,8 @@ __global__ void __launch_bounds__(kWarps * 32)
       scratch[outputs_at(rows_all, plan.splits) + at * p.Dv + d] = o;
     }
   }
+  if (plan.cluster)
+    merge_cluster<T, DPAD, G>(v, out, p, plan, sm_acc[0], sm_cm, sm_cl, b, kvh, grp);
 }
 
 int elem_size(DecodeDtype t) { return t == DecodeDtype::f32 ? 4 : 2; }
@@ -472,10 +531,28 @@ template <typename T, int DPAD, int G>
 void launch(const void* q, const void* k, const void* v, void* out, const DecodeParams& p,
             const DecodePlan& plan, float* scratch, cudaStream_t st) {
   const unsigned ctas = static_cast<unsigned>(p.B) * p.Hkv * plan.row_groups;
-  decode_split_kernel<T, DPAD, G>
-      <<<dim3(ctas, static_cast<unsigned>(plan.splits)), kWarps * 32, 0, st>>>(
-          static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
-          static_cast<T*>(out), p, plan, scratch);
+  const dim3 grid(ctas, static_cast<unsigned>(plan.splits));
+  if (plan.cluster) {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = grid;
+    cfg.blockDim = dim3(kWarps * 32);
+    cfg.stream = st;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = 1;
+    attr[0].val.clusterDim.y = static_cast<unsigned>(plan.splits);
+    attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    check(cudaLaunchKernelEx(&cfg, decode_split_kernel<T, DPAD, G>, static_cast<const T*>(q),
+                             static_cast<const T*>(k), static_cast<const T*>(v),
+                             static_cast<T*>(out), p, plan, scratch),
+          "sdpa decode (cluster)");
+    return;
+  }
+  decode_split_kernel<T, DPAD, G><<<grid, kWarps * 32, 0, st>>>(
+      static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
+      static_cast<T*>(out), p, plan, scratch);
   if (plan.splits > 1) {
     const int64_t rows_all = static_cast<int64_t>(ctas) * G;
     decode_combine_kernel<T><<<static_cast<unsigned>(rows_all), kCombineThreads, 0, st>>>(
@@ -520,6 +597,23 @@ int current_sm_count() {
   return count;
 }
 
+// Thread-block clusters (compute capability 9.0 on) and not switched off with
+// MLXCPP_SDPA_DECODE_CLUSTER=0 (the two-kernel merge, for comparison).
+bool clusters_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("MLXCPP_SDPA_DECODE_CLUSTER");
+    if (e && std::strcmp(e, "0") == 0) return false;
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    return major >= 9;
+  }();
+  return on;
+}
+
 }  // namespace
 
 bool sdpa_decode_supported(const DecodeParams& p, DecodeDtype t, const void* const (&ptrs)[4]) {
@@ -558,13 +652,23 @@ DecodePlan sdpa_decode_plan(const DecodeParams& p, DecodeDtype t, int sms, int64
       (static_cast<int64_t>(kCtasPerSm) * (sms > 0 ? sms : current_sm_count()) + ctas - 1) / ctas;
   int64_t splits =
       std::clamp<int64_t>(std::min(want, (span + min_keys - 1) / min_keys), 1, kMaxSplits);
+  // Few keys a row group (a short context, or a batch that fills the card with few splits):
+  // at most kClusterSplits splits, merged inside their cluster, of at most kClusterTiles tiles a
+  // warp; the combine kernel's launch costs more than the longer splits.
+  if (clusters_enabled() && span <= int64_t{kClusterSplits} * kClusterTiles * kWarps * wt) {
+    splits = std::min<int64_t>(splits, kClusterSplits);
+    splits = std::max<int64_t>(
+        splits, (span + kClusterTiles * kWarps * wt - 1) / (kClusterTiles * kWarps * wt));
+  }
   plan.keys_per_split = ((span + splits - 1) / splits + wt - 1) / wt * wt;
   plan.splits = static_cast<int>((span + plan.keys_per_split - 1) / plan.keys_per_split);
+  plan.cluster = plan.splits > 1 && plan.splits <= kClusterSplits && clusters_enabled() &&
+                 span <= int64_t{kClusterSplits} * kClusterTiles * kWarps * wt;
   return plan;
 }
 
 size_t sdpa_decode_scratch_floats(const DecodeParams& p, const DecodePlan& plan) {
-  if (plan.splits <= 1) return 0;
+  if (plan.splits <= 1 || plan.cluster) return 0;
   const size_t rows_all =
       static_cast<size_t>(p.B) * p.Hkv * plan.row_groups * static_cast<size_t>(plan.rows_per_cta);
   return static_cast<size_t>(outputs_at(static_cast<int64_t>(rows_all), plan.splits)) +

@@ -3,7 +3,8 @@
 // rows (one or a few queries times the grouped-query ratio): a CTA takes the
 // query rows of one (batch, key/value head) and one slice of the keys, so K
 // and V are read once for all the heads that share them, and the slices'
-// partial softmax states are merged by a second small kernel. float32,
+// partial softmax states are merged inside their thread-block cluster (a few
+// slices) or by a second small kernel. float32,
 // float16 and bfloat16, head dims up to 256 in 16-byte multiples; every mask
 // of the primitive (causal, sliding window, bool or additive array, sinks).
 // Other calls keep the one warp per row kernel of sdpa.cu.
@@ -42,6 +43,9 @@ struct DecodePlan {
   int splits;
   int64_t key_lo, key_hi;  // the keys any query can see (causal / window bounds)
   int64_t keys_per_split;
+  // The splits (2..8) form one thread-block cluster per row group and merge
+  // through distributed shared memory: no scratch, no combine kernel.
+  bool cluster;
 };
 
 // Whether the decode kernel covers this call; ptrs: q, k, v, out data.
