@@ -28,8 +28,8 @@
 
 namespace {
 
-// The graph is opt-in (MLXCPP_DECODE_GRAPH=1); DecodeGraph::enabled() reads it once, so it is
-// set before main runs.
+// The graph is on unless MLXCPP_DECODE_GRAPH=0; DecodeGraph::enabled() reads it once, so it is
+// set before main runs (whatever the environment says).
 const int kGraphOptIn = setenv("MLXCPP_DECODE_GRAPH", "1", 1);
 
 const mx::Device kGpu{mx::Device::gpu};

@@ -74,11 +74,11 @@ std::optional<std::pair<mx::array, mx::array>> held_positions(const LanguageMode
 
 bool DecodeGraph::enabled() {
   static const bool env_on = [] {
-    // Opt-in: on an H100 (2026-11-27) the eager step decoded gemma3-4b faster (143 against
-    // 134 tok/s; bench/RESULTS.md), and one GPU run of lm_test_static_decode read a token
-    // that was not one (an unresolved race in the fixed-shape step).
+    // On by default: with the step's per-capacity slots made once and the sampled token read
+    // from host memory, the replay decodes gemma3-4b faster than the eager step on an H100
+    // (bench/RESULTS.md, 2026-11-28). MLXCPP_DECODE_GRAPH=0 keeps decoding eager.
     const char* v = std::getenv("MLXCPP_DECODE_GRAPH");
-    return v && std::string(v) == "1";
+    return !(v && std::string(v) == "0");
   }();
   return env_on && mx::CapturedGraph::is_available() &&
          mx::default_device() == mx::Device(mx::Device::gpu);

@@ -26,7 +26,7 @@ class DecodeGraph {
   static constexpr int kDefaultBucket = 256;
 
   // Whether decoding may go through a graph in this process: the default device is the GPU
-  // and MLXCPP_DECODE_GRAPH=1 (off by default; see decode_graph.cpp).
+  // and MLXCPP_DECODE_GRAPH is not 0 (on by default; see decode_graph.cpp).
   static bool enabled();
   // Whether `model` with `cache` (as prefill left it) can: the model has a fixed-shape step,
   // and every layer is a plain full cache or a sliding-window ring with nothing pinned (the

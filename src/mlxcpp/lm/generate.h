@@ -37,7 +37,7 @@ struct GenerateOptions {
   // calling `sampler`; a sampler given without them keeps generation on the eager path.
   std::optional<SamplerOptions> sampler_options;
   // Decode through a replayed graph when the model, device and options allow it (see
-  // DecodeGraph::enabled/supports; MLXCPP_DECODE_GRAPH=1 turns it on): one sequence, no
+  // DecodeGraph::enabled/supports; MLXCPP_DECODE_GRAPH=0 turns it off): one sequence, no
   // logits processors, no caller-owned prompt_cache, no max_kv_size or KV quantization.
   bool decode_graph = true;
   int decode_graph_bucket = 256;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <stdexcept>
 #include <tuple>
 #include <utility>
@@ -346,22 +347,30 @@ mx::array Attention::operator()(const mx::array& x, KVCacheBase* cache) const {
   return output(scaled_dot_product_attention(q, k, v, scale_, mask), B, T);
 }
 
+// The slot of this position: a global layer's capacity exceeds every position it is used for;
+// a sliding-window layer whose capacity is its window writes a ring, which then holds exactly
+// the window (attention does not depend on the order of the keys). Slots not yet written (those
+// past the position) are hidden; once a ring is full, all are in the window.
+StaticSlot::StaticSlot(const mx::array& position, int capacity)
+    : slot(mx::remainder(position, mx::array(capacity, mx::int32))),
+      visible(mx::reshape(mx::less_equal(mx::arange(0, capacity, mx::int32), position),
+                          {1, 1, 1, capacity})) {}
+
 mx::array Attention::static_step(const mx::array& x, const mx::array& position,
+                                 const StaticSlot& where,
                                  std::pair<mx::array, mx::array>& cache) const {
+  const int capacity = cache.first.shape(2);
+  if (where.visible.shape(-1) != capacity) {
+    throw std::invalid_argument("gemma3: a fixed-shape step's slot is for a capacity of " +
+                                std::to_string(where.visible.shape(-1)) + ", the cache has " +
+                                std::to_string(capacity));
+  }
   auto [q, k, v] = project(x);
   std::tie(q, k) = norm_rope(q, k, position);
-  const int capacity = cache.first.shape(2);
-  // The slot of this position: a global layer's capacity exceeds every position it is used
-  // for; a sliding-window layer whose capacity is its window writes a ring, which then holds
-  // exactly the window (attention does not depend on the order of the keys).
-  auto slot = mx::remainder(position, mx::array(capacity, mx::int32));
-  cache.first = mx::slice_update_in_place(cache.first, k, slot, {2});
-  cache.second = mx::slice_update_in_place(cache.second, v, slot, {2});
-  // Slots not yet written (those past the position) are hidden; once a ring is full, all are
-  // in the window.
-  auto visible = mx::less_equal(mx::arange(0, capacity, mx::int32), position);
+  cache.first = mx::slice_update_in_place(cache.first, k, where.slot, {2});
+  cache.second = mx::slice_update_in_place(cache.second, v, where.slot, {2});
   auto o = mx::fast::scaled_dot_product_attention(q, cache.first, cache.second, scale_, "",
-                                                  mx::reshape(visible, {1, 1, 1, capacity}));
+                                                  where.visible);
   return output(o, x.shape(0), x.shape(1));
 }
 
@@ -440,10 +449,11 @@ std::pair<mx::array, mx::array> DecoderLayer::operator()(const mx::array& x, con
 
 std::pair<mx::array, mx::array> DecoderLayer::static_step(const mx::array& x, const mx::array& x_in,
                                                           const mx::array& position,
+                                                          const StaticSlot& where,
                                                           std::pair<mx::array, mx::array>& cache,
                                                           const RMSNorm& next_norm) const {
   auto& attn = static_cast<const Attention&>(child("self_attn"));
-  return finish(x, attn.static_step(x_in, position, cache), next_norm);
+  return finish(x, attn.static_step(x_in, position, where, cache), next_norm);
 }
 
 TextModel::TextModel(const TextConfig& cfg, mx::Dtype dtype) : hidden_size_(cfg.hidden_size) {
@@ -481,8 +491,14 @@ mx::array TextModel::static_step(const mx::array& token, const mx::array& positi
   }
   auto h = embed(token);
   auto h_in = (*layers_)[0].input_layernorm()(h);
+  // One slot and visibility per capacity (the global layers', the sliding-window layers').
+  std::map<int, StaticSlot> slots;
   for (size_t i = 0; i < layers_->size(); ++i) {
-    std::tie(h, h_in) = (*layers_)[i].static_step(h, h_in, position, cache[i], next_norm(i));
+    const int capacity = cache[i].first.shape(2);
+    auto it = slots.find(capacity);
+    if (it == slots.end()) it = slots.emplace(capacity, StaticSlot(position, capacity)).first;
+    std::tie(h, h_in) =
+        (*layers_)[i].static_step(h, h_in, position, it->second, cache[i], next_norm(i));
   }
   return h_in;
 }

@@ -83,6 +83,14 @@ class RMSNorm : public mx::nn::Module {
   mutable std::optional<std::pair<mx::array, mx::array>> offset_;
 };
 
+// Where a fixed-shape decode step writes in a cache of some capacity, and which of its slots
+// attention may see: the same for every layer of that capacity, so made once per step.
+struct StaticSlot {
+  mx::array slot;     // position % capacity (int32 scalar)
+  mx::array visible;  // [1, 1, 1, capacity] bool: slots written so far
+  StaticSlot(const mx::array& position, int capacity);
+};
+
 class Attention : public mx::nn::Module {
  public:
   Attention(const TextConfig& cfg, bool is_global, mx::Dtype dtype);
@@ -91,7 +99,7 @@ class Attention : public mx::nn::Module {
   mx::array operator()(const mx::array& x, KVCacheBase* cache) const;
   // One token ([1, 1, H]) against a fixed-capacity cache written in place at
   // position % capacity (LanguageModel::static_decode).
-  mx::array static_step(const mx::array& x, const mx::array& position,
+  mx::array static_step(const mx::array& x, const mx::array& position, const StaticSlot& where,
                         std::pair<mx::array, mx::array>& cache) const;
 
  private:
@@ -126,7 +134,7 @@ class DecoderLayer : public mx::nn::Module {
   std::pair<mx::array, mx::array> operator()(const mx::array& x, const mx::array& x_in,
                                              KVCacheBase* cache, const RMSNorm& next_norm) const;
   std::pair<mx::array, mx::array> static_step(const mx::array& x, const mx::array& x_in,
-                                              const mx::array& position,
+                                              const mx::array& position, const StaticSlot& where,
                                               std::pair<mx::array, mx::array>& cache,
                                               const RMSNorm& next_norm) const;
   const RMSNorm& input_layernorm() const;

@@ -49,9 +49,6 @@ std::string unsupported_dtype(const char* op, Dtype d) {
 
 // The mx stream the calling thread is launching on (gpu::LaunchScope), or -1.
 int launch_stream_of_thread();
-// A buffer that the host writes now, in the middle of a launch: allocated as
-// by host code (see malloc_for_host_write's definition).
-allocator::Buffer malloc_for_host_write(size_t bytes);
 
 namespace {
 

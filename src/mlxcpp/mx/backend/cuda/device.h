@@ -16,6 +16,8 @@
 #include "mlxcpp/mx/device.h"
 #include "mlxcpp/mx/primitive.h"
 
+#include "mlxcpp/mx/allocator.h"
+
 namespace mx::cuda {
 
 // Throws std::runtime_error naming `what` and the CUDA error.
@@ -37,6 +39,11 @@ StreamResources& resources(const Stream& s);
 // library and creating them on first use).
 StreamResources& gemm_resources(const Stream& s);
 inline cudaStream_t stream_of(const Primitive& p) { return resources(p.stream()).stream; }
+
+// A buffer the host writes now (in the middle of a launch too), or reads once a kernel has
+// written it: allocated as by host code, so that a small one lives in host memory that the
+// device maps. A small result the host reads (a sampled token) then never moves its page.
+allocator::Buffer malloc_for_host_write(size_t bytes);
 
 // A row-contiguous buffer for `out` (unified memory; nothing is touched).
 void allocate_row_contiguous(array& out);

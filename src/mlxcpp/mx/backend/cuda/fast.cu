@@ -77,8 +77,8 @@ struct RopeParams {
   const float* freqs;  // dims / 2 periods, or null for base ** (-2i / dims)
 };
 
-// cos and sin (negated backwards) of pair k's angle at position l of batch element b, in double
-// precision: exact at large positions, where a float32 angle would not be.
+// cos and sin (negated backwards) of pair k's angle at position l of batch element b. The angle
+// is formed in double precision: exact at large positions, where a float32 angle would not be.
 template <typename A>
 __device__ __forceinline__ void rope_cos_sin(const RopeParams& p, const int32_t* offset, int64_t b,
                                              int64_t l, int k, A& c, A& s) {
@@ -86,10 +86,17 @@ __device__ __forceinline__ void rope_cos_sin(const RopeParams& p, const int32_t*
   const double inv =
       p.freqs ? 1.0 / static_cast<double>(p.freqs[k]) : exp(-(2.0 * k / p.dims) * p.log_base);
   const double theta = p.scale * static_cast<double>(pos) * inv;
-  double sd, cd;
-  sincos(theta, &sd, &cd);
-  c = static_cast<A>(cd);
-  s = static_cast<A>(p.forward ? sd : -sd);
+  if constexpr (std::is_same_v<A, double>) {
+    double sd, cd;
+    sincos(theta, &sd, &cd);
+    c = cd;
+    s = p.forward ? sd : -sd;
+  } else {
+    float sf, cf;
+    sincos_reduced(theta, &sf, &cf);
+    c = static_cast<A>(cf);
+    s = static_cast<A>(p.forward ? sf : -sf);
+  }
 }
 
 template <typename T>

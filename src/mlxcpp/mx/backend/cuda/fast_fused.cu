@@ -42,6 +42,7 @@ __global__ void rms_norm_f32_kernel(const T* x, Layout<1> rows_layout, const flo
 template <typename T>
 __global__ void rms_norm_f32_warp_kernel(const T* x, Layout<1> rows_layout, const float* w, T* y,
                                          int64_t rows, int64_t d, float eps) {
+  allow_dependent_launch();
   constexpr int V = 16 / sizeof(T);
   const int lane = threadIdx.x & 31;
   const int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
@@ -80,6 +81,7 @@ __global__ void rms_norm_f32_warp_kernel(const T* x, Layout<1> rows_layout, cons
 template <typename T>
 __global__ void rms_norm_f32_block_vec_kernel(const T* x, Layout<1> rows_layout, const float* w,
                                               T* y, int64_t d, float eps) {
+  allow_dependent_launch();
   constexpr int V = 16 / sizeof(T);
   const int64_t r = blockIdx.x;
   const T* xr = x + rows_layout.offset(0, r);
@@ -173,6 +175,7 @@ void rms_norm_f32_gpu(Primitive& p, const std::vector<array>& inputs, std::vecto
 
 template <typename T>
 __global__ void gelu_approx_mul_kernel(const T* g, const T* u, T* y, int64_t n) {
+  allow_dependent_launch();
   const float k = 0.7978845608028654f;  // sqrt(2 / pi)
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += step) {
@@ -272,6 +275,7 @@ template <typename T, int V>
 __global__ void __launch_bounds__(1024)
     residual_rms_norm_kernel(const T* res, const T* y, const float* wy, const float* wo, T* h,
                              T* out, int64_t d, float eps) {
+  allow_dependent_launch();
   const int64_t base = static_cast<int64_t>(blockIdx.x) * d;
   const int64_t i = threadIdx.x;
   const bool mine = i < d / V;
@@ -314,6 +318,7 @@ __global__ void __launch_bounds__(1024)
 template <typename T>
 __global__ void residual_rms_norm_loop_kernel(const T* res, const T* y, const float* wy,
                                               const float* wo, T* h, T* out, int64_t d, float eps) {
+  allow_dependent_launch();
   const int64_t base = static_cast<int64_t>(blockIdx.x) * d;
   float ss = 0;
   for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
@@ -416,9 +421,11 @@ struct NormRopeArgs {
 
 // One warp per row of any input: the sum of squares (the row's loads all in flight at once),
 // then per pair the normalized values rounded to T (as the unfused norm stores them) and
-// rotated by the angle fast::rope's kernels use (double precision: exact at large positions).
+// rotated by the angle fast::rope's kernels use (formed in double precision: exact at large
+// positions).
 template <typename T>
 __global__ void __launch_bounds__(128) rms_norm_rope_kernel(NormRopeArgs<T> a) {
+  allow_dependent_launch();
   const int lane = threadIdx.x & 31;
   int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
   if (r >= a.first_row[a.nseg]) return;
@@ -430,6 +437,75 @@ __global__ void __launch_bounds__(128) rms_norm_rope_kernel(NormRopeArgs<T> a) {
   T* yr = g.y + r * g.d;
   const float* w = g.w;
   const int d = g.d;
+  const int64_t l = r % a.L;
+  const int64_t b = r / g.per_batch;
+  // Issued first: nothing below waits on it until the angles.
+  const int32_t off = a.offset[a.batched_offset ? b * a.offset_stride : 0];
+  constexpr int P = 4;  // pairs per lane in a group: every load of a group before its stores
+  auto pair_at = [&](int k, int& i1, int& i2) {
+    i1 = a.traditional ? 2 * k : k;
+    i2 = a.traditional ? 2 * k + 1 : k + a.half;
+  };
+  auto angles = [&](int k0, float* c, float* sn) {
+    const double pos = static_cast<double>(static_cast<int64_t>(off) + l);
+#pragma unroll
+    for (int j = 0; j < P; ++j) {
+      const int k = k0 + j * 32 + lane;
+      if (k < a.half) {
+        const double inv = exp(-(2.0 * k / a.dims) * a.log_base);
+        sincos_reduced(a.scale * pos * inv, &sn[j], &c[j]);
+      }
+    }
+  };
+  auto rotate_store = [&](int k0, const float* x1, const float* x2, const float* c,
+                          const float* sn) {
+#pragma unroll
+    for (int j = 0; j < P; ++j) {
+      const int k = k0 + j * 32 + lane;
+      if (k < a.half) {
+        int i1, i2;
+        pair_at(k, i1, i2);
+        yr[i1] = cast_to<T>(x1[j] * c[j] - x2[j] * sn[j]);
+        yr[i2] = cast_to<T>(x1[j] * sn[j] + x2[j] * c[j]);
+      }
+    }
+  };
+  if (!a.traditional && a.dims == d && a.half <= 32 * P) {
+    // The whole row is one group of pairs (every head dim up to 256 rotated in full, as in
+    // Gemma 3): the row, its weights and the offset are all loaded before the first use, and
+    // the angles computed while the sum of squares is reduced. A lane's elements are lane,
+    // lane + 32, ... in order, as in the loop below: the same sum.
+    float x1[P], x2[P], w1[P], w2[P], c[P], sn[P];
+    float ss = 0;
+#pragma unroll
+    for (int j = 0; j < P; ++j) {
+      const int k = j * 32 + lane;
+      x1[j] = x2[j] = w1[j] = w2[j] = 0.0f;
+      if (k < a.half) {
+        int i1, i2;
+        pair_at(k, i1, i2);
+        x1[j] = cast_to<float>(xr[i1]);
+        x2[j] = cast_to<float>(xr[i2]);
+        w1[j] = w[i1];
+        w2[j] = w[i2];
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < P; ++j) ss = fmaf(x1[j], x1[j], ss);
+#pragma unroll
+    for (int j = 0; j < P; ++j) ss = fmaf(x2[j], x2[j], ss);
+    angles(0, c, sn);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    const float n = 1.0f / sqrtf(ss / static_cast<float>(d) + a.eps);
+#pragma unroll
+    for (int j = 0; j < P; ++j) {
+      x1[j] = cast_to<float>(cast_to<T>(x1[j] * n * w1[j]));
+      x2[j] = cast_to<float>(cast_to<T>(x2[j] * n * w2[j]));
+    }
+    rotate_store(0, x1, x2, c, sn);
+    return;
+  }
   float ss = 0;
 #pragma unroll 8
   for (int i = lane; i < d; i += 32) {
@@ -439,39 +515,20 @@ __global__ void __launch_bounds__(128) rms_norm_rope_kernel(NormRopeArgs<T> a) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
   const float n = 1.0f / sqrtf(ss / static_cast<float>(d) + a.eps);
-  const int64_t l = r % a.L;
-  const int64_t b = r / g.per_batch;
-  const double pos = static_cast<double>(
-      static_cast<int64_t>(a.offset[a.batched_offset ? b * a.offset_stride : 0]) + l);
-  // Pairs in groups of P per lane: every load of a group is issued before its stores.
-  constexpr int P = 4;
   for (int k0 = 0; k0 < a.half; k0 += 32 * P) {
     float x1[P], x2[P], c[P], sn[P];
 #pragma unroll
     for (int j = 0; j < P; ++j) {
       const int k = k0 + j * 32 + lane;
       if (k < a.half) {
-        const int i1 = a.traditional ? 2 * k : k;
-        const int i2 = a.traditional ? 2 * k + 1 : k + a.half;
+        int i1, i2;
+        pair_at(k, i1, i2);
         x1[j] = cast_to<float>(cast_to<T>(cast_to<float>(xr[i1]) * n * w[i1]));
         x2[j] = cast_to<float>(cast_to<T>(cast_to<float>(xr[i2]) * n * w[i2]));
-        const double inv = exp(-(2.0 * k / a.dims) * a.log_base);
-        double sd, cd;
-        sincos(a.scale * pos * inv, &sd, &cd);
-        c[j] = static_cast<float>(cd);
-        sn[j] = static_cast<float>(sd);
       }
     }
-#pragma unroll
-    for (int j = 0; j < P; ++j) {
-      const int k = k0 + j * 32 + lane;
-      if (k < a.half) {
-        const int i1 = a.traditional ? 2 * k : k;
-        const int i2 = a.traditional ? 2 * k + 1 : k + a.half;
-        yr[i1] = cast_to<T>(x1[j] * c[j] - x2[j] * sn[j]);
-        yr[i2] = cast_to<T>(x1[j] * sn[j] + x2[j] * c[j]);
-      }
-    }
+    angles(k0, c, sn);
+    rotate_store(k0, x1, x2, c, sn);
   }
   for (int i = a.dims + lane; i < d; i += 32) yr[i] = cast_to<T>(cast_to<float>(xr[i]) * n * w[i]);
 }

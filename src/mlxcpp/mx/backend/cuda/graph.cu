@@ -54,6 +54,9 @@ void launch_copy(const void* src, void* dst, size_t bytes, cudaStream_t s) {
   cuda::check_launch("copying a captured graph's buffer");
 }
 
+// Replay outputs up to this size are copied into host memory (see replay).
+constexpr size_t kHostReadMax = 4096;
+
 bool dense(const array& a) { return a.flags().row_contiguous && a.data_size() == a.size(); }
 
 }  // namespace
@@ -241,7 +244,11 @@ std::vector<array> CapturedGraph::replay(const std::vector<int>& take) {
         gpu::LaunchScope scope(st);
         cuda::check(cudaGraphLaunch(impl->exec, cs), "launching a graph");
         for (size_t k = 0; k < copies.size(); ++k) {
-          copies[k].set_data(allocator::malloc(std::max<size_t>(sources[k].nbytes(), 1)));
+          // Small copies (a sampled token) are for the host to read: in device memory, the
+          // host's read would move the page to the host and the next replay's write back.
+          const size_t n = std::max<size_t>(sources[k].nbytes(), 1);
+          copies[k].set_data(n <= kHostReadMax ? cuda::malloc_for_host_write(n)
+                                               : allocator::malloc(n));
           copies[k].set_status(array::Status::scheduled);
           launch_copy(sources[k].data<void>(), copies[k].data<void>(), sources[k].nbytes(), cs);
         }

@@ -68,8 +68,8 @@ __device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
 // a dependent, start now; then waits until the kernel this one depends on has
 // completed and its writes are visible. Without such a launch both are no-ops.
 __device__ __forceinline__ void overlap_with_neighbours() {
+  allow_dependent_launch();
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 }

@@ -196,6 +196,32 @@ __device__ T block_reduce(T v, T identity, F f) {
   return smem[0];
 }
 
+// Programmatic dependent launch (sm_90): lets a kernel launched after this one
+// as a programmatic dependent (the few-row products, gemv.h) start now, so it
+// can issue its weight prefetches while this one still runs. The dependent
+// waits for this kernel's completion before it reads anything this one writes
+// (griddepcontrol.wait), so calling this first thing is always safe; without
+// such a dependent it does nothing.
+__device__ __forceinline__ void allow_dependent_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// cos and sin of a double-precision angle in float: the angle is reduced by 2 pi
+// in double (exact for any angle RoPE meets: 2 pi carried in two parts), then
+// sincosf of the remainder in [-pi, pi], which takes sincosf's fast path. As
+// accurate as rounding a double sincos to float within a couple of ulps, at a
+// fraction of its cost.
+__device__ __forceinline__ void sincos_reduced(double theta, float* s, float* c) {
+  constexpr double kInv2Pi = 0.15915494309189535;
+  constexpr double k2PiHi = 6.283185307179586;
+  constexpr double k2PiLo = 2.4492935982947064e-16;
+  const double n = rint(theta * kInv2Pi);
+  const double r = fma(-n, k2PiLo, fma(-n, k2PiHi, theta));
+  sincosf(static_cast<float>(r), s, c);
+}
+
 // The Dtype of a device element type.
 template <typename T>
 constexpr Dtype dtype_of() {
