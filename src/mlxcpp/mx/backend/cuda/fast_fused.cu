@@ -43,6 +43,7 @@ template <typename T>
 __global__ void rms_norm_f32_warp_kernel(const T* x, Layout<1> rows_layout, const float* w, T* y,
                                          int64_t rows, int64_t d, float eps) {
   allow_dependent_launch();
+  wait_for_prerequisites();
   constexpr int V = 16 / sizeof(T);
   const int lane = threadIdx.x & 31;
   const int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
@@ -82,6 +83,7 @@ template <typename T>
 __global__ void rms_norm_f32_block_vec_kernel(const T* x, Layout<1> rows_layout, const float* w,
                                               T* y, int64_t d, float eps) {
   allow_dependent_launch();
+  wait_for_prerequisites();
   constexpr int V = 16 / sizeof(T);
   const int64_t r = blockIdx.x;
   const T* xr = x + rows_layout.offset(0, r);
@@ -157,13 +159,15 @@ void rms_norm_f32_gpu(Primitive& p, const std::vector<array>& inputs, std::vecto
       const int64_t nv = d / static_cast<int64_t>(16 / sizeof(T));
       if (rows <= kFewRows && nv >= 128 && vector_rows(x, w, out, d)) {
         const auto block = static_cast<unsigned>(std::min<int64_t>(1024, (nv + 31) / 32 * 32));
-        rms_norm_f32_block_vec_kernel<T><<<static_cast<unsigned>(rows), block, 0, stream_of(p)>>>(
-            x.data<T>(), rows_layout, w.data<float>(), out.data<T>(), d, op.eps());
+        launch_dependent(rms_norm_f32_block_vec_kernel<T>, dim3(static_cast<unsigned>(rows)),
+                         dim3(block), stream_of(p), "rms_norm_f32", x.data<T>(), rows_layout,
+                         w.data<float>(), out.data<T>(), d, op.eps());
       } else if (vector_rows(x, w, out, d)) {
         constexpr int64_t kRowsPerBlock = 8;
         const auto blocks = static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
-        rms_norm_f32_warp_kernel<T><<<blocks, 32 * kRowsPerBlock, 0, stream_of(p)>>>(
-            x.data<T>(), rows_layout, w.data<float>(), out.data<T>(), rows, d, op.eps());
+        launch_dependent(rms_norm_f32_warp_kernel<T>, dim3(blocks), dim3(32 * kRowsPerBlock),
+                         stream_of(p), "rms_norm_f32", x.data<T>(), rows_layout, w.data<float>(),
+                         out.data<T>(), rows, d, op.eps());
       } else {
         rms_norm_f32_kernel<T><<<grid, threads, 0, stream_of(p)>>>(
             x.data<T>(), rows_layout, w.data<float>(), ws, out.data<T>(), rows, d, op.eps());
@@ -176,6 +180,7 @@ void rms_norm_f32_gpu(Primitive& p, const std::vector<array>& inputs, std::vecto
 template <typename T>
 __global__ void gelu_approx_mul_kernel(const T* g, const T* u, T* y, int64_t n) {
   allow_dependent_launch();
+  wait_for_prerequisites();
   const float k = 0.7978845608028654f;  // sqrt(2 / pi)
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += step) {
@@ -202,8 +207,8 @@ void gelu_approx_mul_gpu(Primitive& p, const std::vector<array>& inputs,
     if constexpr (std::is_same_v<T, double>) {
       throw std::invalid_argument("[gelu_approx_mul] float64 input takes the composed path");
     } else {
-      gelu_approx_mul_kernel<T><<<grid_for(static_cast<size_t>(n)), 256, 0, stream_of(p)>>>(
-          g.data<T>(), u.data<T>(), out.data<T>(), n);
+      launch_dependent(gelu_approx_mul_kernel<T>, dim3(grid_for(static_cast<size_t>(n))), dim3(256),
+                       stream_of(p), "gelu_approx_mul", g.data<T>(), u.data<T>(), out.data<T>(), n);
     }
   });
   check_launch("gelu_approx_mul");
@@ -276,6 +281,7 @@ __global__ void __launch_bounds__(1024)
     residual_rms_norm_kernel(const T* res, const T* y, const float* wy, const float* wo, T* h,
                              T* out, int64_t d, float eps) {
   allow_dependent_launch();
+  wait_for_prerequisites();
   const int64_t base = static_cast<int64_t>(blockIdx.x) * d;
   const int64_t i = threadIdx.x;
   const bool mine = i < d / V;
@@ -319,6 +325,7 @@ template <typename T>
 __global__ void residual_rms_norm_loop_kernel(const T* res, const T* y, const float* wy,
                                               const float* wo, T* h, T* out, int64_t d, float eps) {
   allow_dependent_launch();
+  wait_for_prerequisites();
   const int64_t base = static_cast<int64_t>(blockIdx.x) * d;
   float ss = 0;
   for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
@@ -380,11 +387,11 @@ void residual_rms_norm_gpu(Primitive& p, const std::vector<array>& inputs,
       const int64_t nv = d / V;
       if (vec && nv <= 1024) {
         const auto threads = static_cast<unsigned>(std::max<int64_t>(32, (nv + 31) / 32 * 32));
-        residual_rms_norm_kernel<T, V>
-            <<<grid, threads, 0, stream_of(p)>>>(rp, yp, w1, w2, hp, op_, d, op.eps());
+        launch_dependent(residual_rms_norm_kernel<T, V>, dim3(grid), dim3(threads), stream_of(p),
+                         "residual_rms_norm", rp, yp, w1, w2, hp, op_, d, op.eps());
       } else {
-        residual_rms_norm_loop_kernel<T>
-            <<<grid, 512, 0, stream_of(p)>>>(rp, yp, w1, w2, hp, op_, d, op.eps());
+        launch_dependent(residual_rms_norm_loop_kernel<T>, dim3(grid), dim3(512), stream_of(p),
+                         "residual_rms_norm", rp, yp, w1, w2, hp, op_, d, op.eps());
       }
     }
   });
@@ -426,6 +433,7 @@ struct NormRopeArgs {
 template <typename T>
 __global__ void __launch_bounds__(128) rms_norm_rope_kernel(NormRopeArgs<T> a) {
   allow_dependent_launch();
+  wait_for_prerequisites();
   const int lane = threadIdx.x & 31;
   int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
   if (r >= a.first_row[a.nseg]) return;
@@ -600,8 +608,8 @@ void rms_norm_rope_gpu(Primitive& p, const std::vector<array>& inputs,
           throw std::invalid_argument("[rms_norm_rope] too many rows for one launch: " +
                                       std::to_string(total));
         }
-        rms_norm_rope_kernel<T>
-            <<<static_cast<unsigned>(blocks), 32 * kRowsPerBlock, 0, stream_of(p)>>>(a);
+        launch_dependent(rms_norm_rope_kernel<T>, dim3(static_cast<unsigned>(blocks)),
+                         dim3(32 * kRowsPerBlock), stream_of(p), "rms_norm_rope", a);
       }
     }
   });

@@ -6,7 +6,9 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -206,6 +208,52 @@ __device__ __forceinline__ void allow_dependent_launch() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
+}
+
+// The other half of a programmatic dependent launch: in a kernel started by launch_dependent,
+// waits until the kernels before it on the stream have completed and their writes are visible.
+// Called before the kernel reads or writes anything they may touch; a no-op otherwise.
+__device__ __forceinline__ void wait_for_prerequisites() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Whether kernels may be launched as programmatic dependents: compute capability 9.0 on, and
+// not switched off with MLXCPP_PDL=0 (every launch then waits for the previous kernel's end).
+inline bool dependent_launch_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("MLXCPP_PDL");
+    if (e && std::string(e) == "0") return false;
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    return major >= 9;
+  }();
+  return on;
+}
+
+// Launches `kernel` on `s` as a programmatic dependent of the kernel before it: it is scheduled
+// while that one finishes (once all its blocks have started, or asked for it with
+// allow_dependent_launch), so its launch and prologue overlap the other's tail instead of
+// following it. The kernel must call wait_for_prerequisites() before it touches memory the
+// earlier work uses. A decode step is a few hundred small kernels: this is their gap.
+template <typename... P, typename... A>
+void launch_dependent(void (*kernel)(P...), dim3 grid, dim3 block, cudaStream_t s, const char* what,
+                      A&&... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = dependent_launch_enabled() ? 1 : 0;
+  check(cudaLaunchKernelEx(&cfg, kernel, static_cast<P>(std::forward<A>(args))...), what);
 }
 
 // cos and sin of a double-precision angle in float: the angle is reduced by 2 pi

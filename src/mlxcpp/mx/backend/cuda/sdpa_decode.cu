@@ -209,6 +209,7 @@ __global__ void __launch_bounds__(kCombineThreads)
     decode_combine_kernel(const T* v, T* out, DecodeParams p, DecodePlan plan, const float* scratch,
                           int64_t rows_all) {
   allow_dependent_launch();
+  wait_for_prerequisites();
   __shared__ MergeSmem<kCombineThreads> sm;
   const int64_t row = blockIdx.x;
   const int G = plan.rows_per_cta;
@@ -264,6 +265,8 @@ template <typename T, int DPAD, int G>
 __global__ void __launch_bounds__(kWarps * 32)
     decode_split_kernel(const T* q, const T* k, const T* v, T* out, DecodeParams p, DecodePlan plan,
                         float* scratch) {
+  allow_dependent_launch();
+  wait_for_prerequisites();
   constexpr Tiling tl(sizeof(T), DPAD, G);
   constexpr int VEC = tl.vec, LPK = tl.lpk, CH = tl.ch, KPW = tl.kpw, U = tl.steps;
   constexpr int WT = tl.warp_keys();
@@ -537,26 +540,29 @@ void launch(const void* q, const void* k, const void* v, void* out, const Decode
     cfg.gridDim = grid;
     cfg.blockDim = dim3(kWarps * 32);
     cfg.stream = st;
-    cudaLaunchAttribute attr[1];
+    cudaLaunchAttribute attr[2];
     attr[0].id = cudaLaunchAttributeClusterDimension;
     attr[0].val.clusterDim.x = 1;
     attr[0].val.clusterDim.y = static_cast<unsigned>(plan.splits);
     attr[0].val.clusterDim.z = 1;
+    attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[1].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
-    cfg.numAttrs = 1;
+    cfg.numAttrs = dependent_launch_enabled() ? 2 : 1;
     check(cudaLaunchKernelEx(&cfg, decode_split_kernel<T, DPAD, G>, static_cast<const T*>(q),
                              static_cast<const T*>(k), static_cast<const T*>(v),
                              static_cast<T*>(out), p, plan, scratch),
           "sdpa decode (cluster)");
     return;
   }
-  decode_split_kernel<T, DPAD, G><<<grid, kWarps * 32, 0, st>>>(
-      static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
-      static_cast<T*>(out), p, plan, scratch);
+  launch_dependent(decode_split_kernel<T, DPAD, G>, grid, dim3(kWarps * 32), st, "sdpa decode",
+                   static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
+                   static_cast<T*>(out), p, plan, scratch);
   if (plan.splits > 1) {
     const int64_t rows_all = static_cast<int64_t>(ctas) * G;
-    decode_combine_kernel<T><<<static_cast<unsigned>(rows_all), kCombineThreads, 0, st>>>(
-        static_cast<const T*>(v), static_cast<T*>(out), p, plan, scratch, rows_all);
+    launch_dependent(decode_combine_kernel<T>, dim3(static_cast<unsigned>(rows_all)),
+                     dim3(kCombineThreads), st, "sdpa decode (combine)", static_cast<const T*>(v),
+                     static_cast<T*>(out), p, plan, scratch, rows_all);
   }
 }
 

@@ -79,6 +79,9 @@ __device__ __forceinline__ int64_t dynamic_offset(const I* start, int64_t start_
 template <typename T, typename I, bool kUpdate>
 __global__ void dynamic_copy_kernel(const T* src, T* dst, const I* start, int64_t start_stride,
                                     DynamicStart d, int64_t n, Layout<2> l) {
+  // A decode step's cache write: started while the kernel before it (RMSNormRoPE) finishes.
+  allow_dependent_launch();
+  wait_for_prerequisites();
   const int64_t off = dynamic_offset(start, start_stride, d);
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += step) {
@@ -122,8 +125,8 @@ void dynamic_copy(Primitive& p, const array& start, const std::vector<int>& axes
       using T = typename decltype(tag)::type;
       const T* src = kUpdate ? small.data<T>() : big.data<T>();
       T* dst = kUpdate ? const_cast<T*>(big.data<T>()) : const_cast<T*>(small.data<T>());
-      dynamic_copy_kernel<T, I, kUpdate>
-          <<<grid_for(n), 256, 0, stream_of(p)>>>(src, dst, start.data<I>(), ss, d, n, l);
+      launch_dependent(dynamic_copy_kernel<T, I, kUpdate>, dim3(grid_for(n)), dim3(256),
+                       stream_of(p), op, src, dst, start.data<I>(), ss, d, n, l);
     });
   };
   switch (start.dtype().val) {
