@@ -3,7 +3,9 @@
 // tests/data/quantized/qgemv_decode_refs.json) on every ISA: K a multiple of
 // 128 (4 bits) or 64 (8 bits), which the AVX-512 one-row kernel takes, and
 // not, groups of 32, 64 and 128, one and many (odd) output rows, rows of more
-// than 32 groups, and matrices large enough to be split across threads.
+// than 32 groups, and matrices large enough to be split across threads; and
+// the same rows cut into three matrices of one grouped_quantized_matmul (the
+// q/k/v and gate/up of a decode step, one pass over all their rows).
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -62,6 +64,48 @@ TEST(QuantizedDecode, OneBfloat16RowMatchesFloat64Reference) {
         // plus float32 sums over K terms of at most sum |x * w|.
         const double tol = std::abs(want[n]) / 256 + 2e-6 * mag[n];
         EXPECT_NEAR(got[n], want[n], tol) << "output " << n;
+      }
+    }
+  }
+}
+
+// Each case's rows as three matrices (uneven, odd row counts) of one
+// grouped product: every output equals its rows of the float64 reference.
+TEST(QuantizedDecode, GroupedOneBfloat16RowMatchesFloat64Reference) {
+  IsaGuard guard;
+  for (cpu::Isa isa : {cpu::Isa::none, cpu::Isa::avx2, cpu::Isa::avx512}) {
+    if (!cpu::isa_supported(isa)) continue;
+    cpu::set_isa(isa);
+    for (const auto& c : refs()["cases"]) {
+      const int bits = c["bits"], K = c["K"], N = c["N"], g = c["group_size"];
+      if (N < 3) continue;
+      SCOPED_TRACE("bits " + std::to_string(bits) + " K " + std::to_string(K) + " N " +
+                   std::to_string(N) + " group " + std::to_string(g) + " isa " +
+                   cpu::isa_name(isa));
+      const int words = K * bits / 32;
+      array wq(c["wq"].get<std::vector<uint32_t>>(), {N, words}, mx::uint32);
+      array scales = bf16(c["scales"], {N, K / g});
+      array biases = bf16(c["biases"], {N, K / g});
+      array x = bf16(c["x"], {1, 1, K});
+      const int cut[4] = {0, N / 3 + 1, N - N / 4, N};
+      std::vector<array> ws, ss, bs;
+      for (int p = 0; p < 3; ++p) {
+        ws.push_back(mx::slice(wq, {cut[p], 0}, {cut[p + 1], words}));
+        ss.push_back(mx::slice(scales, {cut[p], 0}, {cut[p + 1], K / g}));
+        bs.push_back(mx::slice(biases, {cut[p], 0}, {cut[p + 1], K / g}));
+      }
+      auto ys = mx::grouped_quantized_matmul(x, ws, ss, bs, g, bits);
+      ASSERT_EQ(ys.size(), 3u);
+      const auto want = c["y"].get<std::vector<double>>();
+      const auto mag = c["abs_sum"].get<std::vector<double>>();
+      for (int p = 0; p < 3; ++p) {
+        ASSERT_EQ(ys[p].dtype(), mx::bfloat16);
+        ASSERT_EQ(ys[p].shape(), (mx::Shape{1, 1, cut[p + 1] - cut[p]}));
+        const auto got = mxtest::to_vector(ys[p]);
+        for (int n = cut[p]; n < cut[p + 1]; ++n) {
+          const double tol = std::abs(want[n]) / 256 + 2e-6 * mag[n];
+          EXPECT_NEAR(got[n - cut[p]], want[n], tol) << "matrix " << p << " output " << n;
+        }
       }
     }
   }

@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -493,6 +494,92 @@ void range_bf16_planes_bits(const QGemvArgs& a, const uint16_t* xb, const float*
   }
 }
 
+// TEMP-OLD
+const uint16_t* old_pack_x_bf16_planes(const QGemvArgs& a, std::vector<uint16_t>& store) {
+  store.resize(static_cast<size_t>(a.K) + 32);
+  uint16_t* xb = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(store.data()) + 63) &
+                                             ~uintptr_t{63});
+  for (int k0 = 0; k0 < a.K; k0 += 128) {
+    for (int p = 0; p < 4; ++p) {
+      for (int j = 0; j < 32; ++j) {
+        // x holds bfloat16 values: its top 16 bits are the value exactly.
+        uint32_t u;
+        std::memcpy(&u, a.x + k0 + 4 * j + p, 4);
+        xb[k0 + 32 * p + j] = static_cast<uint16_t>(u >> 16);
+      }
+    }
+  }
+  return xb;
+}
+
+bool old_planes_fit(const QGemvArgs& a) {
+  return a.M == 1 && a.bits == 4 && a.x_bf16_exact && a.K % 128 == 0 &&
+         (a.group_size == 32 || a.group_size == 64 || a.group_size == 128);
+}
+
+template <typename S>
+void old_range_bf16_4bit_planes(const QGemvArgs& a, const uint16_t* xb, const float* xsum, int n0,
+                                int n1) {
+  const int g = a.group_size, groups = a.K / g;
+  const int64_t row_bytes = int64_t{a.K} / 2;
+  const S* scales = static_cast<const S*>(a.scales);
+  const S* biases = static_cast<const S*>(a.biases);
+  // Blocks of 128 codes per window of 16 groups, and for block j of a window
+  // the group (within it) of each lane.
+  const int bpw = g / 8;
+  alignas(64) int32_t lane_group[16 * 16];
+  for (int j = 0; j < bpw; ++j) {
+    for (int i = 0; i < 16; ++i) lane_group[j * 16 + i] = (128 * j + 8 * i) / g;
+  }
+  const __m512i nib = _mm512_set1_epi16(0x78), magic = _mm512_set1_epi16(0x4180);
+  const __m512 sixteen = _mm512_set1_ps(16.0f);
+  // (a & b) | c as a ternary logic table.
+  constexpr int kAndOr = 0xEA;
+  for (int n = n0; n < n1; ++n) {
+    const uint8_t* wb = reinterpret_cast<const uint8_t*>(a.w) + n * row_bytes;
+    const S* srow = scales + int64_t{n} * groups;
+    const S* brow = biases + int64_t{n} * groups;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0, bacc = acc0;
+    const uint16_t* xg = xb;
+    for (int gw = 0; gw < groups; gw += 16) {
+      const int gn = std::min(16, groups - gw);
+      const __m512 sv = load_params16(srow + gw, gn);
+      const __m512 bv = load_params16(brow + gw, gn);
+      const __m512 xs = gn >= 16 ? _mm512_loadu_ps(xsum + gw)
+                                 : _mm512_maskz_loadu_ps(__mmask16((1u << gn) - 1u), xsum + gw);
+      bacc = _mm512_fmadd_ps(_mm512_fnmadd_ps(sixteen, sv, bv), xs, bacc);
+      auto block = [&](int j, __m512& acc) {
+        const __m512i w = _mm512_loadu_si512(wb);
+        wb += 64;
+        const __m512i qa = _mm512_ternarylogic_epi32(_mm512_slli_epi16(w, 3), nib, magic, kAndOr);
+        const __m512i qb = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 1), nib, magic, kAndOr);
+        const __m512i qc = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 5), nib, magic, kAndOr);
+        const __m512i qd = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 9), nib, magic, kAndOr);
+        __m512 p =
+            _mm512_dpbf16_ps(_mm512_setzero_ps(), (__m512bh)qa, (__m512bh)_mm512_load_si512(xg));
+        p = _mm512_dpbf16_ps(p, (__m512bh)qb, (__m512bh)_mm512_load_si512(xg + 32));
+        p = _mm512_dpbf16_ps(p, (__m512bh)qc, (__m512bh)_mm512_load_si512(xg + 64));
+        p = _mm512_dpbf16_ps(p, (__m512bh)qd, (__m512bh)_mm512_load_si512(xg + 96));
+        xg += 128;
+        const __m512 sc = _mm512_permutexvar_ps(_mm512_load_si512(lane_group + 16 * j), sv);
+        acc = _mm512_fmadd_ps(p, sc, acc);
+      };
+      const int nb = gn * g / 128;
+      int j = 0;
+      for (; j + 4 <= nb; j += 4) {
+        block(j, acc0);
+        block(j + 1, acc1);
+        block(j + 2, acc2);
+        block(j + 3, acc3);
+      }
+      for (; j < nb; ++j) block(j, acc0);
+    }
+    const __m512 sum =
+        _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(_mm512_add_ps(acc2, acc3), bacc));
+    a.y[n] = _mm512_reduce_add_ps(sum);
+  }
+}
+
 // 2, 3, 5 and 6 bits with AVX-512 VBMI (checked at run time: the ISA level
 // does not include it): 64 codes fill 8 * bits bytes, and each qword of the
 // output gathers (vpermb) the `bits` bytes holding its 8 codes, from which
@@ -602,6 +689,30 @@ MLXCPP_VBMI_TARGET void range_vbmi(const QGemvArgs& a, const void* xv, const flo
 }
 
 #include "mlxcpp/mx/backend/cpu/qgemv_impl.inc"
+
+// Several matrices against one row of x (q/k/v, gate/up in decode): x packed
+// and its group sums taken once, and one parallel pass over the rows of them
+// all, one thread-pool hand-off instead of one per matrix.
+template <typename S>
+void qgemv_multi_typed(const QGemvArgs* a, int count) {
+  const std::vector<float> xsum = x_group_sums(a[0], 1);
+  std::vector<uint16_t> store;
+  const uint16_t* xb = pack_x_bf16_planes(a[0], store);
+  std::vector<size_t> start(static_cast<size_t>(count) + 1, 0);
+  for (int i = 0; i < count; ++i) start[i + 1] = start[i] + static_cast<size_t>(a[i].N);
+  const size_t row_bytes = static_cast<size_t>(a[0].K) * a[0].bits / 8 +
+                           size_t{2} * (a[0].K / a[0].group_size) * sizeof(S);
+  const size_t rows = start[count];
+  scheduler::parallel_for(rows, qgemv_grain(rows, row_bytes), [&](size_t b, size_t e) {
+    for (int i = 0; i < count; ++i) {
+      const size_t lo = std::max(b, start[i]), hi = std::min(e, start[i + 1]);
+      if (lo < hi) {
+        range_bf16_planes_bits<S>(a[i], xb, xsum.data(), static_cast<int>(lo - start[i]),
+                                  static_cast<int>(hi - start[i]));
+      }
+    }
+  });
+}
 #undef HAS_BF16_DOT
 #undef HAS_BF16_PLANES
 #undef HAS_VBMI_UNPACK
@@ -611,6 +722,26 @@ MLXCPP_VBMI_TARGET void range_vbmi(const QGemvArgs& a, const void* xv, const flo
 }  // namespace
 
 void qgemv(const QGemvArgs& a) { qgemv_impl(a); }
+
+bool qgemv_multi(const QGemvArgs* a, int count) {
+  for (int i = 0; i < count; ++i) {
+    const QGemvArgs& b = a[i];
+    if (!planes_fit(b) || b.x != a[0].x || b.K != a[0].K || b.bits != a[0].bits ||
+        b.group_size != a[0].group_size || b.sdtype != a[0].sdtype) {
+      return false;
+    }
+  }
+  if (a[0].sdtype == bfloat16) {
+    qgemv_multi_typed<bfloat16_t>(a, count);
+  } else if (a[0].sdtype == float16) {
+    qgemv_multi_typed<float16_t>(a, count);
+  } else if (a[0].sdtype == float32) {
+    qgemv_multi_typed<float>(a, count);
+  } else {
+    return false;
+  }
+  return true;
+}
 
 }  // namespace mx::cpu::avx512
 
