@@ -9,7 +9,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -403,29 +402,35 @@ MLXCPP_GFNI_TARGET inline __m512 block_dot(const uint8_t* wb, const uint16_t* xg
 // memory needs in flight.
 constexpr int kPlanesPrefetch = 1024;
 
-template <int BITS, typename S>
+template <int BITS, int G, typename S>
 MLXCPP_GFNI_TARGET void range_bf16_planes(const QGemvArgs& a, const uint16_t* xb, const float* xsum,
                                           int n0, int n1) {
   constexpr int kCodes = 512 / BITS;  // codes per 64-byte block
   constexpr float kOff = BITS == 4 ? 16.0f : 272.0f;
-  const int g = a.group_size, groups = a.K / g;
+  const int groups = a.K / G;
   const int64_t row_bytes = int64_t{a.K} * BITS / 8;
   const S* scales = static_cast<const S*>(a.scales);
   const S* biases = static_cast<const S*>(a.biases);
-  // Windows of 32 groups; for block j of a window, the group (0..31) of
-  // each lane.
-  const int bpw = 32 * g / kCodes;
-  alignas(64) int32_t lane_group[64 * 16];
-  for (int j = 0; j < bpw; ++j) {
-    for (int i = 0; i < 16; ++i) lane_group[j * 16 + i] = (kCodes * j + kCodes / 16 * i) / g;
+  // Windows of 32 groups. Lane i of block j of a window holds codes of group
+  // (kCodes * j + kCodes / 16 * i) / G (0..31): the index of its scale in the
+  // window's lane permute. Where a block spans whole groups that is block 0's
+  // index plus kCodes / G per block, one add; 8-bit codes in groups of 128
+  // (two blocks per group) read it from a table.
+  constexpr int kStep = kCodes >= G ? kCodes / G : 0;
+  constexpr int kTableBlocks = kStep > 0 ? 1 : 32 * G / kCodes;
+  alignas(64) int32_t lane_group[kTableBlocks * 16];
+  for (int j = 0; j < kTableBlocks; ++j) {
+    for (int i = 0; i < 16; ++i) lane_group[j * 16 + i] = (kCodes * j + kCodes / 16 * i) / G;
   }
+  const __m512i step = _mm512_set1_epi32(kStep);
   const __m512 off = _mm512_set1_ps(kOff);
-  const uint8_t* wlast = reinterpret_cast<const uint8_t*>(a.w) + int64_t{n1} * row_bytes;
   for (int n = n0; n < n1; ++n) {
     const uint8_t* wb = reinterpret_cast<const uint8_t*>(a.w) + n * row_bytes;
     const S* srow = scales + int64_t{n} * groups;
     const S* brow = biases + int64_t{n} * groups;
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0, bacc = acc0;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+    __m512 bacc = _mm512_setzero_ps();
     const uint16_t* xg = xb;
     for (int gw = 0; gw < groups; gw += 32) {
       const int gn = std::min(32, groups - gw);
@@ -440,46 +445,37 @@ MLXCPP_GFNI_TARGET void range_bf16_planes(const QGemvArgs& a, const uint16_t* xb
                     : _mm512_setzero_ps();
       bacc = _mm512_fmadd_ps(_mm512_fnmadd_ps(off, s0, b0), x0, bacc);
       bacc = _mm512_fmadd_ps(_mm512_fnmadd_ps(off, s1, b1), x1, bacc);
-      const int nb = gn * g / kCodes;
-      int j = 0;
-      // Four blocks in flight, each into its own accumulator.
-      for (; j + 4 <= nb; j += 4) {
-        __m512 p[4];
-#pragma GCC unroll 4
-        for (int u = 0; u < 4; ++u) {
-          // Past the range's last row there is nothing of ours to fetch.
-          if (wlast - wb > kPlanesPrefetch) {
-            _mm_prefetch(reinterpret_cast<const char*>(wb) + kPlanesPrefetch, _MM_HINT_T0);
-          }
-          p[u] = block_dot(wb, xg);
-          wb += 64;
-          xg += 128;
-        }
-        acc0 = _mm512_fmadd_ps(
-            p[0], _mm512_permutex2var_ps(s0, _mm512_load_si512(lane_group + 16 * j), s1), acc0);
-        acc1 = _mm512_fmadd_ps(
-            p[1], _mm512_permutex2var_ps(s0, _mm512_load_si512(lane_group + 16 * (j + 1)), s1),
-            acc1);
-        acc2 = _mm512_fmadd_ps(
-            p[2], _mm512_permutex2var_ps(s0, _mm512_load_si512(lane_group + 16 * (j + 2)), s1),
-            acc2);
-        acc3 = _mm512_fmadd_ps(
-            p[3], _mm512_permutex2var_ps(s0, _mm512_load_si512(lane_group + 16 * (j + 3)), s1),
-            acc3);
-      }
-      for (; j < nb; ++j) {
-        if (wlast - wb > kPlanesPrefetch) {
-          _mm_prefetch(reinterpret_cast<const char*>(wb) + kPlanesPrefetch, _MM_HINT_T0);
-        }
+      const int nb = gn * G / kCodes;
+      __m512i lane = _mm512_load_si512(lane_group);
+      // One block: its products, scaled per lane, into accumulator u (four
+      // in flight). A prefetch never faults: past the range it fetches lines
+      // of other rows, or none.
+      auto block = [&](int j, int u) {
+        _mm_prefetch(
+            reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(wb) + kPlanesPrefetch),
+            _MM_HINT_T0);
         const __m512 p = block_dot(wb, xg);
         wb += 64;
         xg += 128;
-        acc0 = _mm512_fmadd_ps(
-            p, _mm512_permutex2var_ps(s0, _mm512_load_si512(lane_group + 16 * j), s1), acc0);
+        if constexpr (kStep > 0) {
+          acc[u] = _mm512_fmadd_ps(p, _mm512_permutex2var_ps(s0, lane, s1), acc[u]);
+          lane = _mm512_add_epi32(lane, step);
+        } else {
+          const __m512i idx = _mm512_load_si512(lane_group + 16 * j);
+          acc[u] = _mm512_fmadd_ps(p, _mm512_permutex2var_ps(s0, idx, s1), acc[u]);
+        }
+      };
+      int j = 0;
+      for (; j + 4 <= nb; j += 4) {
+        block(j, 0);
+        block(j + 1, 1);
+        block(j + 2, 2);
+        block(j + 3, 3);
       }
+      for (; j < nb; ++j) block(j, 0);
     }
-    const __m512 sum =
-        _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(_mm512_add_ps(acc2, acc3), bacc));
+    const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]),
+                                     _mm512_add_ps(_mm512_add_ps(acc[2], acc[3]), bacc));
     a.y[n] = _mm512_reduce_add_ps(sum);
   }
 }
@@ -487,96 +483,19 @@ MLXCPP_GFNI_TARGET void range_bf16_planes(const QGemvArgs& a, const uint16_t* xb
 template <typename S>
 void range_bf16_planes_bits(const QGemvArgs& a, const uint16_t* xb, const float* xsum, int n0,
                             int n1) {
+  auto run = [&]<int BITS>() {
+    if (a.group_size == 32) {
+      range_bf16_planes<BITS, 32, S>(a, xb, xsum, n0, n1);
+    } else if (a.group_size == 64) {
+      range_bf16_planes<BITS, 64, S>(a, xb, xsum, n0, n1);
+    } else {
+      range_bf16_planes<BITS, 128, S>(a, xb, xsum, n0, n1);
+    }
+  };
   if (a.bits == 4) {
-    range_bf16_planes<4, S>(a, xb, xsum, n0, n1);
+    run.template operator()<4>();
   } else {
-    range_bf16_planes<8, S>(a, xb, xsum, n0, n1);
-  }
-}
-
-// TEMP-OLD
-const uint16_t* old_pack_x_bf16_planes(const QGemvArgs& a, std::vector<uint16_t>& store) {
-  store.resize(static_cast<size_t>(a.K) + 32);
-  uint16_t* xb = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(store.data()) + 63) &
-                                             ~uintptr_t{63});
-  for (int k0 = 0; k0 < a.K; k0 += 128) {
-    for (int p = 0; p < 4; ++p) {
-      for (int j = 0; j < 32; ++j) {
-        // x holds bfloat16 values: its top 16 bits are the value exactly.
-        uint32_t u;
-        std::memcpy(&u, a.x + k0 + 4 * j + p, 4);
-        xb[k0 + 32 * p + j] = static_cast<uint16_t>(u >> 16);
-      }
-    }
-  }
-  return xb;
-}
-
-bool old_planes_fit(const QGemvArgs& a) {
-  return a.M == 1 && a.bits == 4 && a.x_bf16_exact && a.K % 128 == 0 &&
-         (a.group_size == 32 || a.group_size == 64 || a.group_size == 128);
-}
-
-template <typename S>
-void old_range_bf16_4bit_planes(const QGemvArgs& a, const uint16_t* xb, const float* xsum, int n0,
-                                int n1) {
-  const int g = a.group_size, groups = a.K / g;
-  const int64_t row_bytes = int64_t{a.K} / 2;
-  const S* scales = static_cast<const S*>(a.scales);
-  const S* biases = static_cast<const S*>(a.biases);
-  // Blocks of 128 codes per window of 16 groups, and for block j of a window
-  // the group (within it) of each lane.
-  const int bpw = g / 8;
-  alignas(64) int32_t lane_group[16 * 16];
-  for (int j = 0; j < bpw; ++j) {
-    for (int i = 0; i < 16; ++i) lane_group[j * 16 + i] = (128 * j + 8 * i) / g;
-  }
-  const __m512i nib = _mm512_set1_epi16(0x78), magic = _mm512_set1_epi16(0x4180);
-  const __m512 sixteen = _mm512_set1_ps(16.0f);
-  // (a & b) | c as a ternary logic table.
-  constexpr int kAndOr = 0xEA;
-  for (int n = n0; n < n1; ++n) {
-    const uint8_t* wb = reinterpret_cast<const uint8_t*>(a.w) + n * row_bytes;
-    const S* srow = scales + int64_t{n} * groups;
-    const S* brow = biases + int64_t{n} * groups;
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0, bacc = acc0;
-    const uint16_t* xg = xb;
-    for (int gw = 0; gw < groups; gw += 16) {
-      const int gn = std::min(16, groups - gw);
-      const __m512 sv = load_params16(srow + gw, gn);
-      const __m512 bv = load_params16(brow + gw, gn);
-      const __m512 xs = gn >= 16 ? _mm512_loadu_ps(xsum + gw)
-                                 : _mm512_maskz_loadu_ps(__mmask16((1u << gn) - 1u), xsum + gw);
-      bacc = _mm512_fmadd_ps(_mm512_fnmadd_ps(sixteen, sv, bv), xs, bacc);
-      auto block = [&](int j, __m512& acc) {
-        const __m512i w = _mm512_loadu_si512(wb);
-        wb += 64;
-        const __m512i qa = _mm512_ternarylogic_epi32(_mm512_slli_epi16(w, 3), nib, magic, kAndOr);
-        const __m512i qb = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 1), nib, magic, kAndOr);
-        const __m512i qc = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 5), nib, magic, kAndOr);
-        const __m512i qd = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 9), nib, magic, kAndOr);
-        __m512 p =
-            _mm512_dpbf16_ps(_mm512_setzero_ps(), (__m512bh)qa, (__m512bh)_mm512_load_si512(xg));
-        p = _mm512_dpbf16_ps(p, (__m512bh)qb, (__m512bh)_mm512_load_si512(xg + 32));
-        p = _mm512_dpbf16_ps(p, (__m512bh)qc, (__m512bh)_mm512_load_si512(xg + 64));
-        p = _mm512_dpbf16_ps(p, (__m512bh)qd, (__m512bh)_mm512_load_si512(xg + 96));
-        xg += 128;
-        const __m512 sc = _mm512_permutexvar_ps(_mm512_load_si512(lane_group + 16 * j), sv);
-        acc = _mm512_fmadd_ps(p, sc, acc);
-      };
-      const int nb = gn * g / 128;
-      int j = 0;
-      for (; j + 4 <= nb; j += 4) {
-        block(j, acc0);
-        block(j + 1, acc1);
-        block(j + 2, acc2);
-        block(j + 3, acc3);
-      }
-      for (; j < nb; ++j) block(j, acc0);
-    }
-    const __m512 sum =
-        _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(_mm512_add_ps(acc2, acc3), bacc));
-    a.y[n] = _mm512_reduce_add_ps(sum);
+    run.template operator()<8>();
   }
 }
 
