@@ -1,8 +1,11 @@
-// The decode product, one bfloat16 row against 4-bit affine weights, against
-// float64 sums from NumPy (tools/reference/qgemv_decode_refs.py ->
+// The decode product, one bfloat16 row against 4- and 8-bit affine weights,
+// against float64 sums from NumPy (tools/reference/qgemv_decode_refs.py ->
 // tests/data/quantized/qgemv_decode_refs.json) on every ISA: K a multiple of
-// 128 (the AVX-512 shuffle-free kernel) and not, groups of 32, 64 and 128,
-// one and many output rows.
+// 128 (4 bits) or 64 (8 bits), which the AVX-512 one-row kernel takes, and
+// not, groups of 32, 64 and 128, one and many (odd) output rows, rows of more
+// than 32 groups, and matrices large enough to be split across threads; and
+// the same rows cut into three matrices of one grouped_quantized_matmul (the
+// q/k/v and gate/up of a decode step, one pass over all their rows).
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -36,19 +39,21 @@ array bf16(const nlohmann::json& v, mx::Shape shape) {
 }
 
 TEST(QuantizedDecode, OneBfloat16RowMatchesFloat64Reference) {
+  ASSERT_EQ(refs()["cases"].size(), 24u);
   IsaGuard guard;
   for (cpu::Isa isa : {cpu::Isa::none, cpu::Isa::avx2, cpu::Isa::avx512}) {
     if (!cpu::isa_supported(isa)) continue;
     cpu::set_isa(isa);
     for (const auto& c : refs()["cases"]) {
-      const int K = c["K"], N = c["N"], g = c["group_size"];
-      SCOPED_TRACE("K " + std::to_string(K) + " N " + std::to_string(N) + " group " +
-                   std::to_string(g) + " isa " + cpu::isa_name(isa));
-      array wq(c["wq"].get<std::vector<uint32_t>>(), {N, K / 8}, mx::uint32);
+      const int bits = c["bits"], K = c["K"], N = c["N"], g = c["group_size"];
+      SCOPED_TRACE("bits " + std::to_string(bits) + " K " + std::to_string(K) + " N " +
+                   std::to_string(N) + " group " + std::to_string(g) + " isa " +
+                   cpu::isa_name(isa));
+      array wq(c["wq"].get<std::vector<uint32_t>>(), {N, K * bits / 32}, mx::uint32);
       array scales = bf16(c["scales"], {N, K / g});
       array biases = bf16(c["biases"], {N, K / g});
       array x = bf16(c["x"], {1, 1, K});
-      array y = mx::quantized_matmul(x, wq, scales, biases, true, g, 4);
+      array y = mx::quantized_matmul(x, wq, scales, biases, true, g, bits);
       ASSERT_EQ(y.dtype(), mx::bfloat16);
       ASSERT_EQ(y.shape(), (mx::Shape{1, 1, N}));
       const auto got = mxtest::to_vector(y);
@@ -59,6 +64,48 @@ TEST(QuantizedDecode, OneBfloat16RowMatchesFloat64Reference) {
         // plus float32 sums over K terms of at most sum |x * w|.
         const double tol = std::abs(want[n]) / 256 + 2e-6 * mag[n];
         EXPECT_NEAR(got[n], want[n], tol) << "output " << n;
+      }
+    }
+  }
+}
+
+// Each case's rows as three matrices (uneven, odd row counts) of one
+// grouped product: every output equals its rows of the float64 reference.
+TEST(QuantizedDecode, GroupedOneBfloat16RowMatchesFloat64Reference) {
+  IsaGuard guard;
+  for (cpu::Isa isa : {cpu::Isa::none, cpu::Isa::avx2, cpu::Isa::avx512}) {
+    if (!cpu::isa_supported(isa)) continue;
+    cpu::set_isa(isa);
+    for (const auto& c : refs()["cases"]) {
+      const int bits = c["bits"], K = c["K"], N = c["N"], g = c["group_size"];
+      if (N < 3) continue;
+      SCOPED_TRACE("bits " + std::to_string(bits) + " K " + std::to_string(K) + " N " +
+                   std::to_string(N) + " group " + std::to_string(g) + " isa " +
+                   cpu::isa_name(isa));
+      const int words = K * bits / 32;
+      array wq(c["wq"].get<std::vector<uint32_t>>(), {N, words}, mx::uint32);
+      array scales = bf16(c["scales"], {N, K / g});
+      array biases = bf16(c["biases"], {N, K / g});
+      array x = bf16(c["x"], {1, 1, K});
+      const int cut[4] = {0, N / 3 + 1, N - N / 4, N};
+      std::vector<array> ws, ss, bs;
+      for (int p = 0; p < 3; ++p) {
+        ws.push_back(mx::slice(wq, {cut[p], 0}, {cut[p + 1], words}));
+        ss.push_back(mx::slice(scales, {cut[p], 0}, {cut[p + 1], K / g}));
+        bs.push_back(mx::slice(biases, {cut[p], 0}, {cut[p + 1], K / g}));
+      }
+      auto ys = mx::grouped_quantized_matmul(x, ws, ss, bs, g, bits);
+      ASSERT_EQ(ys.size(), 3u);
+      const auto want = c["y"].get<std::vector<double>>();
+      const auto mag = c["abs_sum"].get<std::vector<double>>();
+      for (int p = 0; p < 3; ++p) {
+        ASSERT_EQ(ys[p].dtype(), mx::bfloat16);
+        ASSERT_EQ(ys[p].shape(), (mx::Shape{1, 1, cut[p + 1] - cut[p]}));
+        const auto got = mxtest::to_vector(ys[p]);
+        for (int n = cut[p]; n < cut[p + 1]; ++n) {
+          const double tol = std::abs(want[n]) / 256 + 2e-6 * mag[n];
+          EXPECT_NEAR(got[n - cut[p]], want[n], tol) << "matrix " << p << " output " << n;
+        }
       }
     }
   }

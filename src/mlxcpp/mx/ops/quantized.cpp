@@ -502,14 +502,6 @@ std::vector<array> group_inputs(const std::vector<array>& inputs, size_t i) {
 }
 }  // namespace
 
-void GroupedQuantizedMatmul::eval_cpu(const std::vector<array>& inputs,
-                                      std::vector<array>& outputs) {
-  for (size_t i = 0; i < outputs.size(); ++i) {
-    QuantizedMatmul p(stream(), group_size_, bits_, QuantizationMode::affine, true);
-    p.eval_cpu(group_inputs(inputs, i), outputs[i]);
-  }
-}
-
 bool GroupedQuantizedMatmul::is_equivalent(const Primitive& other) const {
   auto* o = dynamic_cast<const GroupedQuantizedMatmul*>(&other);
   return o && o->group_size_ == group_size_ && o->bits_ == bits_;

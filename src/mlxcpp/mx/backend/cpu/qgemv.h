@@ -30,10 +30,17 @@ void qgemv(const QGemvArgs& a);
 }
 namespace avx512 {
 void qgemv(const QGemvArgs& a);
-}
+bool qgemv_multi(const QGemvArgs* a, int count);
+}  // namespace avx512
 
 // Runs the kernel of the active ISA (isa()); returns false, writing nothing,
 // when there is none, M > kQGemvMaxRows, or the scales are not 16/32-bit floats.
 bool qgemv_dispatch(const QGemvArgs& a);
+
+// Several matrices against the same one row of x (a[i].x equal, M = 1, the
+// same K, bits, group size and scale dtype; q/k/v or gate/up in decode) in one
+// parallel pass. Returns false, writing nothing, where the one-row AVX-512
+// kernel does not take them all; run qgemv_dispatch per matrix then.
+bool qgemv_multi_dispatch(const QGemvArgs* a, int count);
 
 }  // namespace mx::cpu

@@ -113,7 +113,6 @@ struct Vec {
 // multiplied with vdpbf16ps: 64 multiply-adds in six instructions. x is
 // packed per 64 values as the 32 even ones, then the 32 odd ones.
 #define HAS_BF16_DOT 1
-#define HAS_BF16_PLANES 1
 
 // The packed rows start on a 64-byte boundary of `store` (each 64-byte load
 // of them then reads one cache line, not two); returns where.
@@ -275,102 +274,231 @@ void range_bf16_4bit_m1(const QGemvArgs& a, const uint16_t* xb, const float* xsu
   }
 }
 
-// The one-row 4-bit kernel for K a multiple of 128 and groups of 32, 64 or
-// 128 (every Gemma 3 projection): no shuffles on the codes. range_bf16_4bit_m1
-// spent three shuffles (a widening move, two word permutes) per 32 bytes of
-// codes, which held a core to ~20 GB/s with the data in cache, under the
-// memory floor of two cores. Here a 64-byte load holds 128 codes as 32 words
-// of four nibbles each; nibble p of every word is moved to bits 3..6 and
-// or-ed with 0x4180 (bfloat16 16.0, whose last mantissa bit is 1/8), which
-// makes the bfloat16 value 16 + q exactly: a shift and a ternary logic op per
-// 32 codes. x is packed in the same four planes (plane p holds x[4j + p]),
-// so vdpbf16ps sums (16 + q) * x; the 16 * sum(x) it adds per group is taken
-// back through the bias term, sum over groups of (bias - 16 * scale) *
-// sum(x over the group). Lane i of a block's products covers codes 8i ..
-// 8i + 7, all in one group, so one lane permute of 16 converted scales gives
-// each lane its group's scale.
+// The one-row kernel for 4 and 8 bits against bfloat16 x (decode), K a
+// multiple of 128 (4 bits) or 64 (8 bits) and groups of 32, 64 or 128 (every
+// Gemma 3 projection). A 64-byte load of codes is read as 32 16-bit words;
+// each word holds four nibbles (four 4-bit codes, or the low and high nibbles
+// of two 8-bit codes). One masked vgf2p8affineqb per nibble plane moves the
+// nibble of every even byte to bits 3..6 and sets bit 7, while the odd bytes
+// keep the constant 0x41: the word becomes 0x4180 | q << 3, the bfloat16
+// value 16 + q exactly. The odd bytes' nibbles come from the same words shifted
+// right by 8. The earlier kernel spent a shift and a ternary logic op per
+// plane (eight ops per 64 bytes, here five).
+//
+// x is packed to match, per block of codes: for 4 bits (128 codes) plane p
+// holds x[4j + p]; for 8 bits (64 codes) planes 0 and 2 hold x[2j] and
+// x[2j + 1], planes 1 and 3 the same times 16 (exact in bfloat16), so
+// (16 + lo) * x + (16 + hi) * 16x = q * x + 272x. vdpbf16ps sums the products
+// into float32 lanes; lane i of a block covers codes of one group, and its
+// group's scale comes from a two-source lane permute of the window's 32
+// converted scales. The offsets' share, off * scale * sum(x over the group)
+// (off = 16 or 272), is taken back through the bias term: sum over groups of
+// (bias - off * scale) * sum(x over the group), x's per-group sums computed
+// once per call.
+#define HAS_BF16_PLANES 1
+#define MLXCPP_GFNI_TARGET                                                  \
+  __attribute__((                                                           \
+      target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16," \
+             "gfni")))
+
+bool has_gfni() {
+  static const bool yes = __builtin_cpu_supports("gfni");
+  return yes;
+}
+
+bool planes_fit(const QGemvArgs& a) {
+  if (a.M != 1 || !a.x_bf16_exact || !has_gfni()) return false;
+  if (a.group_size != 32 && a.group_size != 64 && a.group_size != 128) return false;
+  return (a.bits == 4 && a.K % 128 == 0) || (a.bits == 8 && a.K % 64 == 0);
+}
+
+// Packed x: K (4 bits) or 2K (8 bits) bfloat16 values starting on a 64-byte
+// boundary of `store` (each 64-byte load then reads one cache line).
 const uint16_t* pack_x_bf16_planes(const QGemvArgs& a, std::vector<uint16_t>& store) {
-  store.resize(static_cast<size_t>(a.K) + 32);
+  const int per = a.bits == 4 ? 1 : 2;
+  store.resize(static_cast<size_t>(per) * a.K + 32);
   uint16_t* xb = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(store.data()) + 63) &
                                              ~uintptr_t{63});
-  for (int k0 = 0; k0 < a.K; k0 += 128) {
+  const float* x = a.x;
+  // cvtne2ps_pbh is exact here: x holds bfloat16 values (and 16x too).
+  auto bf = [&](const float* p, float mul) {
+    const __m512 m = _mm512_set1_ps(mul);
+    return (__m512i)_mm512_cvtne2ps_pbh(_mm512_mul_ps(_mm512_loadu_ps(p + 16), m),
+                                        _mm512_mul_ps(_mm512_loadu_ps(p), m));
+  };
+  if (a.bits == 4) {
+    // Plane p of 128 values: elements 4j + p, taken 16 at a time from each
+    // 64-value half.
+    alignas(64) uint16_t iv[4][32];
     for (int p = 0; p < 4; ++p) {
-      for (int j = 0; j < 32; ++j) {
-        // x holds bfloat16 values: its top 16 bits are the value exactly.
-        uint32_t u;
-        std::memcpy(&u, a.x + k0 + 4 * j + p, 4);
-        xb[k0 + 32 * p + j] = static_cast<uint16_t>(u >> 16);
+      for (int j = 0; j < 32; ++j) iv[p][j] = static_cast<uint16_t>(j < 16 ? 4 * j + p : 0);
+    }
+    for (int k0 = 0; k0 < a.K; k0 += 128) {
+      const __m512i v0 = bf(x + k0, 1.0f), v1 = bf(x + k0 + 32, 1.0f);
+      const __m512i v2 = bf(x + k0 + 64, 1.0f), v3 = bf(x + k0 + 96, 1.0f);
+      for (int p = 0; p < 4; ++p) {
+        const __m512i idx = _mm512_load_si512(iv[p]);
+        const __m512i lo = _mm512_permutex2var_epi16(v0, idx, v1);
+        const __m512i hi = _mm512_permutex2var_epi16(v2, idx, v3);
+        _mm512_store_si512(xb + k0 + 32 * p, _mm512_inserti64x4(lo, _mm512_castsi512_si256(hi), 1));
       }
+    }
+  } else {
+    alignas(64) uint16_t ev[32], od[32];
+    for (int j = 0; j < 32; ++j) {
+      ev[j] = static_cast<uint16_t>(2 * j);
+      od[j] = static_cast<uint16_t>(2 * j + 1);
+    }
+    const __m512i even = _mm512_load_si512(ev), odd = _mm512_load_si512(od);
+    for (int k0 = 0; k0 < a.K; k0 += 64) {
+      const __m512i v0 = bf(x + k0, 1.0f), v1 = bf(x + k0 + 32, 1.0f);
+      const __m512i w0 = bf(x + k0, 16.0f), w1 = bf(x + k0 + 32, 16.0f);
+      uint16_t* o = xb + 2 * k0;
+      _mm512_store_si512(o, _mm512_permutex2var_epi16(v0, even, v1));
+      _mm512_store_si512(o + 32, _mm512_permutex2var_epi16(w0, even, w1));
+      _mm512_store_si512(o + 64, _mm512_permutex2var_epi16(v0, odd, v1));
+      _mm512_store_si512(o + 96, _mm512_permutex2var_epi16(w0, odd, w1));
     }
   }
   return xb;
 }
 
-bool planes_fit(const QGemvArgs& a) {
-  return a.M == 1 && a.bits == 4 && a.x_bf16_exact && a.K % 128 == 0 &&
-         (a.group_size == 32 || a.group_size == 64 || a.group_size == 128);
+// Up to 32 scales (or biases) of a row as two float32 vectors; lanes past
+// `count` are 0.
+template <typename S>
+void load_params32(const S* p, int count, __m512& lo, __m512& hi) {
+  lo = load_params16(p, std::min(count, 16));
+  hi = count > 16 ? load_params16(p + 16, count - 16) : _mm512_setzero_ps();
 }
 
-template <typename S>
-void range_bf16_4bit_planes(const QGemvArgs& a, const uint16_t* xb, const float* xsum, int n0,
-                            int n1) {
-  const int g = a.group_size, groups = a.K / g;
-  const int64_t row_bytes = int64_t{a.K} / 2;
+// The dot product of one 64-byte block of codes with its 128 packed x values,
+// per float32 lane (lane i: the codes of bytes 4i .. 4i + 3).
+MLXCPP_GFNI_TARGET inline __m512 block_dot(const uint8_t* wb, const uint16_t* xg) {
+  // Output bit 3 + j of each byte takes input bit j (low nibble) or 4 + j
+  // (high nibble): matrix byte 7 - (3 + j) selects it. Bit 7 comes from the
+  // constant 0x80; the odd bytes keep 0x41 through the merge mask.
+  constexpr uint64_t kLo =
+      (uint64_t{1} << 32) | (uint64_t{2} << 24) | (uint64_t{4} << 16) | (uint64_t{8} << 8);
+  constexpr uint64_t kHi =
+      (uint64_t{16} << 32) | (uint64_t{32} << 24) | (uint64_t{64} << 16) | (uint64_t{128} << 8);
+  const __m512i mlo = _mm512_set1_epi64(static_cast<long long>(kLo));
+  const __m512i mhi = _mm512_set1_epi64(static_cast<long long>(kHi));
+  const __m512i magic = _mm512_set1_epi16(0x4180);
+  const __mmask64 even = 0x5555555555555555ull;
+  const __m512i w = _mm512_loadu_si512(wb);
+  const __m512i w8 = _mm512_srli_epi16(w, 8);
+  const __m512i qa = _mm512_mask_gf2p8affine_epi64_epi8(magic, even, w, mlo, 0x80);
+  const __m512i qb = _mm512_mask_gf2p8affine_epi64_epi8(magic, even, w, mhi, 0x80);
+  const __m512i qc = _mm512_mask_gf2p8affine_epi64_epi8(magic, even, w8, mlo, 0x80);
+  const __m512i qd = _mm512_mask_gf2p8affine_epi64_epi8(magic, even, w8, mhi, 0x80);
+  __m512 p = _mm512_dpbf16_ps(_mm512_setzero_ps(), (__m512bh)qa, (__m512bh)_mm512_load_si512(xg));
+  p = _mm512_dpbf16_ps(p, (__m512bh)qb, (__m512bh)_mm512_load_si512(xg + 32));
+  p = _mm512_dpbf16_ps(p, (__m512bh)qc, (__m512bh)_mm512_load_si512(xg + 64));
+  return _mm512_dpbf16_ps(p, (__m512bh)qd, (__m512bh)_mm512_load_si512(xg + 96));
+}
+
+// Codes are prefetched this far ahead (32 lines). Measured with
+// mlxcpp_bench_core's BM_QuantizedGemv, 2 threads: none against 1024 bytes in
+// three alternations, 6912 x 1152 at 4 bits 28.7-37.1 -> 33.1-38.6 GB/s, 1152 x
+// 6912 34.0-35.6 -> 42.2-45.8; 1024 against 2048 (four alternations, two
+// quiet, two loaded) 2048 equal or ahead (quantized / read rate 0.70 -> 0.78
+// loaded), 512, 1536 and 3072 behind.
+constexpr int kPlanesPrefetch = 2048;
+
+template <int BITS, int G, typename S>
+MLXCPP_GFNI_TARGET void range_bf16_planes(const QGemvArgs& a, const uint16_t* xb, const float* xsum,
+                                          int n0, int n1) {
+  constexpr int kCodes = 512 / BITS;  // codes per 64-byte block
+  constexpr float kOff = BITS == 4 ? 16.0f : 272.0f;
+  const int groups = a.K / G;
+  const int64_t row_bytes = int64_t{a.K} * BITS / 8;
   const S* scales = static_cast<const S*>(a.scales);
   const S* biases = static_cast<const S*>(a.biases);
-  // Blocks of 128 codes per window of 16 groups, and for block j of a window
-  // the group (within it) of each lane.
-  const int bpw = g / 8;
-  alignas(64) int32_t lane_group[16 * 16];
-  for (int j = 0; j < bpw; ++j) {
-    for (int i = 0; i < 16; ++i) lane_group[j * 16 + i] = (128 * j + 8 * i) / g;
+  // Windows of 32 groups. Lane i of block j of a window holds codes of group
+  // (kCodes * j + kCodes / 16 * i) / G (0..31): the index of its scale in the
+  // window's lane permute. Where a block spans whole groups that is block 0's
+  // index plus kCodes / G per block, one add; 8-bit codes in groups of 128
+  // (two blocks per group) read it from a table.
+  constexpr int kStep = kCodes >= G ? kCodes / G : 0;
+  constexpr int kTableBlocks = kStep > 0 ? 1 : 32 * G / kCodes;
+  alignas(64) int32_t lane_group[kTableBlocks * 16];
+  for (int j = 0; j < kTableBlocks; ++j) {
+    for (int i = 0; i < 16; ++i) lane_group[j * 16 + i] = (kCodes * j + kCodes / 16 * i) / G;
   }
-  const __m512i nib = _mm512_set1_epi16(0x78), magic = _mm512_set1_epi16(0x4180);
-  const __m512 sixteen = _mm512_set1_ps(16.0f);
-  // (a & b) | c as a ternary logic table.
-  constexpr int kAndOr = 0xEA;
+  const __m512i step = _mm512_set1_epi32(kStep);
+  const __m512 off = _mm512_set1_ps(kOff);
   for (int n = n0; n < n1; ++n) {
     const uint8_t* wb = reinterpret_cast<const uint8_t*>(a.w) + n * row_bytes;
     const S* srow = scales + int64_t{n} * groups;
     const S* brow = biases + int64_t{n} * groups;
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0, bacc = acc0;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+    __m512 bacc = _mm512_setzero_ps();
     const uint16_t* xg = xb;
-    for (int gw = 0; gw < groups; gw += 16) {
-      const int gn = std::min(16, groups - gw);
-      const __m512 sv = load_params16(srow + gw, gn);
-      const __m512 bv = load_params16(brow + gw, gn);
-      const __m512 xs = gn >= 16 ? _mm512_loadu_ps(xsum + gw)
+    for (int gw = 0; gw < groups; gw += 32) {
+      const int gn = std::min(32, groups - gw);
+      __m512 s0, s1, b0, b1;
+      load_params32(srow + gw, gn, s0, s1);
+      load_params32(brow + gw, gn, b0, b1);
+      const __m512 x0 = gn >= 16 ? _mm512_loadu_ps(xsum + gw)
                                  : _mm512_maskz_loadu_ps(__mmask16((1u << gn) - 1u), xsum + gw);
-      bacc = _mm512_fmadd_ps(_mm512_fnmadd_ps(sixteen, sv, bv), xs, bacc);
-      auto block = [&](int j, __m512& acc) {
-        const __m512i w = _mm512_loadu_si512(wb);
+      const __m512 x1 =
+          gn >= 32  ? _mm512_loadu_ps(xsum + gw + 16)
+          : gn > 16 ? _mm512_maskz_loadu_ps(__mmask16((1u << (gn - 16)) - 1u), xsum + gw + 16)
+                    : _mm512_setzero_ps();
+      bacc = _mm512_fmadd_ps(_mm512_fnmadd_ps(off, s0, b0), x0, bacc);
+      bacc = _mm512_fmadd_ps(_mm512_fnmadd_ps(off, s1, b1), x1, bacc);
+      const int nb = gn * G / kCodes;
+      __m512i lane = _mm512_load_si512(lane_group);
+      // One block: its products, scaled per lane, into accumulator u (four
+      // in flight). A prefetch never faults: past the range it fetches lines
+      // of other rows, or none.
+      auto block = [&](int j, int u) {
+        _mm_prefetch(
+            reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(wb) + kPlanesPrefetch),
+            _MM_HINT_T0);
+        const __m512 p = block_dot(wb, xg);
         wb += 64;
-        const __m512i qa = _mm512_ternarylogic_epi32(_mm512_slli_epi16(w, 3), nib, magic, kAndOr);
-        const __m512i qb = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 1), nib, magic, kAndOr);
-        const __m512i qc = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 5), nib, magic, kAndOr);
-        const __m512i qd = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 9), nib, magic, kAndOr);
-        __m512 p =
-            _mm512_dpbf16_ps(_mm512_setzero_ps(), (__m512bh)qa, (__m512bh)_mm512_load_si512(xg));
-        p = _mm512_dpbf16_ps(p, (__m512bh)qb, (__m512bh)_mm512_load_si512(xg + 32));
-        p = _mm512_dpbf16_ps(p, (__m512bh)qc, (__m512bh)_mm512_load_si512(xg + 64));
-        p = _mm512_dpbf16_ps(p, (__m512bh)qd, (__m512bh)_mm512_load_si512(xg + 96));
         xg += 128;
-        const __m512 sc = _mm512_permutexvar_ps(_mm512_load_si512(lane_group + 16 * j), sv);
-        acc = _mm512_fmadd_ps(p, sc, acc);
+        if constexpr (kStep > 0) {
+          acc[u] = _mm512_fmadd_ps(p, _mm512_permutex2var_ps(s0, lane, s1), acc[u]);
+          lane = _mm512_add_epi32(lane, step);
+        } else {
+          const __m512i idx = _mm512_load_si512(lane_group + 16 * j);
+          acc[u] = _mm512_fmadd_ps(p, _mm512_permutex2var_ps(s0, idx, s1), acc[u]);
+        }
       };
-      const int nb = gn * g / 128;
       int j = 0;
       for (; j + 4 <= nb; j += 4) {
-        block(j, acc0);
-        block(j + 1, acc1);
-        block(j + 2, acc2);
-        block(j + 3, acc3);
+        block(j, 0);
+        block(j + 1, 1);
+        block(j + 2, 2);
+        block(j + 3, 3);
       }
-      for (; j < nb; ++j) block(j, acc0);
+      for (; j < nb; ++j) block(j, 0);
     }
-    const __m512 sum =
-        _mm512_add_ps(_mm512_add_ps(acc0, acc1), _mm512_add_ps(_mm512_add_ps(acc2, acc3), bacc));
+    const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]),
+                                     _mm512_add_ps(_mm512_add_ps(acc[2], acc[3]), bacc));
     a.y[n] = _mm512_reduce_add_ps(sum);
+  }
+}
+
+template <typename S>
+void range_bf16_planes_bits(const QGemvArgs& a, const uint16_t* xb, const float* xsum, int n0,
+                            int n1) {
+  auto run = [&]<int BITS>() {
+    if (a.group_size == 32) {
+      range_bf16_planes<BITS, 32, S>(a, xb, xsum, n0, n1);
+    } else if (a.group_size == 64) {
+      range_bf16_planes<BITS, 64, S>(a, xb, xsum, n0, n1);
+    } else {
+      range_bf16_planes<BITS, 128, S>(a, xb, xsum, n0, n1);
+    }
+  };
+  if (a.bits == 4) {
+    run.template operator()<4>();
+  } else {
+    run.template operator()<8>();
   }
 }
 
@@ -483,14 +611,59 @@ MLXCPP_VBMI_TARGET void range_vbmi(const QGemvArgs& a, const void* xv, const flo
 }
 
 #include "mlxcpp/mx/backend/cpu/qgemv_impl.inc"
+
+// Several matrices against one row of x (q/k/v, gate/up in decode): x packed
+// and its group sums taken once, and one parallel pass over the rows of them
+// all, one thread-pool hand-off instead of one per matrix.
+template <typename S>
+void qgemv_multi_typed(const QGemvArgs* a, int count) {
+  const std::vector<float> xsum = x_group_sums(a[0], 1);
+  std::vector<uint16_t> store;
+  const uint16_t* xb = pack_x_bf16_planes(a[0], store);
+  std::vector<size_t> start(static_cast<size_t>(count) + 1, 0);
+  for (int i = 0; i < count; ++i) start[i + 1] = start[i] + static_cast<size_t>(a[i].N);
+  const size_t row_bytes = static_cast<size_t>(a[0].K) * a[0].bits / 8 +
+                           size_t{2} * (a[0].K / a[0].group_size) * sizeof(S);
+  const size_t rows = start[count];
+  scheduler::parallel_for(rows, qgemv_grain(rows, row_bytes), [&](size_t b, size_t e) {
+    for (int i = 0; i < count; ++i) {
+      const size_t lo = std::max(b, start[i]), hi = std::min(e, start[i + 1]);
+      if (lo < hi) {
+        range_bf16_planes_bits<S>(a[i], xb, xsum.data(), static_cast<int>(lo - start[i]),
+                                  static_cast<int>(hi - start[i]));
+      }
+    }
+  });
+}
 #undef HAS_BF16_DOT
 #undef HAS_BF16_PLANES
 #undef HAS_VBMI_UNPACK
 #undef MLXCPP_VBMI_TARGET
+#undef MLXCPP_GFNI_TARGET
 
 }  // namespace
 
 void qgemv(const QGemvArgs& a) { qgemv_impl(a); }
+
+bool qgemv_multi(const QGemvArgs* a, int count) {
+  for (int i = 0; i < count; ++i) {
+    const QGemvArgs& b = a[i];
+    if (!planes_fit(b) || b.x != a[0].x || b.K != a[0].K || b.bits != a[0].bits ||
+        b.group_size != a[0].group_size || b.sdtype != a[0].sdtype) {
+      return false;
+    }
+  }
+  if (a[0].sdtype == bfloat16) {
+    qgemv_multi_typed<bfloat16_t>(a, count);
+  } else if (a[0].sdtype == float16) {
+    qgemv_multi_typed<float16_t>(a, count);
+  } else if (a[0].sdtype == float32) {
+    qgemv_multi_typed<float>(a, count);
+  } else {
+    return false;
+  }
+  return true;
+}
 
 }  // namespace mx::cpu::avx512
 

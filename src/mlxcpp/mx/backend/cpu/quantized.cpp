@@ -419,6 +419,69 @@ void qmm_one(const T* x, int M, int K, int N, const QRows& q, bool transpose, T*
   }
 }
 
+// One bfloat16 row of x against every matrix of a GroupedQuantizedMatmul
+// (q/k/v and gate/up in decode) in one pass of the one-row kernel
+// (qgemv_multi_dispatch): x converted, packed and summed per group once, one
+// thread-pool hand-off instead of one per matrix. Returns false, writing
+// nothing, where that kernel does not take them all.
+bool grouped_one_row(const std::vector<array>& inputs, std::vector<array>& outputs, int group_size,
+                     int bits) {
+  const size_t count = outputs.size();
+  if (count == 0 || inputs.size() != 1 + 3 * count || inputs[0].dtype() != bfloat16) return false;
+  if (inputs[0].ndim() == 0) return false;
+  const int K = inputs[0].shape(-1);
+  if (K == 0 || static_cast<int64_t>(inputs[0].size()) != K) return false;
+  std::vector<array> held;  // contiguous copies where an input was a view
+  held.reserve(3 * count + 1);
+  held.push_back(cpu::ensure_row_contiguous(inputs[0]));
+  std::vector<cpu::QGemvArgs> args(count);
+  size_t total = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const array& w = inputs[1 + 3 * i];
+    const array& s = inputs[2 + 3 * i];
+    const array& b = inputs[3 + 3 * i];
+    if (outputs[i].dtype() != bfloat16 || w.ndim() != 2 || s.ndim() != 2 || b.ndim() != 2 ||
+        w.dtype() != uint32 || s.dtype() != b.dtype() ||
+        int64_t{w.shape(1)} * 32 != int64_t{K} * bits || s.shape(1) * group_size != K ||
+        s.shape(0) != w.shape(0) || b.shape() != s.shape()) {
+      return false;
+    }
+    held.push_back(cpu::ensure_row_contiguous(w));
+    held.push_back(cpu::ensure_row_contiguous(s));
+    held.push_back(cpu::ensure_row_contiguous(b));
+    cpu::QGemvArgs& a = args[i];
+    a.M = 1;
+    a.N = w.shape(0);
+    a.K = K;
+    a.x_bf16_exact = true;
+    a.w = held[held.size() - 3].data<uint32_t>();
+    a.scales = held[held.size() - 2].data<uint8_t>();
+    a.biases = held[held.size() - 1].data<uint8_t>();
+    a.sdtype = s.dtype();
+    a.bits = bits;
+    a.group_size = group_size;
+    a.ldy = a.N;
+    total += static_cast<size_t>(a.N);
+  }
+  // Grow-only per-thread staging, as qmm_one's.
+  thread_local std::vector<float> xf_store, yf_store;
+  if (xf_store.size() < static_cast<size_t>(K)) xf_store.resize(K);
+  if (yf_store.size() < total) yf_store.resize(total);
+  const bfloat16_t* xb = held[0].data<bfloat16_t>();
+  for (int k = 0; k < K; ++k) xf_store[k] = static_cast<float>(xb[k]);
+  size_t off = 0;
+  for (auto& a : args) {
+    a.x = xf_store.data();
+    a.y = yf_store.data() + off;
+    off += static_cast<size_t>(a.N);
+  }
+  if (!cpu::qgemv_multi_dispatch(args.data(), static_cast<int>(count))) return false;
+  for (size_t i = 0; i < count; ++i) {
+    cpu::allocate_row_contiguous(outputs[i]);
+    store_bf16(args[i].y, args[i].N, outputs[i].data<bfloat16_t>());
+  }
+  return true;
+}
 }  // namespace
 
 void Quantize::eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) {
@@ -481,6 +544,17 @@ void QuantizedMatmul::eval_cpu(const std::vector<array>& inputs, array& out) {
                  out.data<T>() + b * int64_t{M} * N);
     }
   });
+}
+
+// Every matrix in one pass where the one-row kernel takes them all, else each
+// as its QuantizedMatmul.
+void GroupedQuantizedMatmul::eval_cpu(const std::vector<array>& inputs,
+                                      std::vector<array>& outputs) {
+  if (grouped_one_row(inputs, outputs, group_size_, bits_)) return;
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    QuantizedMatmul p(stream(), group_size_, bits_, QuantizationMode::affine, true);
+    p.eval_cpu({inputs[0], inputs[1 + 3 * i], inputs[2 + 3 * i], inputs[3 + 3 * i]}, outputs[i]);
+  }
 }
 
 }  // namespace mx

@@ -126,6 +126,23 @@ bool gemm_bf16_dispatch(int M, int N, int K, float alpha, MatRef a, MatRef b, fl
 #endif
 }
 
+bool qgemv_multi_dispatch(const QGemvArgs* a, int count) {
+#if defined(__x86_64__)
+  if (isa() != Isa::avx512 || count <= 0) return false;
+  for (int i = 0; i < count; ++i) {
+    if (a[i].M != 1 || a[i].N <= 0 || a[i].K <= 0 || a[i].group_size % 32 != 0 ||
+        a[i].K % a[i].group_size != 0) {
+      return false;
+    }
+  }
+  return avx512::qgemv_multi(a, count);
+#else
+  (void)a;
+  (void)count;
+  return false;
+#endif
+}
+
 bool qgemv_dispatch(const QGemvArgs& a) {
 #if defined(__x86_64__)
   Isa i = isa();
