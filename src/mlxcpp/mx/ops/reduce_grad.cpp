@@ -393,15 +393,24 @@ std::vector<array> Softmax::jvp(const std::vector<array>& primals,
   return {multiply(y, subtract(t, sum(multiply(t, y, s), -1, true, s), s), s)};
 }
 
+namespace {
+
+// The input of an op over the last axis with its batch axis b moved out of the way when it is
+// that axis (to the front, where b then points).
+array batch_off_last_axis(const array& in, int& b, const Stream& s) {
+  if (b >= 0 && b == static_cast<int>(in.ndim()) - 1) {
+    b = 0;
+    return moveaxis(in, static_cast<int>(in.ndim()) - 1, 0, s);
+  }
+  return in;
+}
+
+}  // namespace
+
 std::pair<std::vector<array>, std::vector<int>> Softmax::vmap(const std::vector<array>& inputs,
                                                               const std::vector<int>& axes) {
   int b = axes[0];
-  array x = inputs[0];
-  // The softmax axis is the last one; a batch axis there must move out of the way.
-  if (b >= 0 && b == static_cast<int>(x.ndim()) - 1) {
-    x = moveaxis(x, b, 0, stream());
-    b = 0;
-  }
+  array x = batch_off_last_axis(inputs[0], b, stream());
   return {{softmax(x, -1, precise_, stream())}, {b}};
 }
 
@@ -436,12 +445,7 @@ std::vector<array> LogSumExp::jvp(const std::vector<array>& primals,
 std::pair<std::vector<array>, std::vector<int>> LogSumExp::vmap(const std::vector<array>& inputs,
                                                                 const std::vector<int>& axes) {
   int b = axes[0];
-  array x = inputs[0];
-  // The reduced axis is the last one; a batch axis there must move out of the way.
-  if (b >= 0 && b == static_cast<int>(x.ndim()) - 1) {
-    x = moveaxis(x, b, 0, stream());
-    b = 0;
-  }
+  array x = batch_off_last_axis(inputs[0], b, stream());
   return {{logsumexp(x, -1, true, stream())}, {b}};
 }
 

@@ -478,16 +478,11 @@ __global__ void __launch_bounds__(128) rms_norm_rope_kernel(NormRopeArgs<T> a) {
       }
     }
   };
-  if (!a.traditional && a.dims == d && a.half <= 32 * P) {
-    // The whole row is one group of pairs (every head dim up to 256 rotated in full, as in
-    // Gemma 3): the row, its weights and the offset are all loaded before the first use, and
-    // the angles computed while the sum of squares is reduced. A lane's elements are lane,
-    // lane + 32, ... in order, as in the loop below: the same sum.
-    float x1[P], x2[P], w1[P], w2[P], c[P], sn[P];
-    float ss = 0;
+  // The row's elements and weights of the pairs k0 + 32 j + lane (zeros past the last pair).
+  auto load_pairs = [&](int k0, float* x1, float* x2, float* w1, float* w2) {
 #pragma unroll
     for (int j = 0; j < P; ++j) {
-      const int k = j * 32 + lane;
+      const int k = k0 + j * 32 + lane;
       x1[j] = x2[j] = w1[j] = w2[j] = 0.0f;
       if (k < a.half) {
         int i1, i2;
@@ -498,6 +493,23 @@ __global__ void __launch_bounds__(128) rms_norm_rope_kernel(NormRopeArgs<T> a) {
         w2[j] = w[i2];
       }
     }
+  };
+  // Normalized and rounded to T, as the unfused norm stores them.
+  auto normalize = [&](float n, float* x1, float* x2, const float* w1, const float* w2) {
+#pragma unroll
+    for (int j = 0; j < P; ++j) {
+      x1[j] = cast_to<float>(cast_to<T>(x1[j] * n * w1[j]));
+      x2[j] = cast_to<float>(cast_to<T>(x2[j] * n * w2[j]));
+    }
+  };
+  if (!a.traditional && a.dims == d && a.half <= 32 * P) {
+    // The whole row is one group of pairs (every head dim up to 256 rotated in full, as in
+    // Gemma 3): the row, its weights and the offset are all loaded before the first use, and
+    // the angles computed while the sum of squares is reduced. A lane's elements are lane,
+    // lane + 32, ... in order, as in the loop below: the same sum.
+    float x1[P], x2[P], w1[P], w2[P], c[P], sn[P];
+    float ss = 0;
+    load_pairs(0, x1, x2, w1, w2);
 #pragma unroll
     for (int j = 0; j < P; ++j) ss = fmaf(x1[j], x1[j], ss);
 #pragma unroll
@@ -505,12 +517,7 @@ __global__ void __launch_bounds__(128) rms_norm_rope_kernel(NormRopeArgs<T> a) {
     angles(0, c, sn);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-    const float n = 1.0f / sqrtf(ss / static_cast<float>(d) + a.eps);
-#pragma unroll
-    for (int j = 0; j < P; ++j) {
-      x1[j] = cast_to<float>(cast_to<T>(x1[j] * n * w1[j]));
-      x2[j] = cast_to<float>(cast_to<T>(x2[j] * n * w2[j]));
-    }
+    normalize(1.0f / sqrtf(ss / static_cast<float>(d) + a.eps), x1, x2, w1, w2);
     rotate_store(0, x1, x2, c, sn);
     return;
   }
@@ -524,17 +531,9 @@ __global__ void __launch_bounds__(128) rms_norm_rope_kernel(NormRopeArgs<T> a) {
   for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
   const float n = 1.0f / sqrtf(ss / static_cast<float>(d) + a.eps);
   for (int k0 = 0; k0 < a.half; k0 += 32 * P) {
-    float x1[P], x2[P], c[P], sn[P];
-#pragma unroll
-    for (int j = 0; j < P; ++j) {
-      const int k = k0 + j * 32 + lane;
-      if (k < a.half) {
-        int i1, i2;
-        pair_at(k, i1, i2);
-        x1[j] = cast_to<float>(cast_to<T>(cast_to<float>(xr[i1]) * n * w[i1]));
-        x2[j] = cast_to<float>(cast_to<T>(cast_to<float>(xr[i2]) * n * w[i2]));
-      }
-    }
+    float x1[P], x2[P], w1[P], w2[P], c[P], sn[P];
+    load_pairs(k0, x1, x2, w1, w2);
+    normalize(n, x1, x2, w1, w2);
     angles(k0, c, sn);
     rotate_store(k0, x1, x2, c, sn);
   }

@@ -240,25 +240,8 @@ int sm_count() {
   return n;
 }
 
-// Compute capability 9.0 or later: programmatic dependent launches work.
-bool has_pdl() {
-  static const bool yes = [] {
-    int dev = 0, major = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
-      cudaGetLastError();
-      return false;
-    }
-    return major >= 9;
-  }();
-  return yes;
-}
-
 bool pdl_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("MLXCPP_GEMV_PDL");
-    return !(v && std::strcmp(v, "0") == 0);
-  }();
+  static const bool on = !switched_off("MLXCPP_GEMV_PDL");
   return on;
 }
 
@@ -342,7 +325,8 @@ void gemv(Dtype t, const void* x, int rows, int K, const GemvMatrix* mats, int n
   }
   g.log2g = __builtin_ctz(static_cast<unsigned>(G));
   g.prefetch = opt.prefetch != 0;
-  const bool overlap = opt.overlap < 0 ? pdl_enabled() && has_pdl() : opt.overlap > 0 && has_pdl();
+  const bool overlap =
+      opt.overlap < 0 ? pdl_enabled() && is_sm90_or_later() : opt.overlap > 0 && is_sm90_or_later();
   const int64_t per_block = kBlock / G;
   const auto blocks = static_cast<unsigned>((total + per_block - 1) / per_block);
   dispatch_float(t, "gemv", [&](auto tag) {

@@ -221,10 +221,10 @@ __device__ __forceinline__ void wait_for_prerequisites() {
 
 // Whether kernels may be launched as programmatic dependents: compute capability 9.0 on, and
 // not switched off with MLXCPP_PDL=0 (every launch then waits for the previous kernel's end).
-inline bool dependent_launch_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("MLXCPP_PDL");
-    if (e && std::string(e) == "0") return false;
+// Whether the current device is of compute capability 9.0 or later (Hopper: programmatic
+// dependent launches, thread-block clusters); asked once.
+inline bool is_sm90_or_later() {
+  static const bool yes = [] {
     int dev = 0, major = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
@@ -233,6 +233,17 @@ inline bool dependent_launch_enabled() {
     }
     return major >= 9;
   }();
+  return yes;
+}
+
+// Whether `var` is set to "0" in the environment (a feature switched off for comparison).
+inline bool switched_off(const char* var) {
+  const char* e = std::getenv(var);
+  return e && std::string(e) == "0";
+}
+
+inline bool dependent_launch_enabled() {
+  static const bool on = !switched_off("MLXCPP_PDL") && is_sm90_or_later();
   return on;
 }
 

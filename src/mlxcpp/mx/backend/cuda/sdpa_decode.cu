@@ -19,8 +19,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 
 #include "mlxcpp/mx/backend/cuda/kernel_utils.cuh"
 #include "mlxcpp/mx/backend/cuda/sdpa_decode.h"
@@ -606,17 +604,7 @@ int current_sm_count() {
 // Thread-block clusters (compute capability 9.0 on) and not switched off with
 // MLXCPP_SDPA_DECODE_CLUSTER=0 (the two-kernel merge, for comparison).
 bool clusters_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("MLXCPP_SDPA_DECODE_CLUSTER");
-    if (e && std::strcmp(e, "0") == 0) return false;
-    int dev = 0, major = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
-      cudaGetLastError();
-      return false;
-    }
-    return major >= 9;
-  }();
+  static const bool on = !switched_off("MLXCPP_SDPA_DECODE_CLUSTER") && is_sm90_or_later();
   return on;
 }
 
