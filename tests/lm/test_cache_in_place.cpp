@@ -279,4 +279,52 @@ TEST(CacheInPlace, BatchCacheStepsAndRemovalsKeepTheBuffer) {
   check_row(0, 3);
 }
 
+// Rows reserved ahead (a burst of requests joining in rounds): a later round fills spare rows
+// of the same buffer instead of copying it into a larger one, and every row reads back its own
+// positions.
+TEST(CacheInPlace, BatchCacheJoinsIntoReservedRows) {
+  const int D = 4;
+  lm::server::BatchKVCache c;
+  c.reserve_rows(4);
+  const std::vector<int> lengths{5, 3, 2, 4};
+  auto add = [&](int from, int to) {
+    std::vector<lm::server::BatchKVCache::Row> rows;
+    for (int b = from; b < to; ++b)
+      rows.emplace_back(std::pair{row_keys(b, lengths[b], D), row_keys(b, lengths[b], D)});
+    c.add_rows(rows);
+  };
+  auto buffer = [&] {
+    auto st = c.state();
+    mx::eval(st);
+    return base(st[0]);
+  };
+  add(0, 2);
+  ASSERT_EQ(c.rows(), 2);
+  EXPECT_EQ(c.row_capacity(), 4);
+  const void* b0 = buffer();
+  add(2, 4);  // no longer than the batch: no new padding, no new buffer
+  ASSERT_EQ(c.rows(), 4);
+  EXPECT_EQ(buffer(), b0) << "joining rows copied the buffer";
+  for (int b = 0; b < 4; ++b) {
+    mxtest::expect_close(
+        c.row(b).first,
+        expected(1, range(0, lengths[b]), std::vector<float>(lengths[b], 10.0f * b), D),
+        {1, kHeads, lengths[b], D});
+  }
+  // A fifth row outgrows the reserve: a new buffer, the rows kept.
+  c.reserve_rows(2);  // never shrinks
+  std::vector<lm::server::BatchKVCache::Row> more;
+  more.emplace_back(std::pair{row_keys(4, 1, D), row_keys(4, 1, D)});
+  c.add_rows(more);
+  ASSERT_EQ(c.rows(), 5);
+  EXPECT_EQ(c.row_capacity(), 5);
+  for (int b = 0; b < 4; ++b) {
+    mxtest::expect_close(
+        c.row(b).second,
+        expected(1, range(0, lengths[b]), std::vector<float>(lengths[b], 10.0f * b), D),
+        {1, kHeads, lengths[b], D});
+  }
+  mxtest::expect_close(c.row(4).first, expected(1, {0}, {40.0f}, D), {1, kHeads, 1, D});
+}
+
 }  // namespace

@@ -303,3 +303,33 @@ TEST(Reduce, LongRowArgExtremaKeepNumpyRules) {
     expect_close(mx::argmin(b, 1), {700}, {1});
   }
 }
+
+// Many long rows (a batch's vocabulary argmax): each row is cut into chunks whose values a
+// thread loads eight at a time; the first extremum still wins ties inside a thread's eight,
+// across threads, chunks and the tail, and the first NaN wins over everything.
+TEST(Reduce, ManyLongRowsArgExtremaKeepNumpyRules) {
+  const int rows = 8, n = 3 * 8192 + 77;
+  std::vector<float> v(static_cast<size_t>(rows) * n);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>((i * 37) % 101) - 50.0f;
+  std::vector<double> want_max(rows), want_min(rows);
+  for (int r = 0; r < rows; ++r) {
+    float* row = v.data() + static_cast<size_t>(r) * n;
+    const int a = 300 + 1000 * r, b = 5000 + 700 * r;
+    // Ties: the next value of the same thread (256 on), a later chunk, the tail.
+    row[a] = row[a + 256] = row[a + 9 * 512] = row[n - 1] = 100.0f;
+    row[b] = row[b + 1] = row[n - 2] = -100.0f;
+    want_max[r] = a;
+    want_min[r] = b;
+  }
+  v[3 * static_cast<size_t>(n) + n - 1] = 200.0f;  // row 3: a larger value in the tail
+  want_max[3] = n - 1;
+  v[5 * static_cast<size_t>(n) + 7000] = std::numeric_limits<float>::quiet_NaN();
+  v[5 * static_cast<size_t>(n) + 9000] = std::numeric_limits<float>::quiet_NaN();
+  want_max[5] = want_min[5] = 7000;  // row 5: the first NaN
+  for (auto dt : {mx::float32, mx::bfloat16}) {
+    SCOPED_TRACE(mx::dtype_name(dt));
+    array a = mx::astype(array(v, {rows, n}), dt);
+    expect_close(mx::argmax(a, 1), want_max, {rows});
+    expect_close(mx::argmin(a, 1), want_min, {rows});
+  }
+}

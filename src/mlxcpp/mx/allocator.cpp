@@ -128,9 +128,10 @@ class BufferCache {
     std::lock_guard<std::mutex> lk(mu_);
     return block_size_locked(p);
   }
-  bool is_unified(const void* p) {
+  int placement_of(const void* p) {
     std::lock_guard<std::mutex> lk(mu_);
-    return managed_.count(const_cast<void*>(p)) > 0;
+    auto it = managed_.find(const_cast<void*>(p));
+    return it == managed_.end() ? -1 : it->second.place;
   }
 
   size_t active() {
@@ -298,9 +299,9 @@ size_t allocation_size(Buffer buffer) {
   return buffer.ptr() ? cache().block_size(buffer.ptr()) : 0;
 }
 namespace detail {
-// Whether `block` is a live or cached block of the GPU backend's unified
-// memory (the device can read it). Declared where used (backend/cuda).
-bool is_unified(const void* block) { return block && cache().is_unified(block); }
+// The placement (gpu.h) of `block` when it is a live or cached block of the GPU backend's
+// unified memory (the device can read it), else -1. Declared where used (backend/cuda).
+int placement_of(const void* block) { return block ? cache().placement_of(block) : -1; }
 }  // namespace detail
 }  // namespace allocator
 

@@ -43,10 +43,45 @@ mx::array BatchKVCache::store(const mx::array& x) {
 }
 
 void BatchKVCache::allocate(const mx::array& like) {
-  keys_ = mx::zeros({rows(), like.shape(1), kStep, like.shape(3)}, like.dtype());
+  keys_ = mx::zeros({std::max(rows(), reserved_rows_), like.shape(1), kStep, like.shape(3)},
+                    like.dtype());
   values_ = *keys_;
   length_ = 0;
 }
+
+mx::array BatchKVCache::active(const mx::array& buf) const {
+  return buf.shape(0) == rows() ? buf : rows_of(buf, 0, rows());
+}
+
+void BatchKVCache::put_rows(const mx::array& k, const mx::array& v, int at) {
+  const int n = k.shape(0), need = at + n;
+  auto zero_rows = [](const mx::array& like, int count) {
+    return mx::zeros({count, like.shape(1), like.shape(2), like.shape(3)}, like.dtype());
+  };
+  if (keys_ && need <= keys_->shape(0)) {
+    // Into spare rows: written in place when nothing else holds the buffer.
+    auto put = [&](const mx::array& buf, const mx::array& x) {
+      return mx::slice_update(buf, mx::astype(x, buf.dtype()), mx::Shape{at, 0, 0, 0},
+                              mx::Shape{need, buf.shape(1), buf.shape(2), buf.shape(3)});
+    };
+    keys_ = put(*keys_, k);
+    values_ = put(*values_, v);
+    return;
+  }
+  // A new buffer with room for the rows reserved (one allocation for a burst of joins).
+  const int spare = std::max(need, reserved_rows_) - need;
+  auto grow = [&](const std::optional<mx::array>& buf, const mx::array& x) {
+    std::vector<mx::array> parts;
+    if (buf && at > 0) parts.push_back(rows_of(*buf, 0, at));
+    parts.push_back(buf ? mx::astype(x, buf->dtype()) : x);
+    if (spare > 0) parts.push_back(zero_rows(parts.back(), spare));
+    return parts.size() == 1 ? parts[0] : mx::concatenate(parts, 0);
+  };
+  keys_ = grow(keys_, k);
+  values_ = grow(values_, v);
+}
+
+void BatchKVCache::reserve_rows(int n) { reserved_rows_ = std::max(reserved_rows_, n); }
 
 void BatchKVCache::add_rows(const std::vector<Row>& float_rows) {
   if (float_rows.empty()) return;
@@ -94,11 +129,8 @@ void BatchKVCache::add_rows(const std::vector<Row>& float_rows) {
   const mx::Dtype dtype = like.dtype();
   const int nkv = like.shape(1), dim = like.shape(3);
   int cap = keys_ ? keys_->shape(2) : std::max(1, (length_ + kStep) / kStep) * kStep;
+  const int at = rows();
   std::vector<mx::array> ks, vs;
-  if (keys_) {
-    ks.push_back(*keys_);
-    vs.push_back(*values_);
-  }
   for (const auto& r : added) {
     const int L = r ? r->first.shape(2) : 0;
     auto padded = [&](const std::optional<mx::array>& x) {
@@ -113,8 +145,8 @@ void BatchKVCache::add_rows(const std::vector<Row>& float_rows) {
     vs.push_back(padded(r ? std::optional<mx::array>(r->second) : std::nullopt));
     pad_.push_back(length_ - L);
   }
-  keys_ = ks.size() == 1 ? ks[0] : mx::concatenate(ks, 0);
-  values_ = vs.size() == 1 ? vs[0] : mx::concatenate(vs, 0);
+  put_rows(ks.size() == 1 ? ks[0] : mx::concatenate(ks, 0),
+           vs.size() == 1 ? vs[0] : mx::concatenate(vs, 0), at);
 }
 
 void BatchKVCache::pad_left(int d) {
@@ -177,6 +209,7 @@ void BatchKVCache::add_block(const BatchKVCache& block, const std::vector<int>& 
   // Position p of joining row b reads the block's position p - (length_ -
   // lengths[b]) + start_b, where its real positions start at start_b; the
   // padding before reads position 0 (hidden by the mask).
+  const int at = rows();
   std::vector<int32_t> key{n, cap, length_, block.length_};
   std::vector<int32_t> rows_idx(static_cast<size_t>(n) * cap), pos_idx(rows_idx.size(), 0);
   for (int b = 0; b < n; ++b) {
@@ -204,11 +237,7 @@ void BatchKVCache::add_block(const BatchKVCache& block, const std::vector<int>& 
     mx::array g = mx::gather(src, {ri, pi}, {0, 2}, {1, nkv, 1, dim});
     return mx::copy(mx::transpose(mx::reshape(g, {n, cap, nkv, dim}), {0, 2, 1, 3}));
   };
-  auto join = [&](const mx::array& buf, const mx::array& src) {
-    return mx::concatenate({buf, mx::astype(make_rows(src), buf.dtype())}, 0);
-  };
-  keys_ = fresh ? make_rows(bk) : join(*keys_, bk);
-  values_ = fresh ? make_rows(*block.values_) : join(*values_, *block.values_);
+  put_rows(make_rows(bk), make_rows(*block.values_), at);
 }
 
 std::vector<int> BatchKVCache::order_after_removal(int batch, std::vector<int> rows) {
@@ -263,16 +292,22 @@ void BatchKVCache::remove_rows(std::vector<int> rows) {
     if (!from.empty()) {
       // The moving rows are gathered into their own small array first: were they read
       // through a view of `buf`, that view would keep the buffer from being written in place.
+      // Then one update per run of consecutive destination slots (a group of rows that
+      // joined together and leaves together frees one run).
       mx::array moving =
           mx::take(buf, mx::array(from, {static_cast<int>(from.size())}, mx::int32), 0);
-      for (size_t m = 0; m < to.size(); ++m) {
-        const int r = static_cast<int>(m);
-        buf = mx::slice_update(buf, rows_of(moving, r, r + 1), mx::Shape{to[m], 0, 0, 0},
-                               mx::Shape{to[m] + 1, buf.shape(1), buf.shape(2), buf.shape(3)});
+      for (size_t m = 0; m < to.size();) {
+        size_t e = m + 1;
+        while (e < to.size() && to[e] == to[e - 1] + 1) ++e;
+        const int r0 = static_cast<int>(m), r1 = static_cast<int>(e);
+        buf = mx::slice_update(
+            buf, rows_of(moving, r0, r1), mx::Shape{to[m], 0, 0, 0},
+            mx::Shape{to[m] + (r1 - r0), buf.shape(1), buf.shape(2), buf.shape(3)});
+        m = e;
       }
     }
-    // The first n rows: a row-contiguous view, which the next update writes in place.
-    return rows_of(buf, 0, n);
+    // The whole buffer stays (its rows past n are spare): the next update writes it in place.
+    return buf;
   };
   keys_ = compact(*keys_);
   values_ = compact(*values_);
@@ -322,7 +357,7 @@ std::pair<mx::array, mx::array> BatchKVCache::update_and_fetch(const mx::array& 
   };
   put(*keys_, store(keys));
   put(*values_, store(values));
-  return {load(seq(*keys_, 0, length_)), load(seq(*values_, 0, length_))};
+  return {load(seq(active(*keys_), 0, length_)), load(seq(active(*values_), 0, length_))};
 }
 
 BatchStepArrays& BatchKVCache::step_arrays() const {
@@ -374,7 +409,7 @@ std::optional<mx::array> BatchKVCache::row_offsets() const {
 
 std::vector<mx::array> BatchKVCache::state() const {
   if (!keys_) return {};
-  return {seq(*keys_, 0, length_), seq(*values_, 0, length_)};
+  return {seq(active(*keys_), 0, length_), seq(active(*values_), 0, length_)};
 }
 
 void BatchKVCache::set_state(const std::vector<mx::array>&) {

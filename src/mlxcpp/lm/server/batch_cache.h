@@ -56,6 +56,12 @@ class BatchKVCache : public KVCacheBase {
   size_t nbytes() const override;
 
   int rows() const { return static_cast<int>(pad_.size()); }
+  // Rows the buffer holds (rows() of them the batch's, the rest spare for joining rows).
+  int row_capacity() const { return keys_ ? keys_->shape(0) : 0; }
+  // Room for n rows from the next time the buffer is made or outgrown (not shrunk below):
+  // rows joining a batch in several rounds then fill spare rows in place instead of each
+  // round copying the whole buffer into a new, larger one.
+  void reserve_rows(int n);
   // A joining sequence: keys/values [1, Nkv, L, D] of its positions 0..L-1, or
   // none for a sequence that holds no position yet (L = 0).
   using Row = std::optional<std::pair<mx::array, mx::array>>;
@@ -97,17 +103,24 @@ class BatchKVCache : public KVCacheBase {
   void reserve(int length);
   // Adds d positions of padding on the left of every row.
   void pad_left(int d);
-  // Creates the buffer for rows() empty rows, shaped like `like` ([., Nkv, ., D], stored form).
+  // Creates the buffer for rows() empty rows (and the rows reserved), shaped like `like`
+  // ([., Nkv, ., D], stored form).
   void allocate(const mx::array& like);
+  // Writes rows k, v ([n, Nkv, capacity, D], stored form) at rows [at, at + n) of the buffer:
+  // into spare rows, or into a new buffer that keeps rows [0, at) and has the rows reserved.
+  void put_rows(const mx::array& k, const mx::array& v, int at);
+  // The batch's rows of a buffer (a view when it has spare rows).
+  mx::array active(const mx::array& buf) const;
   // Stored form of float keys/values, and back.
   mx::array store(const mx::array& x);
   mx::array load(const mx::array& x) const { return quantizer_ ? quantizer_->unpack(x) : x; }
   std::optional<KVQuantizer> quantizer_;
-  std::optional<mx::array> keys_, values_;  // [B, Nkv, capacity, D]
+  std::optional<mx::array> keys_, values_;  // [row_capacity(), Nkv, capacity, D]
   // The step arrays entry for the current padding and length (cleared when stale).
   BatchStepArrays& step_arrays() const;
   std::vector<int> pad_;
   int length_ = 0;
+  int reserved_rows_ = 0;
   std::shared_ptr<BatchStepArrays> step_ = std::make_shared<BatchStepArrays>();
 };
 

@@ -497,6 +497,7 @@ void Engine::prefill_round() {
       // Outside the try: a failure here leaves the batch inconsistent, which
       // fails every request (run's handler).
       ensure_batch_cache();
+      reserve_batch_rows();
       for (size_t l = 0; l < block.size(); ++l) batch_cache_[l]->add_block(*block[l], lengths);
       for (size_t k = i; k < j; ++k) {
         auto& s = work[k].s;
@@ -530,9 +531,19 @@ void Engine::ensure_batch_cache() {
   }
 }
 
+void Engine::reserve_batch_rows() {
+  // Every request the engine holds may be in the batch soon (up to its limit): room for them
+  // all the first time the buffers are made or outgrown, not a larger copy per joining round.
+  const size_t known = batch_.size() + prefilling_.size() + waiting_.size();
+  const int rows =
+      static_cast<int>(std::min<size_t>(known, static_cast<size_t>(options_.decode_concurrency)));
+  for (auto& c : batch_cache_) c->reserve_rows(rows);
+}
+
 void Engine::join_batch(const std::vector<std::shared_ptr<Sequence>>& joining) {
   if (joining.empty()) return;
   ensure_batch_cache();
+  reserve_batch_rows();
   for (int l = 0; l < model_->num_layers(); ++l) {
     std::vector<BatchKVCache::Row> rows;
     for (const auto& s : joining) {

@@ -178,6 +178,9 @@ class Engine {
   // Waits for the pending step, hands each live row its token, removes finished rows.
   void read_step();
   void ensure_batch_cache();
+  // Tells the batch caches how many rows to make room for: the requests held (batched,
+  // prefilling, waiting), up to decode_concurrency.
+  void reserve_batch_rows();
   // Moves prefilled sequences into the decode batch (one buffer copy for all).
   void join_batch(const std::vector<std::shared_ptr<Sequence>>& joining);
   // Drops batch rows (ascending indices) and their caches.

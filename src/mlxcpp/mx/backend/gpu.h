@@ -40,14 +40,16 @@ struct RawAllocator {
 };
 const RawAllocator* raw_allocator();
 
-// The inputs a kernel may read: `inputs` itself when the device can read
-// them all, else `scratch` holding them with those it cannot (host memory
-// allocated before activate(), a mmap'd file on a system without HMM)
-// replaced by copies in unified memory. Blocks of the buffer cache are known
-// to be readable without a driver query (one per input otherwise, on a
-// device without pageable memory access).
+// The inputs a kernel launched on stream `s` should read: `inputs` itself when the device
+// reads them all well, else `scratch` holding them with some replaced: those it cannot read
+// (host memory allocated before activate(), a mmap'd file on a system without HMM) by copies
+// in unified memory, and, with `uploads`, small non-integer host-made blocks that live on the
+// host (placement 1: scalars, masks made from host values) by device copies made on `s`,
+// reused while the original lives. Blocks of the buffer cache are known without a driver
+// query (one per input otherwise, on a device without pageable memory access).
 const std::vector<array>& device_accessible(const std::vector<array>& inputs,
-                                            std::vector<array>& scratch);
+                                            std::vector<array>& scratch, const Stream& s,
+                                            bool uploads = true);
 
 // Keeps arrays (and so their buffers) alive until the work launched so far on
 // the stream has run: a buffer freed while a kernel still reads or writes it

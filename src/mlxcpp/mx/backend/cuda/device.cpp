@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -15,15 +17,18 @@
 
 #include "mlxcpp/mx/backend/cuda/capture.h"
 #include "mlxcpp/mx/backend/cuda/cublaslt.h"
+#include "mlxcpp/mx/backend/cuda/indexing.h"
+#include "mlxcpp/mx/backend/cuda/upload.h"
 #include "mlxcpp/mx/backend/gpu.h"
 #include "mlxcpp/mx/device_memory.h"
+#include "mlxcpp/mx/event.h"
 
 namespace mx {
 namespace scheduler {
 void finish_queued_work_at_exit();  // scheduler.cpp
 }  // namespace scheduler
 namespace allocator::detail {
-bool is_unified(const void* block);  // allocator.cpp
+int placement_of(const void* block);  // allocator.cpp
 }  // namespace allocator::detail
 namespace cuda {
 
@@ -200,9 +205,11 @@ constexpr size_t kTinyMax = 256;
 constexpr size_t kHostWrittenMax = size_t{1} << 16;
 
 thread_local CaptureSink* t_capture_sink = nullptr;
+// Set while device_accessible allocates an input's device copy.
+thread_local bool t_on_device = false;
 
 int placement(size_t bytes) {
-  if (t_capture_sink) return 0;
+  if (t_capture_sink || t_on_device) return 0;
   if (bytes <= kTinyMax) return 1;
   return bytes < kHostWrittenMax && launch_stream_of_thread() < 0 ? 1 : 0;
 }
@@ -238,28 +245,126 @@ void managed_free(void* p) {
   if (!g_shutdown.load(std::memory_order_acquire)) cudaFree(p);
 }
 
-// The elements `a` addresses (any strides, negative and broadcast ones too)
-// copied by the host into a managed buffer, as a view with a's layout.
-array managed_copy(const array& a) {
+// The elements `a` addresses (any strides, negative and broadcast ones too): the first one's
+// offset from a.data() (<= 0) and their count.
+std::pair<int64_t, size_t> addressed_span(const array& a) {
   int64_t lo = 0, hi = 0;
   for (size_t d = 0; d < a.ndim(); ++d) {
     int64_t span = (a.shape(static_cast<int>(d)) - 1) * a.strides()[d];
     (span < 0 ? lo : hi) += span;
   }
-  const size_t n = static_cast<size_t>(hi - lo + 1);
-  array span({static_cast<int32_t>(n)}, a.dtype(), nullptr, {});
-  span.set_data(malloc_for_host_write(n * a.itemsize()));
-  std::memcpy(span.data<char>(), a.data<char>() + lo * static_cast<int64_t>(a.itemsize()),
-              n * a.itemsize());
+  return {lo, static_cast<size_t>(hi - lo + 1)};
+}
+
+// `a`'s layout over a copy of its addressed span (starting at element -lo of `span`).
+array view_of_span(const array& a, const array& span, int64_t lo) {
   array view(a.shape(), a.dtype(), nullptr, {});
   view.copy_shared_buffer(span, a.strides(), a.flags(), a.data_size(), -lo);
   view.set_status(array::Status::available);
   return view;
 }
 
+// The elements `a` addresses copied by the host into a managed buffer, as a view with a's
+// layout.
+array managed_copy(const array& a) {
+  const auto [lo, n] = addressed_span(a);
+  array span({static_cast<int32_t>(n)}, a.dtype(), nullptr, {});
+  span.set_data(malloc_for_host_write(n * a.itemsize()));
+  std::memcpy(span.data<char>(), a.data<char>() + lo * static_cast<int64_t>(a.itemsize()),
+              n * a.itemsize());
+  return view_of_span(a, span, lo);
+}
+
+// Small inputs the host wrote (placement 1: a scalar made from a host value, a batch's
+// attention mask or row offsets) live in host memory, which a kernel reaches over the bus
+// from every thread that reads them: a 64-row decode step's RMSNormRoPE took 24 us reading
+// its host-made offset (6.6 us for a device one), a multiply by a host-made scalar 25 us
+// (bench/RESULTS.md). Such an input is copied into device memory on the launching stream,
+// and the copy serves every later kernel on that stream while the original lives: a mask
+// shared by all layers of a step is copied once. MLXCPP_GPU_UPLOAD=0 leaves them on the host.
+constexpr size_t kUploadMax = kHostWrittenMax;
+constexpr size_t kUploadsKept = 64;
+
+struct Upload {
+  array::Weak source;       // the input copied; the entry is stale once it is gone
+  const char* source_data;  // its data pointer then (stale if it has moved since)
+  const char* first;        // the addressed span's first byte
+  size_t bytes;             // and size
+  int stream;
+  array span;  // the device copy of the span
+};
+// Swept of entries whose source is gone at each upload and each wait for a stream, so a
+// copy outlives its source by no more than an evaluation.
+std::mutex g_uploads_mu;
+std::deque<Upload> g_uploads;
+
+void sweep_uploads() {
+  std::lock_guard<std::mutex> lk(g_uploads_mu);
+  std::erase_if(g_uploads, [](const Upload& u) { return !u.source.lock(); });
+}
+
+bool uploads_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("MLXCPP_GPU_UPLOAD");
+    return !(v && std::string(v) == "0");
+  }();
+  return on;
+}
+
+// Host-made (never a primitive's output: written by the host, final), small, on the host.
+bool uploadable(const array& a, int place) {
+  return place == 1 && !t_capture_sink && host_made(a) && a.nbytes() <= kUploadMax &&
+         uploads_enabled();
+}
+
+// What the device copy of `a` reads as: marked as computed on the device, so code that reads
+// host-made inputs on the host (gather's bounds check, a dynamic slice's start) never takes
+// it for one (its bytes arrive with the stream).
+array upload(const array& a, const Stream& s) {
+  static const std::shared_ptr<Event> on_device = [] {
+    auto e = std::make_shared<Event>();
+    e->signal();
+    return e;
+  }();
+  const auto [lo, n] = addressed_span(a);
+  const size_t bytes = n * a.itemsize();
+  const char* first = a.data<char>() + lo * static_cast<int64_t>(a.itemsize());
+  auto as_view = [&](const array& span) {
+    array view = view_of_span(a, span, lo);
+    view.set_event(on_device);
+    return view;
+  };
+  std::lock_guard<std::mutex> lk(g_uploads_mu);
+  std::erase_if(g_uploads, [](const Upload& u) { return !u.source.lock(); });
+  for (const Upload& u : g_uploads) {
+    if (u.first != first || u.bytes != bytes || u.stream != s.index) continue;
+    auto src = u.source.lock();
+    if (src && src->data<char>() == u.source_data && u.span.dtype() == a.dtype()) {
+      return as_view(u.span);
+    }
+  }
+  array span({static_cast<int32_t>(n)}, a.dtype(), nullptr, {});
+  t_on_device = true;
+  struct Reset {
+    ~Reset() { t_on_device = false; }
+  } reset;
+  span.set_data(allocator::malloc(bytes));
+  span.set_event(on_device);
+  check(cudaMemcpyAsync(span.data<void>(), first, bytes, cudaMemcpyDefault, resources(s).stream),
+        "copying a host-made input to the device");
+  if (g_uploads.size() >= kUploadsKept) g_uploads.pop_front();
+  g_uploads.push_back({array::Weak(a), a.data<char>(), first, bytes, s.index, span});
+  return as_view(span);
+}
+
 }  // namespace
 
 StreamResources& resources(const Stream& s) { return state(s).res; }
+
+array device_copy(const array& a, const Stream& s) {
+  if (a.data_size() == 0 || !a.data<char>()) return a;
+  return uploadable(a, allocator::detail::placement_of(a.buffer().ptr())) ? upload(a, s) : a;
+}
 
 StreamResources& gemm_resources(const Stream& s) {
   auto& st = state(s);
@@ -332,7 +437,8 @@ const RawAllocator* raw_allocator() {
 }
 
 const std::vector<array>& device_accessible(const std::vector<array>& inputs,
-                                            std::vector<array>& scratch) {
+                                            std::vector<array>& scratch, const Stream& s,
+                                            bool uploads) {
   // With HMM (or ATS) the device reads any host memory, mmap'd files too.
   static const bool pageable = [] {
     int dev = 0, v = 0;
@@ -343,28 +449,41 @@ const std::vector<array>& device_accessible(const std::vector<array>& inputs,
     }
     return v != 0;
   }();
-  if (pageable) return inputs;
-  // Blocks of the buffer cache's unified memory (nearly every input) are
-  // known without asking the driver, a round trip per input otherwise.
-  auto readable = [](const array& a) {
-    if (a.data_size() == 0 || !a.data<char>()) return true;
-    if (allocator::detail::is_unified(a.buffer().ptr())) return true;
+  // Blocks of the buffer cache's unified memory (nearly every input) are known without asking
+  // the driver, a round trip per input otherwise. Returns the input, or what the kernels
+  // should read instead.
+  auto accessible = [&](const array& a) -> std::optional<array> {
+    if (a.data_size() == 0 || !a.data<char>()) return std::nullopt;
+    const int place = allocator::detail::placement_of(a.buffer().ptr());
+    if (place >= 0) {
+      // Integer inputs (indices, starts) are left to the kernels that read host-made ones
+      // on the host; those that want a copy ask for it (cuda::device_copy).
+      if (uploads && !is_integral(a.dtype()) && cuda::uploadable(a, place)) {
+        return cuda::upload(a, s);
+      }
+      return std::nullopt;
+    }
+    if (pageable) return std::nullopt;
     cudaPointerAttributes attr{};
     if (cudaPointerGetAttributes(&attr, a.data<char>()) != cudaSuccess) {
       cudaGetLastError();
       attr.type = cudaMemoryTypeUnregistered;
     }
-    return attr.type == cudaMemoryTypeManaged || attr.type == cudaMemoryTypeDevice ||
-           (attr.type == cudaMemoryTypeHost && attr.devicePointer == a.data<char>());
+    if (attr.type == cudaMemoryTypeManaged || attr.type == cudaMemoryTypeDevice ||
+        (attr.type == cudaMemoryTypeHost && attr.devicePointer == a.data<char>())) {
+      return std::nullopt;
+    }
+    return cuda::managed_copy(a);
   };
-  size_t first = 0;
-  while (first < inputs.size() && readable(inputs[first])) ++first;
-  if (first == inputs.size()) return inputs;
-  scratch = inputs;
-  for (size_t i = first; i < scratch.size(); ++i) {
-    if (i == first || !readable(scratch[i])) scratch[i] = cuda::managed_copy(scratch[i]);
+  bool copied = false;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    auto replacement = accessible(inputs[i]);
+    if (!replacement) continue;
+    if (!copied) scratch = inputs;
+    copied = true;
+    scratch[i] = std::move(*replacement);
   }
-  return scratch;
+  return copied ? scratch : inputs;
 }
 
 void retain(const Stream& s, std::vector<array> arrays) {
@@ -394,6 +513,7 @@ void synchronize(const Stream& s) {
   }
   cuda::check(cudaStreamSynchronize(st.res.stream), "synchronizing a stream");
   st.note_completed(through);
+  cuda::sweep_uploads();
 }
 
 std::function<void()> fence(const Stream& s) {
@@ -418,6 +538,7 @@ std::function<void()> fence(const Stream& s) {
       std::lock_guard<std::mutex> lk(sp->mu);
       done = sp->take_finished();
     }
+    cuda::sweep_uploads();
   };
 }
 

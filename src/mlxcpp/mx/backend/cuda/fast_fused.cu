@@ -10,7 +10,9 @@
 #include <string>
 #include <type_traits>
 
+#include "mlxcpp/mx/backend/cuda/indexing.h"
 #include "mlxcpp/mx/backend/cuda/kernel_utils.cuh"
+#include "mlxcpp/mx/backend/cuda/upload.h"
 #include "mlxcpp/mx/primitives/fast.h"
 
 namespace mx::cuda {
@@ -417,7 +419,8 @@ struct NormRopeArgs {
   NormRopeSegment<T> seg[kNormRopeSegments];
   int64_t first_row[kNormRopeSegments + 1];  // prefix sums of the segments' rows
   int nseg;
-  const int32_t* offset;
+  const int32_t* offset;  // null: offset_value for every row
+  int32_t offset_value;
   bool batched_offset;
   int64_t offset_stride;
   int L, dims, half;
@@ -448,7 +451,8 @@ __global__ void __launch_bounds__(128) rms_norm_rope_kernel(NormRopeArgs<T> a) {
   const int64_t l = r % a.L;
   const int64_t b = r / g.per_batch;
   // Issued first: nothing below waits on it until the angles.
-  const int32_t off = a.offset[a.batched_offset ? b * a.offset_stride : 0];
+  const int32_t off =
+      a.offset ? a.offset[a.batched_offset ? b * a.offset_stride : 0] : a.offset_value;
   constexpr int P = 4;  // pairs per lane in a group: every load of a group before its stores
   auto pair_at = [&](int k, int& i1, int& i2) {
     i1 = a.traditional ? 2 * k : k;
@@ -544,7 +548,7 @@ void rms_norm_rope_gpu(Primitive& p, const std::vector<array>& inputs,
                        std::vector<array>& outputs) {
   auto& op = static_cast<fast::RMSNormRoPE&>(p);
   const size_t n = outputs.size();
-  const array& offset = inputs.back();
+  array offset = inputs.back();
   if (offset.dtype() != int32) {
     throw std::invalid_argument("[rms_norm_rope] the offset must be int32, got " +
                                 dtype_name(offset.dtype()));
@@ -567,7 +571,15 @@ void rms_norm_rope_gpu(Primitive& p, const std::vector<array>& inputs,
       throw std::invalid_argument("[rms_norm_rope] float64 input takes the composed path");
     } else {
       NormRopeArgs<T> a{};
-      a.offset = offset.data<int32_t>();
+      // A host-made offset (the eager decode step's position) is read here, not over the bus
+      // by every row; host-made row offsets (a server batch's) are read from a device copy.
+      if (host_made(offset) && offset.size() == 1) {
+        a.offset = nullptr;
+        a.offset_value = *offset.data<int32_t>();
+      } else {
+        if (host_made(offset)) offset = device_copy(offset, p.stream());
+        a.offset = offset.data<int32_t>();
+      }
       a.batched_offset = offset.size() != 1;
       a.offset_stride = offset.ndim() == 0 ? 0 : offset.strides()[0];
       a.L = xs[0].shape(-2);

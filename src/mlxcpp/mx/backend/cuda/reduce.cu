@@ -174,9 +174,10 @@ __global__ void reduce_merge_kernel(const typename Op::Acc* part, typename Op::O
 }
 
 // Long rows few enough to leave SMs idle with a block per row are cut into chunks of at
-// least 4096 values, one block each, for about two blocks per SM in all.
+// least 4096 values, one block each, for about eight blocks per SM in all (a 64-row argmax
+// over a vocabulary of 262144: 16 blocks a row).
 int reduce_parts(int64_t rows, int64_t n) {
-  constexpr int64_t kMinChunk = 4096, kBusyBlocks = 264;
+  constexpr int64_t kMinChunk = 4096, kBusyBlocks = 1056;
   if (rows >= kBusyBlocks || n < 2 * kMinChunk) return 1;
   return static_cast<int>(
       std::max<int64_t>(std::min<int64_t>({n / kMinChunk, kBusyBlocks / rows, 1024}), 1));
@@ -319,13 +320,26 @@ __global__ void arg_reduce_kernel(const In* x, uint32_t* y, int64_t rows, int64_
     const In* xr = x + outer.offset(0, r);
     A best = cast_to<A>(xr[j0 * stride]);
     uint32_t bi = static_cast<uint32_t>(j0);
-    for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
-      A v = cast_to<A>(xr[j * stride]);
+    auto take = [&](A v, int64_t j) {
       if (arg_better<kMax>(v, static_cast<uint32_t>(j), best, bi)) {
         best = v;
         bi = static_cast<uint32_t>(j);
       }
+    };
+    // Eight loads in flight before their comparisons (one load then one dependent compare at
+    // a time left a [64, 262208] float32 argmax at 0.3 TB/s); the order of preference does not
+    // depend on the visiting order (ties go to the lower index).
+    constexpr int U = 8;
+    const int64_t step = blockDim.x;
+    int64_t j = j0 + threadIdx.x;
+    for (; j + (U - 1) * step < j1; j += U * step) {
+      A v[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) v[u] = cast_to<A>(xr[(j + u * step) * stride]);
+#pragma unroll
+      for (int u = 0; u < U; ++u) take(v[u], j + u * step);
     }
+    for (; j < j1; j += step) take(cast_to<A>(xr[j * stride]), j);
     for (int o = 16; o > 0; o >>= 1) {
       A ov = shfl_down(best, o);
       uint32_t oi = __shfl_down_sync(0xffffffffu, bi, o);

@@ -6,6 +6,7 @@
 // index tuple writing a place wins, as on the CPU.
 #include "mlxcpp/mx/backend/cuda/indexing.h"
 #include "mlxcpp/mx/backend/cuda/kernel_utils.cuh"
+#include "mlxcpp/mx/backend/cuda/upload.h"
 #include "mlxcpp/mx/primitives/indexing.h"
 
 namespace mx::cuda {
@@ -209,7 +210,9 @@ void scatter_gpu(Primitive& prim, const std::vector<array>& inputs, std::vector<
     const array& idx = inputs[m + 1];
     array idx64(idx.shape(), int64, nullptr, {});
     allocate_row_contiguous(idx64);
-    copy_into(idx, idx64, prim.stream());
+    // Host-made indices (checked on the host above) are widened from a device copy: read
+    // where they lie, every thread of the copy would reach over the bus.
+    copy_into(host_made(idx) ? device_copy(idx, prim.stream()) : idx, idx64, prim.stream());
     keep_until_done(prim.stream(), idx64);
     p.idx[m] = idx64.data<int64_t>();
     p.index_of[sc.axes()[m]] = static_cast<int>(m);

@@ -10,7 +10,8 @@ bool is_available() { return false; }
 void activate() {}
 void shutdown() {}
 const RawAllocator* raw_allocator() { return nullptr; }
-const std::vector<array>& device_accessible(const std::vector<array>& inputs, std::vector<array>&) {
+const std::vector<array>& device_accessible(const std::vector<array>& inputs, std::vector<array>&,
+                                            const Stream&, bool) {
   return inputs;
 }
 void retain(const Stream&, std::vector<array>) {}
