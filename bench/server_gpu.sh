@@ -11,7 +11,8 @@
 # MODEL_DIR (/tmp/mlxcpp-bench-$CONFIG-$DTYPE; reused when it already holds config.json),
 # DEVICE (gpu; cpu for a check on a machine without one), CONCURRENCY (1,8,32,64),
 # PROMPT_TOKENS (64), GEN_TOKENS (64), TIME_BUDGET (seconds for the client, 0: none; default 420),
-# PROMPT_CONCURRENCY (8), SERVER_ARGS (extra server flags), OUT_DIR (where logs go; $OUT or /tmp).
+# PROMPT_CONCURRENCY (8), REPEAT (bursts per concurrency, the median reported; 1), SERVER_ARGS
+# (extra server flags), OUT_DIR (where logs go; $OUT or /tmp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -86,7 +87,7 @@ echo "   up on port $port after $(( $(date +%s) - t0 )) s (log: $log)"
 status=0
 $PY bench/server_bench.py --url "http://127.0.0.1:$port" --model "$MODEL_DIR" \
   --concurrency "$CONCURRENCY" --prompt-tokens "$PROMPT_TOKENS" --gen-tokens "$GEN_TOKENS" \
-  --time-budget "$TIME_BUDGET" --json "$OUT_DIR/server_bench.json" || status=$?
+  --time-budget "$TIME_BUDGET" --repeat "${REPEAT:-1}" --json "$OUT_DIR/server_bench.json" || status=$?
 $PY - "$port" <<'PYEOF' || true
 import json, sys, urllib.request
 with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/health", timeout=5) as r:
