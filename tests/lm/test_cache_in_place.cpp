@@ -311,8 +311,9 @@ TEST(CacheInPlace, BatchCacheJoinsIntoReservedRows) {
         expected(1, range(0, lengths[b]), std::vector<float>(lengths[b], 10.0f * b), D),
         {1, kHeads, lengths[b], D});
   }
-  // A fifth row outgrows the reserve: a new buffer, the rows kept.
-  c.reserve_rows(2);  // never shrinks
+  // A fifth row outgrows the buffer: a new one for the rows held (the reserve, 2 now, is
+  // less), the rows kept.
+  c.reserve_rows(2);
   std::vector<lm::server::BatchKVCache::Row> more;
   more.emplace_back(std::pair{row_keys(4, 1, D), row_keys(4, 1, D)});
   c.add_rows(more);

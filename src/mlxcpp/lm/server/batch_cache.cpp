@@ -81,7 +81,7 @@ void BatchKVCache::put_rows(const mx::array& k, const mx::array& v, int at) {
   values_ = grow(values_, v);
 }
 
-void BatchKVCache::reserve_rows(int n) { reserved_rows_ = std::max(reserved_rows_, n); }
+void BatchKVCache::reserve_rows(int n) { reserved_rows_ = std::max(n, 0); }
 
 void BatchKVCache::add_rows(const std::vector<Row>& float_rows) {
   if (float_rows.empty()) return;

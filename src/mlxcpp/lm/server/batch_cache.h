@@ -58,9 +58,10 @@ class BatchKVCache : public KVCacheBase {
   int rows() const { return static_cast<int>(pad_.size()); }
   // Rows the buffer holds (rows() of them the batch's, the rest spare for joining rows).
   int row_capacity() const { return keys_ ? keys_->shape(0) : 0; }
-  // Room for n rows from the next time the buffer is made or outgrown (not shrunk below):
-  // rows joining a batch in several rounds then fill spare rows in place instead of each
-  // round copying the whole buffer into a new, larger one.
+  // Room for n rows the next time the buffer is made or outgrown (an existing buffer is not
+  // resized): rows joining a batch in several rounds then fill spare rows in place instead of
+  // each round copying the whole buffer into a new, larger one. The latest call counts, so a
+  // batch that emptied after a burst is made again for the requests held then.
   void reserve_rows(int n);
   // A joining sequence: keys/values [1, Nkv, L, D] of its positions 0..L-1, or
   // none for a sequence that holds no position yet (L = 0).
