@@ -290,17 +290,33 @@ struct Upload {
   const char* source_data;  // its data pointer then (stale if it has moved since)
   const char* first;        // the addressed span's first byte
   size_t bytes;             // and size
-  int stream;
-  array span;  // the device copy of the span
+  Stream stream;            // where the copy was made and is read
+  array span;               // the device copy of the span
 };
 // Swept of entries whose source is gone at each upload and each wait for a stream, so a
 // copy outlives its source by no more than an evaluation.
 std::mutex g_uploads_mu;
 std::deque<Upload> g_uploads;
 
+// A dropped copy is released once the work launched on its own stream has run: the sweep
+// may run while another stream's kernels are being launched, whose frees the allocator hands
+// to that stream's later kernels at once.
+void drop_locked(const Upload& u) { gpu::retain(u.stream, {u.span}); }
+
+void sweep_uploads_locked() {
+  for (auto it = g_uploads.begin(); it != g_uploads.end();) {
+    if (it->source.lock()) {
+      ++it;
+      continue;
+    }
+    drop_locked(*it);
+    it = g_uploads.erase(it);
+  }
+}
+
 void sweep_uploads() {
   std::lock_guard<std::mutex> lk(g_uploads_mu);
-  std::erase_if(g_uploads, [](const Upload& u) { return !u.source.lock(); });
+  sweep_uploads_locked();
 }
 
 bool uploads_enabled() {
@@ -335,9 +351,9 @@ array upload(const array& a, const Stream& s) {
     return view;
   };
   std::lock_guard<std::mutex> lk(g_uploads_mu);
-  std::erase_if(g_uploads, [](const Upload& u) { return !u.source.lock(); });
+  sweep_uploads_locked();
   for (const Upload& u : g_uploads) {
-    if (u.first != first || u.bytes != bytes || u.stream != s.index) continue;
+    if (u.first != first || u.bytes != bytes || !(u.stream == s)) continue;
     auto src = u.source.lock();
     if (src && src->data<char>() == u.source_data && u.span.dtype() == a.dtype()) {
       return as_view(u.span);
@@ -352,8 +368,11 @@ array upload(const array& a, const Stream& s) {
   span.set_event(on_device);
   check(cudaMemcpyAsync(span.data<void>(), first, bytes, cudaMemcpyDefault, resources(s).stream),
         "copying a host-made input to the device");
-  if (g_uploads.size() >= kUploadsKept) g_uploads.pop_front();
-  g_uploads.push_back({array::Weak(a), a.data<char>(), first, bytes, s.index, span});
+  if (g_uploads.size() >= kUploadsKept) {
+    drop_locked(g_uploads.front());
+    g_uploads.pop_front();
+  }
+  g_uploads.push_back({array::Weak(a), a.data<char>(), first, bytes, s, span});
   return as_view(span);
 }
 
