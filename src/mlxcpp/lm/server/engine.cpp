@@ -1,6 +1,7 @@
 #include "mlxcpp/lm/server/engine.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstdio>
 #include <cstdlib>
 #ifdef __GLIBC__
@@ -534,10 +535,12 @@ void Engine::ensure_batch_cache() {
 void Engine::reserve_batch_rows() {
   // Every request the engine holds may be in the batch soon (up to its limit): room for them
   // all the first time the buffers are made or outgrown, not a larger copy per joining round.
+  // Rounded up to a power of two (within the limit): a few buffer sizes, which the buffer
+  // cache serves again, rather than a new size (a fresh allocation) at nearly every join.
+  const size_t limit = static_cast<size_t>(std::max(options_.decode_concurrency, 1));
   const size_t known = batch_.size() + prefilling_.size() + waiting_.size();
-  const int rows =
-      static_cast<int>(std::min<size_t>(known, static_cast<size_t>(options_.decode_concurrency)));
-  for (auto& c : batch_cache_) c->reserve_rows(rows);
+  const size_t rows = std::min(std::bit_ceil(std::min(known, limit)), limit);
+  for (auto& c : batch_cache_) c->reserve_rows(static_cast<int>(rows));
 }
 
 void Engine::join_batch(const std::vector<std::shared_ptr<Sequence>>& joining) {
@@ -794,7 +797,14 @@ void Engine::run() {
     if (idle) {
       // Between bursts, freed buffers go back to the system: the buffer cache,
       // then what the C heap keeps of them (glibc holds freed chunks otherwise,
-      // and the resident size would ratchet up burst after burst).
+      // and the resident size would ratchet up burst after burst). The last
+      // step's evaluation may still be running: it releases its buffers when it
+      // ends, into the cache after it was cleared, so it is waited for first.
+      try {
+        mx::synchronize();
+      } catch (const std::exception&) {
+        // An error of a step nobody reads any more.
+      }
       mx::clear_cache();
 #ifdef __GLIBC__
       malloc_trim(0);
