@@ -38,8 +38,20 @@ array bf16(const nlohmann::json& v, mx::Shape shape) {
                     mx::bfloat16);
 }
 
-TEST(QuantizedDecode, OneBfloat16RowMatchesFloat64Reference) {
-  ASSERT_EQ(refs()["cases"].size(), 24u);
+// One reference case: the packed weights, scales, biases and x row, with the float64 outputs
+// and the sums of |x * w| per output that bound the float32 error.
+struct Case {
+  int bits, K, N, g;
+  array wq, scales, biases, x;
+  std::vector<double> want, mag;
+  // One bfloat16 rounding of the output (half an ulp: 2^-9 relative) plus
+  // float32 sums over K terms of at most sum |x * w|.
+  double tol(int n) const { return std::abs(want[n]) / 256 + 2e-6 * mag[n]; }
+};
+
+// Runs `check` on every reference case under every ISA this CPU has.
+template <typename F>
+void each_case_and_isa(F check) {
   IsaGuard guard;
   for (cpu::Isa isa : {cpu::Isa::none, cpu::Isa::avx2, cpu::Isa::avx512}) {
     if (!cpu::isa_supported(isa)) continue;
@@ -49,66 +61,50 @@ TEST(QuantizedDecode, OneBfloat16RowMatchesFloat64Reference) {
       SCOPED_TRACE("bits " + std::to_string(bits) + " K " + std::to_string(K) + " N " +
                    std::to_string(N) + " group " + std::to_string(g) + " isa " +
                    cpu::isa_name(isa));
-      array wq(c["wq"].get<std::vector<uint32_t>>(), {N, K * bits / 32}, mx::uint32);
-      array scales = bf16(c["scales"], {N, K / g});
-      array biases = bf16(c["biases"], {N, K / g});
-      array x = bf16(c["x"], {1, 1, K});
-      array y = mx::quantized_matmul(x, wq, scales, biases, true, g, bits);
-      ASSERT_EQ(y.dtype(), mx::bfloat16);
-      ASSERT_EQ(y.shape(), (mx::Shape{1, 1, N}));
-      const auto got = mxtest::to_vector(y);
-      const auto want = c["y"].get<std::vector<double>>();
-      const auto mag = c["abs_sum"].get<std::vector<double>>();
-      for (int n = 0; n < N; ++n) {
-        // One bfloat16 rounding of the output (half an ulp: 2^-9 relative)
-        // plus float32 sums over K terms of at most sum |x * w|.
-        const double tol = std::abs(want[n]) / 256 + 2e-6 * mag[n];
-        EXPECT_NEAR(got[n], want[n], tol) << "output " << n;
-      }
+      check(Case{bits, K, N, g,
+                 array(c["wq"].get<std::vector<uint32_t>>(), {N, K * bits / 32}, mx::uint32),
+                 bf16(c["scales"], {N, K / g}), bf16(c["biases"], {N, K / g}),
+                 bf16(c["x"], {1, 1, K}), c["y"].get<std::vector<double>>(),
+                 c["abs_sum"].get<std::vector<double>>()});
     }
   }
+}
+
+TEST(QuantizedDecode, OneBfloat16RowMatchesFloat64Reference) {
+  ASSERT_EQ(refs()["cases"].size(), 24u);
+  each_case_and_isa([](const Case& c) {
+    array y = mx::quantized_matmul(c.x, c.wq, c.scales, c.biases, true, c.g, c.bits);
+    ASSERT_EQ(y.dtype(), mx::bfloat16);
+    ASSERT_EQ(y.shape(), (mx::Shape{1, 1, c.N}));
+    const auto got = mxtest::to_vector(y);
+    for (int n = 0; n < c.N; ++n) EXPECT_NEAR(got[n], c.want[n], c.tol(n)) << "output " << n;
+  });
 }
 
 // Each case's rows as three matrices (uneven, odd row counts) of one
 // grouped product: every output equals its rows of the float64 reference.
 TEST(QuantizedDecode, GroupedOneBfloat16RowMatchesFloat64Reference) {
-  IsaGuard guard;
-  for (cpu::Isa isa : {cpu::Isa::none, cpu::Isa::avx2, cpu::Isa::avx512}) {
-    if (!cpu::isa_supported(isa)) continue;
-    cpu::set_isa(isa);
-    for (const auto& c : refs()["cases"]) {
-      const int bits = c["bits"], K = c["K"], N = c["N"], g = c["group_size"];
-      if (N < 3) continue;
-      SCOPED_TRACE("bits " + std::to_string(bits) + " K " + std::to_string(K) + " N " +
-                   std::to_string(N) + " group " + std::to_string(g) + " isa " +
-                   cpu::isa_name(isa));
-      const int words = K * bits / 32;
-      array wq(c["wq"].get<std::vector<uint32_t>>(), {N, words}, mx::uint32);
-      array scales = bf16(c["scales"], {N, K / g});
-      array biases = bf16(c["biases"], {N, K / g});
-      array x = bf16(c["x"], {1, 1, K});
-      const int cut[4] = {0, N / 3 + 1, N - N / 4, N};
-      std::vector<array> ws, ss, bs;
-      for (int p = 0; p < 3; ++p) {
-        ws.push_back(mx::slice(wq, {cut[p], 0}, {cut[p + 1], words}));
-        ss.push_back(mx::slice(scales, {cut[p], 0}, {cut[p + 1], K / g}));
-        bs.push_back(mx::slice(biases, {cut[p], 0}, {cut[p + 1], K / g}));
-      }
-      auto ys = mx::grouped_quantized_matmul(x, ws, ss, bs, g, bits);
-      ASSERT_EQ(ys.size(), 3u);
-      const auto want = c["y"].get<std::vector<double>>();
-      const auto mag = c["abs_sum"].get<std::vector<double>>();
-      for (int p = 0; p < 3; ++p) {
-        ASSERT_EQ(ys[p].dtype(), mx::bfloat16);
-        ASSERT_EQ(ys[p].shape(), (mx::Shape{1, 1, cut[p + 1] - cut[p]}));
-        const auto got = mxtest::to_vector(ys[p]);
-        for (int n = cut[p]; n < cut[p + 1]; ++n) {
-          const double tol = std::abs(want[n]) / 256 + 2e-6 * mag[n];
-          EXPECT_NEAR(got[n - cut[p]], want[n], tol) << "matrix " << p << " output " << n;
-        }
+  each_case_and_isa([](const Case& c) {
+    if (c.N < 3) return;
+    const int words = c.K * c.bits / 32, groups = c.K / c.g;
+    const int cut[4] = {0, c.N / 3 + 1, c.N - c.N / 4, c.N};
+    std::vector<array> ws, ss, bs;
+    for (int p = 0; p < 3; ++p) {
+      ws.push_back(mx::slice(c.wq, {cut[p], 0}, {cut[p + 1], words}));
+      ss.push_back(mx::slice(c.scales, {cut[p], 0}, {cut[p + 1], groups}));
+      bs.push_back(mx::slice(c.biases, {cut[p], 0}, {cut[p + 1], groups}));
+    }
+    auto ys = mx::grouped_quantized_matmul(c.x, ws, ss, bs, c.g, c.bits);
+    ASSERT_EQ(ys.size(), 3u);
+    for (int p = 0; p < 3; ++p) {
+      ASSERT_EQ(ys[p].dtype(), mx::bfloat16);
+      ASSERT_EQ(ys[p].shape(), (mx::Shape{1, 1, cut[p + 1] - cut[p]}));
+      const auto got = mxtest::to_vector(ys[p]);
+      for (int n = cut[p]; n < cut[p + 1]; ++n) {
+        EXPECT_NEAR(got[n - cut[p]], c.want[n], c.tol(n)) << "matrix " << p << " output " << n;
       }
     }
-  }
+  });
 }
 
 }  // namespace
