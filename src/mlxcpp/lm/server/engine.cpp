@@ -19,6 +19,7 @@
 #include "mlxcpp/lm/tokenizer/streaming_detokenizer.h"
 #include "mlxcpp/lm/tokenizer/tokenizer.h"
 #include "mlxcpp/mx/allocator.h"
+#include "mlxcpp/mx/device.h"
 #include "mlxcpp/mx/ops.h"
 #include "mlxcpp/mx/transforms.h"
 
@@ -800,12 +801,19 @@ void Engine::run() {
       // and the resident size would ratchet up burst after burst). The last
       // step's evaluation may still be running: it releases its buffers when it
       // ends, into the cache after it was cleared, so it is waited for first.
+      // On the GPU the buffer cache is kept (bounded by its limit, and emptied
+      // when an allocation would fail): its blocks are device memory, not the
+      // process's resident host memory, and clearing them made the next burst
+      // allocate, place and populate every buffer again (~1 200 cudaMallocManaged
+      // with their prefetches and cudaFree, ~50 us each, and a 2.3 GB KV-cache
+      // buffer for 64 rows: its first joining step took 65-150 ms, a steady step
+      // 7-10; tools/gpu/timeline.py on bench/server_gpu.sh, bench/RESULTS.md).
       try {
         mx::synchronize();
       } catch (const std::exception&) {
         // An error of a step nobody reads any more.
       }
-      mx::clear_cache();
+      if (mx::default_device().type != mx::Device::gpu) mx::clear_cache();
 #ifdef __GLIBC__
       malloc_trim(0);
 #endif

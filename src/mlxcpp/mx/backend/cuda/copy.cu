@@ -2,10 +2,16 @@
 // of strided views, full), and the layout primitives: views only set strides,
 // so their GPU "kernel" is the CPU one, which touches no data.
 #include "mlxcpp/mx/backend/cuda/kernel_utils.cuh"
+#include "mlxcpp/mx/backend/cuda/upload.h"
 #include "mlxcpp/mx/primitives/elementwise.h"
 #include "mlxcpp/mx/primitives/shape.h"
 
-namespace mx::cuda {
+namespace mx {
+namespace allocator::detail {
+int placement_of(const void* block);  // allocator.cpp
+}  // namespace allocator::detail
+
+namespace cuda {
 
 namespace {
 
@@ -21,7 +27,42 @@ __global__ void copy_kernel(const In* src, Out* dst, int64_t n, Layout<2> l) {
   }
 }
 
+// Bytes in units of U (the pointers and the count aligned to it).
+template <typename U>
+__global__ void copy_units_kernel(const U* src, U* dst, int64_t n) {
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += step) {
+    dst[i] = src[i];
+  }
+}
+
+// Copies of at most this many bytes between blocks of the buffer cache run as a kernel.
+constexpr size_t kKernelCopyMax = size_t{1} << 20;
+
 }  // namespace
+
+void copy_bytes(void* dst, const void* src, size_t bytes, const Stream& s) {
+  if (bytes == 0) return;
+  cudaStream_t cs = resources(s).stream;
+  const auto aligned = [&](size_t a) {
+    return reinterpret_cast<uintptr_t>(dst) % a == 0 && reinterpret_cast<uintptr_t>(src) % a == 0 &&
+           bytes % a == 0;
+  };
+  auto launch = [&](auto unit) {
+    using U = decltype(unit);
+    const int64_t n = static_cast<int64_t>(bytes / sizeof(U));
+    copy_units_kernel<U>
+        <<<grid_for(n), 256, 0, cs>>>(static_cast<const U*>(src), static_cast<U*>(dst), n);
+  };
+  if (aligned(16)) {
+    launch(uint4{});
+  } else if (aligned(4)) {
+    launch(uint32_t{});
+  } else {
+    launch(uint8_t{});
+  }
+  check_launch("copy");
+}
 
 void copy_into(const array& src, array& dst, const Stream& s) {
   if (dst.size() == 0) return;
@@ -33,7 +74,19 @@ void copy_into(const array& src, array& dst, const Stream& s) {
   const int64_t n = static_cast<int64_t>(dst.size());
   cudaStream_t cs = resources(s).stream;
   if (src.dtype() == dst.dtype() && l.contiguous) {
-    check(cudaMemcpyAsync(dst.data<char>(), src.data<char>(), dst.nbytes(), cudaMemcpyDefault, cs),
+    // A small copy between blocks of the buffer cache (unified memory) runs as a kernel: the
+    // copy engine's call for unified memory can block the launching thread until the stream
+    // has caught up (20 us to over a millisecond a call in a server's decode step, against a
+    // few microseconds for a launch; tools/gpu/timeline.py), which starves the device of the
+    // launches that follow. Memory the device cannot address (a host buffer from before the
+    // GPU came into use) and large copies keep the copy engine.
+    const size_t bytes = dst.nbytes();
+    if (bytes <= kKernelCopyMax && allocator::detail::placement_of(src.buffer().ptr()) >= 0 &&
+        allocator::detail::placement_of(dst.buffer().ptr()) >= 0) {
+      copy_bytes(dst.data<char>(), src.data<char>(), bytes, s);
+      return;
+    }
+    check(cudaMemcpyAsync(dst.data<char>(), src.data<char>(), bytes, cudaMemcpyDefault, cs),
           "copy");
     return;
   }
@@ -152,4 +205,5 @@ const Register<SliceUpdate> r_slice_update(&slice_update_gpu);
 const Register<Arange> r_arange(&arange_gpu);
 
 }  // namespace
-}  // namespace mx::cuda
+}  // namespace cuda
+}  // namespace mx

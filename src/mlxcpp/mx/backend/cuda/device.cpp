@@ -366,8 +366,10 @@ array upload(const array& a, const Stream& s) {
   } reset;
   span.set_data(allocator::malloc(bytes));
   span.set_event(on_device);
-  check(cudaMemcpyAsync(span.data<void>(), first, bytes, cudaMemcpyDefault, resources(s).stream),
-        "copying a host-made input to the device");
+  // A kernel reads the source where it lies (mapped host memory): queuing it never waits, where
+  // the copy engine's call may wait for the stream. The source lives until the copy has run.
+  copy_bytes(span.data<void>(), first, bytes, s);
+  gpu::retain(s, {a});
   if (g_uploads.size() >= kUploadsKept) {
     drop_locked(g_uploads.front());
     g_uploads.pop_front();
@@ -516,6 +518,10 @@ void retain(const Stream& s, std::vector<array> arrays) {
 }
 
 void synchronize(const Stream& s) {
+  // Device copies whose sources are gone are dropped into their streams' retain lists first,
+  // so that this wait releases them (memory accounting after a synchronize owes nothing to
+  // earlier work).
+  cuda::sweep_uploads();
   auto& st = cuda::state(s);
   // Everything retained before the wait was launched before it, so it has
   // finished when the wait returns.

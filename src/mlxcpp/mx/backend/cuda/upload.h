@@ -14,4 +14,9 @@ namespace mx::cuda {
 // computed on the device. Kernels on `s` read it in stream order; the host never should.
 array device_copy(const array& a, const Stream& s);
 
+// Copies `bytes` bytes from `src` to `dst`, both addressable by the device (unified memory), with
+// a kernel queued on `s`: the host call returns at once, where the copy engine's call for
+// unified memory may wait for the stream. The source must stay as it is until the copy has run.
+void copy_bytes(void* dst, const void* src, size_t bytes, const Stream& s);
+
 }  // namespace mx::cuda
