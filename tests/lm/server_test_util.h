@@ -36,6 +36,7 @@ inline const nlohmann::json& reference() {
 
 struct Collected {
   std::vector<int32_t> tokens;
+  std::vector<float> logprobs;  // of the tokens (jobs with logprobs)
   std::string text;
   lm::server::Event final;
 };
@@ -45,7 +46,10 @@ inline Collected collect(const std::shared_ptr<lm::server::RequestStream>& s) {
   for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
        std::chrono::steady_clock::now() < deadline;) {
     for (auto& e : s->next(std::chrono::milliseconds(200))) {
-      for (auto& t : e.tokens) c.tokens.push_back(t.id);
+      for (auto& t : e.tokens) {
+        c.tokens.push_back(t.id);
+        c.logprobs.push_back(t.logprob);
+      }
       c.text += e.text;
       if (e.finish_reason) {
         c.final = e;

@@ -202,6 +202,89 @@ TEST(ServerEngine, BatchedPrefillKeepsTheGreedyTokens) {
   }
 }
 
+// Requests that wait together while nothing decodes are all prefilled (in passes of
+// prompt_concurrency prompts) before the first decode step, as mlx-lm's BatchGenerator does:
+// every row then decodes in the same steps, and the tokens are still transformers'. A
+// submission of several jobs is all or nothing, naming the invalid one.
+TEST(ServerEngine, WaitingPromptsAllJoinBeforeTheFirstStep) {
+  const auto& ref = reference();
+  const int max_tokens = ref["max_new_tokens"];
+  lm::server::EngineOptions o;
+  o.decode_concurrency = 16;
+  o.prompt_concurrency = 4;
+  lm::server::Engine engine(echo().model, echo().tokenizer, o);
+  std::vector<lm::server::GenerationJob> jobs;
+  for (int round = 0; round < 4; ++round) {
+    for (const auto& p : ref["prompt_tokens"]) {
+      jobs.push_back(greedy_job(p.get<std::vector<int32_t>>(), max_tokens));
+    }
+  }
+  const size_t n = jobs.size();
+  auto streams = engine.submit(std::move(jobs));
+  ASSERT_EQ(streams.size(), n);
+  for (size_t i = 0; i < n; ++i) {
+    EXPECT_EQ(collect(streams[i]).tokens,
+              ref["greedy"][i % ref["greedy"].size()].get<std::vector<int32_t>>())
+        << "request " << i;
+  }
+  const auto st = engine.stats();
+  EXPECT_GE(st.prefill_passes, (n + 3) / 4);  // passes of at most prompt_concurrency prompts
+  // max_tokens steps, plus the one launched before the last is read (pipelining); a decode
+  // step after each round of four prompts would add two more.
+  EXPECT_LE(st.steps, static_cast<uint64_t>(max_tokens) + 1);
+
+  std::vector<lm::server::GenerationJob> bad;
+  bad.push_back(greedy_job({1, 2, 3}, 4));
+  bad.push_back(greedy_job({}, 4));
+  try {
+    engine.submit(std::move(bad));
+    FAIL() << "an empty prompt was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("request 1: the prompt is empty"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(engine.stats().completed, n);  // the valid job of the batch was not queued
+}
+
+// Decode steps padded to a power of two of rows (spare rows of the batch cache run along and
+// are never read) give every request transformers' greedy tokens and the logprobs of the
+// unpadded steps, as rows join in rounds and leave at different steps (6 rows run as 8, then
+// 3 as 4).
+TEST(ServerEngine, PaddedStepsKeepTokensAndLogprobs) {
+  const auto& ref = reference();
+  const int long_run = ref["max_new_tokens"];
+  auto run = [&](bool pad) {
+    lm::server::EngineOptions o;
+    o.decode_concurrency = 8;
+    o.prompt_concurrency = 2;
+    o.prefill_step_size = 7;
+    o.pad_step_rows = pad;
+    lm::server::Engine engine(echo().model, echo().tokenizer, o);
+    std::vector<std::shared_ptr<lm::server::RequestStream>> streams;
+    for (int round = 0; round < 2; ++round) {
+      for (const auto& p : ref["prompt_tokens"]) {
+        const int n = streams.size() % 2 ? 17 : long_run;
+        streams.push_back(engine.submit(greedy_job(p.get<std::vector<int32_t>>(), n)));
+      }
+    }
+    std::vector<servertest::Collected> out;
+    for (auto& s : streams) out.push_back(collect(s));
+    return out;
+  };
+  const auto padded = run(true), plain = run(false);
+  for (size_t i = 0; i < padded.size(); ++i) {
+    const auto& want = ref["greedy"][i % ref["greedy"].size()].get<std::vector<int32_t>>();
+    const size_t n = i % 2 ? 17 : want.size();
+    EXPECT_EQ(padded[i].tokens, std::vector<int32_t>(want.begin(), want.begin() + n))
+        << "request " << i;
+    ASSERT_EQ(padded[i].logprobs.size(), plain[i].logprobs.size()) << "request " << i;
+    for (size_t t = 0; t < n; ++t) {
+      EXPECT_NEAR(padded[i].logprobs[t], plain[i].logprobs[t], 1e-4)
+          << "request " << i << " token " << t;
+    }
+  }
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------ batch sampler

@@ -124,7 +124,7 @@ def main():
                     idle_late += g
                 else:
                     idle_dep += g
-                gaps.append((g, si, prev[3] if prev else "-", w[3], late))
+                gaps.append((g, si, prev[3] if prev else "-", w[3], late, frontier, w[0]))
             busy += max(0, w[1] - max(w[0], frontier))
             frontier = max(frontier, w[1])
             by_name[w[3]].append(w[1] - w[0])
@@ -144,12 +144,23 @@ def main():
               f"between steps {tot[5]:.1f}")
         print("  per step (wall/busy/late/other/ops/before, us): " + "; ".join(
             f"{r[0]/1e3:.0f}/{r[1]/1e3:.0f}/{r[2]/1e3:.0f}/{r[3]/1e3:.0f}/{r[4]}/{r[5]/1e3:.0f}" for r in rows[:80]))
-    print(f"\nlargest idle gaps inside steps (top {args.top}):")
-    for g, si, a, b, late in sorted(gaps, reverse=True)[:args.top]:
+    print(f"\nlargest idle gaps inside steps (top {args.top}), with the host calls made during each:")
+    api_by_start = sorted(api)
+    api_starts = [a[0] for a in api_by_start]
+    for g, si, a, b, late, lo, hi in sorted(gaps, reverse=True)[:args.top]:
         print(f"  {g/1e3:9.1f} us  step {si:4d}  after {a:40s} before {b:40s} {'launch late' if late else ''}")
+        during = collections.defaultdict(lambda: [0, 0])
+        i = bisect.bisect_left(api_starts, lo)
+        while i < len(api_by_start) and api_by_start[i][0] < hi:
+            c = api_by_start[i]
+            during[c[4]][0] += 1
+            during[c[4]][1] += min(c[1], hi) - c[0]
+            i += 1
+        top = sorted(during.items(), key=lambda kv: -kv[1][1])[:5]
+        print("      host: " + (", ".join(f"{n} x{c} {t/1e3:.0f} us" for n, (c, t) in top) or "no CUDA calls"))
     # Gap totals by the kernel that waited.
     late_by = collections.Counter()
-    for g, si, a, b, late in gaps:
+    for g, si, a, b, late, lo, hi in gaps:
         late_by[(b, late)] += g
     print("\nidle time by the operation that waited (top):")
     for (b, late), g in late_by.most_common(args.top):

@@ -49,8 +49,8 @@ void BatchKVCache::allocate(const mx::array& like) {
   length_ = 0;
 }
 
-mx::array BatchKVCache::active(const mx::array& buf) const {
-  return buf.shape(0) == rows() ? buf : rows_of(buf, 0, rows());
+mx::array BatchKVCache::active(const mx::array& buf, int n) {
+  return buf.shape(0) == n ? buf : rows_of(buf, 0, n);
 }
 
 void BatchKVCache::put_rows(const mx::array& k, const mx::array& v, int at) {
@@ -341,10 +341,12 @@ std::pair<mx::array, mx::array> BatchKVCache::row(int b, int length) const {
 std::pair<mx::array, mx::array> BatchKVCache::update_and_fetch(const mx::array& keys,
                                                                const mx::array& values) {
   if (rows() == 0) throw std::logic_error("BatchKVCache: update before any row was added");
-  if (keys.ndim() != 4 || keys.shape(0) != rows() || values.shape() != keys.shape()) {
+  const int S = step_rows();
+  if (keys.ndim() != 4 || keys.shape(0) != S || values.shape() != keys.shape()) {
     throw std::invalid_argument(
-        "BatchKVCache: an update must be [B, Nkv, T, D] with B = " + std::to_string(rows()) +
-        ", got keys " + mx::shape_str(keys.shape()) + ", values " + mx::shape_str(values.shape()));
+        "BatchKVCache: an update must be [B, Nkv, T, D] with B = " + std::to_string(S) + " (rows " +
+        std::to_string(rows()) + ", step rows " + std::to_string(S) + "), got keys " +
+        mx::shape_str(keys.shape()) + ", values " + mx::shape_str(values.shape()));
   }
   if (!keys_) allocate(store(keys));  // every row joined empty
   const int T = keys.shape(2);
@@ -357,14 +359,16 @@ std::pair<mx::array, mx::array> BatchKVCache::update_and_fetch(const mx::array& 
   };
   put(*keys_, store(keys));
   put(*values_, store(values));
-  return {load(seq(active(*keys_), 0, length_)), load(seq(active(*values_), 0, length_))};
+  return {load(seq(active(*keys_, S), 0, length_)), load(seq(active(*values_, S), 0, length_))};
 }
 
 BatchStepArrays& BatchKVCache::step_arrays() const {
   BatchStepArrays& st = *step_;
-  if (st.length != length_ || st.pad != pad_) {
+  const int S = step_rows();
+  if (st.length != length_ || st.pad != pad_ || st.step_rows != S) {
     st.pad = pad_;
     st.length = length_;
+    st.step_rows = S;
     st.masks.clear();
     st.row_offsets.reset();
   }
@@ -374,7 +378,7 @@ BatchStepArrays& BatchKVCache::step_arrays() const {
 AttentionMask BatchKVCache::make_mask(int T, std::optional<int> window) const {
   bool padded = std::any_of(pad_.begin(), pad_.end(), [](int p) { return p > 0; });
   if (!padded) return AttentionMask{T > 1 ? "causal" : "", window, std::nullopt};
-  const int B = rows(), Lk = length_ + T;
+  const int B = step_rows(), Lk = length_ + T;
   // A window as long as every key range hides nothing: the same mask as none.
   if (window && *window >= Lk) window.reset();
   BatchStepArrays& st = step_arrays();
@@ -386,7 +390,7 @@ AttentionMask BatchKVCache::make_mask(int T, std::optional<int> window) const {
   for (int b = 0; b < B; ++b) {
     for (int i = 0; i < T; ++i) {
       const int q = length_ + i;
-      int lo = pad_[b];
+      int lo = b < rows() ? pad_[b] : 0;  // a spare row sees every position
       if (window) lo = std::max(lo, q - *window + 1);
       uint8_t* row = m.data() + (static_cast<size_t>(b) * T + i) * Lk;
       std::fill(row + lo, row + q + 1, uint8_t{1});
@@ -402,6 +406,7 @@ std::optional<mx::array> BatchKVCache::row_offsets() const {
   if (!st.row_offsets) {
     std::vector<int32_t> off;
     for (int p : pad_) off.push_back(length_ - p);
+    off.resize(static_cast<size_t>(step_rows()), length_);  // spare rows: no padding
     st.row_offsets = mx::array(off, {static_cast<int>(off.size())}, mx::int32);
   }
   return st.row_offsets;
@@ -409,7 +414,7 @@ std::optional<mx::array> BatchKVCache::row_offsets() const {
 
 std::vector<mx::array> BatchKVCache::state() const {
   if (!keys_) return {};
-  return {seq(active(*keys_), 0, length_), seq(active(*values_), 0, length_)};
+  return {seq(active(*keys_, rows()), 0, length_), seq(active(*values_, rows()), 0, length_)};
 }
 
 void BatchKVCache::set_state(const std::vector<mx::array>&) {

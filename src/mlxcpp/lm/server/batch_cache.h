@@ -7,6 +7,7 @@
 // each row's real positions are read back with row(b, length).
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -24,6 +25,7 @@ namespace lm::server {
 struct BatchStepArrays {
   std::vector<int> pad;
   int length = -1;
+  int step_rows = -1;
   std::vector<std::pair<std::pair<int, int>, AttentionMask>> masks;  // (T, window or -1) -> mask
   std::optional<mx::array> row_offsets;
   // add_block's gather indices, by their values (the same for every layer).
@@ -63,6 +65,15 @@ class BatchKVCache : public KVCacheBase {
   // each round copying the whole buffer into a new, larger one. The latest call counts, so a
   // batch that emptied after a burst is made again for the requests held then.
   void reserve_rows(int n);
+  // The rows the next updates, masks and row offsets cover: rows() and, up to n in all, spare
+  // rows of the buffer (never more than row_capacity()). A decode step over a batch padded to
+  // a few sizes (powers of two) meets the same shapes again as rows join and leave, so its
+  // buffers come from the cache and its products reuse their plans. A spare row sees every
+  // position (whatever the buffer holds there: zeros or a former row's keys); its outputs
+  // are not meant to be read.
+  void set_step_rows(int n) { step_rows_ = n; }
+  // The rows an update takes now (see set_step_rows).
+  int step_rows() const { return std::max(rows(), std::min(step_rows_, row_capacity())); }
   // A joining sequence: keys/values [1, Nkv, L, D] of its positions 0..L-1, or
   // none for a sequence that holds no position yet (L = 0).
   using Row = std::optional<std::pair<mx::array, mx::array>>;
@@ -110,8 +121,8 @@ class BatchKVCache : public KVCacheBase {
   // Writes rows k, v ([n, Nkv, capacity, D], stored form) at rows [at, at + n) of the buffer:
   // into spare rows, or into a new buffer that keeps rows [0, at) and has the rows reserved.
   void put_rows(const mx::array& k, const mx::array& v, int at);
-  // The batch's rows of a buffer (a view when it has spare rows).
-  mx::array active(const mx::array& buf) const;
+  // The first n rows of a buffer (a view when it has more).
+  static mx::array active(const mx::array& buf, int n);
   // Stored form of float keys/values, and back.
   mx::array store(const mx::array& x);
   mx::array load(const mx::array& x) const { return quantizer_ ? quantizer_->unpack(x) : x; }
@@ -122,6 +133,7 @@ class BatchKVCache : public KVCacheBase {
   std::vector<int> pad_;
   int length_ = 0;
   int reserved_rows_ = 0;
+  int step_rows_ = 0;
   std::shared_ptr<BatchStepArrays> step_ = std::make_shared<BatchStepArrays>();
 };
 

@@ -245,6 +245,12 @@ int Engine::context_limit() const {
 int Engine::vocab_size() const { return model_->vocab_size(); }
 
 std::shared_ptr<RequestStream> Engine::submit(GenerationJob job) {
+  std::vector<GenerationJob> one;
+  one.push_back(std::move(job));
+  return submit(std::move(one)).front();
+}
+
+std::shared_ptr<Engine::Sequence> Engine::make_sequence(GenerationJob job) const {
   const int V = model_->vocab_size();
   if (job.prompt.empty()) throw std::invalid_argument("the prompt is empty");
   if (static_cast<int>(job.prompt.size()) >= context_limit()) {
@@ -271,12 +277,29 @@ std::shared_ptr<RequestStream> Engine::submit(GenerationJob job) {
   penalties.logit_bias.clear();
   s->penalties = make_logits_processors(penalties);
   s->tokens = s->job.prompt;
-  auto out = s->out;
+  return s;
+}
+
+std::vector<std::shared_ptr<RequestStream>> Engine::submit(std::vector<GenerationJob> jobs) {
+  std::vector<std::shared_ptr<Sequence>> seqs;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    try {
+      seqs.push_back(make_sequence(std::move(jobs[i])));
+    } catch (const std::length_error& e) {
+      if (jobs.size() == 1) throw;
+      throw std::length_error("request " + std::to_string(i) + ": " + e.what());
+    } catch (const std::invalid_argument& e) {
+      if (jobs.size() == 1) throw;
+      throw std::invalid_argument("request " + std::to_string(i) + ": " + e.what());
+    }
+  }
+  std::vector<std::shared_ptr<RequestStream>> out;
+  for (const auto& s : seqs) out.push_back(s->out);
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (stopping_) throw std::runtime_error("the server is shutting down");
-    incoming_.push_back(std::move(s));
-    ++stats_.waiting;
+    for (auto& s : seqs) incoming_.push_back(std::move(s));
+    stats_.waiting += static_cast<int>(out.size());
   }
   cv_.notify_all();
   return out;
@@ -429,7 +452,23 @@ void Engine::store_cache(Sequence& s) {
   store_->insert(std::vector<int32_t>(s.tokens.begin(), s.tokens.begin() + n), layers);
 }
 
-void Engine::prefill_round() {
+void Engine::prefill() {
+  const bool decoding = !batch_.empty();
+  size_t tokens = 0;
+  for (;;) {
+    admit();
+    if (prefilling_.empty()) return;
+    const size_t before = prefilling_.size() + batch_.size();
+    const size_t ran = prefill_round();
+    tokens += ran;
+    if (waiting_.empty() && prefilling_.empty()) return;
+    if (decoding && tokens >= static_cast<size_t>(options_.prefill_step_size)) return;
+    // Nothing ran and nobody joined or left (all prompts in flight are waiting on room).
+    if (ran == 0 && prefilling_.size() + batch_.size() == before) return;
+  }
+}
+
+size_t Engine::prefill_round() {
   struct Work {
     std::shared_ptr<Sequence> s;
     int n;  // tokens this round
@@ -448,6 +487,7 @@ void Engine::prefill_round() {
   // which bounds its activations.
   std::stable_sort(work.begin(), work.end(),
                    [](const Work& a, const Work& b) { return a.n > b.n; });
+  size_t ran = 0;
   for (size_t i = 0; i < work.size();) {
     const int T = work[i].n;
     size_t j = i + 1;
@@ -484,7 +524,10 @@ void Engine::prefill_round() {
       } else {
         prefill_together(*model_, caches, tokens);
       }
-      for (size_t k = i; k < j; ++k) work[k].s->prefilled += work[k].n;
+      for (size_t k = i; k < j; ++k) {
+        work[k].s->prefilled += work[k].n;
+        ran += static_cast<size_t>(work[k].n);
+      }
       std::lock_guard<std::mutex> lk(mu_);
       stats_.prefill_passes += 1;
       stats_.prefill_chunks += j - i;
@@ -520,6 +563,7 @@ void Engine::prefill_round() {
     return true;
   });
   join_batch(joining);
+  return ran;
 }
 
 void Engine::ensure_batch_cache() {
@@ -578,11 +622,22 @@ void Engine::remove_rows(const std::vector<int>& rows) {
   batch_ = std::move(kept);
 }
 
-mx::array Engine::step_input() const {
+int Engine::step_rows() const {
+  bool pad = mx::default_device().type == mx::Device::gpu;
+  if (const char* v = std::getenv("MLXCPP_SERVER_PAD_ROWS"); v && *v) pad = std::string(v) != "0";
+  if (options_.pad_step_rows) pad = *options_.pad_step_rows;
   const int B = static_cast<int>(batch_.size());
-  std::vector<int32_t> host;  // the tokens the host knows (no step of theirs pending)
-  std::vector<int32_t> index(B);
+  if (!pad || batch_cache_.empty() || B == 0) return B;
+  const int cap = batch_cache_.front()->row_capacity();
+  return std::max(B, std::min(static_cast<int>(std::bit_ceil(static_cast<unsigned>(B))), cap));
+}
+
+mx::array Engine::step_input(int S) const {
+  const int B = static_cast<int>(batch_.size());
+  std::vector<int32_t> host;         // the tokens the host knows (no step of theirs pending)
+  std::vector<int32_t> index(S, 0);  // spare rows read entry 0: any id will do
   const int P = pending_ ? static_cast<int>(pending_->rows.size()) : 0;
+  const int sampled = pending_ ? static_cast<int>(pending_->tokens.size()) : 0;
   bool identity = B == P;
   // Leaving rows reorder the batch (the last rows fill their slots): each row's place in the
   // pending step is looked up.
@@ -595,17 +650,21 @@ mx::array Engine::step_input() const {
       index[b] = k;
       identity = identity && k == b;
     } else {
-      index[b] = P + static_cast<int>(host.size());
+      index[b] = sampled + static_cast<int>(host.size());
       host.push_back(batch_[b]->last_token);
       identity = false;
     }
   }
   const int H = static_cast<int>(host.size());
-  if (P == 0 || H == B) return mx::array(host, {B, 1}, mx::int32);
-  if (identity) return mx::reshape(pending_->tokens, {B, 1});
+  if (P == 0 || H == B) {
+    host.resize(static_cast<size_t>(S), 0);
+    return mx::array(host, {S, 1}, mx::int32);
+  }
+  // Every row where the pending step sampled it (spare rows: whatever it sampled there).
+  if (identity && sampled == S) return mx::reshape(pending_->tokens, {S, 1});
   mx::array all = H == 0 ? pending_->tokens
                          : mx::concatenate({pending_->tokens, mx::array(host, {H}, mx::int32)}, 0);
-  return mx::reshape(mx::take(all, mx::array(index, {B}, mx::int32), 0), {B, 1});
+  return mx::reshape(mx::take(all, mx::array(index, {S}, mx::int32), 0), {S, 1});
 }
 
 void Engine::decode_step() {
@@ -627,10 +686,12 @@ void Engine::decode_step() {
     if (batch_.empty()) return;
   }
   const int B = static_cast<int>(batch_.size());
+  const int S = step_rows();
+  for (auto& c : batch_cache_) c->set_step_rows(S);
   PromptCache cache(batch_cache_.begin(), batch_cache_.end());
-  auto logits = (*model_)(step_input(), &cache);  // [B, 1, V]
+  auto logits = (*model_)(step_input(S), &cache);  // [S, 1, V]
   const int V = logits.shape(2);
-  mx::array x = mx::astype(mx::reshape(logits, {B, V}), mx::float32);
+  mx::array x = mx::astype(mx::reshape(logits, {S, V}), mx::float32);
   // Every row's logit_bias in one scatter.
   std::vector<int32_t> bias_rows, bias_cols;
   std::vector<float> bias;
@@ -679,6 +740,8 @@ void Engine::decode_step() {
   mx::array logprobs = mx::subtract(x, mx::logsumexp(x, -1, true));
   std::vector<RowSampler*> samplers;
   for (auto& s : batch_) samplers.push_back(&s->sampler);
+  if (S > B && !spare_sampler_) spare_sampler_ = std::make_unique<RowSampler>(SamplerOptions{});
+  samplers.resize(static_cast<size_t>(S), spare_sampler_.get());
   auto step = std::make_unique<Step>(Step{batch_, sample_rows(logprobs, samplers)});
   // One read of the B ids (and of their B logprobs when asked); whole rows
   // only for top_logprobs.
@@ -695,7 +758,7 @@ void Engine::decode_step() {
   }
   if (any_logprobs) {
     step->chosen =
-        mx::reshape(mx::take_along_axis(logprobs, mx::reshape(step->tokens, {B, 1}), 1), {B});
+        mx::reshape(mx::take_along_axis(logprobs, mx::reshape(step->tokens, {S, 1}), 1), {S});
     step->outputs.push_back(*step->chosen);
   }
   if (prof) build_ms = ms_since(t);
@@ -778,12 +841,13 @@ void Engine::run() {
       }
       remove_rows(gone);
       auto t = std::chrono::steady_clock::now();
-      admit();
-      const size_t prefilling = prefilling_.size(), batched = batch_.size();
-      prefill_round();
-      if (profiling() && prefilling > 0) {
-        std::fprintf(stderr, "[server profile] prefill %zu prompts, %zu joined: %.2f ms\n",
-                     prefilling, batch_.size() - batched, ms_since(t));
+      const size_t batched = batch_.size();
+      const uint64_t passes = stats().prefill_passes;
+      prefill();
+      if (profiling() && stats().prefill_passes != passes) {
+        std::fprintf(stderr, "[server profile] prefill %llu passes, %zu joined: %.2f ms\n",
+                     static_cast<unsigned long long>(stats().prefill_passes - passes),
+                     batch_.size() - batched, ms_since(t));
       }
       if (!batch_.empty()) decode_step();
       if (batch_.empty()) {

@@ -40,6 +40,7 @@ class Tokenizer;
 namespace lm::server {
 
 class BatchKVCache;
+class RowSampler;
 class PromptStore;
 
 // Runs tokens[i] through the model on top of caches[i] for every i in one
@@ -127,6 +128,11 @@ struct EngineOptions {
   std::optional<int> kv_bits;                   // decode batch's KV cache quantized to these bits
   int kv_group_size = 64;
   std::vector<int32_t> eos_token_ids;
+  // Decode steps padded to a power of two of rows (Engine::step_rows). Unset: on when the
+  // default device is the GPU, where a new row count costs fresh buffers and product plans
+  // (MLXCPP_SERVER_PAD_ROWS=0 or 1 decides instead), off on the CPU, where the extra rows cost
+  // compute.
+  std::optional<bool> pad_step_rows;
 };
 
 struct EngineStats {
@@ -149,6 +155,9 @@ class Engine {
   // Queues a request. Throws std::invalid_argument for a prompt that does not
   // fit the context (or is empty).
   std::shared_ptr<RequestStream> submit(GenerationJob job);
+  // Queues several requests at once: the engine sees them together (all or, when one is
+  // invalid, none: the exception names it by its index).
+  std::vector<std::shared_ptr<RequestStream>> submit(std::vector<GenerationJob> jobs);
   // Finishes every request with "cancelled" and joins the thread.
   void shutdown();
   EngineStats stats() const;
@@ -160,21 +169,34 @@ class Engine {
 
  private:
   struct Sequence;
+  // A sequence for the job, or std::invalid_argument / std::length_error naming what is wrong.
+  std::shared_ptr<Sequence> make_sequence(GenerationJob job) const;
   void run();
   void admit();
   // One chunk of every prefilling prompt, in forward passes shared by prompts
   // of similar chunk lengths; prompts whose cache then holds all but their last
-  // token join the decode batch.
-  void prefill_round();
+  // token join the decode batch. Returns the prompt tokens it ran.
+  size_t prefill_round();
+  // Admits and prefills between two decode steps: rounds of up to prompt_concurrency
+  // prompts each, as long as requests wait and the batch has room. While rows are decoding,
+  // it stops once prefill_step_size tokens ran (their next token waits for it); with none
+  // decoding, every admitted prompt is prefilled before the first step, as mlx-lm's
+  // BatchGenerator does (a step per round of 8 prompts cost 64 concurrent requests seven
+  // extra decode steps of a growing batch).
+  void prefill();
   // Builds and launches a decode step of every batched row, then reads the
   // step before it (launched earlier) while this one runs: the host's graph
   // building and token handling overlap the device's work. Rows that finished
   // in the step read leave the batch; their row of the step just launched is
   // never read.
   void decode_step();
-  // The step's input tokens [B, 1]: rows of the pending step take the ids it
-  // samples on the device (no host read in between), joining rows their own.
-  mx::array step_input() const;
+  // The step's input tokens [S, 1] for its B batch rows and S - B spare rows (step_rows):
+  // rows of the pending step take the ids it samples on the device (no host read in between),
+  // joining rows their own, spare rows any id.
+  mx::array step_input(int S) const;
+  // The rows a decode step of the batch runs: the batch padded to a power of two with spare
+  // rows of the batch cache's buffer (MLXCPP_SERVER_PAD_ROWS=0: the batch alone).
+  int step_rows() const;
   // Waits for the pending step, hands each live row its token, removes finished rows.
   void read_step();
   void ensure_batch_cache();
@@ -211,12 +233,14 @@ class Engine {
   // A launched decode step not yet read: its rows as they were then.
   struct Step {
     std::vector<std::shared_ptr<Sequence>> rows;
-    mx::array tokens;                                // [rows] int32
+    mx::array tokens;                                // [step rows >= rows] int32
     std::optional<mx::array> chosen = {};            // [rows] logprobs of the tokens
     std::vector<std::optional<mx::array>> top = {};  // per row, [V] logprobs for top_logprobs
     std::vector<mx::array> outputs = {};
   };
   std::unique_ptr<Step> pending_;
+  // Samples the spare rows of a padded step (greedy: one argmax with the batch's greedy rows).
+  std::unique_ptr<RowSampler> spare_sampler_;
   struct ReadTimes {
     double wait_ms = 0, tokens_ms = 0;
     int left = 0;

@@ -129,7 +129,13 @@ struct Plan {
 // 1.2% faster overall). MLXCPP_GEMM_TUNE=0 keeps the heuristic's first choice.
 constexpr int kCandidates = 8;
 constexpr double kTuneMinFlops = 2e9;  // a few microseconds on an H100: tuning would not pay
-constexpr int kMaxTunedPlans = 512;    // bounds the one-time cost when shapes keep changing
+// Nor for products of fewer rows (decode steps, a server's prefill of a few short prompts): the
+// trials wait for the stream, and a server meets a new row count (batch size, prompt lengths)
+// at nearly every joining round: each one's LM head and prefill products were timed on the
+// spot, stalling its pipeline 10-70 ms (tools/gpu/timeline.py, bench/RESULTS.md), for a
+// choice the heuristic's first candidate makes about as well at these sizes.
+constexpr int64_t kTuneMinRows = 1024;
+constexpr int kMaxTunedPlans = 512;  // bounds the one-time cost when shapes keep changing
 
 bool tuning_enabled() {
   static const bool on = [] {
@@ -381,7 +387,7 @@ void gemm(Primitive& p, array a, array b, array& out, float alpha, float beta) {
   Shape outer(bshape.begin(), bshape.end() - 1);
   int64_t n_outer = 1;
   for (auto d : outer) n_outer *= d;
-  if (n_outer == 1 && beta == 0.0f && plan.candidates.size() > 1 &&
+  if (n_outer == 1 && beta == 0.0f && plan.candidates.size() > 1 && M_all * count >= kTuneMinRows &&
       2.0 * static_cast<double>(M) * N * K * count >= kTuneMinFlops && tuning_enabled()) {
     // The product writes only `out` (beta = 0), so the trial runs leave no trace.
     algo = tune(plan, res, alpha_p, beta_p, a.data<char>(), b.data<char>(), out.data<char>());
