@@ -15,6 +15,7 @@
 #include "mlxcpp/mx/allocator.h"
 #include "mlxcpp/mx/backend/cuda/capture.h"
 #include "mlxcpp/mx/backend/cuda/device.h"
+#include "mlxcpp/mx/backend/cuda/upload.h"
 #include "mlxcpp/mx/backend/gpu.h"
 #include "mlxcpp/mx/eval_hooks.h"
 #include "mlxcpp/mx/event.h"
@@ -26,33 +27,8 @@ namespace mx {
 
 namespace {
 
-// Feedback copies are kernels rather than memcpy nodes: a kernel node has no restrictions on
-// managed memory, and the copies are a few bytes.
-__global__ void copy_words_kernel(const uint32_t* src, uint32_t* dst, size_t n) {
-  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n;
-       i += size_t{gridDim.x} * blockDim.x) {
-    dst[i] = src[i];
-  }
-}
-__global__ void copy_bytes_kernel(const unsigned char* src, unsigned char* dst, size_t n) {
-  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n;
-       i += size_t{gridDim.x} * blockDim.x) {
-    dst[i] = src[i];
-  }
-}
-
-void launch_copy(const void* src, void* dst, size_t bytes, cudaStream_t s) {
-  if (bytes == 0) return;
-  if (bytes % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 4 == 0 &&
-      reinterpret_cast<uintptr_t>(dst) % 4 == 0) {
-    copy_words_kernel<<<cuda::grid_for(bytes / 4), 256, 0, s>>>(
-        static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst), bytes / 4);
-  } else {
-    copy_bytes_kernel<<<cuda::grid_for(bytes), 256, 0, s>>>(
-        static_cast<const unsigned char*>(src), static_cast<unsigned char*>(dst), bytes);
-  }
-  cuda::check_launch("copying a captured graph's buffer");
-}
+// Feedback and replay-output copies are kernels (cuda::copy_bytes) rather than memcpy nodes: a
+// kernel node has no restrictions on managed memory, and the copies are a few bytes.
 
 // Replay outputs up to this size are copied into host memory (see replay).
 constexpr size_t kHostReadMax = 4096;
@@ -190,7 +166,7 @@ CapturedGraph::CapturedGraph(const std::vector<array>& inputs, const Build& buil
         throw std::invalid_argument("[CapturedGraph] feedback output " + std::to_string(o) +
                                     " is not row-contiguous");
       }
-      launch_copy(out.data<void>(), ip->inputs[i].data<void>(), out.nbytes(), cs);
+      cuda::copy_bytes(ip->inputs[i].data<void>(), out.data<void>(), out.nbytes(), ip->stream);
     }
     cuda::set_capture_sink(nullptr);
     capturing->store(false);
@@ -250,7 +226,8 @@ std::vector<array> CapturedGraph::replay(const std::vector<int>& take) {
           copies[k].set_data(n <= kHostReadMax ? cuda::malloc_for_host_write(n)
                                                : allocator::malloc(n));
           copies[k].set_status(array::Status::scheduled);
-          launch_copy(sources[k].data<void>(), copies[k].data<void>(), sources[k].nbytes(), cs);
+          cuda::copy_bytes(copies[k].data<void>(), sources[k].data<void>(), sources[k].nbytes(),
+                           st);
         }
       }
       event->set_device_wait(gpu::fence(st), {st.index});
