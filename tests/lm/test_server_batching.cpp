@@ -233,6 +233,28 @@ TEST(ServerEngine, WaitingPromptsAllJoinBeforeTheFirstStep) {
   // step after each round of four prompts would add two more.
   EXPECT_LE(st.steps, static_cast<uint64_t>(max_tokens) + 1);
 
+  // A small prefill step bounds what is prefilled before the first step (four steps' worth of
+  // tokens with nothing decoding): the first prompts start while later ones still wait, and the
+  // tokens stay the same.
+  {
+    lm::server::EngineOptions small = o;
+    small.prefill_step_size = 8;
+    lm::server::Engine bounded(echo().model, echo().tokenizer, small);
+    std::vector<lm::server::GenerationJob> more;
+    for (int round = 0; round < 4; ++round) {
+      for (const auto& p : ref["prompt_tokens"]) {
+        more.push_back(greedy_job(p.get<std::vector<int32_t>>(), max_tokens));
+      }
+    }
+    auto later = bounded.submit(std::move(more));
+    for (size_t i = 0; i < later.size(); ++i) {
+      EXPECT_EQ(collect(later[i]).tokens,
+                ref["greedy"][i % ref["greedy"].size()].get<std::vector<int32_t>>())
+          << "request " << i;
+    }
+    EXPECT_GT(bounded.stats().steps, static_cast<uint64_t>(max_tokens) + 1);
+  }
+
   std::vector<lm::server::GenerationJob> bad;
   bad.push_back(greedy_job({1, 2, 3}, 4));
   bad.push_back(greedy_job({}, 4));

@@ -453,7 +453,11 @@ void Engine::store_cache(Sequence& s) {
 }
 
 void Engine::prefill() {
-  const bool decoding = !batch_.empty();
+  // Prompt tokens this call may run: rows already decoding wait for them, so one prefill step;
+  // with none decoding, four (the most one pass holds), so that a burst of long prompts still
+  // lets the first of them start generating before every prompt is prefilled.
+  const size_t budget =
+      static_cast<size_t>(options_.prefill_step_size) * (batch_.empty() ? size_t{4} : size_t{1});
   size_t tokens = 0;
   for (;;) {
     admit();
@@ -462,7 +466,7 @@ void Engine::prefill() {
     const size_t ran = prefill_round();
     tokens += ran;
     if (waiting_.empty() && prefilling_.empty()) return;
-    if (decoding && tokens >= static_cast<size_t>(options_.prefill_step_size)) return;
+    if (tokens >= budget) return;
     // Nothing ran and nobody joined or left (all prompts in flight are waiting on room).
     if (ran == 0 && prefilling_.size() + batch_.size() == before) return;
   }

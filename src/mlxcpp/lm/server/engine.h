@@ -178,11 +178,12 @@ class Engine {
   // token join the decode batch. Returns the prompt tokens it ran.
   size_t prefill_round();
   // Admits and prefills between two decode steps: rounds of up to prompt_concurrency
-  // prompts each, as long as requests wait and the batch has room. While rows are decoding,
-  // it stops once prefill_step_size tokens ran (their next token waits for it); with none
-  // decoding, every admitted prompt is prefilled before the first step, as mlx-lm's
-  // BatchGenerator does (a step per round of 8 prompts cost 64 concurrent requests seven
-  // extra decode steps of a growing batch).
+  // prompts each, as long as requests wait and the batch has room, up to a token budget:
+  // prefill_step_size tokens while rows are decoding (their next token waits for it), four
+  // times that with none decoding. A burst of short prompts is then prefilled whole before the
+  // first step, as mlx-lm's BatchGenerator does (a step per round of 8 prompts cost 64
+  // concurrent requests seven extra decode steps of a growing batch), while a burst of long
+  // ones still lets the first prompts start generating.
   void prefill();
   // Builds and launches a decode step of every batched row, then reads the
   // step before it (launched earlier) while this one runs: the host's graph
