@@ -212,22 +212,27 @@ TEST(ServerEngine, WaitingPromptsAllJoinBeforeTheFirstStep) {
   lm::server::EngineOptions o;
   o.decode_concurrency = 16;
   o.prompt_concurrency = 4;
-  lm::server::Engine engine(echo().model, echo().tokenizer, o);
-  std::vector<lm::server::GenerationJob> jobs;
-  for (int round = 0; round < 4; ++round) {
-    for (const auto& p : ref["prompt_tokens"]) {
-      jobs.push_back(greedy_job(p.get<std::vector<int32_t>>(), max_tokens));
+  // Submits the reference prompts four times over as one batch and checks every request's
+  // tokens; returns the engine's stats afterwards.
+  auto burst = [&](lm::server::Engine& engine) {
+    std::vector<lm::server::GenerationJob> jobs;
+    for (int round = 0; round < 4; ++round) {
+      for (const auto& p : ref["prompt_tokens"]) {
+        jobs.push_back(greedy_job(p.get<std::vector<int32_t>>(), max_tokens));
+      }
     }
-  }
-  const size_t n = jobs.size();
-  auto streams = engine.submit(std::move(jobs));
-  ASSERT_EQ(streams.size(), n);
-  for (size_t i = 0; i < n; ++i) {
-    EXPECT_EQ(collect(streams[i]).tokens,
-              ref["greedy"][i % ref["greedy"].size()].get<std::vector<int32_t>>())
-        << "request " << i;
-  }
-  const auto st = engine.stats();
+    const size_t n = jobs.size();
+    auto streams = engine.submit(std::move(jobs));
+    EXPECT_EQ(streams.size(), n);
+    for (size_t i = 0; i < streams.size(); ++i) {
+      EXPECT_EQ(collect(streams[i]).tokens,
+                ref["greedy"][i % ref["greedy"].size()].get<std::vector<int32_t>>())
+          << "request " << i;
+    }
+    return std::make_pair(n, engine.stats());
+  };
+  lm::server::Engine engine(echo().model, echo().tokenizer, o);
+  const auto [n, st] = burst(engine);
   EXPECT_GE(st.prefill_passes, (n + 3) / 4);  // passes of at most prompt_concurrency prompts
   // max_tokens steps, plus the one launched before the last is read (pipelining); a decode
   // step after each round of four prompts would add two more.
@@ -240,19 +245,7 @@ TEST(ServerEngine, WaitingPromptsAllJoinBeforeTheFirstStep) {
     lm::server::EngineOptions small = o;
     small.prefill_step_size = 8;
     lm::server::Engine bounded(echo().model, echo().tokenizer, small);
-    std::vector<lm::server::GenerationJob> more;
-    for (int round = 0; round < 4; ++round) {
-      for (const auto& p : ref["prompt_tokens"]) {
-        more.push_back(greedy_job(p.get<std::vector<int32_t>>(), max_tokens));
-      }
-    }
-    auto later = bounded.submit(std::move(more));
-    for (size_t i = 0; i < later.size(); ++i) {
-      EXPECT_EQ(collect(later[i]).tokens,
-                ref["greedy"][i % ref["greedy"].size()].get<std::vector<int32_t>>())
-          << "request " << i;
-    }
-    EXPECT_GT(bounded.stats().steps, static_cast<uint64_t>(max_tokens) + 1);
+    EXPECT_GT(burst(bounded).second.steps, static_cast<uint64_t>(max_tokens) + 1);
   }
 
   std::vector<lm::server::GenerationJob> bad;

@@ -230,6 +230,11 @@ Engine::Engine(std::shared_ptr<LanguageModel> model, std::shared_ptr<const Token
   if (options_.max_kv_size && *options_.max_kv_size < 2) {
     throw std::invalid_argument("max_kv_size must be >= 2");
   }
+  pad_steps_ = mx::default_device().type == mx::Device::gpu;
+  if (const char* v = std::getenv("MLXCPP_SERVER_PAD_ROWS"); v && *v) {
+    pad_steps_ = std::string(v) != "0";
+  }
+  if (options_.pad_step_rows) pad_steps_ = *options_.pad_step_rows;
   store_ = std::make_unique<PromptStore>(options_.prompt_cache_size, options_.prompt_cache_bytes);
   thread_ = std::thread([this] { run(); });
 }
@@ -627,11 +632,8 @@ void Engine::remove_rows(const std::vector<int>& rows) {
 }
 
 int Engine::step_rows() const {
-  bool pad = mx::default_device().type == mx::Device::gpu;
-  if (const char* v = std::getenv("MLXCPP_SERVER_PAD_ROWS"); v && *v) pad = std::string(v) != "0";
-  if (options_.pad_step_rows) pad = *options_.pad_step_rows;
   const int B = static_cast<int>(batch_.size());
-  if (!pad || batch_cache_.empty() || B == 0) return B;
+  if (!pad_steps_ || batch_cache_.empty() || B == 0) return B;
   const int cap = batch_cache_.front()->row_capacity();
   return std::max(B, std::min(static_cast<int>(std::bit_ceil(static_cast<unsigned>(B))), cap));
 }

@@ -240,6 +240,9 @@ class Engine {
     std::vector<mx::array> outputs = {};
   };
   std::unique_ptr<Step> pending_;
+  // Whether decode steps are padded (step_rows), decided once from the options, the
+  // environment and the default device.
+  bool pad_steps_ = false;
   // Samples the spare rows of a padded step (greedy: one argmax with the batch's greedy rows).
   std::unique_ptr<RowSampler> spare_sampler_;
   struct ReadTimes {
