@@ -260,4 +260,94 @@ TEST(FastRmsNormRope, RejectsBadArguments) {
                std::invalid_argument);
 }
 
+// fast::rms_norm_rope_kv_write against what it fuses: rms_norm_rope of q and k, then the rotated
+// k and v written into the caches at the slot by slice_update; the caches' buffers are the
+// outputs' (written in place). The slot counts from the end if negative and is clamped, as
+// slice_update places its window.
+TEST(FastRmsNormRopeKVWrite, EqualsNormRopeAndSliceUpdates) {
+  for (mx::Dtype d : {mx::bfloat16, mx::float32}) {
+    SCOPED_TRACE(mx::dtype_name(d));
+    array q = mx::transpose(rand({2, 1, 4, 16}, d, 31), {0, 2, 1, 3});
+    array k = mx::transpose(rand({2, 1, 2, 16}, d, 32), {0, 2, 1, 3});
+    array v = mx::transpose(rand({2, 1, 2, 16}, d, 33), {0, 2, 1, 3});
+    array wq = rand({16}, mx::float32, 34);
+    array wk = rand({16}, mx::float32, 35);
+    array offsets(std::vector<int32_t>{5, 900}, {2}, mx::int32);
+    for (int slot : {0, 3, 6, -2, 9}) {
+      SCOPED_TRACE("slot " + std::to_string(slot));
+      array kc = mx::copy(rand({2, 2, 7, 16}, d, 36));
+      array vc = mx::copy(rand({2, 2, 7, 16}, d, 37));
+      mx::eval({kc, vc});
+      auto want_qk =
+          mx::fast::rms_norm_rope({q, k}, {wq, wk}, kEps, 16, false, 1e4f, 1.0f, offsets);
+      array slot_a(slot, mx::int32);
+      array want_k = mx::slice_update(kc, want_qk[1], slot_a, {2});
+      array want_v = mx::slice_update(vc, v, slot_a, {2});
+      mx::eval({want_qk[0], want_k, want_v});
+      const void* kbuf = kc.data<char>();
+      auto got = mx::fast::rms_norm_rope_kv_write(q, k, v, wq, wk, kEps, 16, false, 1e4f, 1.0f,
+                                                  offsets, kc, vc, slot_a);
+      ASSERT_EQ(got.size(), 3u);
+      mx::eval(got);
+      EXPECT_EQ(got[1].data<char>(), kbuf);  // in place
+      EXPECT_EQ(mxtest::to_vector(got[0]), mxtest::to_vector(want_qk[0]));
+      EXPECT_EQ(mxtest::to_vector(got[1]), mxtest::to_vector(want_k));
+      EXPECT_EQ(mxtest::to_vector(got[2]), mxtest::to_vector(want_v));
+    }
+  }
+}
+
+TEST(FastRmsNormRopeKVWrite, GradientsMatchTheUnfusedGraph) {
+  std::vector<array> in{rand({1, 2, 1, 8}, mx::float32, 41), rand({1, 1, 1, 8}, mx::float32, 42),
+                        rand({1, 1, 1, 8}, mx::float32, 43), rand({8}, mx::float32, 44),
+                        rand({8}, mx::float32, 45),          rand({1, 1, 4, 8}, mx::float32, 46),
+                        rand({1, 1, 4, 8}, mx::float32, 47)};
+  std::vector<array> cts{rand({1, 2, 1, 8}, mx::float32, 48), rand({1, 1, 4, 8}, mx::float32, 49),
+                         rand({1, 1, 4, 8}, mx::float32, 50)};
+  array slot(2, mx::int32);
+  auto fused = mx::vjp(
+      [&](const std::vector<array>& x) {
+        return mx::fast::rms_norm_rope_kv_write(x[0], x[1], x[2], x[3], x[4], kEps, 8, false, 1e4f,
+                                                1.0f, array(3, mx::int32), x[5], x[6], slot);
+      },
+      in, cts);
+  auto plain = mx::vjp(
+      [&](const std::vector<array>& x) {
+        auto qk = mx::fast::rms_norm_rope({x[0], x[1]}, {x[3], x[4]}, kEps, 8, false, 1e4f, 1.0f,
+                                          array(3, mx::int32));
+        return std::vector<array>{qk[0], mx::slice_update(x[5], qk[1], slot, {2}),
+                                  mx::slice_update(x[6], x[2], slot, {2})};
+      },
+      in, cts);
+  for (size_t i = 0; i < in.size(); ++i) {
+    SCOPED_TRACE(i);
+    mxtest::expect_close(fused.second[i], mxtest::to_vector(plain.second[i]),
+                         plain.second[i].shape(), 1e-6, 1e-5);
+  }
+}
+
+TEST(FastRmsNormRopeKVWrite, RejectsBadArguments) {
+  array q = rand({1, 4, 1, 16}, mx::bfloat16, 51);
+  array k = rand({1, 2, 1, 16}, mx::bfloat16, 52);
+  array w = rand({16}, mx::float32, 53);
+  array c = rand({1, 2, 8, 16}, mx::bfloat16, 54);
+  array zero(0, mx::int32);
+  auto call = [&](const array& q_, const array& k_, const array& v_, const array& kc,
+                  const array& vc, const array& slot) {
+    return mx::fast::rms_norm_rope_kv_write(q_, k_, v_, w, w, kEps, 16, false, 1e4f, 1.0f, zero, kc,
+                                            vc, slot);
+  };
+  EXPECT_NO_THROW(call(q, k, k, c, c, zero));
+  EXPECT_THROW(call(rand({1, 4, 2, 16}, mx::bfloat16, 1), k, k, c, c, zero),
+               std::invalid_argument);  // two positions
+  EXPECT_THROW(call(q, rand({1, 2, 1, 8}, mx::bfloat16, 1), k, c, c, zero), std::invalid_argument);
+  EXPECT_THROW(call(q, k, rand({1, 3, 1, 16}, mx::bfloat16, 1), c, c, zero), std::invalid_argument);
+  EXPECT_THROW(call(q, k, k, rand({1, 3, 8, 16}, mx::bfloat16, 1), c, zero), std::invalid_argument);
+  EXPECT_THROW(call(q, k, k, c, rand({1, 2, 9, 16}, mx::bfloat16, 1), zero), std::invalid_argument);
+  EXPECT_THROW(call(q, k, k, c, mx::astype(c, mx::float16), zero), std::invalid_argument);
+  EXPECT_THROW(call(q, k, k, c, c, array(0.5f)), std::invalid_argument);
+  EXPECT_THROW(call(q, k, k, c, c, array(std::vector<int32_t>{1, 2}, {2}, mx::int32)),
+               std::invalid_argument);
+}
+
 }  // namespace

@@ -131,4 +131,38 @@ TEST(GpuFusedNorms, RmsNormRopeMatchesTheCpu) {
   }
 }
 
+// The fused QK-norm + RoPE + cache writes of a decode step (Gemma 3 4B's heads) on the GPU, with
+// the slot computed on the device as a step computes it, against the CPU kernel: the caches are
+// written in place and only at the slot.
+TEST(GpuFusedNorms, RmsNormRopeKVWriteMatchesTheCpu) {
+  if (!mx::is_available(kGpu)) GTEST_SKIP() << "no GPU in this build or on this machine";
+  for (mx::Dtype d : {mx::bfloat16, mx::float32}) {
+    SCOPED_TRACE(mx::dtype_name(d));
+    array q = mx::transpose(rand({1, 1, 8, 256}, d, 61), {0, 2, 1, 3});
+    array k = mx::transpose(rand({1, 1, 4, 256}, d, 62), {0, 2, 1, 3});
+    array v = mx::transpose(rand({1, 1, 4, 256}, d, 63), {0, 2, 1, 3});
+    array wq = rand({256}, mx::float32, 64);
+    array wk = rand({256}, mx::float32, 65);
+    for (int position : {0, 517, 1100, -3}) {
+      SCOPED_TRACE(position);
+      array kc0 = rand({1, 4, 1024, 256}, d, 66), vc0 = rand({1, 4, 1024, 256}, d, 67);
+      mx::eval({kc0, vc0});
+      array pos(position, mx::int32);
+      auto run = [&](const mx::Device& dev) {
+        array kc = mx::copy(kc0, dev), vc = mx::copy(vc0, dev);
+        array slot = mx::remainder(pos, array(1024, mx::int32), dev);
+        auto out = mx::fast::rms_norm_rope_kv_write(q, k, v, wq, wk, kEps, 256, false, 1e6f, 1.0f,
+                                                    pos, kc, vc, slot, dev);
+        mx::eval(out);
+        return out;
+      };
+      auto want = run(kCpu);
+      auto got = run(kGpu);
+      expect_gpu_matches(got[0], want[0], d, 2 * ulp_at(d, 8));
+      expect_gpu_matches(got[1], want[1], d, 2 * ulp_at(d, 8));
+      EXPECT_EQ(mxtest::to_vector(got[2]), mxtest::to_vector(want[2]));
+    }
+  }
+}
+
 }  // namespace

@@ -9,7 +9,8 @@ the device (first kernel start to the marker's end), the device's busy time, its
 how the idle time splits into gaps while the next kernel had not even been launched yet (the
 host's launch was late: launch-bound) and gaps while it had (a dependency or a wait on the
 device). Then the largest idle gaps with the kernels around them and the host calls launched in
-them; mean in-place kernel times by name; the host's runtime calls (count and time per name);
+them; mean in-place kernel times by name; the wall time each kernel adds (its end past the
+latest end before it: what overlapped, programmatically dependent launches do not count twice); the host's runtime calls (count and time per name);
 and unified-memory page faults and migrations per step.
 """
 
@@ -101,6 +102,7 @@ def main():
     rows = []
     gaps = []  # (gap ns, step index, prev label, next label, late launch?)
     by_name = collections.defaultdict(list)
+    added_by_name = collections.Counter()  # wall time each kernel adds past those before it
     prev_end_of_step = None
     for si, s in enumerate(good):
         start = s[0][0]
@@ -121,6 +123,7 @@ def main():
                     idle_dep += g
                 gaps.append((g, si, prev[3] if prev else "-", w[3], late, frontier, w[0]))
             busy += max(0, w[1] - max(w[0], frontier))
+            added_by_name[w[3]] += max(0, w[1] - frontier)
             frontier = max(frontier, w[1])
             by_name[w[3]].append(w[1] - w[0])
             prev = w
@@ -165,6 +168,13 @@ def main():
     for name, v in sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:args.top]:
         print(f"  {sum(v)/1e6:9.2f} ms {len(v):7d} x {statistics.mean(v)/1e3:8.1f} us  {name}")
     print(f"  (all: {tot_all/1e6:.1f} ms)")
+    # A kernel launched as a programmatic dependent starts while the one before it runs, so its
+    # in-place time overlaps; what it adds to the step is how far its end lies past the ends of
+    # the operations before it (gaps before it included).
+    print("\nwall time added by kernel (its end past the latest end before it; counted steps):")
+    for name, t in added_by_name.most_common(args.top):
+        n = len(by_name[name])
+        print(f"  {t/1e6:9.2f} ms {n:7d} x {t/max(n, 1)/1e3:8.1f} us  {name}")
     print("\nhost runtime (A) and driver (D) calls, all threads (a runtime call's time includes its driver calls):")
     calls = collections.defaultdict(list)
     for a in api:

@@ -88,6 +88,15 @@ std::vector<array> rms_norm_rope_composed(const std::vector<array>& inputs, floa
   return out;
 }
 
+std::vector<array> rms_norm_rope_kv_write_composed(const std::vector<array>& inputs, float eps,
+                                                   int dims, bool traditional, float base,
+                                                   float scale, StreamOrDevice s) {
+  auto qk = rms_norm_rope_composed({inputs[0], inputs[1], inputs[3], inputs[4], inputs[5]}, eps,
+                                   dims, traditional, base, scale, s);
+  return {qk[0], slice_update(inputs[6], qk[1], inputs[8], {2}, s),
+          slice_update(inputs[7], inputs[2], inputs[8], {2}, s)};
+}
+
 }  // namespace detail
 
 // ---------------------------------------------------------------- rms_norm_f32
@@ -398,6 +407,97 @@ Fn rms_norm_rope_unfused(const RMSNormRoPE& p, size_t num_primals,
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------- rms_norm_rope_kv_write
+
+std::vector<array> rms_norm_rope_kv_write(const array& q, const array& k, const array& v,
+                                          const array& q_weight, const array& k_weight, float eps,
+                                          int dims, bool traditional, float base, float scale,
+                                          const array& offset, const array& k_cache,
+                                          const array& v_cache, const array& slot,
+                                          StreamOrDevice s) {
+  constexpr const char* kOp = "rms_norm_rope_kv_write";
+  if (q.ndim() != 4 || q.shape(2) != 1) {
+    fail(kOp, "q must be (B, H, 1, D), got shape " + shape_str(q.shape()));
+  }
+  const int B = q.shape(0), D = q.shape(3);
+  if (k.ndim() != 4 || k.shape(0) != B || k.shape(2) != 1 || k.shape(3) != D ||
+      v.shape() != k.shape()) {
+    fail(kOp, "k and v must be (B, H_kv, 1, D) with q's B and D (q " + shape_str(q.shape()) +
+                  "), got k " + shape_str(k.shape()) + ", v " + shape_str(v.shape()));
+  }
+  const std::string kv_shape = shape_str(k_cache.shape());
+  if (k_cache.ndim() != 4 || k_cache.shape(0) != B || k_cache.shape(1) != k.shape(1) ||
+      k_cache.shape(3) != D || v_cache.shape() != k_cache.shape()) {
+    fail(kOp, "k_cache and v_cache must be (B, H_kv, C, D) with k's B, H_kv and D (k " +
+                  shape_str(k.shape()) + "), got " + kv_shape + " and " +
+                  shape_str(v_cache.shape()));
+  }
+  if (k.dtype() != q.dtype() || v.dtype() != q.dtype() || k_cache.dtype() != q.dtype() ||
+      v_cache.dtype() != q.dtype()) {
+    fail(kOp, "q, k, v and the caches need one dtype, got " + dtype_name(q.dtype()) + ", " +
+                  dtype_name(k.dtype()) + ", " + dtype_name(v.dtype()) + ", " +
+                  dtype_name(k_cache.dtype()) + ", " + dtype_name(v_cache.dtype()));
+  }
+  if (slot.size() != 1 || !is_integral(slot.dtype())) {
+    fail(kOp, "slot must be an integer scalar, got shape " + shape_str(slot.shape()) +
+                  " of dtype " + dtype_name(slot.dtype()));
+  }
+  // The norm and rotation (and their checks) as rms_norm_rope has them.
+  auto qk =
+      rms_norm_rope({q, k}, {q_weight, k_weight}, eps, dims, traditional, base, scale, offset, s);
+  if (q.dtype() == float64) {
+    return {qk[0], slice_update_in_place(k_cache, qk[1], slot, {2}, s),
+            slice_update_in_place(v_cache, v, slot, {2}, s)};
+  }
+  // (qk, unevaluated, only checked the arguments.)
+  std::vector<array> inputs{q,        k,        v,
+                            q_weight, k_weight, astype(offset, int32, s),
+                            k_cache,  v_cache,  astype(reshape(slot, {}, s), int32, s)};
+  return array::make_arrays(
+      {q.shape(), k_cache.shape(), v_cache.shape()}, {q.dtype(), q.dtype(), q.dtype()},
+      std::make_shared<RMSNormRoPEKVWrite>(to_stream(s), eps, dims, traditional, base, scale),
+      inputs);
+}
+
+bool RMSNormRoPEKVWrite::is_equivalent(const Primitive& other) const {
+  return typeid(other) == typeid(RMSNormRoPEKVWrite) && RMSNormRoPE::is_equivalent(other);
+}
+
+namespace {
+
+Fn rms_norm_rope_kv_write_unfused(const RMSNormRoPE& p, const std::vector<int>& argnums) {
+  for (int a : argnums) {
+    if (a == 5 || a == 8) {
+      throw std::invalid_argument(
+          "[rms_norm_rope_kv_write] has no derivative with respect to the offset or the slot");
+    }
+  }
+  const float eps = p.eps(), base = p.base(), scale = p.scale();
+  const int dims = p.dims();
+  const bool trad = p.traditional();
+  const Stream st = p.stream();
+  return [=](const std::vector<array>& in) {
+    return detail::rms_norm_rope_kv_write_composed(in, eps, dims, trad, base, scale, st);
+  };
+}
+
+}  // namespace
+
+std::vector<array> RMSNormRoPEKVWrite::vjp(const std::vector<array>& primals,
+                                           const std::vector<array>& cotangents,
+                                           const std::vector<int>& argnums,
+                                           const std::vector<array>&) {
+  Fn f = rms_norm_rope_kv_write_unfused(*this, argnums);
+  return mx::vjp(over_argnums(f, primals, argnums), select(primals, argnums), cotangents).second;
+}
+
+std::vector<array> RMSNormRoPEKVWrite::jvp(const std::vector<array>& primals,
+                                           const std::vector<array>& tangents,
+                                           const std::vector<int>& argnums) {
+  Fn f = rms_norm_rope_kv_write_unfused(*this, argnums);
+  return mx::jvp(over_argnums(f, primals, argnums), select(primals, argnums), tangents).second;
+}
 
 std::vector<array> RMSNormRoPE::vjp(const std::vector<array>& primals,
                                     const std::vector<array>& cotangents,

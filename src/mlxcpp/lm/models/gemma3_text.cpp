@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <stdexcept>
 #include <tuple>
@@ -347,6 +348,20 @@ mx::array Attention::operator()(const mx::array& x, KVCacheBase* cache) const {
   return output(scaled_dot_product_attention(q, k, v, scale_, mask), B, T);
 }
 
+namespace {
+
+// Whether a fixed-shape step writes the caches from the norm-rope kernel
+// (fast::rms_norm_rope_kv_write) or with two slice updates: MLXCPP_FUSED_KV_WRITE=0.
+bool fused_kv_write() {
+  static const bool on = [] {
+    const char* v = std::getenv("MLXCPP_FUSED_KV_WRITE");
+    return !(v && std::string(v) == "0");
+  }();
+  return on;
+}
+
+}  // namespace
+
 // The slot of this position: a global layer's capacity exceeds every position it is used for;
 // a sliding-window layer whose capacity is its window writes a ring, which then holds exactly
 // the window (attention does not depend on the order of the keys). Slots not yet written (those
@@ -366,9 +381,21 @@ mx::array Attention::static_step(const mx::array& x, const mx::array& position,
                                 std::to_string(capacity));
   }
   auto [q, k, v] = project(x);
-  std::tie(q, k) = norm_rope(q, k, position);
-  cache.first = mx::slice_update_in_place(cache.first, k, where.slot, {2});
-  cache.second = mx::slice_update_in_place(cache.second, v, where.slot, {2});
+  if (fused_kv_write()) {
+    // QK-norm, RoPE and both cache writes in one kernel: the same values as the three below.
+    auto& q_norm = static_cast<const RMSNorm&>(child("q_norm"));
+    auto& k_norm = static_cast<const RMSNorm&>(child("k_norm"));
+    auto out = mx::fast::rms_norm_rope_kv_write(
+        q, k, v, q_norm.scale(), k_norm.scale(), q_norm.eps(), head_dim_, false, rope_.base,
+        rope_.scale, position, cache.first, cache.second, where.slot);
+    q = out[0];
+    cache.first = out[1];
+    cache.second = out[2];
+  } else {
+    std::tie(q, k) = norm_rope(q, k, position);
+    cache.first = mx::slice_update_in_place(cache.first, k, where.slot, {2});
+    cache.second = mx::slice_update_in_place(cache.second, v, where.slot, {2});
+  }
   auto o = mx::fast::scaled_dot_product_attention(q, cache.first, cache.second, scale_, "",
                                                   where.visible);
   return output(o, x.shape(0), x.shape(1));

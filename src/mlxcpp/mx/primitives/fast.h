@@ -322,6 +322,25 @@ class RMSNormRoPE : public Primitive {
   float scale_;
 };
 
+// inputs: q, k, v, q_weight, k_weight, offset, k_cache, v_cache, slot. outputs: rotated q,
+// k_cache and v_cache with this position written at slot (in place: their buffers).
+// fast::rms_norm_rope_kv_write.
+class RMSNormRoPEKVWrite : public RMSNormRoPE {
+ public:
+  using RMSNormRoPE::RMSNormRoPE;
+  void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
+  std::vector<array> jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
+                         const std::vector<int>& argnums) override;
+  std::vector<array> vjp(const std::vector<array>& primals, const std::vector<array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<array>& outputs) override;
+  const char* name() const override { return "RMSNormRoPEKVWrite"; }
+  bool is_equivalent(const Primitive& other) const override;
+  std::vector<Shape> output_shapes(const std::vector<array>& inputs) override {
+    return {inputs[0].shape(), inputs[6].shape(), inputs[7].shape()};
+  }
+};
+
 namespace detail {
 
 // The unfused formulas of the fused ops, built from ordinary ops over the
@@ -344,6 +363,10 @@ std::vector<array> residual_rms_norm_composed(const std::vector<array>& inputs, 
 std::vector<array> rms_norm_rope_composed(const std::vector<array>& inputs, float eps, int dims,
                                           bool traditional, float base, float scale,
                                           StreamOrDevice s = {});
+// fast::rms_norm_rope_kv_write from rms_norm_rope and slice updates (not in place).
+std::vector<array> rms_norm_rope_kv_write_composed(const std::vector<array>& inputs, float eps,
+                                                   int dims, bool traditional, float base,
+                                                   float scale, StreamOrDevice s = {});
 
 }  // namespace detail
 

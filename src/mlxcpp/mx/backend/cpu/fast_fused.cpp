@@ -330,4 +330,32 @@ void RMSNormRoPE::eval_cpu(const std::vector<array>& inputs, std::vector<array>&
   }
 }
 
+void RMSNormRoPEKVWrite::eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) {
+  // q and k through the norm-rope kernel, then k's and v's rows into the caches' own buffers at
+  // the slot (counted from the end if negative and clamped, as slice_update places a window).
+  std::vector<array> qk{outputs[0], array(inputs[1].shape(), inputs[1].dtype(), nullptr, {})};
+  RMSNormRoPE::eval_cpu({inputs[0], inputs[1], inputs[3], inputs[4], inputs[5]}, qk);
+  const array& k_cache = inputs[6];
+  const int C = k_cache.shape(2);
+  const int D = k_cache.shape(3);
+  int64_t slot = *inputs[8].data<int32_t>();
+  if (slot < 0) slot += C;
+  slot = std::clamp<int64_t>(slot, 0, C - 1);
+  for (int c = 0; c < 2; ++c) {
+    const array& cache = inputs[6 + c];
+    if (!(cache.flags().row_contiguous && cache.data_size() == cache.size())) {
+      throw std::invalid_argument("[rms_norm_rope_kv_write] the caches must be row-contiguous");
+    }
+    outputs[1 + c].copy_shared_buffer(cache);
+    const array src = cpu::ensure_row_contiguous(c == 0 ? qk[1] : inputs[2]);
+    const size_t row_bytes = static_cast<size_t>(D) * src.itemsize();
+    const int64_t rows = static_cast<int64_t>(src.size()) / D;
+    char* dst = outputs[1 + c].data<char>();
+    const char* from = src.data<char>();
+    for (int64_t r = 0; r < rows; ++r) {
+      std::memcpy(dst + (r * C + slot) * row_bytes, from + r * row_bytes, row_bytes);
+    }
+  }
+}
+
 }  // namespace mx::fast

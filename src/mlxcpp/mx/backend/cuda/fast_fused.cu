@@ -4,9 +4,11 @@
 // dtype, computed in float32 and rounded where the unfused graph rounds, so a
 // 16-bit model's norms, residual adds, QK-norm + RoPE and MLP activation need
 // no cast kernels or intermediate launches between them.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <type_traits>
 
@@ -410,8 +412,12 @@ struct NormRopeSegment {
   T* y;
   const float* w;
   Layout<1> rows_layout;
-  int64_t per_batch;  // rows per element of the first axis
+  int64_t per_batch;     // rows per element of the first axis
+  int64_t y_row_stride;  // elements between output rows: d, or a cache's capacity * d
+  const int32_t* slot;   // non-null: output rows start at y + row * y_row_stride + slot * d
+  int slots;             // the cache's capacity: the slot counts from the end if negative, clamped
   int d;
+  bool plain;  // copied as it is (a cache's values): no norm, no rotation
 };
 
 template <typename T>
@@ -445,9 +451,19 @@ __global__ void __launch_bounds__(128) rms_norm_rope_kernel(NormRopeArgs<T> a) {
   const NormRopeSegment<T>& g = a.seg[s];
   r -= a.first_row[s];
   const T* xr = g.x + g.rows_layout.offset(0, r);
-  T* yr = g.y + r * g.d;
-  const float* w = g.w;
   const int d = g.d;
+  int64_t at = 0;
+  if (g.slot) {
+    at = *g.slot;
+    if (at < 0) at += g.slots;
+    at = at < 0 ? 0 : (at >= g.slots ? g.slots - 1 : at);
+  }
+  T* yr = g.y + r * g.y_row_stride + at * d;
+  if (g.plain) {
+    for (int i = lane; i < d; i += 32) yr[i] = xr[i];
+    return;
+  }
+  const float* w = g.w;
   const int64_t l = r % a.L;
   const int64_t b = r / g.per_batch;
   // Issued first: nothing below waits on it until the angles.
@@ -544,28 +560,37 @@ __global__ void __launch_bounds__(128) rms_norm_rope_kernel(NormRopeArgs<T> a) {
   for (int i = a.dims + lane; i < d; i += 32) yr[i] = cast_to<T>(cast_to<float>(xr[i]) * n * w[i]);
 }
 
-void rms_norm_rope_gpu(Primitive& p, const std::vector<array>& inputs,
-                       std::vector<array>& outputs) {
-  auto& op = static_cast<fast::RMSNormRoPE&>(p);
-  const size_t n = outputs.size();
-  array offset = inputs.back();
+// One input of a norm-rope launch and where its rows go.
+struct NormRopeJob {
+  array x;
+  std::optional<array> w;  // float32 norm weight; none: the rows are copied as they are
+  void* y;
+  int64_t y_row_stride;  // elements between output rows
+  const int32_t* slot;   // non-null: a cache's slot (rows written at y + *slot * d)
+  int slots;             // the cache's capacity
+};
+
+// QK-norm + RoPE of every job's rows in as few launches as the segments allow.
+void launch_norm_rope(Primitive& p, const fast::RMSNormRoPE& op, array offset,
+                      std::vector<NormRopeJob> jobs) {
   if (offset.dtype() != int32) {
     throw std::invalid_argument("[rms_norm_rope] the offset must be int32, got " +
                                 dtype_name(offset.dtype()));
   }
-  std::vector<array> xs, ws;
-  for (size_t i = 0; i < n; ++i) {
-    array x = inputs[i];
+  for (auto& j : jobs) {
     // Rows need only be contiguous themselves (a transposed view of heads is read in place).
-    if (x.shape(-1) > 1 && x.strides().back() != 1) x = ensure_row_contiguous(x, p.stream());
-    xs.push_back(x);
-    ws.push_back(ensure_row_contiguous(inputs[n + i], p.stream()));
-    if (ws.back().dtype() != float32) {
-      throw std::invalid_argument("[rms_norm_rope] the weights must be float32");
+    if (j.x.shape(-1) > 1 && j.x.strides().back() != 1) {
+      j.x = ensure_row_contiguous(j.x, p.stream());
     }
-    allocate_row_contiguous(outputs[i]);
+    if (j.w) {
+      j.w = ensure_row_contiguous(*j.w, p.stream());
+      if (j.w->dtype() != float32) {
+        throw std::invalid_argument("[rms_norm_rope] the weights must be float32");
+      }
+    }
   }
-  dispatch_float(outputs[0].dtype(), "rms_norm_rope", [&](auto tag) {
+  const size_t n = jobs.size();
+  dispatch_float(jobs[0].x.dtype(), "rms_norm_rope", [&](auto tag) {
     using T = typename decltype(tag)::type;
     if constexpr (std::is_same_v<T, double>) {
       throw std::invalid_argument("[rms_norm_rope] float64 input takes the composed path");
@@ -582,7 +607,7 @@ void rms_norm_rope_gpu(Primitive& p, const std::vector<array>& inputs,
       }
       a.batched_offset = offset.size() != 1;
       a.offset_stride = offset.ndim() == 0 ? 0 : offset.strides()[0];
-      a.L = xs[0].shape(-2);
+      a.L = jobs[0].x.shape(-2);
       a.dims = op.dims();
       a.half = op.dims() / 2;
       a.traditional = op.traditional();
@@ -594,13 +619,18 @@ void rms_norm_rope_gpu(Primitive& p, const std::vector<array>& inputs,
         a.nseg = 0;
         a.first_row[0] = 0;
         for (size_t i = first; i < std::min(n, first + kNormRopeSegments); ++i) {
-          const array& x = xs[i];
+          const NormRopeJob& j = jobs[i];
+          const array& x = j.x;
           if (x.size() == 0) continue;
           auto& g = a.seg[a.nseg];
           g.x = x.data<T>();
-          g.y = outputs[i].data<T>();
-          g.w = ws[i].data<float>();
+          g.y = static_cast<T*>(j.y);
+          g.w = j.w ? j.w->template data<float>() : nullptr;
+          g.plain = !j.w;
           g.d = x.shape(-1);
+          g.y_row_stride = j.y_row_stride;
+          g.slot = j.slot;
+          g.slots = j.slots;
           const int64_t rows = static_cast<int64_t>(x.size()) / g.d;
           g.per_batch = rows / std::max(x.shape(0), 1);
           Shape outer(x.shape().begin(), x.shape().end() - 1);
@@ -627,10 +657,48 @@ void rms_norm_rope_gpu(Primitive& p, const std::vector<array>& inputs,
   check_launch("rms_norm_rope");
 }
 
+void rms_norm_rope_gpu(Primitive& p, const std::vector<array>& inputs,
+                       std::vector<array>& outputs) {
+  const size_t n = outputs.size();
+  std::vector<NormRopeJob> jobs;
+  for (size_t i = 0; i < n; ++i) {
+    allocate_row_contiguous(outputs[i]);
+    jobs.push_back(
+        {inputs[i], inputs[n + i], outputs[i].data<char>(), outputs[i].shape(-1), nullptr, 0});
+  }
+  launch_norm_rope(p, static_cast<fast::RMSNormRoPE&>(p), inputs.back(), std::move(jobs));
+}
+
+// inputs: q, k, v, q_weight, k_weight, offset, k_cache, v_cache, slot. The caches' buffers
+// become the outputs and are written in place (fast::rms_norm_rope_kv_write).
+void rms_norm_rope_kv_write_gpu(Primitive& p, const std::vector<array>& inputs,
+                                std::vector<array>& outputs) {
+  for (int c = 6; c <= 7; ++c) {
+    const array& cache = inputs[c];
+    if (!(cache.flags().row_contiguous && cache.data_size() == cache.size())) {
+      throw std::invalid_argument("[rms_norm_rope_kv_write] the caches must be row-contiguous");
+    }
+  }
+  allocate_row_contiguous(outputs[0]);
+  outputs[1].copy_shared_buffer(inputs[6]);
+  outputs[2].copy_shared_buffer(inputs[7]);
+  array slot = inputs[8];
+  if (host_made(slot)) slot = device_copy(slot, p.stream());
+  const int32_t* sp = slot.data<int32_t>();
+  const int C = inputs[6].shape(2);
+  const int64_t cache_rows = static_cast<int64_t>(C) * inputs[6].shape(3);
+  std::vector<NormRopeJob> jobs{
+      {inputs[0], inputs[3], outputs[0].data<char>(), outputs[0].shape(-1), nullptr, 0},
+      {inputs[1], inputs[4], outputs[1].data<char>(), cache_rows, sp, C},
+      {inputs[2], std::optional<array>{}, outputs[2].data<char>(), cache_rows, sp, C}};
+  launch_norm_rope(p, static_cast<fast::RMSNormRoPE&>(p), inputs[5], std::move(jobs));
+}
+
 const Register<fast::RMSNormF32> r_rms_norm_f32(&rms_norm_f32_gpu);
 const Register<fast::GeluApproxMul> r_gelu_approx_mul(&gelu_approx_mul_gpu);
 const Register<fast::ResidualRMSNorm> r_residual_rms_norm(&residual_rms_norm_gpu);
 const Register<fast::RMSNormRoPE> r_rms_norm_rope(&rms_norm_rope_gpu);
+const Register<fast::RMSNormRoPEKVWrite> r_rms_norm_rope_kv_write(&rms_norm_rope_kv_write_gpu);
 
 }  // namespace
 }  // namespace mx::cuda
