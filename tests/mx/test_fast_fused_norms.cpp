@@ -297,6 +297,46 @@ TEST(FastRmsNormRopeKVWrite, EqualsNormRopeAndSliceUpdates) {
   }
 }
 
+// Not in place, into the first rows of a larger buffer (a server batch's spare rows): equal to
+// slice_update at [0, slot] of axes 0 and 2; a buffer still held elsewhere keeps its values, one
+// nobody else holds is written in place.
+TEST(FastRmsNormRopeKVWrite, IntoTheFirstRowsOfABufferAsSliceUpdate) {
+  array q = rand({2, 3, 1, 8}, mx::bfloat16, 81);
+  array k = rand({2, 1, 1, 8}, mx::bfloat16, 82);
+  array v = rand({2, 1, 1, 8}, mx::bfloat16, 83);
+  array wq = rand({8}, mx::float32, 84);
+  array wk = rand({8}, mx::float32, 85);
+  array offsets(std::vector<int32_t>{9, 2}, {2}, mx::int32);
+  array kc = mx::copy(rand({4, 1, 6, 8}, mx::bfloat16, 86));
+  array vc = mx::copy(rand({4, 1, 6, 8}, mx::bfloat16, 87));
+  mx::eval({kc, vc});
+  const auto kc_before = mxtest::to_vector(kc);
+  array at(std::vector<int32_t>{0, 4}, {2}, mx::int32);
+  auto qk = mx::fast::rms_norm_rope({q, k}, {wq, wk}, kEps, 8, false, 1e4f, 1.0f, offsets);
+  array want_k = mx::slice_update(kc, qk[1], at, {0, 2});
+  array want_v = mx::slice_update(vc, v, at, {0, 2});
+  auto got = mx::fast::rms_norm_rope_kv_write(q, k, v, wq, wk, kEps, 8, false, 1e4f, 1.0f, offsets,
+                                              kc, vc, array(4, mx::int32), false);
+  mx::eval({got[0], got[1], got[2], want_k, want_v, qk[0]});
+  EXPECT_EQ(mxtest::to_vector(got[0]), mxtest::to_vector(qk[0]));
+  EXPECT_EQ(mxtest::to_vector(got[1]), mxtest::to_vector(want_k));
+  EXPECT_EQ(mxtest::to_vector(got[2]), mxtest::to_vector(want_v));
+  EXPECT_EQ(mxtest::to_vector(kc), kc_before);  // still held here: copied, not written
+  EXPECT_NE(got[1].data<char>(), kc.data<char>());
+  // A buffer only the op holds is donated: written in place.
+  const void* buf = nullptr;
+  array written = [&] {
+    array fresh = mx::copy(kc);
+    mx::eval(fresh);
+    buf = fresh.data<char>();
+    return mx::fast::rms_norm_rope_kv_write(q, k, v, wq, wk, kEps, 8, false, 1e4f, 1.0f, offsets,
+                                            fresh, vc, array(4, mx::int32), false)[1];
+  }();
+  mx::eval(written);
+  EXPECT_EQ(written.data<char>(), buf);
+  EXPECT_EQ(mxtest::to_vector(written), mxtest::to_vector(want_k));
+}
+
 TEST(FastRmsNormRopeKVWrite, GradientsMatchTheUnfusedGraph) {
   std::vector<array> in{rand({1, 2, 1, 8}, mx::float32, 41), rand({1, 1, 1, 8}, mx::float32, 42),
                         rand({1, 1, 1, 8}, mx::float32, 43), rand({8}, mx::float32, 44),

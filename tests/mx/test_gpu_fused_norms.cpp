@@ -152,7 +152,7 @@ TEST(GpuFusedNorms, RmsNormRopeKVWriteMatchesTheCpu) {
         array kc = mx::copy(kc0, dev), vc = mx::copy(vc0, dev);
         array slot = mx::remainder(pos, array(1024, mx::int32), dev);
         auto out = mx::fast::rms_norm_rope_kv_write(q, k, v, wq, wk, kEps, 256, false, 1e6f, 1.0f,
-                                                    pos, kc, vc, slot, dev);
+                                                    pos, kc, vc, slot, true, dev);
         mx::eval(out);
         return out;
       };
@@ -163,6 +163,35 @@ TEST(GpuFusedNorms, RmsNormRopeKVWriteMatchesTheCpu) {
       EXPECT_EQ(mxtest::to_vector(got[2]), mxtest::to_vector(want[2]));
     }
   }
+}
+
+// A server batch's step: 3 rows of a 5-row buffer at a host-made slot, with per-row positions,
+// not in place: the buffer is still held (by the test), so the result is a written copy and
+// the buffer keeps its values.
+TEST(GpuFusedNorms, RmsNormRopeKVWriteIntoABatchBufferMatchesTheCpu) {
+  if (!mx::is_available(kGpu)) GTEST_SKIP() << "no GPU in this build or on this machine";
+  const mx::Dtype d = mx::bfloat16;
+  array q = mx::transpose(rand({3, 1, 8, 256}, d, 71), {0, 2, 1, 3});
+  array k = mx::transpose(rand({3, 1, 4, 256}, d, 72), {0, 2, 1, 3});
+  array v = mx::transpose(rand({3, 1, 4, 256}, d, 73), {0, 2, 1, 3});
+  array wq = rand({256}, mx::float32, 74);
+  array wk = rand({256}, mx::float32, 75);
+  array rows(std::vector<int32_t>{40, 3, 17}, {3}, mx::int32);
+  array kc = rand({5, 4, 64, 256}, d, 76), vc = rand({5, 4, 64, 256}, d, 77);
+  mx::eval({kc, vc});
+  const auto kc_before = mxtest::to_vector(kc);
+  auto run = [&](const mx::Device& dev) {
+    auto out = mx::fast::rms_norm_rope_kv_write(q, k, v, wq, wk, kEps, 256, false, 1e6f, 1.0f,
+                                                rows, kc, vc, array(41, mx::int32), false, dev);
+    mx::eval(out);
+    return out;
+  };
+  auto want = run(kCpu);
+  auto got = run(kGpu);
+  expect_gpu_matches(got[0], want[0], d, 2 * ulp_at(d, 8));
+  expect_gpu_matches(got[1], want[1], d, 2 * ulp_at(d, 8));
+  EXPECT_EQ(mxtest::to_vector(got[2]), mxtest::to_vector(want[2]));
+  EXPECT_EQ(mxtest::to_vector(kc), kc_before);
 }
 
 }  // namespace

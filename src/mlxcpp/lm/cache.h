@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -62,6 +63,18 @@ class KVCacheBase {
   // to offset()) gives each row's own RoPE position here, [B] int32; the model
   // then rotates row b at that position instead of offset().
   virtual std::optional<mx::array> row_offsets() const { return std::nullopt; }
+  // One new position of every row written by a kernel that also makes it (a model's QK-norm,
+  // RoPE and cache write in one, fast::rms_norm_rope_kv_write): write(k_buffer, v_buffer, slot)
+  // returns the buffers with the position written at `slot` of their third axis, in `dtype`. A
+  // cache whose storage is such a buffer of that dtype advances, returns what update_and_fetch
+  // would have, and the caller skips update_and_fetch; the others return nullopt (and change
+  // nothing).
+  using BufferWrite = std::function<std::pair<mx::array, mx::array>(
+      const mx::array& k_buffer, const mx::array& v_buffer, const mx::array& slot)>;
+  virtual std::optional<std::pair<mx::array, mx::array>> update_one_with(
+      const BufferWrite& /*write*/, mx::Dtype /*dtype*/) {
+    return std::nullopt;
+  }
   bool empty() const { return offset() == 0; }
   // State arrays per saved entry: 1 for plain caches (tensors "<layer>.<i>"), 3 for quantized
   // ones (codes, scales, biases: tensors "<layer>.<i>.<j>", mlx-lm's nesting).

@@ -136,8 +136,10 @@ class array {
   long use_count() const { return desc_.use_count(); }
   // Whether the buffer can be reused for an output (nobody else holds it, and
   // it is ours: memory owned elsewhere, such as a read-only file mapping, never is).
-  bool is_donatable() const {
-    return desc_.use_count() == 1 && desc_->data && desc_->data.use_count() == 1 &&
+  // `holders`: the handles the node being evaluated keeps itself; each output of a
+  // multi-output node holds its own copy of the inputs, so there it is outputs().size().
+  bool is_donatable(long holders = 1) const {
+    return desc_.use_count() == holders && desc_->data && desc_->data.use_count() == 1 &&
            !desc_->data->owner;
   }
 

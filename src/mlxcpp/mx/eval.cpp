@@ -18,6 +18,7 @@
 #include "mlxcpp/mx/event.h"
 #include "mlxcpp/mx/primitive.h"
 #include "mlxcpp/mx/primitives/elementwise.h"
+#include "mlxcpp/mx/primitives/fast.h"
 #include "mlxcpp/mx/primitives/indexing.h"
 #include "mlxcpp/mx/primitives/shape.h"
 #include "mlxcpp/mx/primitives/shape_more.h"
@@ -175,7 +176,8 @@ enum class GpuDonation { none, slice_updates, all };
 // logit bias scattered into its [64, 262208] logits copied 67 MB first (230 us a step).
 bool updates_in_place_on_gpu(const Primitive& p) {
   const auto& t = typeid(p);
-  return t == typeid(SliceUpdate) || t == typeid(DynamicSliceUpdate) || t == typeid(Scatter);
+  return t == typeid(SliceUpdate) || t == typeid(DynamicSliceUpdate) || t == typeid(Scatter) ||
+         t == typeid(fast::RMSNormRoPEKVWrite);
 }
 
 // The primitives whose GPU evaluation is a view of their input (no kernel reads it): their

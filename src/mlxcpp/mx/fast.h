@@ -56,16 +56,19 @@ std::vector<array> rms_norm_rope(const std::vector<array>& xs, const std::vector
 
 // A decode step's attention inputs in one kernel: rms_norm_rope({q, k}, ...) as above, and the
 // rotated k and v (one position each: q, k, v are (B, H, 1, D), B and D shared) written into
-// k_cache and v_cache (B, H_kv, C, D, row-contiguous, the dtype of q) at position `slot` (an
-// int32 scalar in [0, C)) of their third axis. Returns {rotated q, k_cache, v_cache}. The caches
-// are written in place, as slice_update_in_place writes: the caller guarantees nothing else
-// reads their old values. Differentiable in q, k, v, the weights and the caches.
+// rows [0, B) of k_cache and v_cache (B' >= B, H_kv, C, D, the dtype of q) at position `slot`
+// (an integer scalar; negative counts from the end, clamped into [0, C) as slice_update places
+// its window) of their third axis. Returns {rotated q, k_cache, v_cache}. With in_place, the
+// caches' buffers are written, as slice_update_in_place writes them (the caller guarantees
+// nothing else reads their old values; row-contiguous caches); otherwise as slice_update: in
+// place only when nothing else holds the buffer then. Differentiable in q, k, v, the weights
+// and the caches.
 std::vector<array> rms_norm_rope_kv_write(const array& q, const array& k, const array& v,
                                           const array& q_weight, const array& k_weight, float eps,
                                           int dims, bool traditional, float base, float scale,
                                           const array& offset, const array& k_cache,
                                           const array& v_cache, const array& slot,
-                                          StreamOrDevice s = {});
+                                          bool in_place = true, StreamOrDevice s = {});
 
 // The gated tanh-GELU of an MLP (Gemma's gelu_pytorch_tanh): g = float32(gate),
 // a = round_T(0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3)))), result

@@ -88,13 +88,18 @@ std::vector<array> rms_norm_rope_composed(const std::vector<array>& inputs, floa
   return out;
 }
 
+array kv_write_start(const array& slot, StreamOrDevice s) {
+  return concatenate({zeros({1}, int32, s), reshape(astype(slot, int32, s), {1}, s)}, 0, s);
+}
+
 std::vector<array> rms_norm_rope_kv_write_composed(const std::vector<array>& inputs, float eps,
                                                    int dims, bool traditional, float base,
                                                    float scale, StreamOrDevice s) {
   auto qk = rms_norm_rope_composed({inputs[0], inputs[1], inputs[3], inputs[4], inputs[5]}, eps,
                                    dims, traditional, base, scale, s);
-  return {qk[0], slice_update(inputs[6], qk[1], inputs[8], {2}, s),
-          slice_update(inputs[7], inputs[2], inputs[8], {2}, s)};
+  const array at = kv_write_start(inputs[8], s);
+  return {qk[0], slice_update(inputs[6], qk[1], at, {0, 2}, s),
+          slice_update(inputs[7], inputs[2], at, {0, 2}, s)};
 }
 
 }  // namespace detail
@@ -414,7 +419,7 @@ std::vector<array> rms_norm_rope_kv_write(const array& q, const array& k, const 
                                           const array& q_weight, const array& k_weight, float eps,
                                           int dims, bool traditional, float base, float scale,
                                           const array& offset, const array& k_cache,
-                                          const array& v_cache, const array& slot,
+                                          const array& v_cache, const array& slot, bool in_place,
                                           StreamOrDevice s) {
   constexpr const char* kOp = "rms_norm_rope_kv_write";
   if (q.ndim() != 4 || q.shape(2) != 1) {
@@ -427,9 +432,9 @@ std::vector<array> rms_norm_rope_kv_write(const array& q, const array& k, const 
                   "), got k " + shape_str(k.shape()) + ", v " + shape_str(v.shape()));
   }
   const std::string kv_shape = shape_str(k_cache.shape());
-  if (k_cache.ndim() != 4 || k_cache.shape(0) != B || k_cache.shape(1) != k.shape(1) ||
+  if (k_cache.ndim() != 4 || k_cache.shape(0) < B || k_cache.shape(1) != k.shape(1) ||
       k_cache.shape(3) != D || v_cache.shape() != k_cache.shape()) {
-    fail(kOp, "k_cache and v_cache must be (B, H_kv, C, D) with k's B, H_kv and D (k " +
+    fail(kOp, "k_cache and v_cache must be (B' >= B, H_kv, C, D) with k's B, H_kv and D (k " +
                   shape_str(k.shape()) + "), got " + kv_shape + " and " +
                   shape_str(v_cache.shape()));
   }
@@ -447,21 +452,27 @@ std::vector<array> rms_norm_rope_kv_write(const array& q, const array& k, const 
   auto qk =
       rms_norm_rope({q, k}, {q_weight, k_weight}, eps, dims, traditional, base, scale, offset, s);
   if (q.dtype() == float64) {
-    return {qk[0], slice_update_in_place(k_cache, qk[1], slot, {2}, s),
-            slice_update_in_place(v_cache, v, slot, {2}, s)};
+    const array at = detail::kv_write_start(slot, s);
+    auto put = [&](const array& c, const array& x) {
+      return in_place ? slice_update_in_place(c, x, at, {0, 2}, s)
+                      : slice_update(c, x, at, {0, 2}, s);
+    };
+    return {qk[0], put(k_cache, qk[1]), put(v_cache, v)};
   }
   // (qk, unevaluated, only checked the arguments.)
   std::vector<array> inputs{q,        k,        v,
                             q_weight, k_weight, astype(offset, int32, s),
                             k_cache,  v_cache,  astype(reshape(slot, {}, s), int32, s)};
-  return array::make_arrays(
-      {q.shape(), k_cache.shape(), v_cache.shape()}, {q.dtype(), q.dtype(), q.dtype()},
-      std::make_shared<RMSNormRoPEKVWrite>(to_stream(s), eps, dims, traditional, base, scale),
-      inputs);
+  return array::make_arrays({q.shape(), k_cache.shape(), v_cache.shape()},
+                            {q.dtype(), q.dtype(), q.dtype()},
+                            std::make_shared<RMSNormRoPEKVWrite>(
+                                to_stream(s), eps, dims, traditional, base, scale, in_place),
+                            inputs);
 }
 
 bool RMSNormRoPEKVWrite::is_equivalent(const Primitive& other) const {
-  return typeid(other) == typeid(RMSNormRoPEKVWrite) && RMSNormRoPE::is_equivalent(other);
+  return typeid(other) == typeid(RMSNormRoPEKVWrite) && RMSNormRoPE::is_equivalent(other) &&
+         static_cast<const RMSNormRoPEKVWrite&>(other).in_place_ == in_place_;
 }
 
 namespace {

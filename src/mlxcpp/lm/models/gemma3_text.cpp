@@ -321,33 +321,6 @@ mx::array Attention::output(const mx::array& o, int B, int T) const {
   return mx::nn::apply_linears({&o_proj}, flat)[0];
 }
 
-mx::array Attention::operator()(const mx::array& x, KVCacheBase* cache) const {
-  int B = x.shape(0), T = x.shape(1);
-  auto [q, k, v] = project(x);
-
-  if (auto rows = cache ? cache->row_offsets() : std::nullopt) {
-    std::tie(q, k) = norm_rope(q, k, *rows);
-  } else {
-    std::tie(q, k) = norm_rope(q, k, mx::array(cache ? cache->offset() : 0, mx::int32));
-  }
-
-  std::optional<int> window;
-  if (!is_global_) window = window_;
-  AttentionMask mask{"causal", window};
-  if (cache) {
-    // A local layer whose ring buffer is smaller than W (make_cache with max_kv_size < W)
-    // attends to what the buffer holds: its window is the buffer size.
-    if (!is_global_) {
-      if (auto* ring = dynamic_cast<RotatingKVCache*>(cache); ring && ring->keep() == 0) {
-        window = std::min(window_, ring->max_size());
-      }
-    }
-    mask = cache->make_mask(T, window);
-    std::tie(k, v) = cache->update_and_fetch(k, v);
-  }
-  return output(scaled_dot_product_attention(q, k, v, scale_, mask), B, T);
-}
-
 namespace {
 
 // Whether a fixed-shape step writes the caches from the norm-rope kernel
@@ -361,6 +334,57 @@ bool fused_kv_write() {
 }
 
 }  // namespace
+
+std::vector<mx::array> Attention::fused_norm_rope_write(const mx::array& q, const mx::array& k,
+                                                        const mx::array& v, const mx::array& offset,
+                                                        const mx::array& k_buffer,
+                                                        const mx::array& v_buffer,
+                                                        const mx::array& slot,
+                                                        bool in_place) const {
+  auto& q_norm = static_cast<const RMSNorm&>(child("q_norm"));
+  auto& k_norm = static_cast<const RMSNorm&>(child("k_norm"));
+  return mx::fast::rms_norm_rope_kv_write(q, k, v, q_norm.scale(), k_norm.scale(), q_norm.eps(),
+                                          head_dim_, false, rope_.base, rope_.scale, offset,
+                                          k_buffer, v_buffer, slot, in_place);
+}
+
+mx::array Attention::operator()(const mx::array& x, KVCacheBase* cache) const {
+  int B = x.shape(0), T = x.shape(1);
+  auto [q, k, v] = project(x);
+  const auto rows = cache ? cache->row_offsets() : std::nullopt;
+  const mx::array offset = rows ? *rows : mx::array(cache ? cache->offset() : 0, mx::int32);
+
+  std::optional<int> window;
+  if (!is_global_) window = window_;
+  AttentionMask mask{"causal", window};
+  std::optional<std::pair<mx::array, mx::array>> kv;
+  if (cache) {
+    // A local layer whose ring buffer is smaller than W (make_cache with max_kv_size < W)
+    // attends to what the buffer holds: its window is the buffer size.
+    if (!is_global_) {
+      if (auto* ring = dynamic_cast<RotatingKVCache*>(cache); ring && ring->keep() == 0) {
+        window = std::min(window_, ring->max_size());
+      }
+    }
+    mask = cache->make_mask(T, window);
+    if (T == 1 && fused_kv_write()) {
+      // A decode step: QK-norm, RoPE and the cache write in one kernel where the cache's storage
+      // allows it (a server batch's buffer).
+      kv = cache->update_one_with(
+          [&](const mx::array& kb, const mx::array& vb, const mx::array& slot) {
+            auto out = fused_norm_rope_write(q, k, v, offset, kb, vb, slot, false);
+            q = out[0];
+            return std::pair{out[1], out[2]};
+          },
+          q.dtype());
+    }
+  }
+  if (!kv) {
+    std::tie(q, k) = norm_rope(q, k, offset);
+    kv = cache ? cache->update_and_fetch(k, v) : std::pair{k, v};
+  }
+  return output(scaled_dot_product_attention(q, kv->first, kv->second, scale_, mask), B, T);
+}
 
 // The slot of this position: a global layer's capacity exceeds every position it is used for;
 // a sliding-window layer whose capacity is its window writes a ring, which then holds exactly
@@ -383,11 +407,8 @@ mx::array Attention::static_step(const mx::array& x, const mx::array& position,
   auto [q, k, v] = project(x);
   if (fused_kv_write()) {
     // QK-norm, RoPE and both cache writes in one kernel: the same values as the three below.
-    auto& q_norm = static_cast<const RMSNorm&>(child("q_norm"));
-    auto& k_norm = static_cast<const RMSNorm&>(child("k_norm"));
-    auto out = mx::fast::rms_norm_rope_kv_write(
-        q, k, v, q_norm.scale(), k_norm.scale(), q_norm.eps(), head_dim_, false, rope_.base,
-        rope_.scale, position, cache.first, cache.second, where.slot);
+    auto out =
+        fused_norm_rope_write(q, k, v, position, cache.first, cache.second, where.slot, true);
     q = out[0];
     cache.first = out[1];
     cache.second = out[2];

@@ -108,6 +108,12 @@ class Attention : public mx::nn::Module {
   // q and k QK-normed and rotated to their positions (one kernel for both).
   std::pair<mx::array, mx::array> norm_rope(const mx::array& q, const mx::array& k,
                                             const mx::array& offset) const;
+  // norm_rope, and the rotated k and v written into the buffers at slot (the new position of
+  // every row), in one kernel: fast::rms_norm_rope_kv_write's {q, k_buffer, v_buffer}.
+  std::vector<mx::array> fused_norm_rope_write(const mx::array& q, const mx::array& k,
+                                               const mx::array& v, const mx::array& offset,
+                                               const mx::array& k_buffer, const mx::array& v_buffer,
+                                               const mx::array& slot, bool in_place) const;
   mx::array output(const mx::array& o, int B, int T) const;
   int n_heads_, n_kv_heads_, head_dim_;
   float scale_;

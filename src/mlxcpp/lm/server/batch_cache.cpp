@@ -362,6 +362,18 @@ std::pair<mx::array, mx::array> BatchKVCache::update_and_fetch(const mx::array& 
   return {load(seq(active(*keys_, S), 0, length_)), load(seq(active(*values_, S), 0, length_))};
 }
 
+std::optional<std::pair<mx::array, mx::array>> BatchKVCache::update_one_with(
+    const BufferWrite& write, mx::Dtype dtype) {
+  if (quantizer_ || !keys_ || rows() == 0 || keys_->dtype() != dtype) return std::nullopt;
+  const int S = step_rows();
+  reserve(length_ + 1);
+  const int prev = length_;
+  length_ += 1;
+  std::tie(*keys_, *values_) = write(*keys_, *values_, mx::array(prev, mx::int32));
+  return std::pair{load(seq(active(*keys_, S), 0, length_)),
+                   load(seq(active(*values_, S), 0, length_))};
+}
+
 BatchStepArrays& BatchKVCache::step_arrays() const {
   BatchStepArrays& st = *step_;
   const int S = step_rows();

@@ -50,6 +50,10 @@ class BatchKVCache : public KVCacheBase {
   int offset() const override { return length_; }
   // Row b's true position: offset() minus its padding.
   std::optional<mx::array> row_offsets() const override;
+  // A decode step's position written in place of the buffer (unquantized rows, a buffer made
+  // by an earlier update).
+  std::optional<std::pair<mx::array, mx::array>> update_one_with(const BufferWrite& write,
+                                                                 mx::Dtype dtype) override;
   bool is_trimmable() const override { return false; }
   int trim(int) override { return 0; }
   std::vector<mx::array> state() const override;

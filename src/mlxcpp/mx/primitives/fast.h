@@ -323,11 +323,14 @@ class RMSNormRoPE : public Primitive {
 };
 
 // inputs: q, k, v, q_weight, k_weight, offset, k_cache, v_cache, slot. outputs: rotated q,
-// k_cache and v_cache with this position written at slot (in place: their buffers).
-// fast::rms_norm_rope_kv_write.
+// k_cache and v_cache with this position written at slot (into their buffers when in_place,
+// or when donated). fast::rms_norm_rope_kv_write.
 class RMSNormRoPEKVWrite : public RMSNormRoPE {
  public:
-  using RMSNormRoPE::RMSNormRoPE;
+  RMSNormRoPEKVWrite(Stream s, float eps, int dims, bool traditional, float base, float scale,
+                     bool in_place)
+      : RMSNormRoPE(s, eps, dims, traditional, base, scale), in_place_(in_place) {}
+  bool in_place() const { return in_place_; }
   void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
   std::vector<array> jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
                          const std::vector<int>& argnums) override;
@@ -339,6 +342,9 @@ class RMSNormRoPEKVWrite : public RMSNormRoPE {
   std::vector<Shape> output_shapes(const std::vector<array>& inputs) override {
     return {inputs[0].shape(), inputs[6].shape(), inputs[7].shape()};
   }
+
+ private:
+  bool in_place_;
 };
 
 namespace detail {
@@ -364,6 +370,8 @@ std::vector<array> rms_norm_rope_composed(const std::vector<array>& inputs, floa
                                           bool traditional, float base, float scale,
                                           StreamOrDevice s = {});
 // fast::rms_norm_rope_kv_write from rms_norm_rope and slice updates (not in place).
+// The start of rms_norm_rope_kv_write's window in its caches' axes 0 and 2: [0, slot].
+array kv_write_start(const array& slot, StreamOrDevice s = {});
 std::vector<array> rms_norm_rope_kv_write_composed(const std::vector<array>& inputs, float eps,
                                                    int dims, bool traditional, float base,
                                                    float scale, StreamOrDevice s = {});

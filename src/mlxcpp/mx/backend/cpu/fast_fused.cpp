@@ -343,10 +343,16 @@ void RMSNormRoPEKVWrite::eval_cpu(const std::vector<array>& inputs, std::vector<
   slot = std::clamp<int64_t>(slot, 0, C - 1);
   for (int c = 0; c < 2; ++c) {
     const array& cache = inputs[6 + c];
-    if (!(cache.flags().row_contiguous && cache.data_size() == cache.size())) {
+    const bool contiguous = cache.flags().row_contiguous && cache.data_size() == cache.size();
+    if (in_place() && !contiguous) {
       throw std::invalid_argument("[rms_norm_rope_kv_write] the caches must be row-contiguous");
     }
-    outputs[1 + c].copy_shared_buffer(cache);
+    if (in_place() || (contiguous && cache.is_donatable(static_cast<long>(outputs.size())))) {
+      outputs[1 + c].copy_shared_buffer(cache);
+    } else {
+      cpu::allocate_row_contiguous(outputs[1 + c]);
+      cpu::copy_into(cache, outputs[1 + c]);
+    }
     const array src = cpu::ensure_row_contiguous(c == 0 ? qk[1] : inputs[2]);
     const size_t row_bytes = static_cast<size_t>(D) * src.itemsize();
     const int64_t rows = static_cast<int64_t>(src.size()) / D;

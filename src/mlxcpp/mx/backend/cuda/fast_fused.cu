@@ -414,8 +414,10 @@ struct NormRopeSegment {
   Layout<1> rows_layout;
   int64_t per_batch;     // rows per element of the first axis
   int64_t y_row_stride;  // elements between output rows: d, or a cache's capacity * d
-  const int32_t* slot;   // non-null: output rows start at y + row * y_row_stride + slot * d
-  int slots;             // the cache's capacity: the slot counts from the end if negative, clamped
+  bool at_slot;          // output rows start at y + row * y_row_stride + slot * d
+  const int32_t* slot;   // the slot on the device, or null: slot_value
+  int32_t slot_value;
+  int slots;  // the cache's capacity: the slot counts from the end if negative, clamped
   int d;
   bool plain;  // copied as it is (a cache's values): no norm, no rotation
 };
@@ -453,8 +455,8 @@ __global__ void __launch_bounds__(128) rms_norm_rope_kernel(NormRopeArgs<T> a) {
   const T* xr = g.x + g.rows_layout.offset(0, r);
   const int d = g.d;
   int64_t at = 0;
-  if (g.slot) {
-    at = *g.slot;
+  if (g.at_slot) {
+    at = g.slot ? *g.slot : g.slot_value;
     if (at < 0) at += g.slots;
     at = at < 0 ? 0 : (at >= g.slots ? g.slots - 1 : at);
   }
@@ -566,8 +568,10 @@ struct NormRopeJob {
   std::optional<array> w;  // float32 norm weight; none: the rows are copied as they are
   void* y;
   int64_t y_row_stride;  // elements between output rows
-  const int32_t* slot;   // non-null: a cache's slot (rows written at y + *slot * d)
-  int slots;             // the cache's capacity
+  bool at_slot;          // rows written at a cache's slot: y + slot * d
+  const int32_t* slot;   // the slot on the device, or null: slot_value
+  int32_t slot_value;
+  int slots;  // the cache's capacity
 };
 
 // QK-norm + RoPE of every job's rows in as few launches as the segments allow.
@@ -629,7 +633,9 @@ void launch_norm_rope(Primitive& p, const fast::RMSNormRoPE& op, array offset,
           g.plain = !j.w;
           g.d = x.shape(-1);
           g.y_row_stride = j.y_row_stride;
+          g.at_slot = j.at_slot;
           g.slot = j.slot;
+          g.slot_value = j.slot_value;
           g.slots = j.slots;
           const int64_t rows = static_cast<int64_t>(x.size()) / g.d;
           g.per_batch = rows / std::max(x.shape(0), 1);
@@ -663,8 +669,8 @@ void rms_norm_rope_gpu(Primitive& p, const std::vector<array>& inputs,
   std::vector<NormRopeJob> jobs;
   for (size_t i = 0; i < n; ++i) {
     allocate_row_contiguous(outputs[i]);
-    jobs.push_back(
-        {inputs[i], inputs[n + i], outputs[i].data<char>(), outputs[i].shape(-1), nullptr, 0});
+    jobs.push_back({inputs[i], inputs[n + i], outputs[i].data<char>(), outputs[i].shape(-1), false,
+                    nullptr, 0, 0});
   }
   launch_norm_rope(p, static_cast<fast::RMSNormRoPE&>(p), inputs.back(), std::move(jobs));
 }
@@ -673,24 +679,34 @@ void rms_norm_rope_gpu(Primitive& p, const std::vector<array>& inputs,
 // become the outputs and are written in place (fast::rms_norm_rope_kv_write).
 void rms_norm_rope_kv_write_gpu(Primitive& p, const std::vector<array>& inputs,
                                 std::vector<array>& outputs) {
+  const bool in_place = static_cast<fast::RMSNormRoPEKVWrite&>(p).in_place();
   for (int c = 6; c <= 7; ++c) {
     const array& cache = inputs[c];
-    if (!(cache.flags().row_contiguous && cache.data_size() == cache.size())) {
+    const bool contiguous = cache.flags().row_contiguous && cache.data_size() == cache.size();
+    if (in_place && !contiguous) {
       throw std::invalid_argument("[rms_norm_rope_kv_write] the caches must be row-contiguous");
+    }
+    // Written in place when asked to or donated (nobody else holds the buffer); else a copy.
+    if (in_place || (contiguous && cache.is_donatable(static_cast<long>(outputs.size())))) {
+      outputs[c - 5].copy_shared_buffer(cache);
+    } else {
+      allocate_row_contiguous(outputs[c - 5]);
+      copy_into(cache, outputs[c - 5], p.stream());
     }
   }
   allocate_row_contiguous(outputs[0]);
-  outputs[1].copy_shared_buffer(inputs[6]);
-  outputs[2].copy_shared_buffer(inputs[7]);
-  array slot = inputs[8];
-  if (host_made(slot)) slot = device_copy(slot, p.stream());
-  const int32_t* sp = slot.data<int32_t>();
+  // A host-made slot (a server batch's common position) is passed by value; a computed one
+  // (a replayed step's) is read on the device.
+  const array& slot = inputs[8];
+  const bool by_value = host_made(slot);
+  const int32_t* sp = by_value ? nullptr : slot.data<int32_t>();
+  const int32_t sv = by_value ? *slot.data<int32_t>() : 0;
   const int C = inputs[6].shape(2);
   const int64_t cache_rows = static_cast<int64_t>(C) * inputs[6].shape(3);
   std::vector<NormRopeJob> jobs{
-      {inputs[0], inputs[3], outputs[0].data<char>(), outputs[0].shape(-1), nullptr, 0},
-      {inputs[1], inputs[4], outputs[1].data<char>(), cache_rows, sp, C},
-      {inputs[2], std::optional<array>{}, outputs[2].data<char>(), cache_rows, sp, C}};
+      {inputs[0], inputs[3], outputs[0].data<char>(), outputs[0].shape(-1), false, nullptr, 0, 0},
+      {inputs[1], inputs[4], outputs[1].data<char>(), cache_rows, true, sp, sv, C},
+      {inputs[2], std::optional<array>{}, outputs[2].data<char>(), cache_rows, true, sp, sv, C}};
   launch_norm_rope(p, static_cast<fast::RMSNormRoPE&>(p), inputs[5], std::move(jobs));
 }
 
