@@ -131,18 +131,36 @@ TEST(GpuFusedNorms, RmsNormRopeMatchesTheCpu) {
   }
 }
 
-// The fused QK-norm + RoPE + cache writes of a decode step (Gemma 3 4B's heads) on the GPU, with
-// the slot computed on the device as a step computes it, against the CPU kernel: the caches are
-// written in place and only at the slot.
+// A decode step's attention inputs in Gemma 3 4B's heads (8 query, 4 key/value heads of 256) for
+// B rows, as views of the projections' (B, 1, H, D), with the QK-norm weights.
+struct StepInputs {
+  array q, k, v, wq, wk;
+};
+StepInputs step_inputs(int B, mx::Dtype d, uint64_t seed) {
+  auto heads = [&](int h, uint64_t s) {
+    return mx::transpose(rand({B, 1, h, 256}, d, s), {0, 2, 1, 3});
+  };
+  return {heads(8, seed), heads(4, seed + 1), heads(4, seed + 2),
+          rand({256}, mx::float32, seed + 3), rand({256}, mx::float32, seed + 4)};
+}
+
+// The GPU's {q, k_cache, v_cache} against the CPU's: the rotations within the norm-rope bound, the
+// copied values exactly.
+void expect_kv_write_matches(const std::vector<array>& got, const std::vector<array>& want,
+                             mx::Dtype d) {
+  expect_gpu_matches(got[0], want[0], d, 2 * ulp_at(d, 8));
+  expect_gpu_matches(got[1], want[1], d, 2 * ulp_at(d, 8));
+  EXPECT_EQ(mxtest::to_vector(got[2]), mxtest::to_vector(want[2]));
+}
+
+// The fused QK-norm + RoPE + cache writes of a decode step on the GPU, with the slot computed on
+// the device as a step computes it, against the CPU kernel: the caches are written in place and
+// only at the slot.
 TEST(GpuFusedNorms, RmsNormRopeKVWriteMatchesTheCpu) {
   if (!mx::is_available(kGpu)) GTEST_SKIP() << "no GPU in this build or on this machine";
   for (mx::Dtype d : {mx::bfloat16, mx::float32}) {
     SCOPED_TRACE(mx::dtype_name(d));
-    array q = mx::transpose(rand({1, 1, 8, 256}, d, 61), {0, 2, 1, 3});
-    array k = mx::transpose(rand({1, 1, 4, 256}, d, 62), {0, 2, 1, 3});
-    array v = mx::transpose(rand({1, 1, 4, 256}, d, 63), {0, 2, 1, 3});
-    array wq = rand({256}, mx::float32, 64);
-    array wk = rand({256}, mx::float32, 65);
+    const StepInputs in = step_inputs(1, d, 61);
     for (int position : {0, 517, 1100, -3}) {
       SCOPED_TRACE(position);
       array kc0 = rand({1, 4, 1024, 256}, d, 66), vc0 = rand({1, 4, 1024, 256}, d, 67);
@@ -151,16 +169,13 @@ TEST(GpuFusedNorms, RmsNormRopeKVWriteMatchesTheCpu) {
       auto run = [&](const mx::Device& dev) {
         array kc = mx::copy(kc0, dev), vc = mx::copy(vc0, dev);
         array slot = mx::remainder(pos, array(1024, mx::int32), dev);
-        auto out = mx::fast::rms_norm_rope_kv_write(q, k, v, wq, wk, kEps, 256, false, 1e6f, 1.0f,
-                                                    pos, kc, vc, slot, true, dev);
+        auto out =
+            mx::fast::rms_norm_rope_kv_write(in.q, in.k, in.v, in.wq, in.wk, kEps, 256, false, 1e6f,
+                                             1.0f, pos, kc, vc, slot, true, dev);
         mx::eval(out);
         return out;
       };
-      auto want = run(kCpu);
-      auto got = run(kGpu);
-      expect_gpu_matches(got[0], want[0], d, 2 * ulp_at(d, 8));
-      expect_gpu_matches(got[1], want[1], d, 2 * ulp_at(d, 8));
-      EXPECT_EQ(mxtest::to_vector(got[2]), mxtest::to_vector(want[2]));
+      expect_kv_write_matches(run(kGpu), run(kCpu), d);
     }
   }
 }
@@ -171,26 +186,19 @@ TEST(GpuFusedNorms, RmsNormRopeKVWriteMatchesTheCpu) {
 TEST(GpuFusedNorms, RmsNormRopeKVWriteIntoABatchBufferMatchesTheCpu) {
   if (!mx::is_available(kGpu)) GTEST_SKIP() << "no GPU in this build or on this machine";
   const mx::Dtype d = mx::bfloat16;
-  array q = mx::transpose(rand({3, 1, 8, 256}, d, 71), {0, 2, 1, 3});
-  array k = mx::transpose(rand({3, 1, 4, 256}, d, 72), {0, 2, 1, 3});
-  array v = mx::transpose(rand({3, 1, 4, 256}, d, 73), {0, 2, 1, 3});
-  array wq = rand({256}, mx::float32, 74);
-  array wk = rand({256}, mx::float32, 75);
+  const StepInputs in = step_inputs(3, d, 71);
   array rows(std::vector<int32_t>{40, 3, 17}, {3}, mx::int32);
   array kc = rand({5, 4, 64, 256}, d, 76), vc = rand({5, 4, 64, 256}, d, 77);
   mx::eval({kc, vc});
   const auto kc_before = mxtest::to_vector(kc);
   auto run = [&](const mx::Device& dev) {
-    auto out = mx::fast::rms_norm_rope_kv_write(q, k, v, wq, wk, kEps, 256, false, 1e6f, 1.0f,
-                                                rows, kc, vc, array(41, mx::int32), false, dev);
+    auto out =
+        mx::fast::rms_norm_rope_kv_write(in.q, in.k, in.v, in.wq, in.wk, kEps, 256, false, 1e6f,
+                                         1.0f, rows, kc, vc, array(41, mx::int32), false, dev);
     mx::eval(out);
     return out;
   };
-  auto want = run(kCpu);
-  auto got = run(kGpu);
-  expect_gpu_matches(got[0], want[0], d, 2 * ulp_at(d, 8));
-  expect_gpu_matches(got[1], want[1], d, 2 * ulp_at(d, 8));
-  EXPECT_EQ(mxtest::to_vector(got[2]), mxtest::to_vector(want[2]));
+  expect_kv_write_matches(run(kGpu), run(kCpu), d);
   EXPECT_EQ(mxtest::to_vector(kc), kc_before);
 }
 
