@@ -319,10 +319,11 @@ std::vector<array> ResidualRMSNorm::jvp(const std::vector<array>& primals,
 
 // ---------------------------------------------------------------- rms_norm_rope
 
-std::vector<array> rms_norm_rope(const std::vector<array>& xs, const std::vector<array>& weights,
-                                 float eps, int dims, bool traditional, float base, float scale,
-                                 const array& offset, StreamOrDevice s) {
-  constexpr const char* kOp = "rms_norm_rope";
+namespace {
+
+// rms_norm_rope's argument checks (also fast::rms_norm_rope_kv_write's, under its name).
+void check_norm_rope(const char* kOp, const std::vector<array>& xs,
+                     const std::vector<array>& weights, int dims, const array& offset) {
   if (xs.empty()) fail(kOp, "needs at least one input");
   if (xs.size() != weights.size()) {
     fail(kOp, "needs one weight per input, got " + std::to_string(xs.size()) + " inputs and " +
@@ -360,6 +361,15 @@ std::vector<array> rms_norm_rope(const std::vector<array>& xs, const std::vector
     fail(kOp, "offset must be a scalar or have one entry per x.shape(0) = " +
                   std::to_string(x0.shape(0)) + ", got shape " + shape_str(offset.shape()));
   }
+}
+
+}  // namespace
+
+std::vector<array> rms_norm_rope(const std::vector<array>& xs, const std::vector<array>& weights,
+                                 float eps, int dims, bool traditional, float base, float scale,
+                                 const array& offset, StreamOrDevice s) {
+  check_norm_rope("rms_norm_rope", xs, weights, dims, offset);
+  const array& x0 = xs[0];
   std::vector<array> inputs(xs.begin(), xs.end());
   inputs.insert(inputs.end(), weights.begin(), weights.end());
   inputs.push_back(astype(offset, int32, s));
@@ -431,11 +441,10 @@ std::vector<array> rms_norm_rope_kv_write(const array& q, const array& k, const 
     fail(kOp, "k and v must be (B, H_kv, 1, D) with q's B and D (q " + shape_str(q.shape()) +
                   "), got k " + shape_str(k.shape()) + ", v " + shape_str(v.shape()));
   }
-  const std::string kv_shape = shape_str(k_cache.shape());
   if (k_cache.ndim() != 4 || k_cache.shape(0) < B || k_cache.shape(1) != k.shape(1) ||
       k_cache.shape(3) != D || v_cache.shape() != k_cache.shape()) {
     fail(kOp, "k_cache and v_cache must be (B' >= B, H_kv, C, D) with k's B, H_kv and D (k " +
-                  shape_str(k.shape()) + "), got " + kv_shape + " and " +
+                  shape_str(k.shape()) + "), got " + shape_str(k_cache.shape()) + " and " +
                   shape_str(v_cache.shape()));
   }
   if (k.dtype() != q.dtype() || v.dtype() != q.dtype() || k_cache.dtype() != q.dtype() ||
@@ -448,10 +457,10 @@ std::vector<array> rms_norm_rope_kv_write(const array& q, const array& k, const 
     fail(kOp, "slot must be an integer scalar, got shape " + shape_str(slot.shape()) +
                   " of dtype " + dtype_name(slot.dtype()));
   }
-  // The norm and rotation (and their checks) as rms_norm_rope has them.
-  auto qk =
-      rms_norm_rope({q, k}, {q_weight, k_weight}, eps, dims, traditional, base, scale, offset, s);
+  check_norm_rope(kOp, {q, k}, {q_weight, k_weight}, dims, offset);
   if (q.dtype() == float64) {
+    auto qk =
+        rms_norm_rope({q, k}, {q_weight, k_weight}, eps, dims, traditional, base, scale, offset, s);
     const array at = detail::kv_write_start(slot, s);
     auto put = [&](const array& c, const array& x) {
       return in_place ? slice_update_in_place(c, x, at, {0, 2}, s)
@@ -459,7 +468,6 @@ std::vector<array> rms_norm_rope_kv_write(const array& q, const array& k, const 
     };
     return {qk[0], put(k_cache, qk[1]), put(v_cache, v)};
   }
-  // (qk, unevaluated, only checked the arguments.)
   std::vector<array> inputs{q,        k,        v,
                             q_weight, k_weight, astype(offset, int32, s),
                             k_cache,  v_cache,  astype(reshape(slot, {}, s), int32, s)};
