@@ -14,6 +14,7 @@
 #include "mlxcpp/mx/backend/cpu/layout.h"
 #include "mlxcpp/mx/dtype_dispatch.h"
 #include "mlxcpp/mx/primitives/fast.h"
+#include "mlxcpp/mx/primitives/shape_more.h"
 #include "mlxcpp/mx/scheduler.h"
 
 namespace mx::fast {
@@ -332,15 +333,17 @@ void RMSNormRoPE::eval_cpu(const std::vector<array>& inputs, std::vector<array>&
 
 void RMSNormRoPEKVWrite::eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) {
   // q and k through the norm-rope kernel, then k's and v's rows into the caches' own buffers at
-  // the slot (counted from the end if negative and clamped, as slice_update places a window).
+  // the slot, placed as slice_update places a one-position window on axis 2.
   std::vector<array> qk{outputs[0], array(inputs[1].shape(), inputs[1].dtype(), nullptr, {})};
   RMSNormRoPE::eval_cpu({inputs[0], inputs[1], inputs[3], inputs[4], inputs[5]}, qk);
   const array& k_cache = inputs[6];
   const int C = k_cache.shape(2);
   const int D = k_cache.shape(3);
-  int64_t slot = *inputs[8].data<int32_t>();
-  if (slot < 0) slot += C;
-  slot = std::clamp<int64_t>(slot, 0, C - 1);
+  Shape window = k_cache.shape();
+  window[2] = 1;
+  // Unit stride on axis 2 alone: the offset is the slot itself.
+  const int64_t slot = mx::detail::dynamic_slice_offset(inputs[8], {2}, k_cache.shape(), window,
+                                                        Strides{0, 0, 1, 0});
   for (int c = 0; c < 2; ++c) {
     const array& cache = inputs[6 + c];
     const bool contiguous = cache.flags().row_contiguous && cache.data_size() == cache.size();
