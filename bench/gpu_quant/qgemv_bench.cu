@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -97,7 +98,10 @@ int main(int argc, char** argv) {
   std::printf("%-24s %2s %-9s %10s %9s %9s %7s %9s %9s %7s %9s %9s\n", "shape (N x K)", "M", "bits",
               "packed MB", "q us", "q GB/s", "q/copy", "bf16 us", "bf16GB/s", "speedup", "op q us",
               "op bf16us");
+  // MLXCPP_BENCH_ONLY=TEXT: only the shapes whose name contains TEXT (a profiler's window).
+  const char* only = std::getenv("MLXCPP_BENCH_ONLY");
   for (const DecodeShape& sh : decode) {
+    if (only && !std::strstr(sh.what, only)) continue;
     int n_total = 0;
     for (int n : sh.Ns) n_total += n;
     for (int M : {1, 8}) {
@@ -205,6 +209,7 @@ int main(int argc, char** argv) {
       }
     }
   }
+  if (only) return 0;
   const Shape2 shapes[] = {{"attn q/o 2560x2560", 2560, 2560},
                            {"mlp down 2560x10240", 2560, 10240},
                            {"mlp gate/up 10240x2560", 10240, 2560}};

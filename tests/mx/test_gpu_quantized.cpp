@@ -203,20 +203,26 @@ TEST_F(GpuQuantized, QuantizedMatmulMatchesCpu) {
   }
 }
 
-// Rows long enough that several warps share one (and odd N, 2 rows of x).
+// Rows long enough that several warps share one, odd N, up to 8 rows of x,
+// every group size: rows whose chunks of four 64-byte spans end early (K 640
+// and 1152) and scale rows whose length is no multiple of a vector load
+// (K 1152 at groups of 32 and 128: 36 and 9 scales).
 TEST_F(GpuQuantized, LongRowsAndOddShapes) {
   uint64_t seed = 500;
-  for (int K : {2560, 10240}) {
+  for (int K : {640, 1152, 2560, 10240}) {
     for (int bits : {4, 8}) {
-      SCOPED_TRACE("K " + std::to_string(K) + " bits " + std::to_string(bits));
-      array w = normal({67, K}, mx::bfloat16, seed++);
-      auto q = mx::quantize(w, 64, bits, "affine", kCpu);
-      for (int M : {1, 2, 4, 5}) {
-        array x = normal({M, K}, mx::bfloat16, seed++);
-        array want = mx::quantized_matmul(x, q[0], q[1], q[2], true, 64, bits, "affine", kCpu);
-        array got = mx::quantized_matmul(x, q[0], q[1], q[2], true, 64, bits, "affine", kGpu);
-        expect_close(got, to_vector(want), want.shape(), atol_of(mx::bfloat16, K),
-                     rtol_of(mx::bfloat16));
+      for (int g : {32, 64, 128}) {
+        SCOPED_TRACE("K " + std::to_string(K) + " bits " + std::to_string(bits) + " group " +
+                     std::to_string(g));
+        array w = normal({67, K}, mx::bfloat16, seed++);
+        auto q = mx::quantize(w, g, bits, "affine", kCpu);
+        for (int M : {1, 2, 3, 5, 8}) {
+          array x = normal({M, K}, mx::bfloat16, seed++);
+          array want = mx::quantized_matmul(x, q[0], q[1], q[2], true, g, bits, "affine", kCpu);
+          array got = mx::quantized_matmul(x, q[0], q[1], q[2], true, g, bits, "affine", kGpu);
+          expect_close(got, to_vector(want), want.shape(), atol_of(mx::bfloat16, K),
+                       rtol_of(mx::bfloat16));
+        }
       }
     }
   }

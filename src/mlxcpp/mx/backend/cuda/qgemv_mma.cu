@@ -5,6 +5,14 @@
 //
 // Decode reads each weight byte once, so the kernel is built to keep the
 // memory system busy with few instructions per byte:
+// - Rows are read in 64-byte spans: the four lanes t of a row load 16
+//   contiguous bytes each (one 16-byte load per lane, 64 bytes per row and
+//   instruction; 32-byte spans and 8-byte loads where x has many rows, see
+//   launch_lw), a warp loads four spans of each of its 16 rows before using
+//   them, and the scales and biases of those spans come with one vector load
+//   per row. Launched as a programmatic dependent (sm_90), a warp asks L2 for
+//   its first tile's codes before waiting for the previous kernel, so the
+//   weights stream while that kernel finishes.
 // - Codes become 16-bit floats with one shift and one LOP3 per two codes: a
 //   nibble OR-ed into the mantissa of 128 (bfloat16) or 1024 (float16) is
 //   MAGIC + code exactly. The MAGIC is not subtracted: the accumulated
@@ -17,15 +25,13 @@
 // - mma.sync.m16n8k16 multiplies 16 rows of W by x with float32 accumulation.
 //   Its k-slots may be any permutation of positions as long as A (codes) and B
 //   (x) agree, so x is rearranged once per block into shared memory in the
-//   order the unpacked codes come out; each lane then reads its B fragment
-//   with one shared load per word of codes, and sum(x) per group comes from
-//   shared memory too.
-// - Lane (g, t) of a warp takes rows g and g + 8 of a 16-row tile; per group
-//   the four lanes t read consecutive pieces of gs * bits / 32 bytes of each
-//   row (one 32-byte sector per row and group at 4 bits, g = 64), so one mma
-//   never mixes groups. Each warp loads the codes and scales of several groups
-//   before using them; warps of a block split K when tiles are few, and
-//   blocks loop over tiles so x is rearranged once per block.
+//   order the unpacked codes come out. One mma must not mix scale groups, but
+//   the four lanes of a row hold 64 bytes, which may be 1, 2 or 4 groups (a
+//   "piece" is the part of a span in one group): each piece gets its own B
+//   column (x where the lane's piece matches, zero elsewhere), so an mma sums
+//   every piece of the span separately, for 8 / pieces rows of x at a time.
+// - Warps of a block split K when tiles are few; blocks loop over tiles so x
+//   is rearranged once per block.
 #include <mutex>
 #include <unordered_map>
 
@@ -38,6 +44,8 @@ constexpr int kWarps = 8;  // per block
 constexpr int kThreads = kWarps * 32;
 // Shared memory a block may use for x (beyond it the SIMT kernel runs).
 constexpr size_t kMaxSmem = 64 * 1024;
+// Spans of each row a warp loads before using them (a chunk).
+constexpr int kSpans = 4;
 
 template <typename T>
 struct Mma;
@@ -54,6 +62,10 @@ struct Mma<__nv_bfloat16> {
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
   }
+  // The 16-bit value at half h of w as a float.
+  __device__ __forceinline__ static float half_at(uint32_t w, int h) {
+    return __uint_as_float(h ? (w & 0xffff0000u) : (w << 16));
+  }
 };
 
 template <>
@@ -68,6 +80,9 @@ struct Mma<__half> {
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
   }
+  __device__ __forceinline__ static float half_at(uint32_t w, int h) {
+    return __half2float(__ushort_as_half(static_cast<unsigned short>(h ? w >> 16 : w & 0xffffu)));
+  }
 };
 
 // Nibbles c and c + 4 (as 16-bit halves: bits 4c.. of each half) of w as MAGIC + nibble.
@@ -76,211 +91,347 @@ __device__ __forceinline__ uint32_t nib_pair(uint32_t w) {
   return ((w >> (4 * C)) & 0x000f000fu) | Mma<T>::kMagic;
 }
 
-// W words of a row at p (W * 4 bytes, aligned to that).
-template <int W>
-__device__ __forceinline__ void load_words(const uint32_t* p, uint32_t* w) {
-  if constexpr (W == 1) {
-    w[0] = __ldg(p);
-  } else if constexpr (W == 2) {
-    const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
-    w[0] = v.x, w[1] = v.y;
-  } else {
+// How a row is cut up. A span is 16 * LW bytes of a row (four lanes, LW
+// words each: 64 bytes, or 32 where rows of x are many, below); a piece is
+// the part of a span in one scale group.
+template <int BITS, int GS, int LW>
+struct Shape {
+  static constexpr int SV = (BITS == 4 ? 32 : 16) * LW;  // values per span
+  static constexpr int LV = SV / 4;                      // values per lane and span
+  static constexpr int PIECE = GS < SV ? GS : SV;        // values per piece
+  static constexpr int CP = SV / PIECE;                  // pieces per span = B columns per row of x
+  static constexpr int MC = 8 / CP;                      // rows of x per mma pass
+  static constexpr int PASSES = kQgemvMaxRows / MC;
+  static constexpr int LPP = PIECE / LV;       // lanes t per piece
+  static constexpr int NG = kSpans * SV / GS;  // scale groups per chunk of kSpans spans
+  static constexpr int NW = NG / 2;            // 32-bit words holding them
+  static constexpr int WPS = 4 * LW;           // words per span
+};
+
+// NG 16-bit scales (or biases) from p[0, NG) into w: vector loads when `vec`
+// (the caller checked their alignment), else one at a time up to `avail`.
+template <int NW>
+__device__ __forceinline__ void load_halves(const uint16_t* p, bool vec, int avail, uint32_t* w) {
+  if (vec && avail >= 2 * NW) {
+    if constexpr (NW >= 4) {
 #pragma unroll
-    for (int i = 0; i < W / 4; ++i) {
-      const uint4 v = __ldg(reinterpret_cast<const uint4*>(p) + i);
-      w[4 * i] = v.x, w[4 * i + 1] = v.y, w[4 * i + 2] = v.z, w[4 * i + 3] = v.w;
+      for (int i = 0; i < NW / 4; ++i) {
+        const uint4 v = __ldg(reinterpret_cast<const uint4*>(p) + i);
+        w[4 * i] = v.x, w[4 * i + 1] = v.y, w[4 * i + 2] = v.z, w[4 * i + 3] = v.w;
+      }
+    } else if constexpr (NW == 2) {
+      const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
+      w[0] = v.x, w[1] = v.y;
+    } else {
+      w[0] = __ldg(reinterpret_cast<const uint32_t*>(p));
     }
+    return;
+  }
+#pragma unroll
+  for (int i = 0; i < NW; ++i) {
+    const uint32_t lo = 2 * i < avail ? __ldg(p + 2 * i) : 0u;
+    const uint32_t hi = 2 * i + 1 < avail ? __ldg(p + 2 * i + 1) : 0u;
+    w[i] = lo | (hi << 16);
   }
 }
 
-// Rearranges rows [m_first, m_first + Mpad) of x into the B-fragment order
-// and sums each group (float32). Shared layout:
-//   4 bits: uint4 per (group gi, word jw, column col, lane t): x at word
-//           positions (0,4), (1,5), (2,6), (3,7) of lane t's piece;
-//   8 bits: uint2 per (gi, jw, col, t): positions (0,2), (1,3);
-//   sums:   float [gi][8] (columns past Mpad zero).
-template <typename T, int BITS, int GS>
-__device__ void stage_x(const T* x, int K, int M, int Mpad, uint32_t* xs, float* sums) {
-  constexpr int W = GS * BITS / 128;  // words per lane and group
-  constexpr int SEG = GS / 8;         // 8-value chunks per group
-  const int G = K / GS;
-  const int chunks_per_col = K / 8;
-  const int chunks = Mpad * chunks_per_col;
-  const int tid = threadIdx.x;
-  for (int i = tid; i < G * (8 - Mpad); i += kThreads) {
-    sums[(i / (8 - Mpad)) * 8 + Mpad + i % (8 - Mpad)] = 0.0f;
+// LW words of a lane's piece of a span (LW * 4 bytes, aligned to that).
+template <int LW>
+__device__ __forceinline__ void load_lane(const uint32_t* p, uint32_t* w) {
+  if constexpr (LW == 4) {
+    const uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
+    w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+  } else {
+    const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
+    w[0] = v.x, w[1] = v.y;
   }
-  for (int base = 0; base < chunks; base += kThreads) {
-    const int c = base + tid;
-    const bool active = c < chunks;
-    const int col = active ? c / chunks_per_col : 0;
-    const int p = active ? (c - col * chunks_per_col) * 8 : 0;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (active && col < M) v = *reinterpret_cast<const uint4*>(x + int64_t{col} * K + p);
-    const int gi = p / GS, o = p % GS;
-    if (active) {
-      if constexpr (BITS == 4) {
-        const int t = o / (8 * W), jw = (o / 8) % W;
+}
+
+// Rows [0, rows) of x (row-contiguous, K a multiple of the span) into shared
+// memory: each 8-value chunk stays at its place with its values in the order
+// the unpacked codes come out (4 bits: pairs (0,4) (1,5) (2,6) (3,7);
+// 8 bits: (0,2) (1,3) (4,6) (5,7)), and the float32 sum of each piece of
+// PIECE values into sums[row * (K / PIECE) + piece].
+template <typename T, int BITS, int PIECE>
+__device__ void stage_x(const T* x, int K, int rows, uint4* xs, float* sums) {
+  constexpr int SEG = PIECE / 8;  // chunks per piece (divides 32)
+  constexpr int kAhead = 4;       // loads in flight per thread
+  const int chunks = rows * (K / 8);
+  const int nthreads = static_cast<int>(blockDim.x);
+  for (int base = 0; base < chunks; base += kAhead * nthreads) {
+    uint4 v[kAhead];
+#pragma unroll
+    for (int j = 0; j < kAhead; ++j) {
+      const int c = base + j * nthreads + static_cast<int>(threadIdx.x);
+      v[j] =
+          c < chunks ? *reinterpret_cast<const uint4*>(x + int64_t{c} * 8) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int j = 0; j < kAhead; ++j) {
+      if (base + j * nthreads >= chunks) break;  // the same for the whole block
+      const int c = base + j * nthreads + static_cast<int>(threadIdx.x);
+      const bool active = c < chunks;
+      if (active) {
         uint4 r;
-        r.x = __byte_perm(v.x, v.z, 0x5410);
-        r.y = __byte_perm(v.x, v.z, 0x7632);
-        r.z = __byte_perm(v.y, v.w, 0x5410);
-        r.w = __byte_perm(v.y, v.w, 0x7632);
-        reinterpret_cast<uint4*>(xs)[((gi * W + jw) * Mpad + col) * 4 + t] = r;
-      } else {
-        const int t = o / (4 * W), jw = (o / 4) % W;
-        auto* dst = reinterpret_cast<uint2*>(xs);
-        dst[((gi * W + jw) * Mpad + col) * 4 + t] =
-            make_uint2(__byte_perm(v.x, v.y, 0x5410), __byte_perm(v.x, v.y, 0x7632));
-        dst[((gi * W + jw + 1) * Mpad + col) * 4 + t] =
-            make_uint2(__byte_perm(v.z, v.w, 0x5410), __byte_perm(v.z, v.w, 0x7632));
+        if constexpr (BITS == 4) {
+          r.x = __byte_perm(v[j].x, v[j].z, 0x5410);
+          r.y = __byte_perm(v[j].x, v[j].z, 0x7632);
+          r.z = __byte_perm(v[j].y, v[j].w, 0x5410);
+          r.w = __byte_perm(v[j].y, v[j].w, 0x7632);
+        } else {
+          r.x = __byte_perm(v[j].x, v[j].y, 0x5410);
+          r.y = __byte_perm(v[j].x, v[j].y, 0x7632);
+          r.z = __byte_perm(v[j].z, v[j].w, 0x5410);
+          r.w = __byte_perm(v[j].z, v[j].w, 0x7632);
+        }
+        xs[c] = r;
       }
-    }
-    float s = 0.0f;
-    const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+      float s = 0.0f;
+      const uint32_t u[4] = {v[j].x, v[j].y, v[j].z, v[j].w};
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-        s += __uint_as_float(u[j] << 16) + __uint_as_float(u[j] & 0xffff0000u);
-      } else {
-        const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&u[j]));
-        s += f.x + f.y;
-      }
-    }
-    // Chunks of one group are SEG consecutive lanes (SEG divides 32).
+      for (int i = 0; i < 4; ++i) s += Mma<T>::half_at(u[i], 0) + Mma<T>::half_at(u[i], 1);
 #pragma unroll
-    for (int off = SEG / 2; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
-    if (active && (c % SEG) == 0) sums[gi * 8 + col] = s;
+      for (int off = SEG / 2; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+      if (active && (c % SEG) == 0) sums[c / SEG] = s;
+    }
   }
 }
 
 struct Segments {
   const uint32_t* w[kMaxGroupedQmm];
-  const void* scales[kMaxGroupedQmm];
-  const void* biases[kMaxGroupedQmm];
+  const uint16_t* scales[kMaxGroupedQmm];
+  const uint16_t* biases[kMaxGroupedQmm];
   void* out[kMaxGroupedQmm];
   int N[kMaxGroupedQmm];
   int tile_start[kMaxGroupedQmm + 1];  // first 16-row tile of each matrix; [count] = all tiles
   int count;
 };
 
-template <typename T, int BITS, int GS>
-__global__ void __launch_bounds__(kThreads)
-    qgemv_mma_kernel(Segments seg, const T* x_all, int M, int K, int Mpad, int ksplit) {
-  constexpr int W = GS * BITS / 128;     // words per lane per group
-  constexpr int U = W >= 8 ? 1 : 8 / W;  // groups whose codes a warp loads ahead
-  extern __shared__ __align__(16) uint32_t smem[];
-  const int G = K / GS;
-  uint32_t* xs = smem;
-  float* sums = reinterpret_cast<float*>(smem + Mpad * K / 2);
-  __shared__ float partial[kWarps][32][4];
+// One warp's view of a 16-row tile: rows g and g + 8 of lane (g, t).
+struct TileRows {
+  const uint32_t* wa;  // lane t's first word of row a (span 0)
+  const uint32_t* wb;
+  const uint16_t *sa, *ba, *sb, *bb;  // the rows' scales and biases (group 0)
+  int s_idx, N, r0;
+};
 
+__device__ __forceinline__ TileRows tile_rows(const Segments& seg, int tile, int g, int t, int lw,
+                                              int words_per_row, int G) {
+  TileRows r;
+  r.s_idx = 0;
+#pragma unroll
+  for (int i = 1; i < kMaxGroupedQmm; ++i) {
+    if (i < seg.count && tile >= seg.tile_start[i]) r.s_idx = i;
+  }
+  r.N = seg.N[r.s_idx];
+  r.r0 = (tile - seg.tile_start[r.s_idx]) * 16;
+  // Rows past the matrix read its last row; their sums are dropped.
+  const int ra = min(r.r0 + g, r.N - 1), rb = min(r.r0 + g + 8, r.N - 1);
+  r.wa = seg.w[r.s_idx] + int64_t{ra} * words_per_row + t * lw;
+  r.wb = seg.w[r.s_idx] + int64_t{rb} * words_per_row + t * lw;
+  r.sa = seg.scales[r.s_idx] + int64_t{ra} * G;
+  r.ba = seg.biases[r.s_idx] + int64_t{ra} * G;
+  r.sb = seg.scales[r.s_idx] + int64_t{rb} * G;
+  r.bb = seg.biases[r.s_idx] + int64_t{rb} * G;
+  return r;
+}
+
+template <typename T, int BITS, int GS, int LW>
+__global__ void __launch_bounds__(kThreads, 2)
+    qgemv_mma_kernel(Segments seg, const T* x_all, int M, int K, int ksplit, int vec_scales) {
+  using S = Shape<BITS, GS, LW>;
+  allow_dependent_launch();
+  extern __shared__ __align__(16) uint32_t smem[];
+  __shared__ float partial[kWarps][32][4];
   const int m_first = static_cast<int>(blockIdx.z) * kQgemvMaxRows;
   const int m_count = min(M - m_first, kQgemvMaxRows);
-  stage_x<T, BITS, GS>(x_all + int64_t{m_first} * K, K, m_count, Mpad, xs, sums);
-  __syncthreads();
+  const int G = K / GS;
+  const int P = K / S::PIECE;
+  const int spans = K / S::SV;
+  const int chunks = (spans + kSpans - 1) / kSpans;
+  uint4* xs = reinterpret_cast<uint4*>(smem);
+  float* sums = reinterpret_cast<float*>(smem + m_count * K / 2);
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
-  const int tiles_per_block = kWarps / ksplit;
+  const int tiles_per_block = static_cast<int>(blockDim.x) / 32 / ksplit;
   const int wt = warp / ksplit, wk = warp % ksplit;
-  const int col = g & (Mpad - 1);  // B column of this lane (columns past M are ignored)
+  const int c_begin = wk * chunks / ksplit, c_end = (wk + 1) * chunks / ksplit;
   const int words_per_row = K * BITS / 32;
   const int total_tiles = seg.tile_start[seg.count];
+  const int passes = (m_count + S::MC - 1) / S::MC;
   constexpr float kOff = Mma<T>::kOff * (BITS == 8 ? 17.0f : 1.0f);
+  constexpr int kWordsPerSpan = S::WPS;
 
-  for (int tb = blockIdx.x * tiles_per_block; tb < total_tiles; tb += gridDim.x * tiles_per_block) {
+  // Before the previous kernel has finished, lanes t = 0 ask L2 for the codes
+  // of this warp's part of its first tile's rows g and g + 8 (the weights are
+  // never written by the kernels a decode step chains, but a register load
+  // could still read a stale line, an L2 prefetch cannot). Asking for later
+  // tiles or chunks too was slower (lm head 151 -> 178 us, gate/up 14.5 ->
+  // 17.4 us on an H200).
+  auto prefetch_tile = [&](int tile) {
+    if (tile >= total_tiles || c_begin >= c_end || t != 0) return;
+    const TileRows r = tile_rows(seg, tile, g, 0, LW, words_per_row, G);
+    const int s0 = c_begin * kSpans, s1 = min(c_end * kSpans, spans);
+    const uint32_t bytes = static_cast<uint32_t>(s1 - s0) * (4u * kWordsPerSpan);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(r.wa + s0 * kWordsPerSpan),
+                 "r"(bytes)
+                 : "memory");
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(r.wb + s0 * kWordsPerSpan),
+                 "r"(bytes)
+                 : "memory");
+#endif
+  };
+  int tb = static_cast<int>(blockIdx.x) * tiles_per_block;
+  const int stride = static_cast<int>(gridDim.x) * tiles_per_block;
+  prefetch_tile(tb + wt);
+  wait_for_prerequisites();
+  stage_x<T, BITS, S::PIECE>(x_all + int64_t{m_first} * K, K, m_count, xs, sums);
+  __syncthreads();
+
+  for (; tb < total_tiles; tb += stride) {
     const int tile = tb + wt;
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    int s_idx = 0;
+    float acc[S::PASSES][4];
 #pragma unroll
-    for (int i = 1; i < kMaxGroupedQmm; ++i) {
-      if (i < seg.count && tile >= seg.tile_start[i]) s_idx = i;
-    }
-    const int N = seg.N[s_idx];
-    const int r0 = (tile - seg.tile_start[s_idx]) * 16;
+    for (int p = 0; p < S::PASSES; ++p) acc[p][0] = acc[p][1] = acc[p][2] = acc[p][3] = 0.0f;
+    const TileRows r =
+        tile < total_tiles ? tile_rows(seg, tile, g, t, LW, words_per_row, G) : TileRows{};
     if (tile < total_tiles) {
-      // Rows past the matrix read its last row; their sums are dropped.
-      const int ra = min(r0 + g, N - 1), rb = min(r0 + g + 8, N - 1);
-      const uint32_t* wa = seg.w[s_idx] + int64_t{ra} * words_per_row + t * W;
-      const uint32_t* wb = seg.w[s_idx] + int64_t{rb} * words_per_row + t * W;
-      const T* sc = static_cast<const T*>(seg.scales[s_idx]);
-      const T* bi = static_cast<const T*>(seg.biases[s_idx]);
-      const int64_t ga = int64_t{ra} * G, gb = int64_t{rb} * G;
-      for (int gi0 = wk; gi0 < G; gi0 += ksplit * U) {
-        uint32_t ca[U][W], cb[U][W];
-        float sa[U], ba[U], sb[U], bb[U];
+      for (int c = c_begin; c < c_end; ++c) {
+        uint32_t ca[kSpans][LW], cb[kSpans][LW];
+        uint32_t sa[S::NW], ba[S::NW], sb[S::NW], bb[S::NW];
+        const int span0 = c * kSpans;
 #pragma unroll
-        for (int u = 0; u < U; ++u) {
-          const int gi = gi0 + u * ksplit;
-          if (gi < G) {
-            load_words<W>(wa + gi * 4 * W, ca[u]);
-            load_words<W>(wb + gi * 4 * W, cb[u]);
-            sa[u] = static_cast<float>(sc[ga + gi]);
-            ba[u] = static_cast<float>(bi[ga + gi]);
-            sb[u] = static_cast<float>(sc[gb + gi]);
-            bb[u] = static_cast<float>(bi[gb + gi]);
+        for (int u = 0; u < kSpans; ++u) {
+          if (span0 + u < spans) {
+            load_lane<LW>(r.wa + (span0 + u) * kWordsPerSpan, ca[u]);
+            load_lane<LW>(r.wb + (span0 + u) * kWordsPerSpan, cb[u]);
           }
         }
+        const int g0 = span0 * S::SV / GS, avail = G - g0;
+        load_halves<S::NW>(r.sa + g0, vec_scales, avail, sa);
+        load_halves<S::NW>(r.ba + g0, vec_scales, avail, ba);
+        load_halves<S::NW>(r.sb + g0, vec_scales, avail, sb);
+        load_halves<S::NW>(r.bb + g0, vec_scales, avail, bb);
 #pragma unroll
-        for (int u = 0; u < U; ++u) {
-          const int gi = gi0 + u * ksplit;
-          if (gi >= G) break;
-          float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-          if constexpr (BITS == 4) {
-            const uint4* xb = reinterpret_cast<const uint4*>(xs) + (gi * W * Mpad + col) * 4 + t;
+        for (int u = 0; u < kSpans; ++u) {
+          const int span = span0 + u;
+          if (span >= spans) break;
 #pragma unroll
-            for (int jw = 0; jw < W; ++jw) {
-              const uint4 b = xb[jw * Mpad * 4];
-              const uint32_t a = ca[u][jw], c = cb[u][jw];
-              Mma<T>::mma(d, nib_pair<T, 0>(a), nib_pair<T, 0>(c), nib_pair<T, 1>(a),
-                          nib_pair<T, 1>(c), b.x, b.y);
-              Mma<T>::mma(d, nib_pair<T, 2>(a), nib_pair<T, 2>(c), nib_pair<T, 3>(a),
-                          nib_pair<T, 3>(c), b.z, b.w);
+          for (int p = 0; p < S::PASSES; ++p) {
+            if (p >= passes) break;
+            // B column g: row m of x, piece g % CP; this lane's values are piece t / LPP.
+            const int mb = p * S::MC + g / S::CP;
+            const bool bval = (g % S::CP) == t / S::LPP && mb < m_count;
+            const uint4* xb = xs + (int64_t{mb} * K + span * S::SV + t * S::LV) / 8;
+            const uint4 zero = make_uint4(0, 0, 0, 0);
+            float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            if constexpr (BITS == 4) {
+              // Two accumulator chains (an mma waits for the one before on its
+              // registers), but at groups of 32, where registers are short.
+              constexpr bool kTwo = S::CP <= 2;
+              float d1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+              for (int jw = 0; jw < LW; ++jw) {
+                const uint4 b = bval ? xb[jw] : zero;
+                const uint32_t a = ca[u][jw], e = cb[u][jw];
+                Mma<T>::mma(d, nib_pair<T, 0>(a), nib_pair<T, 0>(e), nib_pair<T, 1>(a),
+                            nib_pair<T, 1>(e), b.x, b.y);
+                Mma<T>::mma(kTwo ? d1 : d, nib_pair<T, 2>(a), nib_pair<T, 2>(e), nib_pair<T, 3>(a),
+                            nib_pair<T, 3>(e), b.z, b.w);
+              }
+              if constexpr (kTwo) {
+#pragma unroll
+                for (int i = 0; i < 4; ++i) d[i] += d1[i];
+              }
+            } else {
+              float h[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+              for (int jj = 0; jj < LW / 2; ++jj) {
+                const uint4 b = bval ? xb[jj] : zero;
+#pragma unroll
+                for (int k = 0; k < 2; ++k) {
+                  const uint32_t a = ca[u][2 * jj + k], e = cb[u][2 * jj + k];
+                  const uint32_t b0 = k ? b.z : b.x, b1 = k ? b.w : b.y;
+                  // Low nibbles of bytes (0, 2) and (1, 3), then the high ones.
+                  Mma<T>::mma(d, nib_pair<T, 0>(a), nib_pair<T, 0>(e), nib_pair<T, 2>(a),
+                              nib_pair<T, 2>(e), b0, b1);
+                  Mma<T>::mma(h, nib_pair<T, 1>(a), nib_pair<T, 1>(e), nib_pair<T, 3>(a),
+                              nib_pair<T, 3>(e), b0, b1);
+                }
+              }
+#pragma unroll
+              for (int i = 0; i < 4; ++i) d[i] = fmaf(16.0f, h[i], d[i]);
             }
-          } else {
-            float h[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            const uint2* xb = reinterpret_cast<const uint2*>(xs) + (gi * W * Mpad + col) * 4 + t;
+            // D: [0], [1] row g, columns 2t, 2t + 1; [2], [3] row g + 8. Column c is
+            // row c / CP of this pass's x and piece c % CP of the span.
 #pragma unroll
-            for (int jw = 0; jw < W; ++jw) {
-              const uint2 b = xb[jw * Mpad * 4];
-              const uint32_t a = ca[u][jw], c = cb[u][jw];
-              // Low nibbles of bytes (0, 2) and (1, 3), then the high ones.
-              Mma<T>::mma(d, nib_pair<T, 0>(a), nib_pair<T, 0>(c), nib_pair<T, 2>(a),
-                          nib_pair<T, 2>(c), b.x, b.y);
-              Mma<T>::mma(h, nib_pair<T, 1>(a), nib_pair<T, 1>(c), nib_pair<T, 3>(a),
-                          nib_pair<T, 3>(c), b.x, b.y);
+            for (int i = 0; i < 4; ++i) {
+              const int c_col = 2 * t + (i & 1);
+              const int m = p * S::MC + c_col / S::CP;
+              if (m >= m_count) continue;
+              const int pc = c_col % S::CP;
+              // The piece's group within the chunk (constant once unrolled, but for
+              // CP = 4, where it depends on t's low bit).
+              const int pc0 = S::CP == 1 ? 0 : (i & 1);
+              const int gl0 = (u * S::SV + pc0 * S::PIECE) / GS;
+              const int gl1 = S::CP == 4 ? gl0 + 2 : gl0;
+              const bool hi = S::CP == 4 && (t & 1);
+              float sc, bi;
+              if (i >= 2) {
+                sc = Mma<T>::half_at(hi ? sb[gl1 / 2] : sb[gl0 / 2], (hi ? gl1 : gl0) & 1);
+                bi = Mma<T>::half_at(hi ? bb[gl1 / 2] : bb[gl0 / 2], (hi ? gl1 : gl0) & 1);
+              } else {
+                sc = Mma<T>::half_at(hi ? sa[gl1 / 2] : sa[gl0 / 2], (hi ? gl1 : gl0) & 1);
+                bi = Mma<T>::half_at(hi ? ba[gl1 / 2] : ba[gl0 / 2], (hi ? gl1 : gl0) & 1);
+              }
+              const float sx = sums[int64_t{m} * P + span * S::CP + pc];
+              acc[p][i] = fmaf(sc, fmaf(-kOff, sx, d[i]), fmaf(bi, sx, acc[p][i]));
             }
-#pragma unroll
-            for (int i = 0; i < 4; ++i) d[i] = fmaf(16.0f, h[i], d[i]);
           }
-          // D: [0], [1] row g, columns 2t, 2t + 1; [2], [3] row g + 8.
-          const float2 sx = reinterpret_cast<const float2*>(sums)[gi * 4 + t];
-          acc[0] = fmaf(sa[u], fmaf(-kOff, sx.x, d[0]), fmaf(ba[u], sx.x, acc[0]));
-          acc[1] = fmaf(sa[u], fmaf(-kOff, sx.y, d[1]), fmaf(ba[u], sx.y, acc[1]));
-          acc[2] = fmaf(sb[u], fmaf(-kOff, sx.x, d[2]), fmaf(bb[u], sx.x, acc[2]));
-          acc[3] = fmaf(sb[u], fmaf(-kOff, sx.y, d[3]), fmaf(bb[u], sx.y, acc[3]));
         }
       }
     }
-    if (ksplit > 1) {
 #pragma unroll
-      for (int i = 0; i < 4; ++i) partial[warp][lane][i] = acc[i];
-      __syncthreads();
-      if (wk == 0) {
-        for (int k = 1; k < ksplit; ++k) {
+    for (int p = 0; p < S::PASSES; ++p) {
+      if (p >= passes) break;
+      if (ksplit > 1) {
 #pragma unroll
-          for (int i = 0; i < 4; ++i) acc[i] += partial[warp + k][lane][i];
+        for (int i = 0; i < 4; ++i) partial[warp][lane][i] = acc[p][i];
+        __syncthreads();
+        if (wk == 0) {
+          for (int k = 1; k < ksplit; ++k) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) acc[p][i] += partial[warp + k][lane][i];
+          }
         }
+        __syncthreads();
       }
-      __syncthreads();
-    }
-    if (wk == 0 && tile < total_tiles) {
-      T* out = static_cast<T*>(seg.out[s_idx]);
+      if (wk != 0 || tile >= total_tiles) continue;
+      T* out = static_cast<T*>(seg.out[r.s_idx]);
+      const int ra = r.r0 + g, rb = r.r0 + g + 8;
+      if constexpr (S::CP == 1) {
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int row = r0 + g + (i >= 2 ? 8 : 0), m = 2 * t + (i & 1);
-        if (row < N && m < m_count) out[int64_t{m_first + m} * N + row] = static_cast<T>(acc[i]);
+        for (int i = 0; i < 4; ++i) {
+          const int row = i >= 2 ? rb : ra, m = p * S::MC + 2 * t + (i & 1);
+          if (row < r.N && m < m_count) {
+            out[int64_t{m_first + m} * r.N + row] = static_cast<T>(acc[p][i]);
+          }
+        }
+      } else {
+        // Columns 2t and 2t + 1 are pieces of one row of x; with four pieces
+        // a span, lanes t and t ^ 1 hold the two halves.
+        float va = acc[p][0] + acc[p][1], vb = acc[p][2] + acc[p][3];
+        if constexpr (S::CP == 4) {
+          va += __shfl_xor_sync(0xffffffffu, va, 1);
+          vb += __shfl_xor_sync(0xffffffffu, vb, 1);
+        }
+        const int m = p * S::MC + (S::CP == 2 ? t : t / 2);
+        if ((S::CP == 2 || (t & 1) == 0) && m < m_count) {
+          if (ra < r.N) out[int64_t{m_first + m} * r.N + ra] = static_cast<T>(va);
+          if (rb < r.N) out[int64_t{m_first + m} * r.N + rb] = static_cast<T>(vb);
+        }
       }
     }
   }
@@ -297,11 +448,12 @@ int sm_count() {
 }
 
 // Resident blocks per SM of `kernel` at `smem` bytes of dynamic shared
-// memory (also raises the kernel's dynamic shared memory limit past 48 KB
-// where needed); cached per kernel and size.
-int blocks_per_sm(const void* kernel, size_t smem) {
+// memory and `threads` per block (also raises the kernel's dynamic shared
+// memory limit past 48 KB where needed); cached per kernel, size and block.
+int blocks_per_sm(const void* kernel, size_t smem, int threads) {
   static std::mutex mu;
   static std::unordered_map<const void*, std::unordered_map<size_t, int>> cache;
+  const size_t key = smem * 1024 + static_cast<size_t>(threads);
   std::lock_guard<std::mutex> lk(mu);
   if (cache.find(kernel) == cache.end()) {
     // Static (the partial sums) plus dynamic shared memory may pass the 48 KB
@@ -311,47 +463,99 @@ int blocks_per_sm(const void* kernel, size_t smem) {
           "QuantizedMatmul: shared memory limit");
   }
   auto& per = cache[kernel];
-  if (auto it = per.find(smem); it != per.end()) return it->second;
+  if (auto it = per.find(key); it != per.end()) return it->second;
   int n = 0;
-  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreads, smem),
+  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, smem),
         "QuantizedMatmul: occupancy");
-  per[smem] = n < 1 ? 1 : n;
-  return per[smem];
+  per[key] = n < 1 ? 1 : n;
+  return per[key];
 }
 
-int padded_rows(int M) {
-  const int m = M < kQgemvMaxRows ? M : kQgemvMaxRows;
-  int p = 1;
-  while (p < m) p *= 2;
-  return p;
+// Values per span: K must be a multiple of it.
+int span_values(int bits) { return bits == 4 ? 128 : 64; }
+
+size_t smem_bytes(int K, int group_size, int bits, int M) {
+  const int rows = M < kQgemvMaxRows ? M : kQgemvMaxRows;
+  const int piece = group_size < span_values(bits) ? group_size : span_values(bits);
+  return size_t{2} * K * rows + size_t{4} * rows * (K / piece);
 }
 
-size_t smem_bytes(int K, int group_size, int Mpad) {
-  return size_t{2} * K * Mpad + size_t{32} * (K / group_size);
+// Warps per SM the launch aims for (K is split over more warps below it);
+// MLXCPP_QGEMV_WARPS_PER_SM overrides it for the kernel benchmark.
+int warps_per_sm_target() {
+  static const int v = [] {
+    const char* e = std::getenv("MLXCPP_QGEMV_WARPS_PER_SM");
+    const int n = e ? std::atoi(e) : 0;
+    return n > 0 ? n : 16;
+  }();
+  return v;
 }
 
-template <typename T, int BITS, int GS>
+template <typename T, int BITS, int GS, int LW>
 void launch(const Segments& seg, const QmmArgs& a, cudaStream_t stream) {
-  const int G = a.K / GS;
-  const int tiles = seg.tile_start[seg.count];
-  const int Mpad = padded_rows(a.M);
-  const int row_blocks = (a.M + kQgemvMaxRows - 1) / kQgemvMaxRows;
-  // Split K over more warps while the tiles alone give fewer than ~16 warps
-  // per SM and each warp keeps at least two groups.
-  int ksplit = 1;
-  const int target = sm_count() * 16;
-  while (ksplit < kWarps && int64_t{tiles} * ksplit * row_blocks < target && G >= 4 * ksplit) {
-    ksplit *= 2;
+  using S = Shape<BITS, GS, LW>;
+  // Scales and biases come a chunk's worth at a time: one vector load per
+  // row when every row and matrix starts at a multiple of its size.
+  constexpr size_t vec_bytes = S::NG * 2 < 16 ? S::NG * 2 : 16;
+  bool vec_scales = (size_t{2} * (a.K / GS)) % vec_bytes == 0;
+  for (int i = 0; i < seg.count; ++i) {
+    vec_scales = vec_scales && reinterpret_cast<uintptr_t>(seg.scales[i]) % vec_bytes == 0 &&
+                 reinterpret_cast<uintptr_t>(seg.biases[i]) % vec_bytes == 0;
   }
-  const int tiles_per_block = kWarps / ksplit;
-  const size_t smem = smem_bytes(a.K, GS, Mpad);
-  auto* kernel = qgemv_mma_kernel<T, BITS, GS>;
-  const int resident = blocks_per_sm(reinterpret_cast<const void*>(kernel), smem) * sm_count();
+  const int tiles = seg.tile_start[seg.count];
+  const int row_blocks = (a.M + kQgemvMaxRows - 1) / kQgemvMaxRows;
+  const int chunks = (a.K / S::SV + kSpans - 1) / kSpans;
+  // Split K over as many warps as it takes to reach the target number of
+  // warps (up to one chunk each and a block's 8), and put fewer tiles in a
+  // block while that leaves SMs without one.
+  const int64_t target = int64_t{sm_count()} * warps_per_sm_target();
+  const int kmax = chunks < kWarps ? chunks : kWarps;
+  int ksplit = 1;
+  while (ksplit < kmax && int64_t{tiles} * ksplit * row_blocks < target) ++ksplit;
+  int tiles_per_block = kWarps / ksplit;
+  while (tiles_per_block > 1 && int64_t{tiles} * row_blocks / tiles_per_block < sm_count()) {
+    tiles_per_block /= 2;
+  }
+  const int threads = tiles_per_block * ksplit * 32;
+  const int rows = a.M < kQgemvMaxRows ? a.M : kQgemvMaxRows;
+  const size_t smem = size_t{2} * a.K * rows + size_t{4} * rows * (a.K / S::PIECE);
+  auto* kernel = qgemv_mma_kernel<T, BITS, GS, LW>;
+  const int resident =
+      blocks_per_sm(reinterpret_cast<const void*>(kernel), smem, threads) * sm_count();
   const int needed = (tiles + tiles_per_block - 1) / tiles_per_block;
   const int per_z = row_blocks > 1 ? (resident + row_blocks - 1) / row_blocks : resident;
   const dim3 grid(static_cast<unsigned>(needed < per_z ? needed : per_z), 1,
                   static_cast<unsigned>(row_blocks));
-  kernel<<<grid, kThreads, smem, stream>>>(seg, static_cast<const T*>(a.x), a.M, a.K, Mpad, ksplit);
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = dim3(static_cast<unsigned>(threads));
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = dependent_launch_enabled() ? 1 : 0;
+  check(cudaLaunchKernelEx(&cfg, kernel, seg, static_cast<const T*>(a.x), a.M, a.K, ksplit,
+                           vec_scales ? 1 : 0),
+        "QuantizedMatmul (tensor-core matrix-vector)");
+}
+
+// 64-byte spans, but 32-byte ones where they would split a group of a 4-bit
+// row of 64 or fewer values, or an 8-bit one of 32, and x has more rows than
+// one pass takes: an mma then covers one group for 8 rows of x instead of
+// two or four groups for 4 or 2 rows.
+template <typename T, int BITS, int GS>
+void launch_lw(const Segments& seg, const QmmArgs& a, cudaStream_t stream) {
+  if constexpr (Shape<BITS, GS, 4>::CP > 1) {
+    // MLXCPP_QGEMV_LW=2 takes the 32-byte spans for every row count (the kernel benchmark's A/B).
+    static const bool narrow = [] {
+      const char* e = std::getenv("MLXCPP_QGEMV_LW");
+      return e && std::string(e) == "2";
+    }();
+    if (narrow || a.M > Shape<BITS, GS, 4>::MC) return launch<T, BITS, GS, 2>(seg, a, stream);
+  }
+  launch<T, BITS, GS, 4>(seg, a, stream);
 }
 
 template <typename T>
@@ -359,17 +563,17 @@ void launch_ts(const Segments& seg, const QmmArgs& a, cudaStream_t stream) {
   const int key = a.bits * 1000 + a.group_size;
   switch (key) {
     case 4032:
-      return launch<T, 4, 32>(seg, a, stream);
+      return launch_lw<T, 4, 32>(seg, a, stream);
     case 4064:
-      return launch<T, 4, 64>(seg, a, stream);
+      return launch_lw<T, 4, 64>(seg, a, stream);
     case 4128:
-      return launch<T, 4, 128>(seg, a, stream);
+      return launch_lw<T, 4, 128>(seg, a, stream);
     case 8032:
-      return launch<T, 8, 32>(seg, a, stream);
+      return launch_lw<T, 8, 32>(seg, a, stream);
     case 8064:
-      return launch<T, 8, 64>(seg, a, stream);
+      return launch_lw<T, 8, 64>(seg, a, stream);
     default:
-      return launch<T, 8, 128>(seg, a, stream);
+      return launch_lw<T, 8, 128>(seg, a, stream);
   }
 }
 
@@ -379,11 +583,15 @@ bool qgemv_mma_supported(const QmmArgs& a, Dtype xdtype) {
   // Scales of x's type (float32 scales promote x to float32 in the op).
   const bool scales_ok = (xdtype == bfloat16 && a.stype == ScaleType::bf16) ||
                          (xdtype == float16 && a.stype == ScaleType::f16);
+  auto aligned16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  // x and the codes are read 16 bytes at a time (the grouped call checks its matrices' codes).
   return a.transpose && a.mode == QuantizationMode::affine && (a.bits == 4 || a.bits == 8) &&
          (a.group_size == 32 || a.group_size == 64 || a.group_size == 128) && a.biases &&
-         a.M >= 1 && a.M <= kQgemvBlockedRows && a.nbatch == 1 && a.K % a.group_size == 0 &&
-         scales_ok && (xdtype == bfloat16 || xdtype == float16) &&
-         smem_bytes(a.K, a.group_size, padded_rows(a.M)) <= kMaxSmem;
+         a.M >= 1 && a.M <= kQgemvBlockedRows && a.nbatch == 1 && a.K > 0 &&
+         a.K % a.group_size == 0 && a.K % span_values(a.bits) == 0 && scales_ok &&
+         (xdtype == bfloat16 || xdtype == float16) && aligned16(a.x) &&
+         (a.w == nullptr || aligned16(a.w)) &&
+         smem_bytes(a.K, a.group_size, a.bits, a.M) <= kMaxSmem;
 }
 
 void qgemv_mma_grouped(const QmmArgs& a, const QmmGroup* groups, int count, Dtype xdtype,
@@ -398,11 +606,15 @@ void qgemv_mma_grouped(const QmmArgs& a, const QmmGroup* groups, int count, Dtyp
   seg.tile_start[0] = 0;
   for (int i = 0; i < count; ++i) {
     seg.w[i] = groups[i].w;
-    seg.scales[i] = groups[i].scales;
-    seg.biases[i] = groups[i].biases;
+    seg.scales[i] = static_cast<const uint16_t*>(groups[i].scales);
+    seg.biases[i] = static_cast<const uint16_t*>(groups[i].biases);
     seg.out[i] = groups[i].out;
     seg.N[i] = groups[i].N;
     seg.tile_start[i + 1] = seg.tile_start[i] + (groups[i].N + 15) / 16;
+    if (reinterpret_cast<uintptr_t>(groups[i].w) % 16 != 0) {
+      throw std::invalid_argument(
+          "QuantizedMatmul: the tensor-core kernel needs 16-byte aligned codes");
+    }
   }
   if (xdtype == bfloat16) {
     launch_ts<__nv_bfloat16>(seg, a, stream);
