@@ -456,4 +456,9 @@ const Register<Matmul> r_matmul(&matmul_gpu);
 const Register<AddMM> r_addmm(&addmm_gpu);
 
 }  // namespace
+
+void cublaslt_product(Primitive& p, const array& a, const array& b, array& out) {
+  gemm(p, a, b, out, 1.0f, 0.0f);
+}
+
 }  // namespace mx::cuda

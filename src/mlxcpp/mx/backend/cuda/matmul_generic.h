@@ -4,6 +4,7 @@
 
 #include "mlxcpp/mx/array.h"
 #include "mlxcpp/mx/device.h"
+#include "mlxcpp/mx/primitive.h"
 
 namespace mx::cuda {
 
@@ -14,5 +15,9 @@ namespace mx::cuda {
 // row-contiguous; it is only read when beta != 0.
 void matmul_generic(const array& a, const array& b, array& out, float alpha, float beta,
                     const Stream& s);
+
+// out (M, N) = a (M, K) @ b (K, N) through cuBLASLt for float types (matmul's
+// path; `p` names the op in errors and picks the stream), out allocated.
+void cublaslt_product(Primitive& p, const array& a, const array& b, array& out);
 
 }  // namespace mx::cuda
