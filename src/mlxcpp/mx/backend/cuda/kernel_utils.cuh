@@ -252,12 +252,14 @@ inline bool dependent_launch_enabled() {
 // allow_dependent_launch), so its launch and prologue overlap the other's tail instead of
 // following it. The kernel must call wait_for_prerequisites() before it touches memory the
 // earlier work uses. A decode step is a few hundred small kernels: this is their gap.
+// `smem`: bytes of dynamic shared memory.
 template <typename... P, typename... A>
-void launch_dependent(void (*kernel)(P...), dim3 grid, dim3 block, cudaStream_t s, const char* what,
-                      A&&... args) {
+void launch_dependent(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                      const char* what, A&&... args) {
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid;
   cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
   cfg.stream = s;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -265,6 +267,12 @@ void launch_dependent(void (*kernel)(P...), dim3 grid, dim3 block, cudaStream_t 
   cfg.attrs = attr;
   cfg.numAttrs = dependent_launch_enabled() ? 1 : 0;
   check(cudaLaunchKernelEx(&cfg, kernel, static_cast<P>(std::forward<A>(args))...), what);
+}
+
+template <typename... P, typename... A>
+void launch_dependent(void (*kernel)(P...), dim3 grid, dim3 block, cudaStream_t s, const char* what,
+                      A&&... args) {
+  launch_dependent(kernel, grid, block, size_t{0}, s, what, std::forward<A>(args)...);
 }
 
 // cos and sin of a double-precision angle in float: the angle is reduced by 2 pi

@@ -239,6 +239,42 @@ __device__ __forceinline__ TileRows tile_rows(const Segments& seg, int tile, int
   return r;
 }
 
+// The mmas of one span's codes (rows g, g + 8 of lane (g, t)) against B from
+// xb (zero where !bval): at 4 bits nibbles 0 and 1 of each word into d, 2 and 3
+// into d1 (two accumulator chains, or one when d1 == d); at 8 bits the low
+// nibbles of bytes (0, 2) and (1, 3) into d, the high ones into d1 (to be
+// weighted by 16).
+template <typename T, int BITS, int LW>
+__device__ __forceinline__ void span_mmas(const uint32_t (&wa)[LW], const uint32_t (&wb)[LW],
+                                          const uint4* xb, bool bval, float* d, float* d1) {
+  const uint4 zero = make_uint4(0, 0, 0, 0);
+  if constexpr (BITS == 4) {
+#pragma unroll
+    for (int jw = 0; jw < LW; ++jw) {
+      const uint4 b = bval ? xb[jw] : zero;
+      const uint32_t a = wa[jw], e = wb[jw];
+      Mma<T>::mma(d, nib_pair<T, 0>(a), nib_pair<T, 0>(e), nib_pair<T, 1>(a), nib_pair<T, 1>(e),
+                  b.x, b.y);
+      Mma<T>::mma(d1, nib_pair<T, 2>(a), nib_pair<T, 2>(e), nib_pair<T, 3>(a), nib_pair<T, 3>(e),
+                  b.z, b.w);
+    }
+  } else {
+#pragma unroll
+    for (int jj = 0; jj < LW / 2; ++jj) {
+      const uint4 b = bval ? xb[jj] : zero;
+#pragma unroll
+      for (int k = 0; k < 2; ++k) {
+        const uint32_t a = wa[2 * jj + k], e = wb[2 * jj + k];
+        const uint32_t b0 = k ? b.z : b.x, b1 = k ? b.w : b.y;
+        Mma<T>::mma(d, nib_pair<T, 0>(a), nib_pair<T, 0>(e), nib_pair<T, 2>(a), nib_pair<T, 2>(e),
+                    b0, b1);
+        Mma<T>::mma(d1, nib_pair<T, 1>(a), nib_pair<T, 1>(e), nib_pair<T, 3>(a), nib_pair<T, 3>(e),
+                    b0, b1);
+      }
+    }
+  }
+}
+
 // Groups g and g + 1 of a row's scales (or biases) as one word: a 4-byte load
 // when `vec` (the caller checked the alignment), else two, up to `avail`.
 __device__ __forceinline__ uint32_t load_pair(const uint16_t* p, bool vec, int avail) {
@@ -264,7 +300,6 @@ __device__ __forceinline__ void one_row_chunk(const uint32_t (&ca)[kSpans][LW],
   static_assert(S::PIECE == GS, "one-row chunks need whole groups in a span");
   constexpr int SA = 8 / S::CP < kSpans ? 8 / S::CP : kSpans;
   constexpr float kOff = Mma<T>::kOff * (BITS == 8 ? 17.0f : 1.0f);
-  const uint4 zero = make_uint4(0, 0, 0, 0);
 #pragma unroll
   for (int a0 = 0; a0 < kSpans; a0 += SA) {
     const int sp0 = span0 + a0;
@@ -276,33 +311,7 @@ __device__ __forceinline__ void one_row_chunk(const uint32_t (&ca)[kSpans][LW],
       if (span >= spans) break;
       // Lane (g, t) gives B column g: span g / CP of the group, piece g % CP.
       const bool bval = g / S::CP == ul && g % S::CP == t / S::LPP;
-      const uint4* xb = xs + (span * S::SV + t * S::LV) / 8;
-      if constexpr (BITS == 4) {
-#pragma unroll
-        for (int jw = 0; jw < LW; ++jw) {
-          const uint4 b = bval ? xb[jw] : zero;
-          const uint32_t a = ca[u][jw], e = cb[u][jw];
-          Mma<T>::mma(d, nib_pair<T, 0>(a), nib_pair<T, 0>(e), nib_pair<T, 1>(a), nib_pair<T, 1>(e),
-                      b.x, b.y);
-          Mma<T>::mma(d1, nib_pair<T, 2>(a), nib_pair<T, 2>(e), nib_pair<T, 3>(a),
-                      nib_pair<T, 3>(e), b.z, b.w);
-        }
-      } else {
-        // d1 takes the high nibbles (times 16 below).
-#pragma unroll
-        for (int jj = 0; jj < LW / 2; ++jj) {
-          const uint4 b = bval ? xb[jj] : zero;
-#pragma unroll
-          for (int k = 0; k < 2; ++k) {
-            const uint32_t a = ca[u][2 * jj + k], e = cb[u][2 * jj + k];
-            const uint32_t b0 = k ? b.z : b.x, b1 = k ? b.w : b.y;
-            Mma<T>::mma(d, nib_pair<T, 0>(a), nib_pair<T, 0>(e), nib_pair<T, 2>(a),
-                        nib_pair<T, 2>(e), b0, b1);
-            Mma<T>::mma(d1, nib_pair<T, 1>(a), nib_pair<T, 1>(e), nib_pair<T, 3>(a),
-                        nib_pair<T, 3>(e), b0, b1);
-          }
-        }
-      }
+      span_mmas<T, BITS, LW>(ca[u], cb[u], xs + (span * S::SV + t * S::LV) / 8, bval, d, d1);
     }
 #pragma unroll
     for (int i = 0; i < 4; ++i) d[i] = BITS == 8 ? fmaf(16.0f, d1[i], d[i]) : d[i] + d1[i];
@@ -421,44 +430,15 @@ __global__ void __launch_bounds__(kThreads, 2)
             const int mb = p * S::MC + g / S::CP;
             const bool bval = (g % S::CP) == t / S::LPP && mb < m_count;
             const uint4* xb = xs + (int64_t{mb} * K + span * S::SV + t * S::LV) / 8;
-            const uint4 zero = make_uint4(0, 0, 0, 0);
-            float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            if constexpr (BITS == 4) {
-              // Two accumulator chains (an mma waits for the one before on its
-              // registers), but at groups of 32, where registers are short.
-              constexpr bool kTwo = S::CP <= 2;
-              float d1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            float d[4] = {0.0f, 0.0f, 0.0f, 0.0f}, d1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            // Two accumulator chains at 4 bits (an mma waits for the one before
+            // on its registers), but at groups of 32, where registers are short.
+            constexpr bool kTwo = BITS == 8 || S::CP <= 2;
+            span_mmas<T, BITS, LW>(ca[u], cb[u], xb, bval, d, kTwo ? d1 : d);
+            if constexpr (kTwo) {
 #pragma unroll
-              for (int jw = 0; jw < LW; ++jw) {
-                const uint4 b = bval ? xb[jw] : zero;
-                const uint32_t a = ca[u][jw], e = cb[u][jw];
-                Mma<T>::mma(d, nib_pair<T, 0>(a), nib_pair<T, 0>(e), nib_pair<T, 1>(a),
-                            nib_pair<T, 1>(e), b.x, b.y);
-                Mma<T>::mma(kTwo ? d1 : d, nib_pair<T, 2>(a), nib_pair<T, 2>(e), nib_pair<T, 3>(a),
-                            nib_pair<T, 3>(e), b.z, b.w);
-              }
-              if constexpr (kTwo) {
-#pragma unroll
-                for (int i = 0; i < 4; ++i) d[i] += d1[i];
-              }
-            } else {
-              float h[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-              for (int jj = 0; jj < LW / 2; ++jj) {
-                const uint4 b = bval ? xb[jj] : zero;
-#pragma unroll
-                for (int k = 0; k < 2; ++k) {
-                  const uint32_t a = ca[u][2 * jj + k], e = cb[u][2 * jj + k];
-                  const uint32_t b0 = k ? b.z : b.x, b1 = k ? b.w : b.y;
-                  // Low nibbles of bytes (0, 2) and (1, 3), then the high ones.
-                  Mma<T>::mma(d, nib_pair<T, 0>(a), nib_pair<T, 0>(e), nib_pair<T, 2>(a),
-                              nib_pair<T, 2>(e), b0, b1);
-                  Mma<T>::mma(h, nib_pair<T, 1>(a), nib_pair<T, 1>(e), nib_pair<T, 3>(a),
-                              nib_pair<T, 3>(e), b0, b1);
-                }
-              }
-#pragma unroll
-              for (int i = 0; i < 4; ++i) d[i] = fmaf(16.0f, h[i], d[i]);
+              for (int i = 0; i < 4; ++i)
+                d[i] = BITS == 8 ? fmaf(16.0f, d1[i], d[i]) : d[i] + d1[i];
             }
             // D: [0], [1] row g, columns 2t, 2t + 1; [2], [3] row g + 8. Column c is
             // row c / CP of this pass's x and piece c % CP of the span.
@@ -634,19 +614,9 @@ void launch(const Segments& seg, const QmmArgs& a, cudaStream_t stream) {
   const int per_z = row_blocks > 1 ? (resident + row_blocks - 1) / row_blocks : resident;
   const dim3 grid(static_cast<unsigned>(needed < per_z ? needed : per_z), 1,
                   static_cast<unsigned>(row_blocks));
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = grid;
-  cfg.blockDim = dim3(static_cast<unsigned>(threads));
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = dependent_launch_enabled() ? 1 : 0;
-  check(cudaLaunchKernelEx(&cfg, kernel, seg, static_cast<const T*>(a.x), a.M, a.K, ksplit,
-                           vec_scales ? 1 : 0),
-        "QuantizedMatmul (tensor-core matrix-vector)");
+  launch_dependent(kernel, grid, dim3(static_cast<unsigned>(threads)), smem, stream,
+                   "QuantizedMatmul (tensor-core matrix-vector)", seg, static_cast<const T*>(a.x),
+                   a.M, a.K, ksplit, vec_scales ? 1 : 0);
 }
 
 // 64-byte spans, but 32-byte ones where they would split a group of a 4-bit
