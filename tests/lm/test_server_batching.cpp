@@ -306,6 +306,45 @@ TEST(ServerEngine, PaddedStepsKeepTokensAndLogprobs) {
 
 namespace {
 
+// The logprob of each request's first token (the decode step that feeds the prompt's last
+// token) against transformers' log-softmax at the prompt's last position, in a batch of greedy
+// rows only (the argmax of the logits, lse subtracted from the chosen logits alone) and in one
+// with a sampled row (every row through sample_rows' logprobs).
+TEST(ServerEngine, FirstTokenLogprobsMatchTransformers) {
+  const auto& ref = reference();
+  for (bool mixed : {false, true}) {
+    SCOPED_TRACE(mixed ? "with a sampled row" : "greedy rows only");
+    lm::server::EngineOptions o;
+    o.decode_concurrency = 8;
+    o.prompt_concurrency = 4;
+    lm::server::Engine engine(echo().model, echo().tokenizer, o);
+    std::vector<std::shared_ptr<lm::server::RequestStream>> streams;
+    for (const auto& p : ref["prompt_tokens"]) {
+      streams.push_back(engine.submit(greedy_job(p.get<std::vector<int32_t>>(), 2)));
+    }
+    if (mixed) {
+      auto j = greedy_job(ref["prompt_tokens"][0].get<std::vector<int32_t>>(), 2);
+      j.sampling.temp = 1.0f;
+      j.sampling.seed = 7;
+      streams.push_back(engine.submit(std::move(j)));
+    }
+    for (size_t i = 0; i < ref["prompt_tokens"].size(); ++i) {
+      const auto got = collect(streams[i]);
+      ASSERT_FALSE(got.tokens.empty()) << "request " << i;
+      const int32_t want_token = ref["greedy"][i][0];
+      EXPECT_EQ(got.tokens[0], want_token) << "request " << i;
+      if (i == 0) {
+        // The reference's logits and logsumexp are of the first prompt.
+        const int last = static_cast<int>(ref["prompt_tokens"][0].size()) - 1;
+        const double want =
+            ref["logits"][last][want_token].get<double>() - ref["logsumexp"][last].get<double>();
+        EXPECT_NEAR(got.logprobs[0], want, 1e-4);
+      }
+    }
+    if (mixed) collect(streams.back());
+  }
+}
+
 mx::array random_logprobs(int B, int V, uint64_t seed) {
   auto x = mx::random::normal({B, V}, mx::float32, 0.0f, 2.0f, mx::random::key(seed));
   return mx::subtract(x, mx::logsumexp(x, -1, true));

@@ -743,12 +743,21 @@ void Engine::decode_step() {
     x = mx::scatter(x, {mx::array(changed, {n}, mx::int32)},
                     mx::reshape(mx::concatenate(changed_rows, 0), {n, 1, V}), {0});
   }
-  mx::array logprobs = mx::subtract(x, mx::logsumexp(x, -1, true));
+  // logprobs = x - lse, but only where needed: a batch of greedy rows takes
+  // the argmax of x (the same token: x - lse is monotone in x, and ties it
+  // could create need two logits closer than an ulp of |x - lse|), and the
+  // chosen and top logprobs subtract lse from the few values they read, so
+  // the [S, V] subtract (a 64 x 262 144 float32 pass) is skipped.
+  const mx::array lse = mx::logsumexp(x, -1, true);
   std::vector<RowSampler*> samplers;
   for (auto& s : batch_) samplers.push_back(&s->sampler);
   if (S > B && !spare_sampler_) spare_sampler_ = std::make_unique<RowSampler>(SamplerOptions{});
   samplers.resize(static_cast<size_t>(S), spare_sampler_.get());
-  auto step = std::make_unique<Step>(Step{batch_, sample_rows(logprobs, samplers)});
+  const bool all_greedy =
+      std::all_of(samplers.begin(), samplers.end(), [](RowSampler* r) { return r->greedy(); });
+  mx::array tokens = all_greedy ? mx::astype(mx::argmax(x, -1), mx::int32)
+                                : sample_rows(mx::subtract(x, lse), samplers);
+  auto step = std::make_unique<Step>(Step{batch_, tokens});
   // One read of the B ids (and of their B logprobs when asked); whole rows
   // only for top_logprobs.
   step->outputs.push_back(step->tokens);
@@ -758,13 +767,14 @@ void Engine::decode_step() {
     const auto& j = batch_[b]->job;
     any_logprobs = any_logprobs || j.logprobs;
     if (j.logprobs && j.top_logprobs > 0) {
-      step->top[b] = mx::reshape(mx::slice(logprobs, {b, 0}, {b + 1, V}), {V});
+      step->top[b] = mx::reshape(
+          mx::subtract(mx::slice(x, {b, 0}, {b + 1, V}), mx::slice(lse, {b, 0}, {b + 1, 1})), {V});
       step->outputs.push_back(*step->top[b]);
     }
   }
   if (any_logprobs) {
-    step->chosen =
-        mx::reshape(mx::take_along_axis(logprobs, mx::reshape(step->tokens, {S, 1}), 1), {S});
+    step->chosen = mx::reshape(
+        mx::subtract(mx::take_along_axis(x, mx::reshape(step->tokens, {S, 1}), 1), lse), {S});
     step->outputs.push_back(*step->chosen);
   }
   if (prof) build_ms = ms_since(t);
