@@ -630,6 +630,20 @@ bool clusters_enabled() {
   return on;
 }
 
+// Whether this device launches clusters past the portable 8 CTAs, asked once on the kernel a
+// one-token decode with 256-wide bfloat16 heads takes: where it does not, plans keep clusters of
+// 8 instead of failing at the launch.
+bool nonportable_clusters() {
+  static const bool ok = [] {
+    const bool yes =
+        cudaFuncSetAttribute(decode_split_kernel<__nv_bfloat16, 256, 8>,
+                             cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess;
+    if (!yes) cudaGetLastError();  // clear the refusal
+    return yes;
+  }();
+  return ok;
+}
+
 }  // namespace
 
 bool sdpa_decode_supported(const DecodeParams& p, DecodeDtype t, const void* const (&ptrs)[4]) {
@@ -671,7 +685,10 @@ DecodePlan sdpa_decode_plan(const DecodeParams& p, DecodeDtype t, int sms, int64
   // Few keys a row group (a short context, or a batch that fills the card with few splits):
   // at most kClusterSplits splits, merged inside their cluster, of at most kClusterTiles tiles a
   // warp; the combine kernel's launch costs more than the longer splits.
-  const int cmax = cluster_max(p.B);
+  const int cmax =
+      cluster_max(p.B) > kClusterSplits && clusters_enabled() && !nonportable_clusters()
+          ? kClusterSplits
+          : cluster_max(p.B);
   if (clusters_enabled() && span <= int64_t{cmax} * kClusterTiles * kWarps * wt) {
     splits = std::min<int64_t>(splits, cmax);
     splits = std::max<int64_t>(
