@@ -2,6 +2,7 @@
 // model's norms and MLP activation (fast::rms_norm_f32, fast::gelu_approx_mul):
 // argument checks, the graph node, and derivative / batching rules composed
 // from ordinary ops (off the inference hot path).
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <numbers>
@@ -403,22 +404,37 @@ std::vector<Shape> RMSNormRoPE::output_shapes(const std::vector<array>& inputs) 
 
 namespace {
 
-// The unfused function a derivative of RMSNormRoPE goes through (rms_norm_f32 and rope have
-// their own rules); the offset, the last input, is an integer with no derivative.
-Fn rms_norm_rope_unfused(const RMSNormRoPE& p, size_t num_primals,
-                         const std::vector<int>& argnums) {
+// The unfused function a derivative of RMSNormRoPE (or RMSNormRoPEKVWrite) goes through:
+// `composed` with the primitive's parameters (rms_norm_f32, rope and slice_update have their
+// own rules). Inputs `integer` (offset, slot) have no derivative: asking for one throws `error`.
+using Composed = std::vector<array> (*)(const std::vector<array>&, float, int, bool, float, float,
+                                        StreamOrDevice);
+Fn rms_norm_rope_unfused(const RMSNormRoPE& p, const std::vector<int>& argnums,
+                         std::initializer_list<int> integer, const char* error, Composed composed) {
   for (int a : argnums) {
-    if (a == static_cast<int>(num_primals) - 1) {
-      throw std::invalid_argument("[rms_norm_rope] has no derivative with respect to the offset");
+    if (std::find(integer.begin(), integer.end(), a) != integer.end()) {
+      throw std::invalid_argument(error);
     }
   }
   const float eps = p.eps(), base = p.base(), scale = p.scale();
   const int dims = p.dims();
   const bool trad = p.traditional();
   const Stream st = p.stream();
-  return [=](const std::vector<array>& in) {
-    return detail::rms_norm_rope_composed(in, eps, dims, trad, base, scale, st);
-  };
+  return
+      [=](const std::vector<array>& in) { return composed(in, eps, dims, trad, base, scale, st); };
+}
+
+Fn norm_rope_unfused(const RMSNormRoPE& p, size_t num_primals, const std::vector<int>& argnums) {
+  return rms_norm_rope_unfused(p, argnums, {static_cast<int>(num_primals) - 1},
+                               "[rms_norm_rope] has no derivative with respect to the offset",
+                               &detail::rms_norm_rope_composed);
+}
+
+Fn kv_write_unfused(const RMSNormRoPE& p, const std::vector<int>& argnums) {
+  return rms_norm_rope_unfused(p, argnums, {5, 8},
+                               "[rms_norm_rope_kv_write] has no derivative with respect to the "
+                               "offset or the slot",
+                               &detail::rms_norm_rope_kv_write_composed);
 }
 
 }  // namespace
@@ -483,52 +499,32 @@ bool RMSNormRoPEKVWrite::is_equivalent(const Primitive& other) const {
          static_cast<const RMSNormRoPEKVWrite&>(other).in_place_ == in_place_;
 }
 
-namespace {
-
-Fn rms_norm_rope_kv_write_unfused(const RMSNormRoPE& p, const std::vector<int>& argnums) {
-  for (int a : argnums) {
-    if (a == 5 || a == 8) {
-      throw std::invalid_argument(
-          "[rms_norm_rope_kv_write] has no derivative with respect to the offset or the slot");
-    }
-  }
-  const float eps = p.eps(), base = p.base(), scale = p.scale();
-  const int dims = p.dims();
-  const bool trad = p.traditional();
-  const Stream st = p.stream();
-  return [=](const std::vector<array>& in) {
-    return detail::rms_norm_rope_kv_write_composed(in, eps, dims, trad, base, scale, st);
-  };
-}
-
-}  // namespace
-
 std::vector<array> RMSNormRoPEKVWrite::vjp(const std::vector<array>& primals,
                                            const std::vector<array>& cotangents,
                                            const std::vector<int>& argnums,
                                            const std::vector<array>&) {
-  Fn f = rms_norm_rope_kv_write_unfused(*this, argnums);
+  Fn f = kv_write_unfused(*this, argnums);
   return mx::vjp(over_argnums(f, primals, argnums), select(primals, argnums), cotangents).second;
 }
 
 std::vector<array> RMSNormRoPEKVWrite::jvp(const std::vector<array>& primals,
                                            const std::vector<array>& tangents,
                                            const std::vector<int>& argnums) {
-  Fn f = rms_norm_rope_kv_write_unfused(*this, argnums);
+  Fn f = kv_write_unfused(*this, argnums);
   return mx::jvp(over_argnums(f, primals, argnums), select(primals, argnums), tangents).second;
 }
 
 std::vector<array> RMSNormRoPE::vjp(const std::vector<array>& primals,
                                     const std::vector<array>& cotangents,
                                     const std::vector<int>& argnums, const std::vector<array>&) {
-  Fn f = rms_norm_rope_unfused(*this, primals.size(), argnums);
+  Fn f = norm_rope_unfused(*this, primals.size(), argnums);
   return mx::vjp(over_argnums(f, primals, argnums), select(primals, argnums), cotangents).second;
 }
 
 std::vector<array> RMSNormRoPE::jvp(const std::vector<array>& primals,
                                     const std::vector<array>& tangents,
                                     const std::vector<int>& argnums) {
-  Fn f = rms_norm_rope_unfused(*this, primals.size(), argnums);
+  Fn f = norm_rope_unfused(*this, primals.size(), argnums);
   return mx::jvp(over_argnums(f, primals, argnums), select(primals, argnums), tangents).second;
 }
 
