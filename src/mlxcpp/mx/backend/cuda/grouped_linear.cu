@@ -57,15 +57,6 @@ __device__ __forceinline__ uint4 load_stream(const uint4* p) {
   return v;
 }
 
-// Asks L2 for `bytes` (a multiple of 16) at a 16-byte aligned address: one
-// instruction per weight row, whose DRAM reads then start before (and
-// independent of) the register loads that consume them.
-__device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
-#endif
-}
-
 // Programmatic dependent launch (sm_90): lets the next kernel, if launched as
 // a dependent, start now; then waits until the kernel this one depends on has
 // completed and its writes are visible. Without such a launch both are no-ops.
@@ -149,7 +140,7 @@ __global__ void __launch_bounds__(kBlock, 3) gemv_kernel(GemvArgs g) {
     // this one overlaps still write the weights, L2 holds its values by the
     // time the loads below (after the wait) read them.
     if (g.prefetch && active && t == 0 && K >= kVel) {
-      prefetch_l2(w, static_cast<uint32_t>(K / kVel) * 16u);
+      l2_prefetch(w, static_cast<uint32_t>(K / kVel) * 16u);  // the row: its DRAM reads start now
     }
   }
   overlap_with_neighbours();

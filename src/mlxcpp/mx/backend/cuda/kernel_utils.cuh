@@ -219,8 +219,21 @@ __device__ __forceinline__ void wait_for_prerequisites() {
 #endif
 }
 
-// Whether kernels may be launched as programmatic dependents: compute capability 9.0 on, and
-// not switched off with MLXCPP_PDL=0 (every launch then waits for the previous kernel's end).
+// Asks L2 for `bytes` (a multiple of 16) from the 16-byte aligned p on (sm_90: the bulk copy
+// engine; a hint, nothing on older devices). Before wait_for_prerequisites() this is safe on
+// memory the previous kernel may still write: L2 is where the device's writes meet, so a
+// prefetched line is never stale, unlike a register load issued that early.
+__device__ __forceinline__ void l2_prefetch(const void* p, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#endif
+}
+
+// Asks L2 for the line that holds p (any alignment; same safety as l2_prefetch).
+__device__ __forceinline__ void l2_prefetch_line(const void* p) {
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
+
 // Whether the current device is of compute capability 9.0 or later (Hopper: programmatic
 // dependent launches, thread-block clusters); asked once.
 inline bool is_sm90_or_later() {
@@ -242,6 +255,8 @@ inline bool switched_off(const char* var) {
   return e && std::string(e) == "0";
 }
 
+// Whether kernels may be launched as programmatic dependents: compute capability 9.0 on, and
+// not switched off with MLXCPP_PDL=0 (every launch then waits for the previous kernel's end).
 inline bool dependent_launch_enabled() {
   static const bool on = !switched_off("MLXCPP_PDL") && is_sm90_or_later();
   return on;

@@ -374,14 +374,8 @@ __global__ void __launch_bounds__(kThreads, 2)
     const TileRows r = tile_rows(seg, tile, g, 0, LW, words_per_row, G);
     const int s0 = c_begin * kSpans, s1 = min(c_end * kSpans, spans);
     const uint32_t bytes = static_cast<uint32_t>(s1 - s0) * (4u * kWordsPerSpan);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(r.wa + s0 * kWordsPerSpan),
-                 "r"(bytes)
-                 : "memory");
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(r.wb + s0 * kWordsPerSpan),
-                 "r"(bytes)
-                 : "memory");
-#endif
+    l2_prefetch(r.wa + s0 * kWordsPerSpan, bytes);
+    l2_prefetch(r.wb + s0 * kWordsPerSpan, bytes);
   };
   int tb = static_cast<int>(blockIdx.x) * tiles_per_block;
   const int stride = static_cast<int>(gridDim.x) * tiles_per_block;

@@ -46,6 +46,9 @@ struct DecodePlan {
   // The splits (2..8) form one thread-block cluster per row group and merge
   // through distributed shared memory: no scratch, no combine kernel.
   bool cluster;
+  // Each CTA asks L2 for its keys and values before waiting for the previous kernel (short
+  // splits).
+  bool prefetch;
 };
 
 // Whether the decode kernel covers this call; ptrs: q, k, v, out data.
