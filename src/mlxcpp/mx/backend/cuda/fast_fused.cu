@@ -285,10 +285,17 @@ __global__ void __launch_bounds__(1024)
     residual_rms_norm_kernel(const T* res, const T* y, const float* wy, const float* wo, T* h,
                              T* out, int64_t d, float eps) {
   allow_dependent_launch();
-  wait_for_prerequisites();
   const int64_t base = static_cast<int64_t>(blockIdx.x) * d;
   const int64_t i = threadIdx.x;
   const bool mine = i < d / V;
+  // While the previous kernel finishes: L2 prefetches of the weights and the residual (the
+  // step's weight traffic evicts them between layers), one per 128-byte line.
+  if (mine && (i * V * sizeof(float)) % 128 == 0) {
+    l2_prefetch_line(wy + i * V);
+    l2_prefetch_line(wo + i * V);
+  }
+  if (mine && (i * V * sizeof(T)) % 128 == 0) l2_prefetch_line(res + base + i * V);
+  wait_for_prerequisites();
   float fy[V], fr[V], w1[V], w2[V];
   float ss = 0;
   if (mine) {
@@ -441,19 +448,86 @@ struct NormRopeArgs {
 // then per pair the normalized values rounded to T (as the unfused norm stores them) and
 // rotated by the angle fast::rope's kernels use (formed in double precision: exact at large
 // positions).
+// A plain row (a cache's values) copied by one warp: all its loads before its stores (the
+// compiler may not reorder them: the row and its destination could overlap), 16 bytes a lane
+// where both are aligned to that.
+template <typename T>
+__device__ __forceinline__ void copy_row(const T* xr, T* yr, int d, int lane) {
+  constexpr int U = 4;
+  if ((d * sizeof(T)) % 16 == 0 && reinterpret_cast<uintptr_t>(xr) % 16 == 0 &&
+      reinterpret_cast<uintptr_t>(yr) % 16 == 0) {
+    const int n = static_cast<int>(d * sizeof(T) / 16);
+    const uint4* x4 = reinterpret_cast<const uint4*>(xr);
+    uint4* y4 = reinterpret_cast<uint4*>(yr);
+    for (int c0 = 0; c0 < n; c0 += 32 * U) {
+      uint4 v[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int c = c0 + u * 32 + lane;
+        if (c < n) v[u] = x4[c];
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int c = c0 + u * 32 + lane;
+        if (c < n) y4[c] = v[u];
+      }
+    }
+    return;
+  }
+  for (int i0 = 0; i0 < d; i0 += 32 * U) {
+    T v[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int i = i0 + u * 32 + lane;
+      if (i < d) v[u] = xr[i];
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int i = i0 + u * 32 + lane;
+      if (i < d) yr[i] = v[u];
+    }
+  }
+}
+
 template <typename T>
 __global__ void __launch_bounds__(128) rms_norm_rope_kernel(NormRopeArgs<T> a) {
   allow_dependent_launch();
-  wait_for_prerequisites();
   const int lane = threadIdx.x & 31;
   int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  if (r >= a.first_row[a.nseg]) return;
+  if (r >= a.first_row[a.nseg]) {
+    wait_for_prerequisites();
+    return;
+  }
   int s = 0;
   while (s + 1 < a.nseg && r >= a.first_row[s + 1]) ++s;
   const NormRopeSegment<T>& g = a.seg[s];
   r -= a.first_row[s];
   const T* xr = g.x + g.rows_layout.offset(0, r);
   const int d = g.d;
+  const float* w = g.w;
+  const int64_t l = r % a.L;
+  const int64_t b = r / g.per_batch;
+  const int32_t* offp =
+      a.offset ? a.offset + (a.batched_offset ? b * a.offset_stride : 0) : nullptr;
+  constexpr int P = 4;  // pairs per lane in a group: every load of a group before its stores
+  // What does not depend on the kernels before this one comes first, while they finish: the
+  // rotation's inverse frequencies of the first group (arithmetic on the arguments alone), and
+  // L2 prefetches of the weights, the offset and the slot (hints: nothing is read yet).
+  double inv0[P];
+  auto inv_freqs = [&](int k0, double* inv) {
+#pragma unroll
+    for (int j = 0; j < P; ++j) {
+      const int k = k0 + j * 32 + lane;
+      inv[j] = k < a.half ? exp(-(2.0 * k / a.dims) * a.log_base) : 0.0;
+    }
+  };
+  if (!g.plain) {
+    inv_freqs(0, inv0);
+    if (lane * 32 < d) l2_prefetch_line(w + lane * 32);
+    if (lane == 0 && offp) l2_prefetch_line(offp);
+  }
+  if (lane == 0 && g.at_slot && g.slot) l2_prefetch_line(g.slot);
+  wait_for_prerequisites();
   int64_t at = 0;
   if (g.at_slot) {
     at = g.slot ? *g.slot : g.slot_value;
@@ -462,29 +536,21 @@ __global__ void __launch_bounds__(128) rms_norm_rope_kernel(NormRopeArgs<T> a) {
   }
   T* yr = g.y + r * g.y_row_stride + at * d;
   if (g.plain) {
-    for (int i = lane; i < d; i += 32) yr[i] = xr[i];
+    copy_row(xr, yr, d, lane);
     return;
   }
-  const float* w = g.w;
-  const int64_t l = r % a.L;
-  const int64_t b = r / g.per_batch;
   // Issued first: nothing below waits on it until the angles.
-  const int32_t off =
-      a.offset ? a.offset[a.batched_offset ? b * a.offset_stride : 0] : a.offset_value;
-  constexpr int P = 4;  // pairs per lane in a group: every load of a group before its stores
+  const int32_t off = offp ? *offp : a.offset_value;
   auto pair_at = [&](int k, int& i1, int& i2) {
     i1 = a.traditional ? 2 * k : k;
     i2 = a.traditional ? 2 * k + 1 : k + a.half;
   };
-  auto angles = [&](int k0, float* c, float* sn) {
+  auto angles = [&](int k0, const double* inv, float* c, float* sn) {
     const double pos = static_cast<double>(static_cast<int64_t>(off) + l);
 #pragma unroll
     for (int j = 0; j < P; ++j) {
       const int k = k0 + j * 32 + lane;
-      if (k < a.half) {
-        const double inv = exp(-(2.0 * k / a.dims) * a.log_base);
-        sincos_reduced(a.scale * pos * inv, &sn[j], &c[j]);
-      }
+      if (k < a.half) sincos_reduced(a.scale * pos * inv[j], &sn[j], &c[j]);
     }
   };
   auto rotate_store = [&](int k0, const float* x1, const float* x2, const float* c,
@@ -536,7 +602,7 @@ __global__ void __launch_bounds__(128) rms_norm_rope_kernel(NormRopeArgs<T> a) {
     for (int j = 0; j < P; ++j) ss = fmaf(x1[j], x1[j], ss);
 #pragma unroll
     for (int j = 0; j < P; ++j) ss = fmaf(x2[j], x2[j], ss);
-    angles(0, c, sn);
+    angles(0, inv0, c, sn);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
     normalize(1.0f / sqrtf(ss / static_cast<float>(d) + a.eps), x1, x2, w1, w2);
@@ -556,7 +622,14 @@ __global__ void __launch_bounds__(128) rms_norm_rope_kernel(NormRopeArgs<T> a) {
     float x1[P], x2[P], w1[P], w2[P], c[P], sn[P];
     load_pairs(k0, x1, x2, w1, w2);
     normalize(n, x1, x2, w1, w2);
-    angles(k0, c, sn);
+    double inv[P];
+    if (k0 == 0) {
+#pragma unroll
+      for (int j = 0; j < P; ++j) inv[j] = inv0[j];
+    } else {
+      inv_freqs(k0, inv);
+    }
+    angles(k0, inv, c, sn);
     rotate_store(k0, x1, x2, c, sn);
   }
   for (int i = a.dims + lane; i < d; i += 32) yr[i] = cast_to<T>(cast_to<float>(xr[i]) * n * w[i]);
