@@ -428,6 +428,12 @@ bool few_rows_product(Primitive& p, const array& a, const array& b, array& out) 
   if (rows < 1 || rows > kGemvMaxRows || N < kFewRowsMinN || !a.flags().row_contiguous) {
     return false;
   }
+  // MLXCPP_FEW_ROWS_LT_N=N: products of N or more columns go to cuBLASLt (for comparison).
+  static const int64_t lt_n = [] {
+    const char* e = std::getenv("MLXCPP_FEW_ROWS_LT_N");
+    return e ? std::atoll(e) : int64_t{0};
+  }();
+  if (lt_n > 0 && N >= lt_n) return false;
   // b (K, N) is w (N, K) transposed: unit stride along K, rows of w apart.
   if (K > 1 && b.strides()[0] != 1) return false;
   const int64_t ldw = N == 1 ? K : b.strides()[1];
