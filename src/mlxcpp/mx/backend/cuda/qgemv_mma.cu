@@ -30,7 +30,7 @@
 //   "piece" is the part of a span in one group): each piece gets its own B
 //   column (x where the lane's piece matches, zero elsewhere), so an mma sums
 //   every piece of the span separately, for 8 / pieces rows of x at a time.
-//   With one row of x at 4 bits the columns also separate spans: the mmas of
+//   With one row of x the columns also separate spans: the mmas of
 //   several spans accumulate into one D and the scales are applied once for
 //   them, by every lane of a quad (one_row_chunk).
 // - Warps of a block split K when tiles are few; blocks loop over tiles so x
@@ -645,13 +645,15 @@ void launch_lw(const Segments& seg, const QmmArgs& a, cudaStream_t stream) {
       return launch<T, BITS, GS, 2, false>(seg, a, stream);
     }
   }
-  // One row of x (decode) at 4 bits: the mmas of several spans share a D
-  // (one_row_chunk). On an H200: the 4B's LM head 155 -> 132 us, gate + up
-  // 22.1 -> 18.5, down 14.3 -> 11.9, decode 351.5 / 349.9 -> 401.5 / 401.3
-  // tok/s; at 8 bits most shapes were 3-9 % slower, so they keep the general
-  // path. MLXCPP_QGEMV_ONE=0 for the general path at 4 bits too.
+  // One row of x (decode): the mmas of several spans share a D (one_row_chunk).
+  // On an H200, 4 bits: the 4B's LM head 155 -> 132 us, gate + up 22.1 -> 18.5,
+  // down 14.3 -> 11.9, decode 351.5 / 349.9 -> 401.5 / 401.3 tok/s. At 8 bits it
+  // lost 3-9 % until its scales were loaded with the codes (one_row_scales);
+  // since, 8-bit decode 293.8 / 293.2 -> 315.6 / 314.9 tok/s. Groups of 128 at 8
+  // bits span two 64-byte spans and keep the general path. MLXCPP_QGEMV_ONE=0
+  // for the general path everywhere.
   static const bool one_row = !switched_off("MLXCPP_QGEMV_ONE");
-  if constexpr (BITS == 4 && Shape<BITS, GS, 4>::PIECE == GS) {
+  if constexpr (Shape<BITS, GS, 4>::PIECE == GS) {
     if (one_row && a.M == 1) return launch<T, BITS, GS, 4, true>(seg, a, stream);
   }
   launch<T, BITS, GS, 4, false>(seg, a, stream);
