@@ -251,17 +251,25 @@ constexpr int kMaxClusterSplits = 16;
 
 template <int G>
 struct ClusterSmem {
+  float cm[G], cl[G];             // this CTA's merged max and sum, read by the whole cluster
   float m[G][kMaxClusterSplits];  // the splits' maxima
   float w[G][kMaxClusterSplits];  // their weights exp2(m - max), 0 for a split that saw no key
   float l[G][kMaxClusterSplits];  // their weighted sums
   float mx[G];
 };
 
+// The CTA's ClusterSmem (only kernels that merge in a cluster have it).
+template <int G>
+__device__ __forceinline__ ClusterSmem<G>& cluster_smem() {
+  __shared__ ClusterSmem<G> cs;
+  return cs;
+}
+
 template <typename T, int DPAD, int G>
 __device__ void merge_cluster(const T* v, T* out, const DecodeParams& p, const DecodePlan& plan,
-                              float (&o_sm)[G][DPAD], float (&m_sm)[G], float (&l_sm)[G],
-                              ClusterSmem<G>& cs, int b, int kvh, int grp) {
+                              float (&o_sm)[G][DPAD], int b, int kvh, int grp) {
   namespace cg = cooperative_groups;
+  ClusterSmem<G>& cs = cluster_smem<G>();
   static_assert(G * kMaxClusterSplits <= kWarps * 32, "one thread per (row, split)");
   cg::cluster_group cluster = cg::this_cluster();
   cluster.sync();
@@ -270,8 +278,8 @@ __device__ void merge_cluster(const T* v, T* out, const DecodeParams& p, const D
   const int wr = tid / S, ws = tid % S;
   float ms = -INFINITY, ls = 0.0f;
   if (wr < G) {
-    ms = cluster.map_shared_rank(&m_sm[wr], ws)[0];
-    ls = cluster.map_shared_rank(&l_sm[wr], ws)[0];
+    ms = cluster.map_shared_rank(&cs.cm[wr], ws)[0];
+    ls = cluster.map_shared_rank(&cs.cl[wr], ws)[0];
     cs.m[wr][ws] = ms;
   }
   __syncthreads();
@@ -310,21 +318,21 @@ __device__ void merge_cluster(const T* v, T* out, const DecodeParams& p, const D
   cluster.sync();
 }
 
-template <typename T, int DPAD, int G>
+// CL: the plan merges its splits in a cluster (plan.cluster; short splits, one-token decode).
+// Only that instantiation carries the cluster merge and the L2 prefetch before the wait; the
+// other keeps the layout it had without them (with them compiled in, long splits ran up to
+// 15 % slower on an H200, B = 64 x 4096 keys: 430 -> 485-492 us, in two of three builds).
+template <typename T, int DPAD, int G, bool CL>
 __global__ void __launch_bounds__(kWarps * 32)
     decode_split_kernel(const T* q, const T* k, const T* v, T* out, DecodeParams p, DecodePlan plan,
                         float* scratch) {
   allow_dependent_launch();
-  // Without the prefetch below the kernel waits first thing (measured: waiting after the index
-  // arithmetic instead made long splits up to 13 % slower on an H200, B = 64 x 4096 keys).
-  if (!plan.prefetch) wait_for_prerequisites();
+  if (!CL || !plan.prefetch) wait_for_prerequisites();
   constexpr Tiling tl(sizeof(T), DPAD, G);
   constexpr int VEC = tl.vec, LPK = tl.lpk, CH = tl.ch, KPW = tl.kpw, U = tl.steps;
   constexpr int WT = tl.warp_keys();
   __shared__ float sm_acc[kWarps][G][DPAD];
   __shared__ float sm_m[kWarps][G], sm_l[kWarps][G];
-  __shared__ float sm_cm[G], sm_cl[G];  // the CTA's merged max and sum (cluster merge)
-  __shared__ ClusterSmem<G> sm_cs;
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int grp = blockIdx.x % plan.row_groups;
@@ -337,20 +345,20 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int s_lo = static_cast<int>(plan.key_lo + split * plan.keys_per_split);
   const int64_t s_end = plan.key_lo + (split + 1) * plan.keys_per_split;
   const int s_hi = static_cast<int>(s_end < plan.key_hi + 1 ? s_end : plan.key_hi + 1);
-  const T* kh = k + b * p.k_s[0] + kvh * p.k_s[1];
-  const T* vh = v + b * p.v_s[0] + kvh * p.v_s[1];
-  // A short split (plan.prefetch): before the previous kernel has finished (in a decode step it
-  // writes this step's key and value), one thread asks L2 for all the split's key and value
-  // rows (l2_prefetch: safe before the wait).
-  if (plan.prefetch) {
-    if (threadIdx.x == 0 && s_hi > s_lo) {
-      const int n = s_hi - s_lo;
-      l2_prefetch(kh + s_lo * p.k_s[2],
-                  static_cast<uint32_t>(((n - 1) * p.k_s[2] + p.D) * sizeof(T)));
-      l2_prefetch(vh + s_lo * p.v_s[2],
-                  static_cast<uint32_t>(((n - 1) * p.v_s[2] + p.Dv) * sizeof(T)));
+  if constexpr (CL) {
+    // A short split (plan.prefetch): before the previous kernel has finished (in a decode step
+    // it writes this step's key and value), one thread asks L2 for all the split's key and
+    // value rows (l2_prefetch: safe before the wait).
+    if (plan.prefetch) {
+      if (threadIdx.x == 0 && s_hi > s_lo) {
+        const int n = s_hi - s_lo;
+        l2_prefetch(k + b * p.k_s[0] + kvh * p.k_s[1] + s_lo * p.k_s[2],
+                    static_cast<uint32_t>(((n - 1) * p.k_s[2] + p.D) * sizeof(T)));
+        l2_prefetch(v + b * p.v_s[0] + kvh * p.v_s[1] + s_lo * p.v_s[2],
+                    static_cast<uint32_t>(((n - 1) * p.v_s[2] + p.Dv) * sizeof(T)));
+      }
+      wait_for_prerequisites();
     }
-    wait_for_prerequisites();
   }
 
   const float qscale = p.scale * kLog2e;
@@ -392,6 +400,8 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int e = 0; e < VEC; ++e) acc[r][c][e] = 0.0f;
     }
   }
+  const T* kh = k + b * p.k_s[0] + kvh * p.k_s[1];
+  const T* vh = v + b * p.v_s[0] + kvh * p.v_s[1];
 
   for (int base = s_lo + warp * WT; base < s_hi; base += kWarps * WT) {
     uint4 kr[U][CH], vr[U][CH];
@@ -565,13 +575,14 @@ __global__ void __launch_bounds__(kWarps * 32)
       int h, i;
       row_of(p, kvh, gr, h, i);
       finish<T>(p, v, out, b, h, i, d, mx, lsum, o);
-    } else if (plan.cluster) {
+    } else if (CL) {
       // This thread alone reads [*][r][d]: the CTA's merged output replaces warp 0's. The
-      // row's max and sum go apart: other threads of the row still read sm_m and sm_l.
+      // row's max and sum go apart (into the cluster's part of shared memory): other threads
+      // of the row still read sm_m and sm_l.
       sm_acc[0][r][d] = o;
       if (d == 0) {
-        sm_cm[r] = mx;
-        sm_cl[r] = lsum;
+        cluster_smem<G>().cm[r] = mx;
+        cluster_smem<G>().cl[r] = lsum;
       }
     } else {
       const int64_t row = static_cast<int64_t>(blockIdx.x) * G + r;
@@ -584,8 +595,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       scratch[outputs_at(rows_all, plan.splits) + at * p.Dv + d] = o;
     }
   }
-  if (plan.cluster)
-    merge_cluster<T, DPAD, G>(v, out, p, plan, sm_acc[0], sm_cm, sm_cl, sm_cs, b, kvh, grp);
+  if constexpr (CL) merge_cluster<T, DPAD, G>(v, out, p, plan, sm_acc[0], b, kvh, grp);
 }
 
 int elem_size(DecodeDtype t) { return t == DecodeDtype::f32 ? 4 : 2; }
@@ -616,21 +626,21 @@ void launch(const void* q, const void* k, const void* v, void* out, const Decode
     cfg.numAttrs = dependent_launch_enabled() ? 2 : 1;
     if (plan.splits > kClusterSplits) {
       static const bool allowed = [] {
-        return cudaFuncSetAttribute(decode_split_kernel<T, DPAD, G>,
+        return cudaFuncSetAttribute(decode_split_kernel<T, DPAD, G, true>,
                                     cudaFuncAttributeNonPortableClusterSizeAllowed,
                                     1) == cudaSuccess;
       }();
       if (!allowed) throw std::runtime_error("sdpa decode: no cluster of 16 on this device");
     }
-    check(cudaLaunchKernelEx(&cfg, decode_split_kernel<T, DPAD, G>, static_cast<const T*>(q),
+    check(cudaLaunchKernelEx(&cfg, decode_split_kernel<T, DPAD, G, true>, static_cast<const T*>(q),
                              static_cast<const T*>(k), static_cast<const T*>(v),
                              static_cast<T*>(out), p, plan, scratch),
           "sdpa decode (cluster)");
     return;
   }
-  launch_dependent(decode_split_kernel<T, DPAD, G>, grid, dim3(kWarps * 32), st, "sdpa decode",
-                   static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v),
-                   static_cast<T*>(out), p, plan, scratch);
+  launch_dependent(decode_split_kernel<T, DPAD, G, false>, grid, dim3(kWarps * 32), st,
+                   "sdpa decode", static_cast<const T*>(q), static_cast<const T*>(k),
+                   static_cast<const T*>(v), static_cast<T*>(out), p, plan, scratch);
   if (plan.splits > 1) {
     const int64_t rows_all = static_cast<int64_t>(ctas) * G;
     launch_dependent(decode_combine_kernel<T>, dim3(static_cast<unsigned>(rows_all)),
@@ -696,7 +706,7 @@ bool prefetch_enabled() {
 bool nonportable_clusters() {
   static const bool ok = [] {
     const bool yes =
-        cudaFuncSetAttribute(decode_split_kernel<__nv_bfloat16, 256, 8>,
+        cudaFuncSetAttribute(decode_split_kernel<__nv_bfloat16, 256, 8, true>,
                              cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess;
     if (!yes) cudaGetLastError();  // clear the refusal
     return yes;
