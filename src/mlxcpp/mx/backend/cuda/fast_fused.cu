@@ -444,51 +444,42 @@ struct NormRopeArgs {
   float eps;
 };
 
-// One warp per row of any input: the sum of squares (the row's loads all in flight at once),
-// then per pair the normalized values rounded to T (as the unfused norm stores them) and
-// rotated by the angle fast::rope's kernels use (formed in double precision: exact at large
-// positions).
-// A plain row (a cache's values) copied by one warp: all its loads before its stores (the
-// compiler may not reorder them: the row and its destination could overlap), 16 bytes a lane
-// where both are aligned to that.
-template <typename T>
-__device__ __forceinline__ void copy_row(const T* xr, T* yr, int d, int lane) {
+// n elements copied by one warp: all of a round's loads before its stores (the compiler may
+// not reorder them itself: the two could overlap).
+template <typename E>
+__device__ __forceinline__ void copy_warp(const E* x, E* y, int n, int lane) {
   constexpr int U = 4;
-  if ((d * sizeof(T)) % 16 == 0 && reinterpret_cast<uintptr_t>(xr) % 16 == 0 &&
-      reinterpret_cast<uintptr_t>(yr) % 16 == 0) {
-    const int n = static_cast<int>(d * sizeof(T) / 16);
-    const uint4* x4 = reinterpret_cast<const uint4*>(xr);
-    uint4* y4 = reinterpret_cast<uint4*>(yr);
-    for (int c0 = 0; c0 < n; c0 += 32 * U) {
-      uint4 v[U];
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int c = c0 + u * 32 + lane;
-        if (c < n) v[u] = x4[c];
-      }
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int c = c0 + u * 32 + lane;
-        if (c < n) y4[c] = v[u];
-      }
-    }
-    return;
-  }
-  for (int i0 = 0; i0 < d; i0 += 32 * U) {
-    T v[U];
+  for (int i0 = 0; i0 < n; i0 += 32 * U) {
+    E v[U];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int i = i0 + u * 32 + lane;
-      if (i < d) v[u] = xr[i];
+      if (i < n) v[u] = x[i];
     }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int i = i0 + u * 32 + lane;
-      if (i < d) yr[i] = v[u];
+      if (i < n) y[i] = v[u];
     }
   }
 }
 
+// A plain row (a cache's values), 16 bytes a lane where both ends are aligned to that.
+template <typename T>
+__device__ __forceinline__ void copy_row(const T* xr, T* yr, int d, int lane) {
+  if ((d * sizeof(T)) % 16 == 0 && reinterpret_cast<uintptr_t>(xr) % 16 == 0 &&
+      reinterpret_cast<uintptr_t>(yr) % 16 == 0) {
+    copy_warp(reinterpret_cast<const uint4*>(xr), reinterpret_cast<uint4*>(yr),
+              static_cast<int>(d * sizeof(T) / 16), lane);
+  } else {
+    copy_warp(xr, yr, d, lane);
+  }
+}
+
+// One warp per row of any input: the sum of squares (the row's loads all in flight at once),
+// then per pair the normalized values rounded to T (as the unfused norm stores them) and
+// rotated by the angle fast::rope's kernels use (formed in double precision: exact at large
+// positions).
 template <typename T>
 __global__ void __launch_bounds__(128) rms_norm_rope_kernel(NormRopeArgs<T> a) {
   allow_dependent_launch();
