@@ -6,7 +6,7 @@
 #
 # On the GPU host (our binaries need the Debian runtime libraries that `L` adds; python3 must
 # run without them):
-#   source out/gpu/pb.sh main; L bash bench/server_gpu.sh
+#   source tools/gpu/pb.sh; L bash bench/server_gpu.sh
 # Knobs (environment): MLXCPP_BIN (build/src/mlxcpp), CONFIG (gemma3-4b), DTYPE (bf16),
 # MODEL_DIR (/tmp/mlxcpp-bench-$CONFIG-$DTYPE; reused when it already holds config.json),
 # DEVICE (gpu; cpu for a check on a machine without one), CONCURRENCY (1,8,32,64),

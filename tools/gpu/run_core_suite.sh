@@ -2,7 +2,7 @@
 # Runs every test binary (build/tests/mx_test_*, nn_test_*, lm_test_*) with the GPU
 # as the default device, four at a time, and prints one line per binary with
 # its failed tests. Full logs go to $1 (default /tmp/core_suite).
-# Usage (on the GPU machine, after out/gpu/pb.sh): bash tools/gpu/run_core_suite.sh DIR
+# Usage (on the GPU machine, after `source tools/gpu/pb.sh`): bash tools/gpu/run_core_suite.sh DIR
 out=${1:-/tmp/core_suite}
 mkdir -p "$out"
 run_one() {
