@@ -57,16 +57,6 @@ __device__ __forceinline__ uint4 load_stream(const uint4* p) {
   return v;
 }
 
-// Programmatic dependent launch (sm_90): lets the next kernel, if launched as
-// a dependent, start now; then waits until the kernel this one depends on has
-// completed and its writes are visible. Without such a launch both are no-ops.
-__device__ __forceinline__ void overlap_with_neighbours() {
-  allow_dependent_launch();
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-
 // The 16 / sizeof(T) elements of a 16-byte chunk in the accumulator type.
 template <typename T, typename A>
 __device__ __forceinline__ void unpack16(const uint4& v, A* out) {
@@ -143,7 +133,10 @@ __global__ void __launch_bounds__(kBlock, 3) gemv_kernel(GemvArgs g) {
       l2_prefetch(w, static_cast<uint32_t>(K / kVel) * 16u);  // the row: its DRAM reads start now
     }
   }
-  overlap_with_neighbours();
+  // Programmatic dependent launch: the next kernel may start now; this one waits for the
+  // previous kernel's writes.
+  allow_dependent_launch();
+  wait_for_prerequisites();
   if (active) {
     int k_tail = 0;
     if constexpr (VEC) {

@@ -766,9 +766,9 @@ DecodePlan sdpa_decode_plan(const DecodeParams& p, DecodeDtype t, int sms, int64
   }
   plan.keys_per_split = ((span + splits - 1) / splits + wt - 1) / wt * wt;
   plan.splits = static_cast<int>((span + plan.keys_per_split - 1) / plan.keys_per_split);
-  plan.prefetch = prefetch_enabled() && plan.keys_per_split <= kPrefetchKeys;
   plan.cluster = plan.splits > 1 && plan.splits <= cmax && clusters_enabled() &&
                  span <= int64_t{cmax} * kClusterTiles * kWarps * wt;
+  plan.prefetch = plan.cluster && prefetch_enabled() && plan.keys_per_split <= kPrefetchKeys;
   return plan;
 }
 

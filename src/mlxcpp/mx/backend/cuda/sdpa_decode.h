@@ -43,11 +43,11 @@ struct DecodePlan {
   int splits;
   int64_t key_lo, key_hi;  // the keys any query can see (causal / window bounds)
   int64_t keys_per_split;
-  // The splits (2..8) form one thread-block cluster per row group and merge
+  // The splits (2..16) form one thread-block cluster per row group and merge
   // through distributed shared memory: no scratch, no combine kernel.
   bool cluster;
-  // Each CTA asks L2 for its keys and values before waiting for the previous kernel (short
-  // splits).
+  // A cluster plan of short splits: each CTA asks L2 for its keys and values before waiting
+  // for the previous kernel.
   bool prefetch;
 };
 
