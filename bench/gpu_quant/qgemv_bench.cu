@@ -87,7 +87,9 @@ int main(int argc, char** argv) {
 
   // Decode: each weight shape of a Gemma 3 4B step (q/k/v and gate/up also
   // as the one grouped launch the model makes), M = 1 and 8 rows of x.
-  const DecodeShape decode[] = {{"q_proj 2048x2560", {2048}, 2560},
+  // "one tile": 16 rows, a launch's fixed cost (the chain's launch, wait, x staging and drain).
+  const DecodeShape decode[] = {{"one tile 16x2560", {16}, 2560},
+                                {"q_proj 2048x2560", {2048}, 2560},
                                 {"k/v_proj 1024x2560", {1024}, 2560},
                                 {"o_proj 2560x2048", {2560}, 2048},
                                 {"gate/up 10240x2560", {10240}, 2560},

@@ -88,10 +88,15 @@ struct Mma<__half> {
   }
 };
 
-// Nibbles c and c + 4 (as 16-bit halves: bits 4c.. of each half) of w as MAGIC + nibble.
+// Nibbles c and c + 4 (as 16-bit halves: bits 4c.. of each half) of w as MAGIC + nibble. The
+// mask and the OR are one LOP3 (written out: with both constants immediates the compiler
+// emits an AND and an OR, 11 instructions a code word of two rows instead of 7).
 template <typename T, int C>
 __device__ __forceinline__ uint32_t nib_pair(uint32_t w) {
-  return ((w >> (4 * C)) & 0x000f000fu) | Mma<T>::kMagic;
+  const uint32_t s = C == 0 ? w : w >> (4 * C);
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(s), "n"(0x000f000f), "r"(Mma<T>::kMagic));
+  return r;
 }
 
 // How a row is cut up. A span is 16 * LW bytes of a row (four lanes, LW
@@ -240,18 +245,17 @@ __device__ __forceinline__ TileRows tile_rows(const Segments& seg, int tile, int
 }
 
 // The mmas of one span's codes (rows g, g + 8 of lane (g, t)) against B from
-// xb (zero where !bval): at 4 bits nibbles 0 and 1 of each word into d, 2 and 3
-// into d1 (two accumulator chains, or one when d1 == d); at 8 bits the low
-// nibbles of bytes (0, 2) and (1, 3) into d, the high ones into d1 (to be
-// weighted by 16).
+// xb (the block's zeros where this lane's column has no x): at 4 bits nibbles 0
+// and 1 of each word into d, 2 and 3 into d1 (two accumulator chains, or one
+// when d1 == d); at 8 bits the low nibbles of bytes (0, 2) and (1, 3) into d,
+// the high ones into d1 (to be weighted by 16).
 template <typename T, int BITS, int LW>
 __device__ __forceinline__ void span_mmas(const uint32_t (&wa)[LW], const uint32_t (&wb)[LW],
-                                          const uint4* xb, bool bval, float* d, float* d1) {
-  const uint4 zero = make_uint4(0, 0, 0, 0);
+                                          const uint4* xb, float* d, float* d1) {
   if constexpr (BITS == 4) {
 #pragma unroll
     for (int jw = 0; jw < LW; ++jw) {
-      const uint4 b = bval ? xb[jw] : zero;
+      const uint4 b = xb[jw];
       const uint32_t a = wa[jw], e = wb[jw];
       Mma<T>::mma(d, nib_pair<T, 0>(a), nib_pair<T, 0>(e), nib_pair<T, 1>(a), nib_pair<T, 1>(e),
                   b.x, b.y);
@@ -261,7 +265,7 @@ __device__ __forceinline__ void span_mmas(const uint32_t (&wa)[LW], const uint32
   } else {
 #pragma unroll
     for (int jj = 0; jj < LW / 2; ++jj) {
-      const uint4 b = bval ? xb[jj] : zero;
+      const uint4 b = xb[jj];
 #pragma unroll
       for (int k = 0; k < 2; ++k) {
         const uint32_t a = wa[2 * jj + k], e = wb[2 * jj + k];
@@ -325,8 +329,9 @@ template <typename T, int BITS, int GS, int LW>
 __device__ __forceinline__ void one_row_chunk(const uint32_t (&ca)[kSpans][LW],
                                               const uint32_t (&cb)[kSpans][LW],
                                               const uint32_t (&q)[OneRow<BITS, GS, LW>::NSG][4],
-                                              const uint4* xs, const float* sums, int span0,
-                                              int spans, int t, int g, float (&acc)[4]) {
+                                              const uint4* xs, const uint4* zeros,
+                                              const float* sums, int span0, int spans, int t, int g,
+                                              float (&acc)[4]) {
   using S = Shape<BITS, GS, LW>;
   constexpr int SA = OneRow<BITS, GS, LW>::SA;
   constexpr float kOff = Mma<T>::kOff * (BITS == 8 ? 17.0f : 1.0f);
@@ -341,7 +346,8 @@ __device__ __forceinline__ void one_row_chunk(const uint32_t (&ca)[kSpans][LW],
       if (span >= spans) break;
       // Lane (g, t) gives B column g: span g / CP of the group, piece g % CP.
       const bool bval = g / S::CP == ul && g % S::CP == t / S::LPP;
-      span_mmas<T, BITS, LW>(ca[u], cb[u], xs + (span * S::SV + t * S::LV) / 8, bval, d, d1);
+      span_mmas<T, BITS, LW>(ca[u], cb[u], bval ? xs + (span * S::SV + t * S::LV) / 8 : zeros, d,
+                             d1);
     }
 #pragma unroll
     for (int i = 0; i < 4; ++i) d[i] = BITS == 8 ? fmaf(16.0f, d1[i], d[i]) : d[i] + d1[i];
@@ -363,6 +369,40 @@ __device__ __forceinline__ void one_row_chunk(const uint32_t (&ca)[kSpans][LW],
   }
 }
 
+// The sums of the ksplit warps of a tile (warps wt * ksplit + wk of the block) into warp wk = 0's
+// acc, through shared memory; every warp of the block takes part (two block barriers).
+__device__ __forceinline__ void sum_over_ksplit(float (&acc)[4], float (*partial)[32][4], int warp,
+                                                int lane, int wk, int ksplit) {
+  if (ksplit <= 1) return;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) partial[warp][lane][i] = acc[i];
+  __syncthreads();
+  if (wk == 0) {
+    for (int k = 1; k < ksplit; ++k) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[i] += partial[warp + k][lane][i];
+    }
+  }
+  __syncthreads();
+}
+
+// One row of x: every column of a quad's D is a piece of that row, so rows g and g + 8 of the
+// tile are the quad's sums; lane t = 0 writes them.
+template <typename T>
+__device__ __forceinline__ void store_one_row(const float (&acc)[4], const Segments& seg,
+                                              const TileRows& r, int g, int t, int m_first) {
+  float va = acc[0] + acc[1], vb = acc[2] + acc[3];
+  va += __shfl_xor_sync(0xffffffffu, va, 1);
+  vb += __shfl_xor_sync(0xffffffffu, vb, 1);
+  va += __shfl_xor_sync(0xffffffffu, va, 2);
+  vb += __shfl_xor_sync(0xffffffffu, vb, 2);
+  if (t != 0) return;
+  T* out = static_cast<T*>(seg.out[r.s_idx]);
+  const int ra = r.r0 + g, rb = r.r0 + g + 8;
+  if (ra < r.N) out[int64_t{m_first} * r.N + ra] = static_cast<T>(va);
+  if (rb < r.N) out[int64_t{m_first} * r.N + rb] = static_cast<T>(vb);
+}
+
 template <typename T, int BITS, int GS, int LW, bool ONE>
 __global__ void __launch_bounds__(kThreads, 2)
     qgemv_mma_kernel(Segments seg, const T* x_all, int M, int K, int ksplit, int vec_scales) {
@@ -370,6 +410,9 @@ __global__ void __launch_bounds__(kThreads, 2)
   allow_dependent_launch();
   extern __shared__ __align__(16) uint32_t smem[];
   __shared__ float partial[kWarps][32][4];
+  // B for the lanes whose column has no x: reading zeros costs one address select a span
+  // instead of zeroing the four registers of each word's B.
+  __shared__ uint4 zeros[LW];
   const int m_first = static_cast<int>(blockIdx.z) * kQgemvMaxRows;
   const int m_count = min(M - m_first, kQgemvMaxRows);
   const int G = K / GS;
@@ -409,6 +452,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   prefetch_tile(tb + wt);
   wait_for_prerequisites();
   stage_x<T, BITS, S::PIECE>(x_all + int64_t{m_first} * K, K, m_count, xs, sums);
+  if (threadIdx.x < LW) zeros[threadIdx.x] = make_uint4(0, 0, 0, 0);
   __syncthreads();
 
   for (; tb < total_tiles; tb += stride) {
@@ -433,7 +477,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         if constexpr (ONE) {
           uint32_t q[OneRow<BITS, GS, LW>::NSG][4];
           one_row_scales<BITS, GS, LW>(r, span0, spans, G, t, vec_scales, q);
-          one_row_chunk<T, BITS, GS, LW>(ca, cb, q, xs, sums, span0, spans, t, g, acc[0]);
+          one_row_chunk<T, BITS, GS, LW>(ca, cb, q, xs, zeros, sums, span0, spans, t, g, acc[0]);
           continue;
         }
         const int g0 = span0 * S::SV / GS, avail = G - g0;
@@ -451,12 +495,12 @@ __global__ void __launch_bounds__(kThreads, 2)
             // B column g: row m of x, piece g % CP; this lane's values are piece t / LPP.
             const int mb = p * S::MC + g / S::CP;
             const bool bval = (g % S::CP) == t / S::LPP && mb < m_count;
-            const uint4* xb = xs + (int64_t{mb} * K + span * S::SV + t * S::LV) / 8;
+            const uint4* xb = bval ? xs + (int64_t{mb} * K + span * S::SV + t * S::LV) / 8 : zeros;
             float d[4] = {0.0f, 0.0f, 0.0f, 0.0f}, d1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
             // Two accumulator chains at 4 bits (an mma waits for the one before
             // on its registers), but at groups of 32, where registers are short.
             constexpr bool kTwo = BITS == 8 || S::CP <= 2;
-            span_mmas<T, BITS, LW>(ca[u], cb[u], xb, bval, d, kTwo ? d1 : d);
+            span_mmas<T, BITS, LW>(ca[u], cb[u], xb, d, kTwo ? d1 : d);
             if constexpr (kTwo) {
 #pragma unroll
               for (int i = 0; i < 4; ++i)
@@ -494,32 +538,12 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
     for (int p = 0; p < S::PASSES; ++p) {
       if (p >= passes) break;
-      if (ksplit > 1) {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) partial[warp][lane][i] = acc[p][i];
-        __syncthreads();
-        if (wk == 0) {
-          for (int k = 1; k < ksplit; ++k) {
-#pragma unroll
-            for (int i = 0; i < 4; ++i) acc[p][i] += partial[warp + k][lane][i];
-          }
-        }
-        __syncthreads();
-      }
+      sum_over_ksplit(acc[p], partial, warp, lane, wk, ksplit);
       if (wk != 0 || tile >= total_tiles) continue;
       T* out = static_cast<T*>(seg.out[r.s_idx]);
       const int ra = r.r0 + g, rb = r.r0 + g + 8;
       if constexpr (ONE) {
-        // Every column is a piece of the one row of x: sum them over the quad.
-        float va = acc[0][0] + acc[0][1], vb = acc[0][2] + acc[0][3];
-        va += __shfl_xor_sync(0xffffffffu, va, 1);
-        vb += __shfl_xor_sync(0xffffffffu, vb, 1);
-        va += __shfl_xor_sync(0xffffffffu, va, 2);
-        vb += __shfl_xor_sync(0xffffffffu, vb, 2);
-        if (t == 0) {
-          if (ra < r.N) out[int64_t{m_first} * r.N + ra] = static_cast<T>(va);
-          if (rb < r.N) out[int64_t{m_first} * r.N + rb] = static_cast<T>(vb);
-        }
+        store_one_row<T>(acc[0], seg, r, g, t, m_first);
       } else if constexpr (S::CP == 1) {
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
@@ -593,6 +617,25 @@ size_t smem_bytes(int K, int group_size, int bits, int M) {
 // the same as 16 on an H200.
 constexpr int kWarpsPerSmTarget = 16;
 
+// How a launch splits its work: K over ksplit warps of a tile, tiles_per_block tiles a block.
+struct Split {
+  int ksplit, tiles_per_block;
+};
+
+// Split K over as many warps as it takes to reach the target number of warps (up to one chunk
+// each and a block's 8), and put fewer tiles in a block while that leaves SMs without one.
+Split split_for(int tiles, int chunks, int row_blocks) {
+  const int64_t target = int64_t{sm_count()} * kWarpsPerSmTarget;
+  const int kmax = chunks < kWarps ? chunks : kWarps;
+  Split sp{1, 1};
+  while (sp.ksplit < kmax && int64_t{tiles} * sp.ksplit * row_blocks < target) ++sp.ksplit;
+  sp.tiles_per_block = kWarps / sp.ksplit;
+  while (sp.tiles_per_block > 1 && int64_t{tiles} * row_blocks / sp.tiles_per_block < sm_count()) {
+    sp.tiles_per_block /= 2;
+  }
+  return sp;
+}
+
 template <typename T, int BITS, int GS, int LW, bool ONE>
 void launch(const Segments& seg, const QmmArgs& a, cudaStream_t stream) {
   using S = Shape<BITS, GS, LW>;
@@ -608,17 +651,8 @@ void launch(const Segments& seg, const QmmArgs& a, cudaStream_t stream) {
   const int tiles = seg.tile_start[seg.count];
   const int row_blocks = (a.M + kQgemvMaxRows - 1) / kQgemvMaxRows;
   const int chunks = (a.K / S::SV + kSpans - 1) / kSpans;
-  // Split K over as many warps as it takes to reach the target number of
-  // warps (up to one chunk each and a block's 8), and put fewer tiles in a
-  // block while that leaves SMs without one.
-  const int64_t target = int64_t{sm_count()} * kWarpsPerSmTarget;
-  const int kmax = chunks < kWarps ? chunks : kWarps;
-  int ksplit = 1;
-  while (ksplit < kmax && int64_t{tiles} * ksplit * row_blocks < target) ++ksplit;
-  int tiles_per_block = kWarps / ksplit;
-  while (tiles_per_block > 1 && int64_t{tiles} * row_blocks / tiles_per_block < sm_count()) {
-    tiles_per_block /= 2;
-  }
+  const Split sp = split_for(tiles, chunks, row_blocks);
+  const int ksplit = sp.ksplit, tiles_per_block = sp.tiles_per_block;
   const int threads = tiles_per_block * ksplit * 32;
   const int rows = a.M < kQgemvMaxRows ? a.M : kQgemvMaxRows;
   const size_t smem = size_t{2} * a.K * rows + size_t{4} * rows * (a.K / S::PIECE);
