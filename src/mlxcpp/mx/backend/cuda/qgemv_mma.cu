@@ -325,7 +325,8 @@ __device__ __forceinline__ void one_row_scales(const TileRows& r, int span0, int
   }
 }
 
-template <typename T, int BITS, int GS, int LW>
+// FULL: the chunk's kSpans spans all lie in the row (no bounds to check).
+template <typename T, int BITS, int GS, int LW, bool FULL = false>
 __device__ __forceinline__ void one_row_chunk(const uint32_t (&ca)[kSpans][LW],
                                               const uint32_t (&cb)[kSpans][LW],
                                               const uint32_t (&q)[OneRow<BITS, GS, LW>::NSG][4],
@@ -338,12 +339,12 @@ __device__ __forceinline__ void one_row_chunk(const uint32_t (&ca)[kSpans][LW],
 #pragma unroll
   for (int a = 0; a < OneRow<BITS, GS, LW>::NSG; ++a) {
     const int a0 = a * SA, sp0 = span0 + a0;
-    if (sp0 >= spans) break;
+    if (!FULL && sp0 >= spans) break;
     float d[4] = {0.0f, 0.0f, 0.0f, 0.0f}, d1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
     for (int ul = 0; ul < SA; ++ul) {
       const int u = a0 + ul, span = sp0 + ul;
-      if (span >= spans) break;
+      if (!FULL && span >= spans) break;
       // Lane (g, t) gives B column g: span g / CP of the group, piece g % CP.
       const bool bval = g / S::CP == ul && g % S::CP == t / S::LPP;
       span_mmas<T, BITS, LW>(ca[u], cb[u], bval ? xs + (span * S::SV + t * S::LV) / 8 : zeros, d,
@@ -354,7 +355,7 @@ __device__ __forceinline__ void one_row_chunk(const uint32_t (&ca)[kSpans][LW],
     // Columns 2t, 2t + 1 are this span group's groups 2t, 2t + 1 (a piece is a
     // group here); past SA * CP columns or past the row they hold nothing.
     const int gf = sp0 * S::CP + 2 * t;  // the first of the two groups (and pieces)
-    const int cols = min(SA, spans - sp0) * S::CP;
+    const int cols = (FULL ? SA : min(SA, spans - sp0)) * S::CP;
     if (2 * t >= cols) continue;
     const float2 sx = cols - 2 * t >= 2 ? *reinterpret_cast<const float2*>(sums + gf)
                                         : make_float2(sums[gf], 0.0f);
@@ -367,6 +368,36 @@ __device__ __forceinline__ void one_row_chunk(const uint32_t (&ca)[kSpans][LW],
       acc[i] = fmaf(sc, fmaf(-kOff, x_sum, d[i]), fmaf(bi, x_sum, acc[i]));
     }
   }
+}
+
+// A whole chunk of one row of x (every span in the row, the scale pairs 4-byte aligned): the
+// loads of one_row_chunk's operands with no bounds, fallbacks or per-load address arithmetic
+// (they were a third of the loop's instructions), then its arithmetic.
+template <typename T, int BITS, int GS>
+__device__ __forceinline__ void one_row_full_chunk(const TileRows& r, int c, int t, int g,
+                                                   const uint4* xs, const uint4* zeros,
+                                                   const float* sums, float (&acc)[4]) {
+  using S = Shape<BITS, GS, 4>;
+  using O = OneRow<BITS, GS, 4>;
+  uint32_t ca[kSpans][4], cb[kSpans][4], q[O::NSG][4];
+  const uint32_t* pa = r.wa + c * kSpans * S::WPS;
+  const uint32_t* pb = r.wb + c * kSpans * S::WPS;
+#pragma unroll
+  for (int u = 0; u < kSpans; ++u) {
+    load_lane<4>(pa + u * S::WPS, ca[u]);
+    load_lane<4>(pb + u * S::WPS, cb[u]);
+  }
+  const int gf = c * kSpans * S::CP + 2 * t;  // the lane's first group (one_row_scales)
+#pragma unroll
+  for (int a = 0; a < O::NSG; ++a) {
+    const int ga = gf + a * O::SA * S::CP;
+    const bool used = 2 * t < O::SA * S::CP;
+    q[a][0] = used ? __ldg(reinterpret_cast<const uint32_t*>(r.sa + ga)) : 0u;
+    q[a][1] = used ? __ldg(reinterpret_cast<const uint32_t*>(r.ba + ga)) : 0u;
+    q[a][2] = used ? __ldg(reinterpret_cast<const uint32_t*>(r.sb + ga)) : 0u;
+    q[a][3] = used ? __ldg(reinterpret_cast<const uint32_t*>(r.bb + ga)) : 0u;
+  }
+  one_row_chunk<T, BITS, GS, 4, true>(ca, cb, q, xs, zeros, sums, c * kSpans, 0, t, g, acc);
 }
 
 // The sums of the ksplit warps of a tile (warps wt * ksplit + wk of the block) into warp wk = 0's
@@ -403,7 +434,7 @@ __device__ __forceinline__ void store_one_row(const float (&acc)[4], const Segme
   if (rb < r.N) out[int64_t{m_first} * r.N + rb] = static_cast<T>(vb);
 }
 
-template <typename T, int BITS, int GS, int LW, bool ONE>
+template <typename T, int BITS, int GS, int LW, bool ONE, bool FULL>
 __global__ void __launch_bounds__(kThreads, 2)
     qgemv_mma_kernel(Segments seg, const T* x_all, int M, int K, int ksplit, int vec_scales) {
   using S = Shape<BITS, GS, LW>;
@@ -464,6 +495,10 @@ __global__ void __launch_bounds__(kThreads, 2)
         tile < total_tiles ? tile_rows(seg, tile, g, t, LW, words_per_row, G) : TileRows{};
     if (tile < total_tiles) {
       for (int c = c_begin; c < c_end; ++c) {
+        if constexpr (ONE && FULL) {
+          one_row_full_chunk<T, BITS, GS>(r, c, t, g, xs, zeros, sums, acc[0]);
+          continue;
+        }
         uint32_t ca[kSpans][LW], cb[kSpans][LW];
         uint32_t sa[S::NW], ba[S::NW], sb[S::NW], bb[S::NW];
         const int span0 = c * kSpans;
@@ -636,7 +671,7 @@ Split split_for(int tiles, int chunks, int row_blocks) {
   return sp;
 }
 
-template <typename T, int BITS, int GS, int LW, bool ONE>
+template <typename T, int BITS, int GS, int LW, bool ONE, bool FULL = false>
 void launch(const Segments& seg, const QmmArgs& a, cudaStream_t stream) {
   using S = Shape<BITS, GS, LW>;
   // Scales and biases come a chunk's worth at a time (one row of x: two
@@ -648,6 +683,14 @@ void launch(const Segments& seg, const QmmArgs& a, cudaStream_t stream) {
     vec_scales = vec_scales && reinterpret_cast<uintptr_t>(seg.scales[i]) % vec_bytes == 0 &&
                  reinterpret_cast<uintptr_t>(seg.biases[i]) % vec_bytes == 0;
   }
+  if constexpr (ONE && !FULL) {
+    // Whole chunks with aligned scale pairs (every Gemma 3 4B product): the loop without
+    // bounds (one_row_full_chunk). MLXCPP_QGEMV_FULL=0 keeps the general one.
+    static const bool full_on = !switched_off("MLXCPP_QGEMV_FULL");
+    if (full_on && vec_scales && a.K % (kSpans * S::SV) == 0) {
+      return launch<T, BITS, GS, LW, true, true>(seg, a, stream);
+    }
+  }
   const int tiles = seg.tile_start[seg.count];
   const int row_blocks = (a.M + kQgemvMaxRows - 1) / kQgemvMaxRows;
   const int chunks = (a.K / S::SV + kSpans - 1) / kSpans;
@@ -656,7 +699,7 @@ void launch(const Segments& seg, const QmmArgs& a, cudaStream_t stream) {
   const int threads = tiles_per_block * ksplit * 32;
   const int rows = a.M < kQgemvMaxRows ? a.M : kQgemvMaxRows;
   const size_t smem = size_t{2} * a.K * rows + size_t{4} * rows * (a.K / S::PIECE);
-  auto* kernel = qgemv_mma_kernel<T, BITS, GS, LW, ONE>;
+  auto* kernel = qgemv_mma_kernel<T, BITS, GS, LW, ONE, FULL>;
   const int resident =
       blocks_per_sm(reinterpret_cast<const void*>(kernel), smem, threads) * sm_count();
   const int needed = (tiles + tiles_per_block - 1) / tiles_per_block;
