@@ -7,7 +7,8 @@
 // float64 dequantize-and-dot written from formats.md section 2 here (codes
 // LSB first in the row's uint32 stream, w = scale * q + bias per group).
 // Also the grouped launch (several matrices against one x) through
-// nn::apply_linears. Every test skips where no GPU exists (ctest label `gpu`).
+// nn::apply_linears, and one row of x far from magnitude 1. Every test skips where no GPU exists
+// (ctest label `gpu`).
 #include <cmath>
 #include <optional>
 #include <string>
@@ -122,6 +123,46 @@ TEST_F(GpuQgemv, DecodeShapesMatchReferences) {
                        std::to_string(g) + " M " + std::to_string(M));
           check_product(mx::slice(x8, {0, 0}, {M, s.K}, kCpu), q, bits, g, want);
         }
+      }
+    }
+  }
+}
+
+// One row of x far from magnitude 1 (the whole-chunk 8-bit path multiplies in float16 after
+// scaling each group by a power of two: values past float16's 65504, values under its normal
+// range, and groups of very different magnitudes in one row), against the float64 reference
+// with the tolerances above scaled by x's largest magnitude.
+TEST_F(GpuQgemv, OneRowFarFromUnitMagnitude) {
+  const int N = 2048, K = 2560;
+  array w = normal({N, K}, mx::bfloat16, 77);
+  array z = normal({1, K}, mx::float32, 78);
+  // Group i of 64 values scaled by 10^((i mod 13) - 6): 1e-6 .. 1e6 in one row.
+  std::vector<float> mixed_scale(static_cast<size_t>(K));
+  for (int k = 0; k < K; ++k)
+    mixed_scale[k] = std::pow(10.0f, static_cast<float>((k / 64) % 13 - 6));
+  array mixed = mx::array(mixed_scale.data(), {1, K}, mx::float32);
+  struct Case {
+    const char* what;
+    array x;
+    double largest;
+  };
+  const Case cases[] = {
+      {"all near 3e5 (past float16's range)", mx::multiply(z, mx::array(3e5f), kCpu), 3e5},
+      {"all near 1e-6 (under float16's normal range)", mx::multiply(z, mx::array(1e-6f), kCpu),
+       1e-6},
+      {"groups from 1e-6 to 1e6", mx::multiply(z, mixed, kCpu), 1e6}};
+  for (int bits : {4, 8}) {
+    for (int g : {32, 64}) {
+      auto q = mx::quantize(w, g, bits, "affine", kCpu);
+      mx::eval(q);
+      for (const Case& c : cases) {
+        SCOPED_TRACE(std::string(c.what) + " bits " + std::to_string(bits) + " group " +
+                     std::to_string(g));
+        array x = mx::astype(c.x, mx::bfloat16, kCpu);
+        array got = mx::quantized_matmul(x, q[0], q[1], q[2], true, g, bits, "affine", kGpu);
+        // x's scale: 3 standard deviations of its largest groups.
+        const double atol = 2e-3 * std::sqrt(static_cast<double>(K)) * 3 * c.largest;
+        expect_close(got, reference(x, q, bits, g), {1, N}, atol, 1.0 / 128);
       }
     }
   }

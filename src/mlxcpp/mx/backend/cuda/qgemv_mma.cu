@@ -370,16 +370,17 @@ __device__ __forceinline__ void one_row_chunk(const uint32_t (&ca)[kSpans][LW],
   }
 }
 
-// A whole chunk of one row of x (every span in the row, the scale pairs 4-byte aligned): the
-// loads of one_row_chunk's operands with no bounds, fallbacks or per-load address arithmetic
-// (they were a third of the loop's instructions), then its arithmetic.
-template <typename T, int BITS, int GS>
-__device__ __forceinline__ void one_row_full_chunk(const TileRows& r, int c, int t, int g,
-                                                   const uint4* xs, const uint4* zeros,
-                                                   const float* sums, float (&acc)[4]) {
+// ---------------------------------------------------------------- whole chunks
+// A whole chunk of one row of x: every span in the row and the scale pairs 4-byte aligned
+// (every Gemma 3 4B product). Its loads have no bounds, fallbacks or per-load address
+// arithmetic (in the general loop they were a third of the instructions).
+template <int BITS, int GS>
+__device__ __forceinline__ void full_chunk_loads(const TileRows& r, int c, int t,
+                                                 uint32_t (&ca)[kSpans][4],
+                                                 uint32_t (&cb)[kSpans][4],
+                                                 uint32_t (&q)[OneRow<BITS, GS, 4>::NSG][4]) {
   using S = Shape<BITS, GS, 4>;
   using O = OneRow<BITS, GS, 4>;
-  uint32_t ca[kSpans][4], cb[kSpans][4], q[O::NSG][4];
   const uint32_t* pa = r.wa + c * kSpans * S::WPS;
   const uint32_t* pb = r.wb + c * kSpans * S::WPS;
 #pragma unroll
@@ -387,17 +388,143 @@ __device__ __forceinline__ void one_row_full_chunk(const TileRows& r, int c, int
     load_lane<4>(pa + u * S::WPS, ca[u]);
     load_lane<4>(pb + u * S::WPS, cb[u]);
   }
-  const int gf = c * kSpans * S::CP + 2 * t;  // the lane's first group (one_row_scales)
+  const bool used = 2 * t < O::SA * S::CP;  // the lane's columns hold groups
 #pragma unroll
   for (int a = 0; a < O::NSG; ++a) {
-    const int ga = gf + a * O::SA * S::CP;
-    const bool used = 2 * t < O::SA * S::CP;
+    const int ga = (c * kSpans + a * O::SA) * S::CP + 2 * t;  // one_row_scales' groups
     q[a][0] = used ? __ldg(reinterpret_cast<const uint32_t*>(r.sa + ga)) : 0u;
     q[a][1] = used ? __ldg(reinterpret_cast<const uint32_t*>(r.ba + ga)) : 0u;
     q[a][2] = used ? __ldg(reinterpret_cast<const uint32_t*>(r.sb + ga)) : 0u;
     q[a][3] = used ? __ldg(reinterpret_cast<const uint32_t*>(r.bb + ga)) : 0u;
   }
+}
+
+// 4 bits: the whole chunk's loads, then one_row_chunk's arithmetic without its bounds.
+template <typename T, int BITS, int GS>
+__device__ __forceinline__ void one_row_full_chunk(const TileRows& r, int c, int t, int g,
+                                                   const uint4* xs, const uint4* zeros,
+                                                   const float* sums, float (&acc)[4]) {
+  uint32_t ca[kSpans][4], cb[kSpans][4], q[OneRow<BITS, GS, 4>::NSG][4];
+  full_chunk_loads<BITS, GS>(r, c, t, ca, cb, q);
   one_row_chunk<T, BITS, GS, 4, true>(ca, cb, q, xs, zeros, sums, c * kSpans, 0, t, g, acc);
+}
+
+// 8 bits: the products in float16 whatever x's type. A float16 code is one LOP3 a pair (a
+// byte fits float16's 10 mantissa bits, not bfloat16's 7, which took two nibbles a byte: two
+// mmas and twice the instructions), and x converts exactly once each scale group is scaled by
+// a power of two that puts its largest magnitude at 2^14 (bfloat16's 8 significant bits fit
+// float16's 11; only values 2^28 under the group's largest become subnormal, far below float32
+// rounding). The staged x of a piece (= group) p carries its factor f = 2^e and, in x's scaled
+// units, the offset term off = 1024 * sum(x) and plain = sum(x):
+//   acc += f * (scale * (d - off) + bias * plain).
+// (At 4 bits float16 codes save 2 of 7 instructions a code word, but the staging's scaling
+// cost the small products more: gemma3-4b decode 511-517 tok/s against 513-525, not kept.)
+
+// The 16-bit lanes of w where MASK is set, OR-ed into the float16 1024s of MAGIC (one LOP3).
+template <uint32_t MASK>
+__device__ __forceinline__ uint32_t h_codes(uint32_t w) {
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(w), "n"(MASK), "r"(Mma<__half>::kMagic));
+  return r;
+}
+
+// x (one row, K a multiple of 8 * SEG) into shared memory as float16, each piece of PIECE values
+// scaled as above, its values in the order the codes come out ((0,2) (1,3) (4,6) (5,7)), and
+// piece p's off, plain and f at meta[p], meta[P + p] and meta[2 P + p] (P = K / PIECE).
+template <typename T, int PIECE>
+__device__ void stage_x_h(const T* x, int K, uint4* xs, float* meta) {
+  constexpr int SEG = PIECE / 8;  // 8-value chunks per piece (consecutive threads; divides 32)
+  const int chunks = K / 8, P = K / PIECE;
+  for (int c0 = 0; c0 < chunks; c0 += static_cast<int>(blockDim.x)) {
+    const int c = c0 + static_cast<int>(threadIdx.x);
+    const bool active = c < chunks;  // the same for all SEG threads of a piece
+    const uint4 raw = active ? *reinterpret_cast<const uint4*>(x + int64_t{c} * 8) : uint4{};
+    const uint32_t u[4] = {raw.x, raw.y, raw.z, raw.w};
+    float v[8], amax = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      v[i] = Mma<T>::half_at(u[i / 2], i & 1);
+      amax = fmaxf(amax, fabsf(v[i]));
+    }
+#pragma unroll
+    for (int off = SEG / 2; off > 0; off >>= 1) {
+      amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+    }
+    // e: amax * 2^-e in [2^14, 2^15) for every finite amax (0 for an all-zero piece; NaN and
+    // infinity stay so; pieces under 2^-86 keep e = -100, their values are far under rounding).
+    int e = amax > 0.0f ? static_cast<int>((__float_as_uint(amax) >> 23) & 0xff) - 127 - 14 : 0;
+    e = max(-100, min(113, e));
+    const float down = __uint_as_float(static_cast<uint32_t>(127 - e) << 23);
+    uint32_t h[8];
+    float sum = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const __half hv = __float2half_rn(v[i] * down);
+      h[i] = __half_as_ushort(hv);
+      sum += __half2float(hv);
+    }
+#pragma unroll
+    for (int off = SEG / 2; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+    if (!active) continue;
+    xs[c] = make_uint4(h[0] | h[2] << 16, h[1] | h[3] << 16, h[4] | h[6] << 16, h[5] | h[7] << 16);
+    if (c % SEG == 0) {
+      const int p = c / SEG;
+      meta[p] = 1024.0f * sum;
+      meta[P + p] = sum;
+      meta[2 * P + p] = __uint_as_float(static_cast<uint32_t>(127 + e) << 23);
+    }
+  }
+}
+
+// A whole 8-bit chunk (c) of a tile for one row of x, in float16: one_row_chunk's scheme of
+// span groups sharing a D, with stage_x_h's pieces.
+template <typename T, int GS>
+__device__ __forceinline__ void one_row_full_chunk_h(const TileRows& r, int c, int t, int g,
+                                                     const uint4* xs, const uint4* zeros,
+                                                     const float* meta, int P, float (&acc)[4]) {
+  using S = Shape<8, GS, 4>;
+  using O = OneRow<8, GS, 4>;
+  constexpr int SA = O::SA;
+  uint32_t ca[kSpans][4], cb[kSpans][4], q[O::NSG][4];
+  full_chunk_loads<8, GS>(r, c, t, ca, cb, q);
+#pragma unroll
+  for (int a = 0; a < O::NSG; ++a) {
+    const int sp0 = c * kSpans + a * SA;
+    float d[4] = {0.0f, 0.0f, 0.0f, 0.0f}, d1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int ul = 0; ul < SA; ++ul) {
+      // Lane (g, t) gives B column g: span g / CP of the group, piece g % CP.
+      const bool bval = g / S::CP == ul && g % S::CP == t / S::LPP;
+      const uint4* xb = bval ? xs + ((sp0 + ul) * S::SV + t * S::LV) / 8 : zeros;
+      const uint32_t(&wa)[4] = ca[a * SA + ul];
+      const uint32_t(&wb)[4] = cb[a * SA + ul];
+#pragma unroll
+      for (int jj = 0; jj < 2; ++jj) {
+        const uint4 b = xb[jj];
+#pragma unroll
+        for (int k = 0; k < 2; ++k) {
+          // Bytes (0, 2) and (1, 3) of word 2 jj + k: values (0,2) (1,3) or (4,6) (5,7).
+          const uint32_t w = wa[2 * jj + k], e = wb[2 * jj + k];
+          Mma<__half>::mma(k ? d1 : d, h_codes<0x00ff00ffu>(w), h_codes<0x00ff00ffu>(e),
+                           h_codes<0x00ff00ffu>(w >> 8), h_codes<0x00ff00ffu>(e >> 8),
+                           k ? b.z : b.x, k ? b.w : b.y);
+        }
+      }
+    }
+    if (2 * t >= SA * S::CP) continue;
+    const int gf = sp0 * S::CP + 2 * t;  // the lane's two groups (and pieces)
+    const float2 mo = *reinterpret_cast<const float2*>(meta + gf);  // gf and P are even
+    const float2 mp = *reinterpret_cast<const float2*>(meta + P + gf);
+    const float2 mf = *reinterpret_cast<const float2*>(meta + 2 * P + gf);
+    const float off[2] = {mo.x, mo.y}, plain[2] = {mp.x, mp.y}, f[2] = {mf.x, mf.y};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int h = i & 1;
+      const float sc = Mma<T>::half_at(i >= 2 ? q[a][2] : q[a][0], h);
+      const float bi = Mma<T>::half_at(i >= 2 ? q[a][3] : q[a][1], h);
+      acc[i] = fmaf(f[h], fmaf(sc, d[i] + d1[i] - off[h], bi * plain[h]), acc[i]);
+    }
+  }
 }
 
 // The sums of the ksplit warps of a tile (warps wt * ksplit + wk of the block) into warp wk = 0's
@@ -482,7 +609,13 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int stride = static_cast<int>(gridDim.x) * tiles_per_block;
   prefetch_tile(tb + wt);
   wait_for_prerequisites();
-  stage_x<T, BITS, S::PIECE>(x_all + int64_t{m_first} * K, K, m_count, xs, sums);
+  // The whole-chunk 8-bit path multiplies in float16 (one_row_full_chunk_h).
+  constexpr bool kHalf = ONE && FULL && BITS == 8;
+  if constexpr (kHalf) {
+    stage_x_h<T, S::PIECE>(x_all + int64_t{m_first} * K, K, xs, sums);
+  } else {
+    stage_x<T, BITS, S::PIECE>(x_all + int64_t{m_first} * K, K, m_count, xs, sums);
+  }
   if (threadIdx.x < LW) zeros[threadIdx.x] = make_uint4(0, 0, 0, 0);
   __syncthreads();
 
@@ -496,7 +629,11 @@ __global__ void __launch_bounds__(kThreads, 2)
     if (tile < total_tiles) {
       for (int c = c_begin; c < c_end; ++c) {
         if constexpr (ONE && FULL) {
-          one_row_full_chunk<T, BITS, GS>(r, c, t, g, xs, zeros, sums, acc[0]);
+          if constexpr (kHalf) {
+            one_row_full_chunk_h<T, GS>(r, c, t, g, xs, zeros, sums, P, acc[0]);
+          } else {
+            one_row_full_chunk<T, BITS, GS>(r, c, t, g, xs, zeros, sums, acc[0]);
+          }
           continue;
         }
         uint32_t ca[kSpans][LW], cb[kSpans][LW];
@@ -687,7 +824,8 @@ void launch(const Segments& seg, const QmmArgs& a, cudaStream_t stream) {
     // Whole chunks with aligned scale pairs (every Gemma 3 4B product): the loop without
     // bounds (one_row_full_chunk). MLXCPP_QGEMV_FULL=0 keeps the general one.
     static const bool full_on = !switched_off("MLXCPP_QGEMV_FULL");
-    if (full_on && vec_scales && a.K % (kSpans * S::SV) == 0) {
+    if (full_on && vec_scales && a.K % (kSpans * S::SV) == 0 &&
+        size_t{2} * a.K + size_t{12} * (a.K / S::PIECE) <= kMaxSmem) {
       return launch<T, BITS, GS, LW, true, true>(seg, a, stream);
     }
   }
@@ -698,7 +836,9 @@ void launch(const Segments& seg, const QmmArgs& a, cudaStream_t stream) {
   const int ksplit = sp.ksplit, tiles_per_block = sp.tiles_per_block;
   const int threads = tiles_per_block * ksplit * 32;
   const int rows = a.M < kQgemvMaxRows ? a.M : kQgemvMaxRows;
-  const size_t smem = size_t{2} * a.K * rows + size_t{4} * rows * (a.K / S::PIECE);
+  // x, and per piece its sum (three floats in the 8-bit whole-chunk path: stage_x_h).
+  const size_t smem = size_t{2} * a.K * rows +
+                      size_t{4} * rows * (a.K / S::PIECE) * (ONE && FULL && BITS == 8 ? 3 : 1);
   auto* kernel = qgemv_mma_kernel<T, BITS, GS, LW, ONE, FULL>;
   const int resident =
       blocks_per_sm(reinterpret_cast<const void*>(kernel), smem, threads) * sm_count();
