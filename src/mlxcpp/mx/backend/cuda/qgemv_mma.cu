@@ -35,6 +35,12 @@
 //   them, by every lane of a quad (one_row_chunk).
 // - Warps of a block split K when tiles are few; blocks loop over tiles so x
 //   is rearranged once per block.
+// - One row of x in whole chunks (K a multiple of a chunk's codes, scale pairs
+//   4-byte aligned: every Gemma 3 4B product) takes a loop without bounds or
+//   fallbacks (one_row_full_chunk); at 8 bits it multiplies in float16, x
+//   scaled per scale group by a power of two (one_row_full_chunk_h).
+// The loop is issue-bound as much as memory-bound (bench/RESULTS.md,
+// 2026-11-28 12:40): count instructions when changing it.
 #include <mutex>
 #include <unordered_map>
 
@@ -88,15 +94,19 @@ struct Mma<__half> {
   }
 };
 
-// Nibbles c and c + 4 (as 16-bit halves: bits 4c.. of each half) of w as MAGIC + nibble. The
-// mask and the OR are one LOP3 (written out: with both constants immediates the compiler
-// emits an AND and an OR, 11 instructions a code word of two rows instead of 7).
+// (w & MASK) | magic as one LOP3. Written out: with both constants immediates the compiler
+// emits an AND and an OR (11 instructions a code word of two rows instead of 7).
+template <uint32_t MASK>
+__device__ __forceinline__ uint32_t masked_or(uint32_t w, uint32_t magic) {
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(w), "n"(MASK), "r"(magic));
+  return r;
+}
+
+// Nibbles c and c + 4 (as 16-bit halves: bits 4c.. of each half) of w as MAGIC + nibble.
 template <typename T, int C>
 __device__ __forceinline__ uint32_t nib_pair(uint32_t w) {
-  const uint32_t s = C == 0 ? w : w >> (4 * C);
-  uint32_t r;
-  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(s), "n"(0x000f000f), "r"(Mma<T>::kMagic));
-  return r;
+  return masked_or<0x000f000fu>(C == 0 ? w : w >> (4 * C), Mma<T>::kMagic);
 }
 
 // How a row is cut up. A span is 16 * LW bytes of a row (four lanes, LW
@@ -420,14 +430,6 @@ __device__ __forceinline__ void one_row_full_chunk(const TileRows& r, int c, int
 // (At 4 bits float16 codes save 2 of 7 instructions a code word, but the staging's scaling
 // cost the small products more: gemma3-4b decode 511-517 tok/s against 513-525, not kept.)
 
-// The 16-bit lanes of w where MASK is set, OR-ed into the float16 1024s of MAGIC (one LOP3).
-template <uint32_t MASK>
-__device__ __forceinline__ uint32_t h_codes(uint32_t w) {
-  uint32_t r;
-  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(w), "n"(MASK), "r"(Mma<__half>::kMagic));
-  return r;
-}
-
 // x (one row, K a multiple of 8 * SEG) into shared memory as float16, each piece of PIECE values
 // scaled as above, its values in the order the codes come out ((0,2) (1,3) (4,6) (5,7)), and
 // piece p's off, plain and f at meta[p], meta[P + p] and meta[2 P + p] (P = K / PIECE).
@@ -505,8 +507,9 @@ __device__ __forceinline__ void one_row_full_chunk_h(const TileRows& r, int c, i
         for (int k = 0; k < 2; ++k) {
           // Bytes (0, 2) and (1, 3) of word 2 jj + k: values (0,2) (1,3) or (4,6) (5,7).
           const uint32_t w = wa[2 * jj + k], e = wb[2 * jj + k];
-          Mma<__half>::mma(k ? d1 : d, h_codes<0x00ff00ffu>(w), h_codes<0x00ff00ffu>(e),
-                           h_codes<0x00ff00ffu>(w >> 8), h_codes<0x00ff00ffu>(e >> 8),
+          constexpr uint32_t kM = Mma<__half>::kMagic;  // float16 1024 + byte
+          Mma<__half>::mma(k ? d1 : d, masked_or<0x00ff00ffu>(w, kM), masked_or<0x00ff00ffu>(e, kM),
+                           masked_or<0x00ff00ffu>(w >> 8, kM), masked_or<0x00ff00ffu>(e >> 8, kM),
                            k ? b.z : b.x, k ? b.w : b.y);
         }
       }
