@@ -168,7 +168,7 @@ TEST_F(GpuQgemv, OneRowFarFromUnitMagnitude) {
   }
 }
 
-// Two and twenty rows of x (the blocked path), float16 x, float32 scales
+// One, two and twenty rows of x (the blocked path) of float16 x, float32 scales
 // (x promoted to float32: the SIMT kernel), and two rows of the down
 // projection's K (x staged in more than 48 KB of shared memory with the
 // partial sums).
@@ -177,7 +177,7 @@ TEST_F(GpuQgemv, RowBlocksHalfAndFloatScales) {
   for (int bits : {4, 8}) {
     array w = normal({2560, 2560}, mx::float16, seed++);
     auto q = mx::quantize(w, 64, bits, "affine", kCpu);
-    for (int M : {2, 20}) {
+    for (int M : {1, 2, 20}) {  // 1: the whole-chunk one-row loop with float16 x
       SCOPED_TRACE("float16 bits " + std::to_string(bits) + " M " + std::to_string(M));
       check_product(normal({M, 2560}, mx::float16, seed++), q, bits, 64);
     }
