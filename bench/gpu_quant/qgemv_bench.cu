@@ -62,6 +62,7 @@ struct DecodeShape {
   const char* what;
   std::vector<int> Ns;  // one matrix, or several in one grouped launch
   int K;
+  bool geglu = false;  // gate and up with the activation in the epilogue (one output)
 };
 
 }  // namespace
@@ -96,6 +97,7 @@ int main(int argc, char** argv) {
                                 {"down 2560x10240", {2560}, 10240},
                                 {"qkv grouped 3x2560", {2048, 1024, 1024}, 2560},
                                 {"gate+up grouped 2x2560", {10240, 10240}, 2560},
+                                {"gelu(gate)*up 2x2560", {10240, 10240}, 2560, true},
                                 {"lm head 262208x2560", {262208}, 2560}};
   std::printf("%-24s %2s %-9s %10s %9s %9s %7s %9s %9s %7s %9s %9s\n", "shape (N x K)", "M", "bits",
               "packed MB", "q us", "q GB/s", "q/copy", "bf16 us", "bf16GB/s", "speedup", "op q us",
@@ -190,7 +192,8 @@ int main(int argc, char** argv) {
           const double q_ms = time_graph(s, 2 * copies, reps, [&](int i) {
             auto gs = groups_of(i % copies);
             if (use_tc) {
-              quant::qgemv_mma_grouped(a, gs.data(), static_cast<int>(gs.size()), mx::bfloat16, s);
+              quant::qgemv_mma_grouped(a, gs.data(), static_cast<int>(gs.size()), mx::bfloat16, s,
+                                       sh.geglu);
             } else {
               quant::QmmArgs ai = a;
               ai.w = gs[0].w;

@@ -7,14 +7,17 @@
 // float64 dequantize-and-dot written from formats.md section 2 here (codes
 // LSB first in the row's uint32 stream, w = scale * q + bias per group).
 // Also the grouped launch (several matrices against one x) through
-// nn::apply_linears, and one row of x far from magnitude 1. Every test skips where no GPU exists
-// (ctest label `gpu`).
+// nn::apply_linears, one row of x far from magnitude 1, and gate/up with the GELU applied as
+// the products are stored (quantized_geglu). Every test skips where no GPU exists (ctest label
+// `gpu`).
+#include <algorithm>
 #include <cmath>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/check.h"
+#include "mlxcpp/mx/fast.h"
 #include "mlxcpp/mx/random.h"
 #include "mlxcpp/nn/layers.h"
 #include "mlxcpp/nn/quantized.h"
@@ -263,6 +266,151 @@ TEST_F(GpuQgemv, GroupedLayersMatchSeparateProducts) {
                                           p->param("biases"), true, 64, bits, "affine", kCpu);
         expect_close(got[i], to_vector(want), want.shape(), 2e-3 * std::sqrt(2560.0) * 2,
                      2.0 / 128);
+      }
+    }
+  }
+}
+
+// gelu_approx(g) * u, the tanh form, in float64.
+double gelu_ref(double v) {
+  return 0.5 * v * (1 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+}
+
+// got = gelu(gate) * up against the float64 references of gate and up, within the products'
+// tolerance (check_product's) carried through exactly: the largest change of gelu(g) * u over
+// gate and up anywhere in their tolerance intervals (gelu's extremes there: the interval's
+// ends and its minimum, near -0.7518), plus one rounding of the result.
+void check_geglu(const array& got, const std::vector<double>& gate, const std::vector<double>& up,
+                 int K) {
+  static const double gelu_min_at = [] {
+    double lo = -1.0, hi = -0.5;  // where gelu's derivative changes sign, by bisection
+    for (int i = 0; i < 60; ++i) {
+      const double mid = 0.5 * (lo + hi);
+      (gelu_ref(mid + 1e-9) - gelu_ref(mid - 1e-9) < 0 ? lo : hi) = mid;
+    }
+    return 0.5 * (lo + hi);
+  }();
+  const std::vector<double> y = to_vector(got);
+  const double rtol = got.dtype() == mx::bfloat16 ? 1.0 / 128 : 1.0 / 512;
+  const double atol = 2e-3 * std::sqrt(static_cast<double>(K));
+  int bad = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    const double gv = gate[i], uv = up[i], want = gelu_ref(gv) * uv;
+    const double dg = atol + rtol * std::abs(gv), du = atol + rtol * std::abs(uv);
+    std::vector<double> acts = {gelu_ref(gv - dg), gelu_ref(gv + dg)};
+    if (gv - dg < gelu_min_at && gelu_min_at < gv + dg) acts.push_back(gelu_ref(gelu_min_at));
+    double tol = 0;
+    for (double a : acts) {
+      for (double u : {uv - du, uv + du}) tol = std::max(tol, std::abs(a * u - want));
+    }
+    tol += rtol * std::abs(want) + 1e-6;
+    if (std::abs(y[i] - want) > tol && bad++ < 5) {
+      ADD_FAILURE() << "element " << i << ": got " << y[i] << ", want " << want << " (gate " << gv
+                    << ", up " << uv << ", tolerance " << tol << ")";
+    }
+  }
+  EXPECT_EQ(bad, 0);
+}
+
+// gelu_approx(gate) * up with the activation in the product's epilogue (1, 3 and 8 rows of x,
+// 4 and 8 bits, groups of 32 and 64, bfloat16 and float16) against (a) the same products
+// stored and fast::gelu_approx_mul on the GPU: the same arithmetic, so equal values; (b) the
+// float64 references of gate and up through the activation (check_geglu).
+TEST_F(GpuQgemv, GegluMatchesProductsThenActivation) {
+  uint64_t seed = 6000;
+  const int N = 1040, K = 2560;  // 130 tiles of 8 rows
+  for (mx::Dtype dt : {mx::bfloat16, mx::float16}) {
+    for (int bits : {4, 8}) {
+      for (int g : {32, 64}) {
+        std::vector<array> w, s, b;
+        std::vector<std::vector<double>> ref;
+        array x8 = normal({8, K}, dt, seed++);
+        for (int i = 0; i < 2; ++i) {
+          auto q = mx::quantize(normal({N, K}, dt, seed++), g, bits, "affine", kCpu);
+          mx::eval(q);
+          w.push_back(q[0]), s.push_back(q[1]), b.push_back(q[2]);
+          ref.push_back(reference(x8, q, bits, g));
+        }
+        for (int M : {1, 3, 8}) {
+          SCOPED_TRACE(mx::dtype_name(dt) + " bits " + std::to_string(bits) + " group " +
+                       std::to_string(g) + " M " + std::to_string(M));
+          array x = mx::slice(x8, {0, 0}, {M, K}, kCpu);
+          array got = mx::quantized_geglu(x, w, s, b, g, bits, kGpu);
+          auto gu = mx::grouped_quantized_matmul(x, w, s, b, g, bits, kGpu);
+          array plain = mx::fast::gelu_approx_mul(gu[0], gu[1], kGpu);
+          ASSERT_EQ(got.dtype(), dt);
+          expect_close(got, to_vector(plain), plain.shape(), 0.0, 0.0);
+          check_geglu(got, ref[0], ref[1], K);
+        }
+      }
+    }
+  }
+}
+
+// The sandwich norms computed in the product's prologue (residual_norm_quantized_matmul, one
+// row): h against the float64 formula (res + rms_norm(y) * wy, one rounding of the normed y and
+// one of the sum), and the products (q/k/v-like three matrices, and gate/up with the GELU)
+// against the float64 references of x = rms_norm(h) * wx from the CPU's norms, within the
+// products' tolerances. Also a row the kernel does not take (many rows: the composed graph).
+TEST_F(GpuQgemv, ResidualNormInThePrologue) {
+  uint64_t seed = 7000;
+  const int K = 2560;
+  for (mx::Dtype dt : {mx::bfloat16, mx::float16}) {
+    for (int bits : {4, 8}) {
+      SCOPED_TRACE(mx::dtype_name(dt) + " bits " + std::to_string(bits));
+      array res = mx::multiply(normal({1, K}, dt, seed++), mx::array(4.0f, dt), kCpu);
+      array y = mx::multiply(normal({1, K}, dt, seed++), mx::array(30.0f, dt), kCpu);
+      array wy = mx::add(normal({K}, mx::float32, seed++), mx::array(1.0f), kCpu);
+      array wx = mx::add(normal({K}, mx::float32, seed++), mx::array(1.0f), kCpu);
+      const float eps = 1e-6f;
+      // h in float64.
+      const auto rv = to_vector(res), yv = to_vector(y), wyv = to_vector(wy);
+      double ss = 0;
+      for (double v : yv) ss += v * v;
+      const double ny = 1.0 / std::sqrt(ss / K + eps);
+      std::vector<double> h_ref(K), a_ref(K);
+      for (int k = 0; k < K; ++k) {
+        a_ref[k] = yv[k] * ny * wyv[k];
+        h_ref[k] = rv[k] + a_ref[k];
+      }
+      // x from the CPU's norms (the products' reference input).
+      array x_cpu = mx::fast::residual_rms_norm(res, y, wy, wx, eps, kCpu).second;
+      for (bool geglu : {false, true}) {
+        SCOPED_TRACE(geglu ? "gate/up with the GELU" : "three matrices");
+        const std::vector<int> rows =
+            geglu ? std::vector<int>{1040, 1040} : std::vector<int>{2048, 1024, 1024};
+        std::vector<array> w, s, b;
+        std::vector<std::vector<double>> ref;
+        for (int n : rows) {
+          auto q = mx::quantize(normal({n, K}, dt, seed++), 64, bits, "affine", kCpu);
+          mx::eval(q);
+          w.push_back(q[0]), s.push_back(q[1]), b.push_back(q[2]);
+          ref.push_back(reference(x_cpu, q, bits, 64));
+        }
+        auto got =
+            mx::residual_norm_quantized_matmul(res, y, wy, wx, eps, w, s, b, 64, bits, geglu, kGpu);
+        ASSERT_EQ(got.size(), geglu ? 2u : 4u);
+        const double rt = dt == mx::bfloat16 ? 1.0 / 128 : 1.0 / 512;
+        // h is rounded twice: the normed y, then the sum (half an ulp each, of their sizes).
+        const std::vector<double> h = to_vector(got[0]);
+        ASSERT_EQ(h.size(), size_t(K));
+        int bad = 0;
+        for (int k = 0; k < K; ++k) {
+          const double tol = rt * (std::abs(a_ref[k]) + std::abs(h_ref[k])) + 1e-5;
+          if (std::abs(h[k] - h_ref[k]) > tol && bad++ < 5) {
+            ADD_FAILURE() << "h[" << k << "]: got " << h[k] << ", want " << h_ref[k]
+                          << " (tolerance " << tol << ")";
+          }
+        }
+        EXPECT_EQ(bad, 0);
+        if (geglu) {
+          check_geglu(got[1], ref[0], ref[1], K);
+        } else {
+          const double atol = 2e-3 * std::sqrt(static_cast<double>(K));
+          for (size_t i = 0; i < rows.size(); ++i) {
+            expect_close(got[i + 1], ref[i], {1, rows[i]}, atol, rt);
+          }
+        }
       }
     }
   }

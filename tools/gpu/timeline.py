@@ -73,6 +73,11 @@ def main():
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--from-step", type=int, default=0)
     ap.add_argument("--min-kernels", type=int, default=50, help="shorter steps are not counted")
+    ap.add_argument("--positions", type=str, default="",
+                    help="FIRST:COUNT: for the counted steps of the most common length, the median "
+                         "in-place time, wall time added and start after the previous end of the "
+                         "operations at positions FIRST .. FIRST+COUNT-1 of a step (one layer's "
+                         "sequence, say)")
     args = ap.parse_args()
     kernels, copies, sets, api, syncs, um = load(args.trace)
     # Device work: kernels, copies and memsets, as (start, end, corr, label).
@@ -175,6 +180,22 @@ def main():
     for name, t in added_by_name.most_common(args.top):
         n = len(by_name[name])
         print(f"  {t/1e6:9.2f} ms {n:7d} x {t/max(n, 1)/1e3:8.1f} us  {name}")
+    if args.positions and good:
+        first, count = (int(v) for v in args.positions.split(":"))
+        common = collections.Counter(len(st) for st in good).most_common(1)[0][0]
+        same = [st for st in good if len(st) == common]
+        print(f"\nby position in the {len(same)} steps of {common} operations (median us: in place, "
+              "wall added, start minus the previous operation's end):")
+        for i in range(first, min(first + count, common)):
+            dur, add, lead = [], [], []
+            for st in same:
+                front = max(w[1] for w in st[:i]) if i > 0 else st[0][0]
+                w = st[i]
+                dur.append(w[1] - w[0])
+                add.append(max(0, w[1] - front))
+                lead.append(w[0] - (st[i - 1][1] if i > 0 else w[0]))
+            md = lambda v: statistics.median(v) / 1e3
+            print(f"  {i:4d} {md(dur):8.1f} {md(add):8.1f} {md(lead):8.1f}  {same[0][i][3]}")
     print("\nhost runtime (A) and driver (D) calls, all threads (a runtime call's time includes its driver calls):")
     calls = collections.defaultdict(list)
     for a in api:

@@ -48,6 +48,23 @@ std::vector<array> grouped_quantized_matmul(const array& x, const std::vector<ar
                                             const std::vector<array>& biases, int group_size = 64,
                                             int bits = 4, StreamOrDevice s = {});
 
+// A gated MLP's first half with the tanh GELU: fast::gelu_approx_mul(gate, up) of
+// grouped_quantized_matmul(x, {w_gate, w_up}, ...), the same values. With at most 8 rows of
+// x (16- or 32-bit) one primitive: on the GPU one launch that applies the activation as it
+// stores, neither product written out.
+array quantized_geglu(const array& x, const std::vector<array>& w, const std::vector<array>& scales,
+                      const std::vector<array>& biases, int group_size = 64, int bits = 4,
+                      StreamOrDevice s = {});
+
+// fast::residual_rms_norm(residual, y, y_weight, x_weight, eps), then the grouped product of its
+// normed output (quantized_geglu with `geglu`): {h, the products...}, the same values. With one
+// row of x one primitive: on the GPU the product's launch computes both norms as it stages x
+// (the sandwich norms between Gemma's attention and MLP cost no launch of their own).
+std::vector<array> residual_norm_quantized_matmul(
+    const array& residual, const array& y, const array& y_weight, const array& x_weight, float eps,
+    const std::vector<array>& w, const std::vector<array>& scales, const std::vector<array>& biases,
+    int group_size = 64, int bits = 4, bool geglu = false, StreamOrDevice s = {});
+
 // quantized_matmul of x's and w's batch entries chosen by index (MLX's
 // gather_qmm, the product of mixture-of-experts layers): x is [..., M, K] and
 // w [..., N, K * bits / 32] (transposed) with scales and biases alike;

@@ -54,11 +54,14 @@ array Linear::operator()(const array& x) const {
 
 namespace {
 
-// Quantized layers without a bias that share one affine spec and input size go through one
-// grouped_quantized_matmul (one launch per decode step on the GPU); nullopt otherwise.
-std::optional<std::vector<array>> apply_quantized(const std::vector<const LinearLayer*>& layers,
-                                                  const array& x) {
+// The parameters of quantized layers without a bias that share one affine spec and input size
+// (`dims`, the input's last axis): what grouped_quantized_matmul takes. nullopt otherwise.
+struct Grouped {
   std::vector<array> w, scales, biases;
+  int group_size = 0, bits = 0;
+};
+std::optional<Grouped> grouped_params(const std::vector<const LinearLayer*>& layers, int dims) {
+  Grouped g;
   const QuantizedLinear* first = nullptr;
   for (const LinearLayer* layer : layers) {
     const auto* q = dynamic_cast<const QuantizedLinear*>(layer);
@@ -67,20 +70,24 @@ std::optional<std::vector<array>> apply_quantized(const std::vector<const Linear
       return std::nullopt;
     }
     if (!first) first = q;
-    w.push_back(q->param("weight"));
-    scales.push_back(q->param("scales"));
-    biases.push_back(q->param("biases"));
+    g.w.push_back(q->param("weight"));
+    g.scales.push_back(q->param("scales"));
+    g.biases.push_back(q->param("biases"));
   }
-  if (x.ndim() == 0 || x.shape(-1) != first->input_dims()) return std::nullopt;
-  return grouped_quantized_matmul(x, w, scales, biases, first->spec().group_size,
-                                  first->spec().bits);
+  if (!first || dims != first->input_dims()) return std::nullopt;
+  g.group_size = first->spec().group_size;
+  g.bits = first->spec().bits;
+  return g;
 }
+
+int last_dim(const array& x) { return x.ndim() == 0 ? -1 : x.shape(-1); }
 
 }  // namespace
 
 std::vector<array> apply_linears(const std::vector<const LinearLayer*>& layers, const array& x) {
-  if (!layers.empty()) {
-    if (auto out = apply_quantized(layers, x)) return std::move(*out);
+  // Quantized alike: one grouped_quantized_matmul (one launch a decode step on the GPU).
+  if (auto g = grouped_params(layers, last_dim(x))) {
+    return grouped_quantized_matmul(x, g->w, g->scales, g->biases, g->group_size, g->bits);
   }
   std::vector<array> weights;
   for (const LinearLayer* layer : layers) {
@@ -94,6 +101,39 @@ std::vector<array> apply_linears(const std::vector<const LinearLayer*>& layers, 
     weights.push_back(l->weight());
   }
   return fast::grouped_linear(x, weights);
+}
+
+array apply_geglu(const LinearLayer& gate, const LinearLayer& up, const array& x) {
+  if (auto g = grouped_params({&gate, &up}, last_dim(x))) {
+    return quantized_geglu(x, g->w, g->scales, g->biases, g->group_size, g->bits);
+  }
+  auto gu = apply_linears({&gate, &up}, x);
+  return fast::gelu_approx_mul(gu[0], gu[1]);
+}
+
+std::vector<array> residual_norm_linears(const array& residual, const array& y,
+                                         const array& y_weight, const array& x_weight, float eps,
+                                         const std::vector<const LinearLayer*>& layers) {
+  if (auto g = grouped_params(layers, last_dim(residual))) {
+    return residual_norm_quantized_matmul(residual, y, y_weight, x_weight, eps, g->w, g->scales,
+                                          g->biases, g->group_size, g->bits, false);
+  }
+  auto [h, x] = fast::residual_rms_norm(residual, y, y_weight, x_weight, eps);
+  std::vector<array> out{h};
+  for (array& p : apply_linears(layers, x)) out.push_back(std::move(p));
+  return out;
+}
+
+std::pair<array, array> residual_norm_geglu(const array& residual, const array& y,
+                                            const array& y_weight, const array& x_weight, float eps,
+                                            const LinearLayer& gate, const LinearLayer& up) {
+  if (auto g = grouped_params({&gate, &up}, last_dim(residual))) {
+    auto out = residual_norm_quantized_matmul(residual, y, y_weight, x_weight, eps, g->w, g->scales,
+                                              g->biases, g->group_size, g->bits, true);
+    return {out[0], out[1]};
+  }
+  auto [h, x] = fast::residual_rms_norm(residual, y, y_weight, x_weight, eps);
+  return {h, apply_geglu(gate, up, x)};
 }
 
 Embedding::Embedding(int num_embeddings, int dims, Dtype dtype, const std::optional<array>& key) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "mlxcpp/mx/array.h"
@@ -46,6 +47,26 @@ class Linear : public LinearLayer {
 // when decoding); quantized ones without biases that share one affine spec
 // through grouped_quantized_matmul (likewise); otherwise each is called in turn.
 std::vector<array> apply_linears(const std::vector<const LinearLayer*>& layers, const array& x);
+
+// fast::gelu_approx_mul(gate(x), up(x)) (a gated MLP's tanh GELU): quantized layers that
+// apply_linears would group go through quantized_geglu (on the GPU one launch for a decode
+// step, the activation applied as the products are stored).
+array apply_geglu(const LinearLayer& gate, const LinearLayer& up, const array& x);
+
+// fast::residual_rms_norm(residual, y, y_weight, x_weight, eps) and apply_linears(layers) of its
+// normed output: {h, the layers' outputs...}. Quantized layers that apply_linears would group
+// go through one residual_norm_quantized_matmul (on the GPU, for one row, one launch).
+std::vector<array> residual_norm_linears(const array& residual, const array& y,
+                                         const array& y_weight, const array& x_weight, float eps,
+                                         const std::vector<const LinearLayer*>& layers);
+
+// fast::residual_rms_norm(residual, y, y_weight, x_weight, eps) and apply_geglu(gate, up) of its
+// normed output: {h, gelu(gate(x)) * up(x)}. Quantized layers go through one
+// residual_norm_quantized_matmul (on the GPU, for one row, one launch for the norms and both
+// products).
+std::pair<array, array> residual_norm_geglu(const array& residual, const array& y,
+                                            const array& y_weight, const array& x_weight, float eps,
+                                            const LinearLayer& gate, const LinearLayer& up);
 
 // A lookup table: "weight" [num_embeddings, dims], initialised normal(0, 1/sqrt(dims)).
 class Embedding : public EmbeddingLayer {

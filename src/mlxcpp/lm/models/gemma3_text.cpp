@@ -291,16 +291,30 @@ Attention::Attention(const TextConfig& cfg, bool is_global, mx::Dtype dtype)
   register_module("k_norm", std::make_shared<RMSNorm>(head_dim_, cfg.rms_norm_eps, dtype));
 }
 
-std::array<mx::array, 3> Attention::project(const mx::array& x) const {
-  int B = x.shape(0), T = x.shape(1);
+Attention::Qkv Attention::heads(const std::vector<mx::array>& qkv) const {
+  int B = qkv[0].shape(0), T = qkv[0].shape(1);
+  auto split = [&](const mx::array& a, int n) {
+    return mx::transpose(mx::reshape(a, {B, T, n, head_dim_}), {0, 2, 1, 3});
+  };
+  return {split(qkv[0], n_heads_), split(qkv[1], n_kv_heads_), split(qkv[2], n_kv_heads_)};
+}
+
+Attention::Qkv Attention::project(const mx::array& x) const {
   auto& q_proj = static_cast<const mx::nn::LinearLayer&>(child("q_proj"));
   auto& k_proj = static_cast<const mx::nn::LinearLayer&>(child("k_proj"));
   auto& v_proj = static_cast<const mx::nn::LinearLayer&>(child("v_proj"));
-  auto heads = [&](const mx::array& a, int n) {
-    return mx::transpose(mx::reshape(a, {B, T, n, head_dim_}), {0, 2, 1, 3});
-  };
-  auto qkv = mx::nn::apply_linears({&q_proj, &k_proj, &v_proj}, x);
-  return {heads(qkv[0], n_heads_), heads(qkv[1], n_kv_heads_), heads(qkv[2], n_kv_heads_)};
+  return heads(mx::nn::apply_linears({&q_proj, &k_proj, &v_proj}, x));
+}
+
+std::pair<mx::array, Attention::Qkv> Attention::enter(const Junction& in,
+                                                      const RMSNorm& input_norm) const {
+  if (!in.y) return {in.residual, project(input_norm(in.residual))};
+  auto& q_proj = static_cast<const mx::nn::LinearLayer&>(child("q_proj"));
+  auto& k_proj = static_cast<const mx::nn::LinearLayer&>(child("k_proj"));
+  auto& v_proj = static_cast<const mx::nn::LinearLayer&>(child("v_proj"));
+  auto out = mx::nn::residual_norm_linears(in.residual, *in.y, in.post->scale(), input_norm.scale(),
+                                           in.post->eps(), {&q_proj, &k_proj, &v_proj});
+  return {out[0], heads({out[1], out[2], out[3]})};
 }
 
 std::pair<mx::array, mx::array> Attention::norm_rope(const mx::array& q, const mx::array& k,
@@ -348,9 +362,9 @@ std::vector<mx::array> Attention::fused_norm_rope_write(const mx::array& q, cons
                                           k_buffer, v_buffer, slot, in_place);
 }
 
-mx::array Attention::operator()(const mx::array& x, KVCacheBase* cache) const {
-  int B = x.shape(0), T = x.shape(1);
-  auto [q, k, v] = project(x);
+mx::array Attention::operator()(const Qkv& qkv, KVCacheBase* cache) const {
+  auto [q, k, v] = qkv;
+  const int B = q.shape(0), T = q.shape(2);
   const auto rows = cache ? cache->row_offsets() : std::nullopt;
   const mx::array offset = rows ? *rows : mx::array(cache ? cache->offset() : 0, mx::int32);
 
@@ -395,8 +409,7 @@ StaticSlot::StaticSlot(const mx::array& position, int capacity)
       visible(mx::reshape(mx::less_equal(mx::arange(0, capacity, mx::int32), position),
                           {1, 1, 1, capacity})) {}
 
-mx::array Attention::static_step(const mx::array& x, const mx::array& position,
-                                 const StaticSlot& where,
+mx::array Attention::static_step(const Qkv& qkv, const mx::array& position, const StaticSlot& where,
                                  std::pair<mx::array, mx::array>& cache) const {
   const int capacity = cache.first.shape(2);
   if (where.visible.shape(-1) != capacity) {
@@ -404,7 +417,7 @@ mx::array Attention::static_step(const mx::array& x, const mx::array& position,
                                 std::to_string(where.visible.shape(-1)) + ", the cache has " +
                                 std::to_string(capacity));
   }
-  auto [q, k, v] = project(x);
+  auto [q, k, v] = qkv;
   if (fused_kv_write()) {
     // QK-norm, RoPE and both cache writes in one kernel: the same values as the three below.
     auto out =
@@ -419,7 +432,7 @@ mx::array Attention::static_step(const mx::array& x, const mx::array& position,
   }
   auto o = mx::fast::scaled_dot_product_attention(q, cache.first, cache.second, scale_, "",
                                                   where.visible);
-  return output(o, x.shape(0), x.shape(1));
+  return output(o, q.shape(0), q.shape(2));
 }
 
 MLP::MLP(int hidden, int intermediate, bool tanh_gelu, mx::Dtype dtype) : tanh_gelu_(tanh_gelu) {
@@ -434,16 +447,33 @@ mx::array MLP::operator()(const mx::array& x) const {
   auto& gate_proj = static_cast<const mx::nn::LinearLayer&>(child("gate_proj"));
   auto& up_proj = static_cast<const mx::nn::LinearLayer&>(child("up_proj"));
   auto& down_proj = static_cast<const mx::nn::LinearLayer&>(child("down_proj"));
+  // The activation is evaluated in fp32 and rounded once, as PyTorch does for 16-bit inputs;
+  // the tanh form (every released Gemma 3) is one fused kernel (with the products themselves
+  // where they are quantized).
+  if (tanh_gelu_) {
+    return mx::nn::apply_linears({&down_proj}, mx::nn::apply_geglu(gate_proj, up_proj, x))[0];
+  }
   auto gate_up = mx::nn::apply_linears({&gate_proj, &up_proj}, x);
   const auto& gate = gate_up[0];
-  // The activation is evaluated in fp32 and rounded once, as PyTorch does for 16-bit inputs;
-  // the tanh form (every released Gemma 3) is one fused kernel with the product.
-  if (tanh_gelu_ && gate.dtype() != mx::float64) {
-    return mx::nn::apply_linears({&down_proj}, mx::fast::gelu_approx_mul(gate, gate_up[1]))[0];
-  }
   auto g32 = mx::astype(gate, mx::float32);
-  auto act = mx::astype(tanh_gelu_ ? mx::nn::gelu_approx(g32) : mx::nn::gelu(g32), gate.dtype());
+  auto act = mx::astype(mx::nn::gelu(g32), gate.dtype());
   return mx::nn::apply_linears({&down_proj}, mx::multiply(act, gate_up[1]))[0];
+}
+
+std::pair<mx::array, mx::array> MLP::after_residual(const mx::array& residual, const mx::array& y,
+                                                    const RMSNorm& post_norm,
+                                                    const RMSNorm& pre_norm) const {
+  if (!tanh_gelu_) {
+    auto [h, x] = mx::fast::residual_rms_norm(residual, y, post_norm.scale(), pre_norm.scale(),
+                                              post_norm.eps());
+    return {h, (*this)(x)};
+  }
+  auto& gate_proj = static_cast<const mx::nn::LinearLayer&>(child("gate_proj"));
+  auto& up_proj = static_cast<const mx::nn::LinearLayer&>(child("up_proj"));
+  auto& down_proj = static_cast<const mx::nn::LinearLayer&>(child("down_proj"));
+  auto [h, act] = mx::nn::residual_norm_geglu(residual, y, post_norm.scale(), pre_norm.scale(),
+                                              post_norm.eps(), gate_proj, up_proj);
+  return {h, mx::nn::apply_linears({&down_proj}, act)[0]};
 }
 
 DecoderLayer::DecoderLayer(const TextConfig& cfg, int index, mx::Dtype dtype)
@@ -477,31 +507,33 @@ const RMSNorm& DecoderLayer::input_layernorm() const {
   return static_cast<const RMSNorm&>(child("input_layernorm"));
 }
 
-std::pair<mx::array, mx::array> DecoderLayer::finish(const mx::array& x, const mx::array& attn_out,
-                                                     const RMSNorm& next_norm) const {
+Junction DecoderLayer::finish(const mx::array& x, const mx::array& attn_out) const {
   auto norm = [&](const char* name) -> const RMSNorm& {
     return static_cast<const RMSNorm&>(child(name));
   };
   auto& mlp = static_cast<const MLP&>(child("mlp"));
-  auto [r, r_in] = residual_add_norm(x, attn_out, norm("post_attention_layernorm"),
-                                     norm("pre_feedforward_layernorm"));
-  return residual_add_norm(r, mlp(r_in), norm("post_feedforward_layernorm"), next_norm);
+  auto [r, mlp_out] = mlp.after_residual(x, attn_out, norm("post_attention_layernorm"),
+                                         norm("pre_feedforward_layernorm"));
+  return {r, mlp_out, &norm("post_feedforward_layernorm")};
 }
 
-std::pair<mx::array, mx::array> DecoderLayer::operator()(const mx::array& x, const mx::array& x_in,
-                                                         KVCacheBase* cache,
-                                                         const RMSNorm& next_norm) const {
+Junction DecoderLayer::operator()(const Junction& in, KVCacheBase* cache) const {
   auto& attn = static_cast<const Attention&>(child("self_attn"));
-  return finish(x, attn(x_in, cache), next_norm);
+  auto [h, qkv] = attn.enter(in, input_layernorm());
+  return finish(h, attn(qkv, cache));
 }
 
-std::pair<mx::array, mx::array> DecoderLayer::static_step(const mx::array& x, const mx::array& x_in,
-                                                          const mx::array& position,
-                                                          const StaticSlot& where,
-                                                          std::pair<mx::array, mx::array>& cache,
-                                                          const RMSNorm& next_norm) const {
+Junction DecoderLayer::static_step(const Junction& in, const mx::array& position,
+                                   const StaticSlot& where,
+                                   std::pair<mx::array, mx::array>& cache) const {
   auto& attn = static_cast<const Attention&>(child("self_attn"));
-  return finish(x, attn.static_step(x_in, position, where, cache), next_norm);
+  auto [h, qkv] = attn.enter(in, input_layernorm());
+  return finish(h, attn.static_step(qkv, position, where, cache));
+}
+
+std::pair<mx::array, mx::array> Junction::form(const RMSNorm& input_norm) const {
+  if (!y) return {residual, input_norm(residual)};
+  return residual_add_norm(residual, *y, *post, input_norm);
 }
 
 TextModel::TextModel(const TextConfig& cfg, mx::Dtype dtype) : hidden_size_(cfg.hidden_size) {
@@ -512,11 +544,6 @@ TextModel::TextModel(const TextConfig& cfg, mx::Dtype dtype) : hidden_size_(cfg.
     layers_->push_back(std::make_shared<DecoderLayer>(cfg, i, dtype));
   }
   register_module("norm", std::make_shared<RMSNorm>(cfg.hidden_size, cfg.rms_norm_eps, dtype));
-}
-
-const RMSNorm& TextModel::next_norm(size_t layer) const {
-  if (layer + 1 < layers_->size()) return (*layers_)[layer + 1].input_layernorm();
-  return static_cast<const RMSNorm&>(child("norm"));
 }
 
 mx::array TextModel::embed(const mx::array& tokens) const {
@@ -537,18 +564,16 @@ mx::array TextModel::static_step(const mx::array& token, const mx::array& positi
                                 std::to_string(cache.size()) + " layers, the model " +
                                 std::to_string(layers_->size()));
   }
-  auto h = embed(token);
-  auto h_in = (*layers_)[0].input_layernorm()(h);
+  Junction j{embed(token)};
   // One slot and visibility per capacity (the global layers', the sliding-window layers').
   std::map<int, StaticSlot> slots;
   for (size_t i = 0; i < layers_->size(); ++i) {
     const int capacity = cache[i].first.shape(2);
     auto it = slots.find(capacity);
     if (it == slots.end()) it = slots.emplace(capacity, StaticSlot(position, capacity)).first;
-    std::tie(h, h_in) =
-        (*layers_)[i].static_step(h, h_in, position, it->second, cache[i], next_norm(i));
+    j = (*layers_)[i].static_step(j, position, it->second, cache[i]);
   }
-  return h_in;
+  return j.form(static_cast<const RMSNorm&>(child("norm"))).second;
 }
 
 mx::array TextModel::operator()(const mx::array& tokens, PromptCache* cache) const {
@@ -560,12 +585,11 @@ mx::array TextModel::operator()(const mx::array& tokens, PromptCache* cache) con
     throw std::invalid_argument("gemma3: the prompt cache has " + std::to_string(cache->size()) +
                                 " layers, the model " + std::to_string(layers_->size()));
   }
-  auto h = embed(tokens);
-  auto h_in = (*layers_)[0].input_layernorm()(h);
+  Junction j{embed(tokens)};
   for (size_t i = 0; i < layers_->size(); ++i) {
-    std::tie(h, h_in) = (*layers_)[i](h, h_in, cache ? (*cache)[i].get() : nullptr, next_norm(i));
+    j = (*layers_)[i](j, cache ? (*cache)[i].get() : nullptr);
   }
-  return h_in;
+  return j.form(static_cast<const RMSNorm&>(child("norm"))).second;
 }
 
 Gemma3TextLM::Gemma3TextLM(const TextConfig& cfg, mx::Dtype dtype, std::string model_type)

@@ -91,20 +91,37 @@ struct StaticSlot {
   StaticSlot(const mx::array& position, int capacity);
 };
 
+// The residual stream at a layer boundary: h itself (before the first layer), or h = residual +
+// post(y) not yet formed, so that the next layer forms it, and its input norm, in its q/k/v
+// product (nn::residual_norm_linears: for one quantized row, one launch).
+struct Junction {
+  mx::array residual;
+  std::optional<mx::array> y;
+  const RMSNorm* post = nullptr;
+  // h = residual + post(y), and input_norm(h): fast::residual_rms_norm, or the norm of h.
+  std::pair<mx::array, mx::array> form(const RMSNorm& input_norm) const;
+};
+
 class Attention : public mx::nn::Module {
  public:
+  using Qkv = std::array<mx::array, 3>;
   Attention(const TextConfig& cfg, bool is_global, mx::Dtype dtype);
-  // x: [B, T, H]. cache: this layer's cache or null (causal over T, plus the window on
-  // local layers).
-  mx::array operator()(const mx::array& x, KVCacheBase* cache) const;
+  // The stream h entering the layer (formed from `in`) and q, k, v of input_norm(h) as
+  // [B, heads, T, D], not yet QK-normed or rotated.
+  std::pair<mx::array, Qkv> enter(const Junction& in, const RMSNorm& input_norm) const;
+  // Attention of enter's q, k, v (from x: [B, T, H]). cache: this layer's cache or null
+  // (causal over T, plus the window on local layers).
+  mx::array operator()(const Qkv& qkv, KVCacheBase* cache) const;
   // One token ([1, 1, H]) against a fixed-capacity cache written in place at
   // position % capacity (LanguageModel::static_decode).
-  mx::array static_step(const mx::array& x, const mx::array& position, const StaticSlot& where,
+  mx::array static_step(const Qkv& qkv, const mx::array& position, const StaticSlot& where,
                         std::pair<mx::array, mx::array>& cache) const;
 
  private:
   // q, k, v of x as [B, heads, T, D], not yet QK-normed or rotated.
-  std::array<mx::array, 3> project(const mx::array& x) const;
+  Qkv project(const mx::array& x) const;
+  // [B, T, heads * D] products as [B, heads, T, D].
+  Qkv heads(const std::vector<mx::array>& qkv) const;
   // q and k QK-normed and rotated to their positions (one kernel for both).
   std::pair<mx::array, mx::array> norm_rope(const mx::array& q, const mx::array& k,
                                             const mx::array& offset) const;
@@ -126,6 +143,12 @@ class MLP : public mx::nn::Module {
  public:
   MLP(int hidden, int intermediate, bool tanh_gelu, mx::Dtype dtype);
   mx::array operator()(const mx::array& x) const;
+  // The residual junction before the MLP and the MLP itself: h = residual + post_norm(y), and
+  // the MLP of pre_norm(h). Returns {h, mlp output}; with the tanh GELU and quantized gate/up
+  // the norms and both products are one primitive (nn::residual_norm_geglu).
+  std::pair<mx::array, mx::array> after_residual(const mx::array& residual, const mx::array& y,
+                                                 const RMSNorm& post_norm,
+                                                 const RMSNorm& pre_norm) const;
 
  private:
   bool tanh_gelu_;
@@ -134,22 +157,18 @@ class MLP : public mx::nn::Module {
 class DecoderLayer : public mx::nn::Module {
  public:
   DecoderLayer(const TextConfig& cfg, int index, mx::Dtype dtype);
-  // x: the residual stream entering the layer, x_in: input_layernorm(x). Returns the stream
-  // leaving it and next_norm of that (the next layer's input_layernorm, or the final norm):
-  // each residual add is fused with the norms on both sides of it.
-  std::pair<mx::array, mx::array> operator()(const mx::array& x, const mx::array& x_in,
-                                             KVCacheBase* cache, const RMSNorm& next_norm) const;
-  std::pair<mx::array, mx::array> static_step(const mx::array& x, const mx::array& x_in,
-                                              const mx::array& position, const StaticSlot& where,
-                                              std::pair<mx::array, mx::array>& cache,
-                                              const RMSNorm& next_norm) const;
+  // The residual stream entering the layer and leaving it. Each residual add is fused with
+  // the norms on both sides of it, and where the layers are quantized with the products after
+  // them (the stream leaving is formed by the next layer's q/k/v product).
+  Junction operator()(const Junction& in, KVCacheBase* cache) const;
+  Junction static_step(const Junction& in, const mx::array& position, const StaticSlot& where,
+                       std::pair<mx::array, mx::array>& cache) const;
   const RMSNorm& input_layernorm() const;
   bool is_global() const { return is_global_; }
 
  private:
   // The MLP half of the layer from the stream after attention and its output.
-  std::pair<mx::array, mx::array> finish(const mx::array& x, const mx::array& attn_out,
-                                         const RMSNorm& next_norm) const;
+  Junction finish(const mx::array& x, const mx::array& attn_out) const;
   bool is_global_;
 };
 
@@ -165,8 +184,6 @@ class TextModel : public mx::nn::Module {
 
  private:
   mx::array embed(const mx::array& tokens) const;
-  // The norm applied after layer `layer`: the next layer's input_layernorm, or the final norm.
-  const RMSNorm& next_norm(size_t layer) const;
   int hidden_size_;
   std::shared_ptr<mx::nn::ModuleList<DecoderLayer>> layers_;
 };

@@ -2,12 +2,16 @@
 // and dtypes, and the derivative rules of QuantizedMatmul.
 #include "mlxcpp/mx/quantized.h"
 
+#include <functional>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
 
+#include "mlxcpp/mx/fast.h"
 #include "mlxcpp/mx/ops.h"
+#include "mlxcpp/mx/primitives/fast.h"
 #include "mlxcpp/mx/primitives/quantized.h"
+#include "mlxcpp/mx/transforms.h"
 
 namespace mx {
 
@@ -294,6 +298,71 @@ std::vector<array> grouped_quantized_matmul(const array& x, const std::vector<ar
       std::make_shared<GroupedQuantizedMatmul>(to_stream(s), group_size, bits), std::move(inputs));
 }
 
+array quantized_geglu(const array& x, const std::vector<array>& w, const std::vector<array>& scales,
+                      const std::vector<array>& biases, int group_size, int bits,
+                      StreamOrDevice s) {
+  if (w.size() != 2) {
+    throw std::invalid_argument("[quantized_geglu] needs two matrices (gate, up), got " +
+                                std::to_string(w.size()));
+  }
+  if (w[0].ndim() >= 1 && w[1].ndim() >= 1 && w[0].shape(0) != w[1].shape(0)) {
+    throw std::invalid_argument("[quantized_geglu] gate (shape " + shape_str(w[0].shape()) +
+                                ") and up (shape " + shape_str(w[1].shape()) +
+                                ") must have the same rows");
+  }
+  // Every check of the grouped product; its two outputs share one primitive when x has few
+  // rows: the same inputs then take the fused primitive (the unfused nodes are never run).
+  std::vector<array> gu = grouped_quantized_matmul(x, w, scales, biases, group_size, bits, s);
+  if (gu[0].has_primitive() && gu[0].primitive_ptr() == gu[1].primitive_ptr() &&
+      dynamic_cast<const GroupedQuantizedMatmul*>(gu[0].primitive_ptr().get()) &&
+      gu[0].dtype() != float64) {
+    return array(gu[0].shape(), gu[0].dtype(),
+                 std::make_shared<GroupedQuantizedMatmul>(to_stream(s), group_size, bits, true),
+                 gu[0].inputs());
+  }
+  return fast::gelu_approx_mul(gu[0], gu[1], s);
+}
+
+std::vector<array> residual_norm_quantized_matmul(const array& residual, const array& y,
+                                                  const array& y_weight, const array& x_weight,
+                                                  float eps, const std::vector<array>& w,
+                                                  const std::vector<array>& scales,
+                                                  const std::vector<array>& biases, int group_size,
+                                                  int bits, bool geglu, StreamOrDevice s) {
+  // The unfused graph first: every check of both ops, and the answer for many rows.
+  auto [h, x] = fast::residual_rms_norm(residual, y, y_weight, x_weight, eps, s);
+  std::vector<array> out{h};
+  if (geglu) {
+    out.push_back(quantized_geglu(x, w, scales, biases, group_size, bits, s));
+  } else {
+    for (array& p : grouped_quantized_matmul(x, w, scales, biases, group_size, bits, s)) {
+      out.push_back(std::move(p));
+    }
+  }
+  // One row whose norms are one ResidualRMSNorm feeding one grouped product directly (no cast
+  // between): the same inputs take the fused primitive.
+  const array& p0 = out[1];
+  auto* gq =
+      p0.has_primitive() ? dynamic_cast<const GroupedQuantizedMatmul*>(&p0.primitive()) : nullptr;
+  const bool one_row = x.ndim() >= 1 && x.shape(-1) > 0 && x.size() == size_t(x.shape(-1));
+  if (!one_row || !gq || gq->geglu() != geglu || p0.inputs()[0].id() != x.id() ||
+      !h.has_primitive() || !dynamic_cast<const fast::ResidualRMSNorm*>(&h.primitive())) {
+    return out;
+  }
+  std::vector<array> inputs = h.inputs();
+  inputs.insert(inputs.end(), p0.inputs().begin() + 1, p0.inputs().end());
+  std::vector<Shape> shapes;
+  std::vector<Dtype> dtypes;
+  for (const array& a : out) {
+    shapes.push_back(a.shape());
+    dtypes.push_back(a.dtype());
+  }
+  return array::make_arrays(
+      std::move(shapes), dtypes,
+      std::make_shared<ResidualNormQuantizedMatmul>(to_stream(s), eps, group_size, bits, geglu),
+      std::move(inputs));
+}
+
 array gather_qmm(const array& x, const array& w, const array& scales,
                  const std::optional<array>& biases, std::optional<array> lhs_indices,
                  std::optional<array> rhs_indices, bool transpose, int group_size, int bits,
@@ -500,14 +569,33 @@ namespace {
 std::vector<array> group_inputs(const std::vector<array>& inputs, size_t i) {
   return {inputs[0], inputs[1 + 3 * i], inputs[2 + 3 * i], inputs[3 + 3 * i]};
 }
+
+// A geglu primitive's gate and up products, as the plain grouped primitive's outputs.
+std::vector<array> unfused_products(const std::vector<array>& primals, int group_size, int bits,
+                                    const Stream& s) {
+  std::vector<Shape> shapes;
+  for (size_t i = 1; i < primals.size(); i += 3) {
+    Shape sh = primals[0].shape();
+    sh.back() = primals[i].shape(0);
+    shapes.push_back(sh);
+  }
+  const std::vector<Dtype> dtypes(shapes.size(), primals[0].dtype());
+  return array::make_arrays(std::move(shapes), dtypes,
+                            std::make_shared<GroupedQuantizedMatmul>(s, group_size, bits), primals);
+}
 }  // namespace
 
 bool GroupedQuantizedMatmul::is_equivalent(const Primitive& other) const {
   auto* o = dynamic_cast<const GroupedQuantizedMatmul*>(&other);
-  return o && o->group_size_ == group_size_ && o->bits_ == bits_;
+  return o && o->group_size_ == group_size_ && o->bits_ == bits_ && o->geglu_ == geglu_;
 }
 
 std::vector<Shape> GroupedQuantizedMatmul::output_shapes(const std::vector<array>& inputs) {
+  if (geglu_) {
+    Shape sh = inputs[0].shape();
+    sh.back() = inputs[1].shape(0);
+    return {sh};
+  }
   std::vector<Shape> shapes;
   for (size_t i = 1; i < inputs.size(); i += 3) {
     Shape sh = inputs[0].shape();
@@ -523,7 +611,15 @@ std::vector<Shape> GroupedQuantizedMatmul::output_shapes(const std::vector<array
 std::vector<array> GroupedQuantizedMatmul::vjp(const std::vector<array>& primals,
                                                const std::vector<array>& cotangents,
                                                const std::vector<int>& argnums,
-                                               const std::vector<array>&) {
+                                               const std::vector<array>& outputs) {
+  if (geglu_) {
+    // The rules of the graph it fuses: the two products, then gelu_approx_mul's.
+    GroupedQuantizedMatmul plain(stream(), group_size_, bits_);
+    auto gu = unfused_products(primals, group_size_, bits_, stream());
+    fast::GeluApproxMul act(stream());
+    auto d = act.vjp(gu, cotangents, {0, 1}, {});
+    return plain.vjp(primals, d, argnums, outputs);
+  }
   std::vector<array> out;
   for (int a : argnums) {
     if (a == 0) {
@@ -546,6 +642,12 @@ std::vector<array> GroupedQuantizedMatmul::vjp(const std::vector<array>& primals
 std::vector<array> GroupedQuantizedMatmul::jvp(const std::vector<array>& primals,
                                                const std::vector<array>& tangents,
                                                const std::vector<int>& argnums) {
+  if (geglu_) {
+    GroupedQuantizedMatmul plain(stream(), group_size_, bits_);
+    auto gu = unfused_products(primals, group_size_, bits_, stream());
+    fast::GeluApproxMul act(stream());
+    return act.jvp(gu, plain.jvp(primals, tangents, argnums), {0, 1});
+  }
   std::vector<array> out;
   for (size_t i = 0; 1 + 3 * i < primals.size(); ++i) {
     std::vector<array> t;
@@ -568,6 +670,82 @@ std::vector<array> GroupedQuantizedMatmul::jvp(const std::vector<array>& primals
     }
   }
   return out;
+}
+
+// ---------------------------------------------------------- residual_norm_quantized_matmul
+
+namespace {
+
+// The unfused graph of a ResidualNormQuantizedMatmul as a function of all its inputs.
+std::vector<array> residual_norm_products(const std::vector<array>& in, float eps, int group_size,
+                                          int bits, bool geglu, const Stream& s) {
+  auto [h, x] = fast::residual_rms_norm(in[0], in[1], in[2], in[3], eps, s);
+  std::vector<array> w, sc, b;
+  for (size_t i = 4; i + 2 < in.size(); i += 3) {
+    w.push_back(in[i]);
+    sc.push_back(in[i + 1]);
+    b.push_back(in[i + 2]);
+  }
+  std::vector<array> out{h};
+  if (geglu) {
+    out.push_back(quantized_geglu(x, w, sc, b, group_size, bits, s));
+  } else {
+    for (array& p : grouped_quantized_matmul(x, w, sc, b, group_size, bits, s)) {
+      out.push_back(std::move(p));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+bool ResidualNormQuantizedMatmul::is_equivalent(const Primitive& other) const {
+  auto* o = dynamic_cast<const ResidualNormQuantizedMatmul*>(&other);
+  return o && o->eps_ == eps_ && o->group_size_ == group_size_ && o->bits_ == bits_ &&
+         o->geglu_ == geglu_;
+}
+
+std::vector<Shape> ResidualNormQuantizedMatmul::output_shapes(const std::vector<array>& inputs) {
+  std::vector<Shape> shapes{inputs[0].shape()};
+  for (size_t i = 4; i < inputs.size(); i += 3) {
+    Shape sh = inputs[0].shape();
+    sh.back() = inputs[i].shape(0);
+    shapes.push_back(sh);
+    if (geglu_) break;
+  }
+  return shapes;
+}
+
+// Derivatives: those of the graph it fuses (the norms' rules, then the products'), as functions
+// of the inputs at argnums.
+std::function<std::vector<array>(const std::vector<array>&)> ResidualNormQuantizedMatmul::unfused(
+    const std::vector<array>& primals, const std::vector<int>& argnums) const {
+  const float eps = eps_;
+  const int gs = group_size_, bits = bits_;
+  const bool geglu = geglu_;
+  const Stream st = stream();
+  return [=](const std::vector<array>& xs) {
+    std::vector<array> in = primals;
+    for (size_t k = 0; k < argnums.size(); ++k) in[argnums[k]] = xs[k];
+    return residual_norm_products(in, eps, gs, bits, geglu, st);
+  };
+}
+
+std::vector<array> ResidualNormQuantizedMatmul::vjp(const std::vector<array>& primals,
+                                                    const std::vector<array>& cotangents,
+                                                    const std::vector<int>& argnums,
+                                                    const std::vector<array>&) {
+  std::vector<array> sel;
+  for (int a : argnums) sel.push_back(primals[a]);
+  return mx::vjp(unfused(primals, argnums), sel, cotangents).second;
+}
+
+std::vector<array> ResidualNormQuantizedMatmul::jvp(const std::vector<array>& primals,
+                                                    const std::vector<array>& tangents,
+                                                    const std::vector<int>& argnums) {
+  std::vector<array> sel;
+  for (int a : argnums) sel.push_back(primals[a]);
+  return mx::jvp(unfused(primals, argnums), sel, tangents).second;
 }
 
 }  // namespace mx

@@ -4,6 +4,7 @@
 // backend/cpu/quantized*.cpp.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -90,26 +91,64 @@ class QuantizedMatmul : public UnaryPrimitive {
 // inputs: x (..., K) with few rows, then (w_i, scales_i, biases_i) for each
 // of n affine matrices (N_i, K packed) that share K, bits and group size.
 // outputs: x @ dequantize(w_i).T, the quantized q/k/v or gate/up of one
-// decode step in one GPU launch (the CPU runs them one by one).
+// decode step in one GPU launch (the CPU runs them one by one). With geglu:
+// two matrices of the same rows (gate, up) and one output,
+// fast::gelu_approx_mul of the two products (quantized_geglu).
 class GroupedQuantizedMatmul : public Primitive {
  public:
-  GroupedQuantizedMatmul(Stream s, int group_size, int bits)
-      : Primitive(s), group_size_(group_size), bits_(bits) {}
+  GroupedQuantizedMatmul(Stream s, int group_size, int bits, bool geglu = false)
+      : Primitive(s), group_size_(group_size), bits_(bits), geglu_(geglu) {}
   void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
   std::vector<array> jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
                          const std::vector<int>& argnums) override;
   std::vector<array> vjp(const std::vector<array>& primals, const std::vector<array>& cotangents,
                          const std::vector<int>& argnums,
                          const std::vector<array>& outputs) override;
-  const char* name() const override { return "GroupedQuantizedMatmul"; }
+  const char* name() const override {
+    return geglu_ ? "GroupedQuantizedMatmulGeglu" : "GroupedQuantizedMatmul";
+  }
   bool is_equivalent(const Primitive& other) const override;
   std::vector<Shape> output_shapes(const std::vector<array>& inputs) override;
   int group_size() const { return group_size_; }
   int bits() const { return bits_; }
+  bool geglu() const { return geglu_; }
 
  private:
   int group_size_;
   int bits_;
+  bool geglu_;
+};
+
+// inputs: residual, y, y_weight, x_weight (fast::residual_rms_norm's), then the matrices of a
+// GroupedQuantizedMatmul (with geglu: gate and up). outputs: h, then the products of the normed
+// h (geglu: one). residual_norm_quantized_matmul of one row: on the GPU the product's launch
+// computes the norms as it stages x.
+class ResidualNormQuantizedMatmul : public Primitive {
+ public:
+  ResidualNormQuantizedMatmul(Stream s, float eps, int group_size, int bits, bool geglu)
+      : Primitive(s), eps_(eps), group_size_(group_size), bits_(bits), geglu_(geglu) {}
+  void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override;
+  std::vector<array> jvp(const std::vector<array>& primals, const std::vector<array>& tangents,
+                         const std::vector<int>& argnums) override;
+  std::vector<array> vjp(const std::vector<array>& primals, const std::vector<array>& cotangents,
+                         const std::vector<int>& argnums,
+                         const std::vector<array>& outputs) override;
+  const char* name() const override { return "ResidualNormQuantizedMatmul"; }
+  bool is_equivalent(const Primitive& other) const override;
+  std::vector<Shape> output_shapes(const std::vector<array>& inputs) override;
+  float eps() const { return eps_; }
+  int group_size() const { return group_size_; }
+  int bits() const { return bits_; }
+  bool geglu() const { return geglu_; }
+
+ private:
+  // The graph this fuses as a function of the inputs at argnums (the others fixed).
+  std::function<std::vector<array>(const std::vector<array>&)> unfused(
+      const std::vector<array>& primals, const std::vector<int>& argnums) const;
+  float eps_;
+  int group_size_;
+  int bits_;
+  bool geglu_;
 };
 
 }  // namespace mx

@@ -18,6 +18,7 @@
 #include "mlxcpp/mx/backend/cpu/quantized_codec.h"
 #include "mlxcpp/mx/backend/cpu/simd_kernels.h"
 #include "mlxcpp/mx/dtype_dispatch.h"
+#include "mlxcpp/mx/primitives/fast.h"
 #include "mlxcpp/mx/primitives/quantized.h"
 #include "mlxcpp/mx/scheduler.h"
 
@@ -550,11 +551,32 @@ void QuantizedMatmul::eval_cpu(const std::vector<array>& inputs, array& out) {
 // as its QuantizedMatmul.
 void GroupedQuantizedMatmul::eval_cpu(const std::vector<array>& inputs,
                                       std::vector<array>& outputs) {
+  if (geglu_) {
+    // Gate and up as the plain primitive computes them, then the activation's kernel.
+    std::vector<array> gu;
+    for (int i = 0; i < 2; ++i)
+      gu.emplace_back(outputs[0].shape(), outputs[0].dtype(), nullptr, std::vector<array>{});
+    GroupedQuantizedMatmul(stream(), group_size_, bits_).eval_cpu(inputs, gu);
+    fast::GeluApproxMul(stream()).eval_cpu(gu, outputs[0]);
+    return;
+  }
   if (grouped_one_row(inputs, outputs, group_size_, bits_)) return;
   for (size_t i = 0; i < outputs.size(); ++i) {
     QuantizedMatmul p(stream(), group_size_, bits_, QuantizationMode::affine, true);
     p.eval_cpu({inputs[0], inputs[1 + 3 * i], inputs[2 + 3 * i], inputs[3 + 3 * i]}, outputs[i]);
   }
+}
+
+// The norms' kernel into h and a temporary x, then the products of x.
+void ResidualNormQuantizedMatmul::eval_cpu(const std::vector<array>& inputs,
+                                           std::vector<array>& outputs) {
+  std::vector<array> hx{outputs[0],
+                        array(inputs[0].shape(), inputs[0].dtype(), nullptr, std::vector<array>{})};
+  fast::ResidualRMSNorm(stream(), eps_).eval_cpu({inputs[0], inputs[1], inputs[2], inputs[3]}, hx);
+  std::vector<array> prod_in{hx[1]};
+  prod_in.insert(prod_in.end(), inputs.begin() + 4, inputs.end());
+  std::vector<array> prods(outputs.begin() + 1, outputs.end());
+  GroupedQuantizedMatmul(stream(), group_size_, bits_, geglu_).eval_cpu(prod_in, prods);
 }
 
 }  // namespace mx

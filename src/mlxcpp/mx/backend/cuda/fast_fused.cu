@@ -12,8 +12,10 @@
 #include <string>
 #include <type_traits>
 
+#include "mlxcpp/mx/backend/cuda/gelu.cuh"
 #include "mlxcpp/mx/backend/cuda/indexing.h"
 #include "mlxcpp/mx/backend/cuda/kernel_utils.cuh"
+#include "mlxcpp/mx/backend/cuda/residual_norm.cuh"
 #include "mlxcpp/mx/backend/cuda/upload.h"
 #include "mlxcpp/mx/primitives/fast.h"
 
@@ -185,16 +187,9 @@ template <typename T>
 __global__ void gelu_approx_mul_kernel(const T* g, const T* u, T* y, int64_t n) {
   allow_dependent_launch();
   wait_for_prerequisites();
-  const float k = 0.7978845608028654f;  // sqrt(2 / pi)
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += step) {
-    const float x = cast_to<float>(g[i]);
-    const float inner = k * (x + 0.044715f * x * x * x);
-    // tanh through double rounds correctly (tanhf is off by up to 2 ulps), as
-    // the Tanh kernel does.
-    const float t = static_cast<float>(tanh(static_cast<double>(inner)));
-    const T a = cast_to<T>(0.5f * x * (1.0f + t));
-    y[i] = cast_to<T>(cast_to<float>(a) * cast_to<float>(u[i]));
+    y[i] = gelu_approx_mul_one(g[i], u[i]);
   }
 }
 
@@ -264,16 +259,6 @@ __device__ __forceinline__ void load_weights(const float* p, float (&f)[V]) {
 #pragma unroll
     for (int j = 0; j < V; ++j) f[j] = p[j];
   }
-}
-
-// residual + the normed y, rounded to T; float16 saturates instead of overflowing (NaN stays).
-template <typename T>
-__device__ __forceinline__ T residual_sum(float r, float a) {
-  float v = r + a;
-  if constexpr (std::is_same_v<T, __half>) {
-    v = v > 65504.0f ? 65504.0f : (v < -65504.0f ? -65504.0f : v);
-  }
-  return cast_to<T>(v);
 }
 
 // One block per row, each thread holding one group of V elements of every operand in

@@ -37,14 +37,19 @@
 //   is rearranged once per block.
 // - One row of x in whole chunks (K a multiple of a chunk's codes, scale pairs
 //   4-byte aligned: every Gemma 3 4B product) takes a loop without bounds or
-//   fallbacks (one_row_full_chunk); at 8 bits it multiplies in float16, x
-//   scaled per scale group by a power of two (one_row_full_chunk_h).
+//   fallbacks (full_chunk_loads, then one_row_chunk's arithmetic); at 8 bits it multiplies in
+//   float16, x scaled per scale group by a power of two (full_chunk_h_math).
+// - Gate and up with the tanh GELU (quantized_geglu): a tile takes 8 rows of each (mma rows g
+//   from gate, g + 8 from up), so the lane that stores a row holds both of its values and
+//   stores gelu(gate) * up, neither product written out (Segments::geglu).
 // The loop is issue-bound as much as memory-bound (bench/RESULTS.md,
 // 2026-11-28 12:40): count instructions when changing it.
 #include <mutex>
 #include <unordered_map>
 
+#include "mlxcpp/mx/backend/cuda/gelu.cuh"
 #include "mlxcpp/mx/backend/cuda/quantized.cuh"
+#include "mlxcpp/mx/backend/cuda/residual_norm.cuh"
 
 namespace mx::cuda::quant {
 namespace {
@@ -223,7 +228,22 @@ struct Segments {
   int N[kMaxGroupedQmm];
   int tile_start[kMaxGroupedQmm + 1];  // first 16-row tile of each matrix; [count] = all tiles
   int count;
+  // Two matrices of N rows, gate and up, and one output, gelu_approx(gate) * up: a tile is
+  // rows r0 .. r0 + 7 of both (row g of the mma from gate, g + 8 from up), so a lane ends
+  // with both values of its row (geglu_store).
+  int geglu;
+  // One row of x computed in the prologue from fast::residual_rms_norm's operands (pre.y not
+  // null; residual_norm_row), block 0 writing h.
+  QmmPrenorm pre;
 };
+
+// Shared memory for x staged (2 * K * rows bytes), its per-piece sums (`sum_floats` floats a
+// piece), and with the residual norm the computed row (2 * K bytes, 16-byte aligned).
+__host__ __device__ inline size_t staging_bytes(int K, int rows, int piece, int sum_floats,
+                                                bool prenorm) {
+  const size_t staged = size_t{2} * K * rows + size_t{4} * sum_floats * rows * (K / piece);
+  return prenorm ? (staged + 15) / 16 * 16 + size_t{2} * K : staged;
+}
 
 // One warp's view of a 16-row tile: rows g and g + 8 of lane (g, t).
 struct TileRows {
@@ -237,6 +257,18 @@ __device__ __forceinline__ TileRows tile_rows(const Segments& seg, int tile, int
                                               int words_per_row, int G) {
   TileRows r;
   r.s_idx = 0;
+  if (seg.geglu) {
+    r.N = seg.N[0];
+    r.r0 = tile * 8;
+    const int row = min(r.r0 + g, r.N - 1);
+    r.wa = seg.w[0] + int64_t{row} * words_per_row + t * lw;
+    r.wb = seg.w[1] + int64_t{row} * words_per_row + t * lw;
+    r.sa = seg.scales[0] + int64_t{row} * G;
+    r.ba = seg.biases[0] + int64_t{row} * G;
+    r.sb = seg.scales[1] + int64_t{row} * G;
+    r.bb = seg.biases[1] + int64_t{row} * G;
+    return r;
+  }
 #pragma unroll
   for (int i = 1; i < kMaxGroupedQmm; ++i) {
     if (i < seg.count && tile >= seg.tile_start[i]) r.s_idx = i;
@@ -409,15 +441,13 @@ __device__ __forceinline__ void full_chunk_loads(const TileRows& r, int c, int t
   }
 }
 
-// 4 bits: the whole chunk's loads, then one_row_chunk's arithmetic without its bounds.
-template <typename T, int BITS, int GS>
-__device__ __forceinline__ void one_row_full_chunk(const TileRows& r, int c, int t, int g,
-                                                   const uint4* xs, const uint4* zeros,
-                                                   const float* sums, float (&acc)[4]) {
+// A whole chunk's codes and scales in registers (full_chunk_loads). Loading a warp's first
+// chunk before x is staged (to overlap the staging) took the kernel to 128 registers with
+// spills and decode from 548 to 459 tok/s on an H200: not done.
+template <int BITS, int GS>
+struct ChunkRegs {
   uint32_t ca[kSpans][4], cb[kSpans][4], q[OneRow<BITS, GS, 4>::NSG][4];
-  full_chunk_loads<BITS, GS>(r, c, t, ca, cb, q);
-  one_row_chunk<T, BITS, GS, 4, true>(ca, cb, q, xs, zeros, sums, c * kSpans, 0, t, g, acc);
-}
+};
 
 // 8 bits: the products in float16 whatever x's type. A float16 code is one LOP3 a pair (a
 // byte fits float16's 10 mantissa bits, not bfloat16's 7, which took two nibbles a byte: two
@@ -481,14 +511,15 @@ __device__ void stage_x_h(const T* x, int K, uint4* xs, float* meta) {
 // A whole 8-bit chunk (c) of a tile for one row of x, in float16: one_row_chunk's scheme of
 // span groups sharing a D, with stage_x_h's pieces.
 template <typename T, int GS>
-__device__ __forceinline__ void one_row_full_chunk_h(const TileRows& r, int c, int t, int g,
-                                                     const uint4* xs, const uint4* zeros,
-                                                     const float* meta, int P, float (&acc)[4]) {
+__device__ __forceinline__ void full_chunk_h_math(const uint32_t (&ca)[kSpans][4],
+                                                  const uint32_t (&cb)[kSpans][4],
+                                                  const uint32_t (&q)[OneRow<8, GS, 4>::NSG][4],
+                                                  int c, int t, int g, const uint4* xs,
+                                                  const uint4* zeros, const float* meta, int P,
+                                                  float (&acc)[4]) {
   using S = Shape<8, GS, 4>;
   using O = OneRow<8, GS, 4>;
   constexpr int SA = O::SA;
-  uint32_t ca[kSpans][4], cb[kSpans][4], q[O::NSG][4];
-  full_chunk_loads<8, GS>(r, c, t, ca, cb, q);
 #pragma unroll
   for (int a = 0; a < O::NSG; ++a) {
     const int sp0 = c * kSpans + a * SA;
@@ -549,6 +580,14 @@ __device__ __forceinline__ void sum_over_ksplit(float (&acc)[4], float (*partial
 
 // One row of x: every column of a quad's D is a piece of that row, so rows g and g + 8 of the
 // tile are the quad's sums; lane t = 0 writes them.
+// Row `row` of a geglu launch: gate and up rounded to T as the separate products would be,
+// then gelu_approx(gate) * up as fast::gelu_approx_mul.
+template <typename T>
+__device__ __forceinline__ void geglu_store(T* out, int64_t at, int row, int N, float gate,
+                                            float up) {
+  if (row < N) out[at + row] = gelu_approx_mul_one(static_cast<T>(gate), static_cast<T>(up));
+}
+
 template <typename T>
 __device__ __forceinline__ void store_one_row(const float (&acc)[4], const Segments& seg,
                                               const TileRows& r, int g, int t, int m_first) {
@@ -560,6 +599,7 @@ __device__ __forceinline__ void store_one_row(const float (&acc)[4], const Segme
   if (t != 0) return;
   T* out = static_cast<T*>(seg.out[r.s_idx]);
   const int ra = r.r0 + g, rb = r.r0 + g + 8;
+  if (seg.geglu) return geglu_store<T>(out, int64_t{m_first} * r.N, ra, r.N, va, vb);
   if (ra < r.N) out[int64_t{m_first} * r.N + ra] = static_cast<T>(va);
   if (rb < r.N) out[int64_t{m_first} * r.N + rb] = static_cast<T>(vb);
 }
@@ -611,13 +651,35 @@ __global__ void __launch_bounds__(kThreads, 2)
   int tb = static_cast<int>(blockIdx.x) * tiles_per_block;
   const int stride = static_cast<int>(gridDim.x) * tiles_per_block;
   prefetch_tile(tb + wt);
-  wait_for_prerequisites();
-  // The whole-chunk 8-bit path multiplies in float16 (one_row_full_chunk_h).
+  // The whole-chunk 8-bit path multiplies in float16 (full_chunk_h_math).
   constexpr bool kHalf = ONE && FULL && BITS == 8;
+  const T* x_src = x_all + int64_t{m_first} * K;
+  if (seg.pre.y) {
+    // The norms' weights and the residual into L2 while the previous kernel finishes (the
+    // step's weight traffic evicts them between layers), one thread a 128-byte line.
+    const int i = static_cast<int>(threadIdx.x);
+    for (int l = i; l < K / 32; l += static_cast<int>(blockDim.x)) {
+      l2_prefetch_line(seg.pre.wy + l * 32);
+      l2_prefetch_line(seg.pre.wx + l * 32);
+    }
+    for (int l = i; l < K / 64; l += static_cast<int>(blockDim.x)) {
+      l2_prefetch_line(static_cast<const T*>(seg.pre.res) + l * 64);
+    }
+  }
+  wait_for_prerequisites();
+  if (seg.pre.y) {
+    const size_t at = staging_bytes(K, 1, S::PIECE, kHalf ? 3 : 1, true) - size_t{2} * K;
+    T* xrow = reinterpret_cast<T*>(reinterpret_cast<char*>(smem) + at);
+    residual_norm_row<T>(static_cast<const T*>(seg.pre.res), static_cast<const T*>(seg.pre.y),
+                         seg.pre.wy, seg.pre.wx, seg.pre.eps, K, xrow,
+                         blockIdx.x == 0 ? static_cast<T*>(seg.pre.h) : nullptr);
+    __syncthreads();
+    x_src = xrow;
+  }
   if constexpr (kHalf) {
-    stage_x_h<T, S::PIECE>(x_all + int64_t{m_first} * K, K, xs, sums);
+    stage_x_h<T, S::PIECE>(x_src, K, xs, sums);
   } else {
-    stage_x<T, BITS, S::PIECE>(x_all + int64_t{m_first} * K, K, m_count, xs, sums);
+    stage_x<T, BITS, S::PIECE>(x_src, K, m_count, xs, sums);
   }
   if (threadIdx.x < LW) zeros[threadIdx.x] = make_uint4(0, 0, 0, 0);
   __syncthreads();
@@ -632,10 +694,13 @@ __global__ void __launch_bounds__(kThreads, 2)
     if (tile < total_tiles) {
       for (int c = c_begin; c < c_end; ++c) {
         if constexpr (ONE && FULL) {
+          ChunkRegs<BITS, GS> now;
+          full_chunk_loads<BITS, GS>(r, c, t, now.ca, now.cb, now.q);
           if constexpr (kHalf) {
-            one_row_full_chunk_h<T, GS>(r, c, t, g, xs, zeros, sums, P, acc[0]);
+            full_chunk_h_math<T, GS>(now.ca, now.cb, now.q, c, t, g, xs, zeros, sums, P, acc[0]);
           } else {
-            one_row_full_chunk<T, BITS, GS>(r, c, t, g, xs, zeros, sums, acc[0]);
+            one_row_chunk<T, BITS, GS, 4, true>(now.ca, now.cb, now.q, xs, zeros, sums, c * kSpans,
+                                                0, t, g, acc[0]);
           }
           continue;
         }
@@ -720,6 +785,17 @@ __global__ void __launch_bounds__(kThreads, 2)
       if constexpr (ONE) {
         store_one_row<T>(acc[0], seg, r, g, t, m_first);
       } else if constexpr (S::CP == 1) {
+        if (seg.geglu) {
+          // D [0], [1]: gate of rows 2t, 2t + 1 of x; [2], [3]: their up.
+#pragma unroll
+          for (int i = 0; i < 2; ++i) {
+            const int m = p * S::MC + 2 * t + i;
+            if (m < m_count) {
+              geglu_store<T>(out, int64_t{m_first + m} * r.N, ra, r.N, acc[p][i], acc[p][i + 2]);
+            }
+          }
+          continue;
+        }
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const int row = i >= 2 ? rb : ra, m = p * S::MC + 2 * t + (i & 1);
@@ -736,7 +812,9 @@ __global__ void __launch_bounds__(kThreads, 2)
           vb += __shfl_xor_sync(0xffffffffu, vb, 1);
         }
         const int m = p * S::MC + (S::CP == 2 ? t : t / 2);
-        if ((S::CP == 2 || (t & 1) == 0) && m < m_count) {
+        if ((S::CP == 2 || (t & 1) == 0) && m < m_count && seg.geglu) {
+          geglu_store<T>(out, int64_t{m_first + m} * r.N, ra, r.N, va, vb);
+        } else if ((S::CP == 2 || (t & 1) == 0) && m < m_count) {
           if (ra < r.N) out[int64_t{m_first + m} * r.N + ra] = static_cast<T>(va);
           if (rb < r.N) out[int64_t{m_first + m} * r.N + rb] = static_cast<T>(vb);
         }
@@ -782,10 +860,11 @@ int blocks_per_sm(const void* kernel, size_t smem, int threads) {
 // Values per span: K must be a multiple of it.
 int span_values(int bits) { return bits == 4 ? 128 : 64; }
 
-size_t smem_bytes(int K, int group_size, int bits, int M) {
+size_t smem_bytes(int K, int group_size, int bits, int M, bool prenorm) {
   const int rows = M < kQgemvMaxRows ? M : kQgemvMaxRows;
   const int piece = group_size < span_values(bits) ? group_size : span_values(bits);
-  return size_t{2} * K * rows + size_t{4} * rows * (K / piece);
+  // The general path's (the 8-bit whole-chunk path checks its own three floats a piece).
+  return staging_bytes(K, rows, piece, 1, prenorm);
 }
 
 // Warps per SM the launch aims for (K is split over more warps below it): 8 and 32 measured
@@ -798,11 +877,17 @@ struct Split {
 };
 
 // Split K over as many warps as it takes to reach the target number of warps (up to one chunk
-// each and a block's 8), and put fewer tiles in a block while that leaves SMs without one.
-Split split_for(int tiles, int chunks, int row_blocks) {
+// each and a block's 8). One row of x with fewer tiles than the target: K split as far as it
+// goes, so that each warp has all its loads in flight at once, even where that takes more than
+// one wave of blocks. On an H200 the 4B's gate + up (1280 tiles of 5 chunks at 4 bits) took
+// 12.95 us split 5 ways against 15.63 split 2 ways (the split that first reached the target;
+// 13.6-15.4 for 3 and 4 ways or 1 and 2 tiles a block), at 8 bits 19.46 against 22.90; with 8
+// rows of x 5 ways was slower (gate/up alone 18.4 -> 20.2 us). Then fewer tiles a block while
+// that leaves SMs without one.
+Split split_for(int tiles, int chunks, int row_blocks, bool one_row) {
   const int64_t target = int64_t{sm_count()} * kWarpsPerSmTarget;
   const int kmax = chunks < kWarps ? chunks : kWarps;
-  Split sp{1, 1};
+  Split sp{one_row && tiles < target ? kmax : 1, 1};
   while (sp.ksplit < kmax && int64_t{tiles} * sp.ksplit * row_blocks < target) ++sp.ksplit;
   sp.tiles_per_block = kWarps / sp.ksplit;
   while (sp.tiles_per_block > 1 && int64_t{tiles} * row_blocks / sp.tiles_per_block < sm_count()) {
@@ -825,23 +910,23 @@ void launch(const Segments& seg, const QmmArgs& a, cudaStream_t stream) {
   }
   if constexpr (ONE && !FULL) {
     // Whole chunks with aligned scale pairs (every Gemma 3 4B product): the loop without
-    // bounds (one_row_full_chunk). MLXCPP_QGEMV_FULL=0 keeps the general one.
+    // bounds (full_chunk_loads). MLXCPP_QGEMV_FULL=0 keeps the general one.
     static const bool full_on = !switched_off("MLXCPP_QGEMV_FULL");
     if (full_on && vec_scales && a.K % (kSpans * S::SV) == 0 &&
-        size_t{2} * a.K + size_t{12} * (a.K / S::PIECE) <= kMaxSmem) {
+        staging_bytes(a.K, 1, S::PIECE, BITS == 8 ? 3 : 1, seg.pre.y != nullptr) <= kMaxSmem) {
       return launch<T, BITS, GS, LW, true, true>(seg, a, stream);
     }
   }
   const int tiles = seg.tile_start[seg.count];
   const int row_blocks = (a.M + kQgemvMaxRows - 1) / kQgemvMaxRows;
   const int chunks = (a.K / S::SV + kSpans - 1) / kSpans;
-  const Split sp = split_for(tiles, chunks, row_blocks);
+  const Split sp = split_for(tiles, chunks, row_blocks, ONE);
   const int ksplit = sp.ksplit, tiles_per_block = sp.tiles_per_block;
   const int threads = tiles_per_block * ksplit * 32;
   const int rows = a.M < kQgemvMaxRows ? a.M : kQgemvMaxRows;
   // x, and per piece its sum (three floats in the 8-bit whole-chunk path: stage_x_h).
-  const size_t smem = size_t{2} * a.K * rows +
-                      size_t{4} * rows * (a.K / S::PIECE) * (ONE && FULL && BITS == 8 ? 3 : 1);
+  const size_t smem =
+      staging_bytes(a.K, rows, S::PIECE, ONE && FULL && BITS == 8 ? 3 : 1, seg.pre.y != nullptr);
   auto* kernel = qgemv_mma_kernel<T, BITS, GS, LW, ONE, FULL>;
   const int resident =
       blocks_per_sm(reinterpret_cast<const void*>(kernel), smem, threads) * sm_count();
@@ -900,7 +985,7 @@ void launch_ts(const Segments& seg, const QmmArgs& a, cudaStream_t stream) {
 
 }  // namespace
 
-bool qgemv_mma_supported(const QmmArgs& a, Dtype xdtype) {
+bool qgemv_mma_supported(const QmmArgs& a, Dtype xdtype, bool prenorm) {
   // Scales of x's type (float32 scales promote x to float32 in the op).
   const bool scales_ok = (xdtype == bfloat16 && a.stype == ScaleType::bf16) ||
                          (xdtype == float16 && a.stype == ScaleType::f16);
@@ -911,16 +996,22 @@ bool qgemv_mma_supported(const QmmArgs& a, Dtype xdtype) {
          a.M >= 1 && a.M <= kQgemvBlockedRows && a.nbatch == 1 && a.K > 0 &&
          a.K % a.group_size == 0 && a.K % span_values(a.bits) == 0 && scales_ok &&
          (xdtype == bfloat16 || xdtype == float16) && aligned16(a.x) &&
-         (a.w == nullptr || aligned16(a.w)) &&
-         smem_bytes(a.K, a.group_size, a.bits, a.M) <= kMaxSmem;
+         (a.w == nullptr || aligned16(a.w)) && (!prenorm || a.M == 1) &&
+         smem_bytes(a.K, a.group_size, a.bits, a.M, prenorm) <= kMaxSmem;
 }
 
 void qgemv_mma_grouped(const QmmArgs& a, const QmmGroup* groups, int count, Dtype xdtype,
-                       cudaStream_t stream) {
+                       cudaStream_t stream, bool geglu, const QmmPrenorm* pre) {
   if (count < 1 || count > kMaxGroupedQmm) {
     throw std::invalid_argument("QuantizedMatmul: the grouped kernel takes 1 to " +
                                 std::to_string(kMaxGroupedQmm) + " matrices, got " +
                                 std::to_string(count));
+  }
+  if (geglu && (count != 2 || groups[0].N != groups[1].N)) {
+    throw std::invalid_argument(
+        "QuantizedMatmul: gelu(gate) * up takes two matrices of the same rows, got " +
+        std::to_string(count) + " matrices (rows " + std::to_string(groups[0].N) +
+        (count > 1 ? ", " + std::to_string(groups[1].N) : std::string()) + ")");
   }
   Segments seg{};
   seg.count = count;
@@ -936,6 +1027,21 @@ void qgemv_mma_grouped(const QmmArgs& a, const QmmGroup* groups, int count, Dtyp
       throw std::invalid_argument(
           "QuantizedMatmul: the tensor-core kernel needs 16-byte aligned codes");
     }
+  }
+  if (pre) {
+    auto aligned16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+    if (a.M != 1 || !aligned16(pre->res) || !aligned16(pre->y) || !aligned16(pre->wy) ||
+        !aligned16(pre->wx) || !aligned16(pre->h)) {
+      throw std::invalid_argument(
+          "QuantizedMatmul: the residual norm in the prologue takes one row of x and 16-byte "
+          "aligned operands, got " +
+          std::to_string(a.M) + " rows");
+    }
+    seg.pre = *pre;
+  }
+  if (geglu) {  // 8-row tiles of both matrices, one output (Segments::geglu)
+    seg.geglu = 1;
+    seg.tile_start[1] = seg.tile_start[2] = (groups[0].N + 7) / 8;
   }
   if (xdtype == bfloat16) {
     launch_ts<__nv_bfloat16>(seg, a, stream);

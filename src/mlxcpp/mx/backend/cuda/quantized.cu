@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "mlxcpp/mx/backend/cuda/quantized.cuh"
+#include "mlxcpp/mx/primitives/fast.h"
 
 namespace mx::cuda {
 namespace {
@@ -332,55 +333,123 @@ void quantized_matmul_gpu(Primitive& prim, const std::vector<array>& inputs,
                        qm.bits(), qm.mode(), qm.transpose());
 }
 
-// All the matrices in one launch of the tensor-core kernel where it takes
-// them (a decode step's q/k/v or gate/up); otherwise one product each.
+// The matrices of inputs [first, end) (w, scales, biases each) against x in one launch of the
+// tensor-core kernel, where it takes them; false (nothing launched) otherwise. `x` gives the
+// shape and dtype; with `pre` its row is computed in the kernel's prologue and its data is not
+// read. geglu: gate and up into outputs[0].
+bool launch_grouped(const Stream& s, cudaStream_t cs, const array& x,
+                    const std::vector<array>& inputs, size_t first, std::vector<array>& outputs,
+                    int group_size, int bits, bool geglu, const quant::QmmPrenorm* pre) {
+  const int products = static_cast<int>(inputs.size() - first) / 3;
+  const int K = x.shape(-1);
+  quant::QmmArgs a;
+  a.x = pre ? nullptr : x.data<void>();
+  a.stype = quant::scale_type(inputs[first + 1].dtype());
+  a.bits = bits;
+  a.group_size = group_size;
+  a.K = K;
+  a.M = K > 0 ? static_cast<int>(x.size() / K) : 0;
+  a.biases = inputs[first + 2].data<void>();
+  if (products > quant::kMaxGroupedQmm || a.M == 0 ||
+      !quant::qgemv_mma_supported(a, x.dtype(), pre != nullptr)) {
+    return false;
+  }
+  // Row-contiguous operands; the codes also 16-byte aligned (the kernel's vector loads).
+  for (size_t i = first; i < inputs.size(); ++i) {
+    if (!inputs[i].flags().row_contiguous ||
+        ((i - first) % 3 == 0 && reinterpret_cast<uintptr_t>(inputs[i].data<void>()) % 16 != 0)) {
+      return false;
+    }
+  }
+  std::vector<quant::QmmGroup> groups;
+  for (int i = 0; i < products; ++i) {
+    array& out = outputs[geglu ? 0 : static_cast<size_t>(i)];
+    if (i == 0 || !geglu) allocate_row_contiguous(out);  // geglu: one output for both
+    const size_t b = first + static_cast<size_t>(3 * i);
+    groups.push_back({inputs[b].data<uint32_t>(), inputs[b + 1].data<void>(),
+                      inputs[b + 2].data<void>(), out.data<void>(), out.shape(-1)});
+  }
+  quant::qgemv_mma_grouped(a, groups.data(), products, x.dtype(), cs, geglu, pre);
+  return true;
+}
+
+// A GroupedQuantizedMatmul: one launch where the tensor-core kernel takes it (a decode step's
+// q/k/v or gate/up); otherwise one product each (geglu: then the activation's kernel).
 void grouped_quantized_matmul_gpu(Primitive& prim, const std::vector<array>& inputs,
                                   std::vector<array>& outputs) {
   auto& gq = static_cast<GroupedQuantizedMatmul&>(prim);
   const Stream& s = prim.stream();
   cudaStream_t cs = stream_of(prim);
-  const int n = static_cast<int>(outputs.size());
   const array x = kernel_operand(inputs[0], s, true);
-  const int K = x.shape(-1);
-  quant::QmmArgs a;
-  a.x = x.data<void>();
-  a.stype = quant::scale_type(inputs[2].dtype());
-  a.bits = gq.bits();
-  a.group_size = gq.group_size();
-  a.K = K;
-  a.M = K > 0 ? static_cast<int>(x.size() / K) : 0;
-  a.biases = inputs[3].data<void>();
-  bool fused = n <= quant::kMaxGroupedQmm && a.M > 0 && quant::qgemv_mma_supported(a, x.dtype());
-  // Row-contiguous operands; the codes also 16-byte aligned (the kernel's vector loads).
-  for (size_t i = 1; fused && i < inputs.size(); ++i) {
-    fused = inputs[i].flags().row_contiguous &&
-            ((i - 1) % 3 != 0 || reinterpret_cast<uintptr_t>(inputs[i].data<void>()) % 16 == 0);
-  }
-  std::vector<quant::QmmGroup> groups;
-  for (int i = 0; fused && i < n; ++i) {
-    array& out = outputs[static_cast<size_t>(i)];
-    allocate_row_contiguous(out);
-    groups.push_back({inputs[static_cast<size_t>(3 * i + 1)].data<uint32_t>(),
-                      inputs[static_cast<size_t>(3 * i + 2)].data<void>(),
-                      inputs[static_cast<size_t>(3 * i + 3)].data<void>(), out.data<void>(),
-                      out.shape(-1)});
-  }
-  if (fused) {
-    quant::qgemv_mma_grouped(a, groups.data(), n, x.dtype(), cs);
+  if (launch_grouped(s, cs, x, inputs, 1, outputs, gq.group_size(), gq.bits(), gq.geglu(),
+                     nullptr)) {
     return;
   }
-  for (int i = 0; i < n; ++i) {
+  const int products = static_cast<int>(inputs.size() - 1) / 3;
+  std::vector<array> gu;  // geglu's gate and up, else the outputs themselves
+  for (int i = 0; gq.geglu() && i < products; ++i) {
+    gu.emplace_back(outputs[0].shape(), outputs[0].dtype(), nullptr, std::vector<array>{});
+  }
+  std::vector<array>& prods = gq.geglu() ? gu : outputs;
+  for (int i = 0; i < products; ++i) {
     const size_t b = static_cast<size_t>(3 * i);
     run_quantized_matmul(s, cs, {inputs[0], inputs[b + 1], inputs[b + 2], inputs[b + 3]},
-                         outputs[static_cast<size_t>(i)], gq.group_size(), gq.bits(),
+                         prods[static_cast<size_t>(i)], gq.group_size(), gq.bits(),
                          QuantizationMode::affine, true);
   }
+  if (gq.geglu()) {
+    fast::GeluApproxMul act(s);
+    gpu_registry::find(typeid(fast::GeluApproxMul))(act, gu, outputs);
+    keep_until_done(s, gu[0]);
+    keep_until_done(s, gu[1]);
+  }
+}
+
+// A ResidualNormQuantizedMatmul of one row: the products' launch computes the norms as it
+// stages x (block 0 writes h). Otherwise the norms' kernel into h and a temporary x, then the
+// GroupedQuantizedMatmul.
+void residual_norm_quantized_matmul_gpu(Primitive& prim, const std::vector<array>& inputs,
+                                        std::vector<array>& outputs) {
+  auto& op = static_cast<ResidualNormQuantizedMatmul&>(prim);
+  const Stream& s = prim.stream();
+  cudaStream_t cs = stream_of(prim);
+  auto aligned = [](const array& a) {
+    return a.flags().row_contiguous && reinterpret_cast<uintptr_t>(a.data<void>()) % 16 == 0;
+  };
+  const array& res = inputs[0];
+  std::vector<array> prods(outputs.begin() + 1, outputs.end());
+  // MLXCPP_QGEMV_PRENORM=0: the norms' own kernel, then the products (an A/B switch).
+  static const bool prologue = !switched_off("MLXCPP_QGEMV_PRENORM");
+  bool fused = prologue && aligned(res) && aligned(inputs[1]) && aligned(inputs[2]) &&
+               aligned(inputs[3]) && inputs[2].dtype() == float32 && inputs[3].dtype() == float32 &&
+               res.shape(-1) % 8 == 0;
+  if (fused) {
+    allocate_row_contiguous(outputs[0]);
+    const quant::QmmPrenorm pre{res.data<void>(),        inputs[1].data<void>(),
+                                inputs[2].data<float>(), inputs[3].data<float>(),
+                                outputs[0].data<void>(), op.eps()};
+    fused =
+        reinterpret_cast<uintptr_t>(pre.h) % 16 == 0 &&
+        launch_grouped(s, cs, res, inputs, 4, prods, op.group_size(), op.bits(), op.geglu(), &pre);
+  }
+  if (fused) return;
+  std::vector<array> hx{outputs[0], array(res.shape(), res.dtype(), nullptr, std::vector<array>{})};
+  fast::ResidualRMSNorm norm(s, op.eps());
+  gpu_registry::find(typeid(fast::ResidualRMSNorm))(
+      norm, {inputs[0], inputs[1], inputs[2], inputs[3]}, hx);
+  std::vector<array> prod_in{hx[1]};
+  prod_in.insert(prod_in.end(), inputs.begin() + 4, inputs.end());
+  GroupedQuantizedMatmul grouped(s, op.group_size(), op.bits(), op.geglu());
+  grouped_quantized_matmul_gpu(grouped, prod_in, prods);
+  keep_until_done(s, hx[1]);
 }
 
 const Register<Quantize> r_quantize(&quantize_gpu);
 const Register<Dequantize> r_dequantize(&dequantize_gpu);
 const Register<QuantizedMatmul> r_quantized_matmul(&quantized_matmul_gpu);
 const Register<GroupedQuantizedMatmul> r_grouped_quantized_matmul(&grouped_quantized_matmul_gpu);
+const Register<ResidualNormQuantizedMatmul> r_residual_norm_quantized_matmul(
+    &residual_norm_quantized_matmul_gpu);
 
 }  // namespace
 }  // namespace mx::cuda

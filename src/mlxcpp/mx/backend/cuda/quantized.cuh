@@ -161,7 +161,8 @@ void qgemv(const QmmArgs& a, Dtype xdtype, cudaStream_t stream);
 // bfloat16 or float16 x with scales of x's type, a 2-D W, M <=
 // kQgemvBlockedRows (in blocks of 8 rows) and x small enough to stage in
 // shared memory (2 * K * rows bytes, rows = M rounded up to 1, 2, 4, 8).
-bool qgemv_mma_supported(const QmmArgs& a, Dtype xdtype);
+// prenorm: x computed in the prologue (QmmPrenorm), one row.
+bool qgemv_mma_supported(const QmmArgs& a, Dtype xdtype, bool prenorm = false);
 void qgemv_mma(const QmmArgs& a, Dtype xdtype, cudaStream_t stream);
 // Several matrices of the same K, bits and group size against one x in one
 // launch (q/k/v, gate/up of a decode step): a's w, scales, biases, out and N
@@ -174,8 +175,22 @@ struct QmmGroup {
   void* out;
   int N;
 };
+// The product's one row of x computed in its prologue from fast::residual_rms_norm's operands:
+// h = res + rms_norm(y) * wy (rounded to x's type), x = rms_norm(h) * wx, with h stored to
+// `h`; a's x is not read. Every pointer 16-byte aligned.
+struct QmmPrenorm {
+  const void* res;
+  const void* y;
+  const float* wy;
+  const float* wx;
+  void* h;
+  float eps;
+};
+// geglu: two matrices (gate, up) of the same rows and one output, gelu_approx(gate) * up
+// (each product rounded to x's type first, as fast::gelu_approx_mul of the two outputs).
+// pre: the residual norm in the prologue (qgemv_mma_supported(a, xdtype, true) must hold).
 void qgemv_mma_grouped(const QmmArgs& a, const QmmGroup* groups, int count, Dtype xdtype,
-                       cudaStream_t stream);
+                       cudaStream_t stream, bool geglu = false, const QmmPrenorm* pre = nullptr);
 void qgemm(const QmmArgs& a, Dtype xdtype, cudaStream_t stream);
 
 }  // namespace mx::cuda::quant
