@@ -3,11 +3,13 @@
 # card's device-to-device copy bandwidth and cuBLASLt bf16 GEMM peak
 # (bench/gpu), mlxcpp decode at batch 1 (prompt 128, 256 new tokens), prefill
 # at 2048 and 8192 tokens, time to first token and peak memory, and Hugging
-# Face transformers (eager and sdpa) on the same random checkpoint. Prints
-# decode as a fraction of the bandwidth floor (weight bytes per token over the
-# copy bandwidth) and prefill as a fraction of the GEMM peak.
+# Face transformers (eager and sdpa) on the same random checkpoint; with the
+# `quant` part also decode of that checkpoint converted to 4 and 8 bits
+# (`mlxcpp convert -q`, groups of 64; issue 6). Prints decode as a fraction of
+# the bandwidth floor (weight bytes per token over the copy bandwidth) and
+# prefill as a fraction of the GEMM peak.
 # Usage: bench/gemma3_gpu.sh [build dir]
-# Env: DIR (/tmp/mlxcpp-bench), PARTS ("peaks ours hf"), RUN (a prefix for our
+# Env: DIR (/tmp/mlxcpp-bench), PARTS ("peaks ours quant hf"), RUN (a prefix for our
 # binaries, e.g. L on the GPU machine), PY (/usr/bin/python3 for transformers),
 # LOG (where the raw JSON lines go; default a temporary file), TRIALS (decode trials, 3),
 # HF_ARGS (extra bench/hf_baseline.py flags).
@@ -16,7 +18,7 @@ B=${1:-build}
 BIN=$B/src/mlxcpp
 PEAKS=$B/bench/gpu/mlxcpp_bench_gpu
 DIR=${DIR:-/tmp/mlxcpp-bench}
-PARTS=${PARTS:-peaks ours hf}
+PARTS=${PARTS:-peaks ours quant hf}
 RUN=${RUN:-}
 PY=${PY:-python3}
 LOG=${LOG:-$(mktemp)}
@@ -39,6 +41,17 @@ if has ours; then
   for T in 2048 8192; do
     printf 'ours prefill %s\n' "$($RUN "$BIN" benchmark --model "$MODEL" -p $T -g 2 -n 2 \
       --prefill-step-size $T --output json | tail -n 1)" >>"$LOG"
+  done
+fi
+if has quant; then
+  for BITS in 4 8; do
+    QM=$MODEL-q$BITS
+    if [ ! -f "$QM/config.json" ]; then
+      MLXCPP_DEFAULT_DEVICE=gpu $RUN "$BIN" convert --hf-path "$MODEL" --mlx-path "$QM" -q \
+        --q-bits $BITS >/dev/null
+    fi
+    printf 'ours decode-%s-bit %s\n' $BITS "$($RUN "$BIN" benchmark --model "$QM" -p 128 -g 256 \
+      -n "${TRIALS:-3}" --output json | tail -n 1)" >>"$LOG"
   done
 fi
 if has hf; then
@@ -77,9 +90,10 @@ if d2d:
 for what, r in ours:
     wb = r["weight_bytes"]
     n_params = wb / 2
-    if what == "decode":
+    if what.startswith("decode"):
         floor = d2d * 1e9 / wb if d2d else r["floor_tps"]
-        print(f"mlxcpp decode (p {r['prompt_tokens']}, g {r['generation_tokens']}): "
+        kind = what[len("decode-"):] + " " if what != "decode" else ""
+        print(f"mlxcpp {kind}decode (p {r['prompt_tokens']}, g {r['generation_tokens']}): "
               f"{r['generation_tps']:.1f} tok/s, {wb / 1e9:.2f} GB of weights per token, floor "
               f"{floor:.1f} tok/s -> {r['generation_tps'] / floor:.1%} of the floor; ttft "
               f"{r['ttft_s'] * 1e3:.1f} ms, peak {r['peak_memory_gb']:.2f} GB")
