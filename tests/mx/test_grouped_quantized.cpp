@@ -13,6 +13,7 @@
 
 #include "common/check.h"
 #include "mlxcpp/mx/fast.h"
+#include "mlxcpp/mx/primitive.h"
 #include "mlxcpp/mx/random.h"
 #include "mlxcpp/mx/transforms.h"
 
@@ -179,6 +180,9 @@ TEST(GroupedQuantized, ResidualNormThenProductsEqualsTheOpsItFuses) {
           for (auto& p : mx::grouped_quantized_matmul(x, m.w, m.s, m.b, 64, 4)) want.push_back(p);
         }
         ASSERT_EQ(got.size(), want.size());
+        // One row: one fused node (its CPU evaluation is what is compared); more: the graph.
+        ASSERT_TRUE(got[0].has_primitive());
+        EXPECT_EQ(std::string(got[0].primitive().name()) == "ResidualNormQuantizedMatmul", M == 1);
         for (size_t i = 0; i < got.size(); ++i) {
           ASSERT_EQ(got[i].dtype(), want[i].dtype());
           expect_close(got[i], to_vector(want[i]), want[i].shape(), 0.0, 0.0);

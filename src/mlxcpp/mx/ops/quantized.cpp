@@ -323,30 +323,62 @@ array quantized_geglu(const array& x, const std::vector<array>& w, const std::ve
   return fast::gelu_approx_mul(gu[0], gu[1], s);
 }
 
+namespace {
+
+// The unfused graph of a ResidualNormQuantizedMatmul as a function of all its inputs.
+std::vector<array> residual_norm_products(const std::vector<array>& in, float eps, int group_size,
+                                          int bits, bool geglu, const Stream& s) {
+  auto [h, x] = fast::residual_rms_norm(in[0], in[1], in[2], in[3], eps, s);
+  std::vector<array> w, sc, b;
+  for (size_t i = 4; i + 2 < in.size(); i += 3) {
+    w.push_back(in[i]);
+    sc.push_back(in[i + 1]);
+    b.push_back(in[i + 2]);
+  }
+  std::vector<array> out{h};
+  if (geglu) {
+    out.push_back(quantized_geglu(x, w, sc, b, group_size, bits, s));
+  } else {
+    for (array& p : grouped_quantized_matmul(x, w, sc, b, group_size, bits, s)) {
+      out.push_back(std::move(p));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<array> residual_norm_quantized_matmul(const array& residual, const array& y,
                                                   const array& y_weight, const array& x_weight,
                                                   float eps, const std::vector<array>& w,
                                                   const std::vector<array>& scales,
                                                   const std::vector<array>& biases, int group_size,
                                                   int bits, bool geglu, StreamOrDevice s) {
-  // The unfused graph first: every check of both ops, and the answer for many rows.
-  auto [h, x] = fast::residual_rms_norm(residual, y, y_weight, x_weight, eps, s);
-  std::vector<array> out{h};
-  if (geglu) {
-    out.push_back(quantized_geglu(x, w, scales, biases, group_size, bits, s));
-  } else {
-    for (array& p : grouped_quantized_matmul(x, w, scales, biases, group_size, bits, s)) {
-      out.push_back(std::move(p));
-    }
+  if (scales.size() != w.size() || biases.size() != w.size()) {
+    throw std::invalid_argument(
+        "[residual_norm_quantized_matmul] needs one scales and one biases "
+        "array a matrix, got " +
+        std::to_string(w.size()) + " / " + std::to_string(scales.size()) + " / " +
+        std::to_string(biases.size()));
   }
-  // One row whose norms are one ResidualRMSNorm feeding one grouped product directly (no cast
-  // between): the same inputs take the fused primitive.
+  // The unfused graph first: every check of both ops, and the answer for many rows.
+  std::vector<array> in{residual, y, y_weight, x_weight};
+  for (size_t i = 0; i < w.size(); ++i) {
+    in.push_back(w[i]);
+    in.push_back(scales[i]);
+    in.push_back(biases[i]);
+  }
+  std::vector<array> out = residual_norm_products(in, eps, group_size, bits, geglu, to_stream(s));
+  // One row whose norms are one ResidualRMSNorm feeding one grouped product directly (its x,
+  // the norm's other output, with no cast between): the same inputs take the fused primitive.
+  const array& h = out[0];
   const array& p0 = out[1];
   auto* gq =
       p0.has_primitive() ? dynamic_cast<const GroupedQuantizedMatmul*>(&p0.primitive()) : nullptr;
-  const bool one_row = x.ndim() >= 1 && x.shape(-1) > 0 && x.size() == size_t(x.shape(-1));
-  if (!one_row || !gq || gq->geglu() != geglu || p0.inputs()[0].id() != x.id() ||
-      !h.has_primitive() || !dynamic_cast<const fast::ResidualRMSNorm*>(&h.primitive())) {
+  const bool one_row = h.ndim() >= 1 && h.shape(-1) > 0 && h.size() == size_t(h.shape(-1));
+  if (!one_row || !gq || gq->geglu() != geglu || !h.has_primitive() ||
+      !dynamic_cast<const fast::ResidualRMSNorm*>(&h.primitive()) ||
+      !p0.inputs()[0].has_primitive() || p0.inputs()[0].primitive_ptr() != h.primitive_ptr()) {
     return out;
   }
   std::vector<array> inputs = h.inputs();
@@ -673,31 +705,6 @@ std::vector<array> GroupedQuantizedMatmul::jvp(const std::vector<array>& primals
 }
 
 // ---------------------------------------------------------- residual_norm_quantized_matmul
-
-namespace {
-
-// The unfused graph of a ResidualNormQuantizedMatmul as a function of all its inputs.
-std::vector<array> residual_norm_products(const std::vector<array>& in, float eps, int group_size,
-                                          int bits, bool geglu, const Stream& s) {
-  auto [h, x] = fast::residual_rms_norm(in[0], in[1], in[2], in[3], eps, s);
-  std::vector<array> w, sc, b;
-  for (size_t i = 4; i + 2 < in.size(); i += 3) {
-    w.push_back(in[i]);
-    sc.push_back(in[i + 1]);
-    b.push_back(in[i + 2]);
-  }
-  std::vector<array> out{h};
-  if (geglu) {
-    out.push_back(quantized_geglu(x, w, sc, b, group_size, bits, s));
-  } else {
-    for (array& p : grouped_quantized_matmul(x, w, sc, b, group_size, bits, s)) {
-      out.push_back(std::move(p));
-    }
-  }
-  return out;
-}
-
-}  // namespace
 
 bool ResidualNormQuantizedMatmul::is_equivalent(const Primitive& other) const {
   auto* o = dynamic_cast<const ResidualNormQuantizedMatmul*>(&other);
