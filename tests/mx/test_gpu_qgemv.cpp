@@ -14,6 +14,7 @@
 #include <cmath>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/check.h"
@@ -351,13 +352,18 @@ TEST_F(GpuQgemv, GegluMatchesProductsThenActivation) {
 // row): h against the float64 formula (res + rms_norm(y) * wy, one rounding of the normed y and
 // one of the sum), and the products (q/k/v-like three matrices, and gate/up with the GELU)
 // against the float64 references of x = rms_norm(h) * wx from the CPU's norms, within the
-// products' tolerances. Also a row the kernel does not take (many rows: the composed graph).
+// products' tolerances.
 TEST_F(GpuQgemv, ResidualNormInThePrologue) {
   uint64_t seed = 7000;
-  const int K = 2560;
-  for (mx::Dtype dt : {mx::bfloat16, mx::float16}) {
+  // K 2560: a thread holds its (at most two) chunks of the row in registers; K 5376 (Gemma 3
+  // 27B's hidden size, past the whole-chunk loop too): the prologue's three passes over shared
+  // memory.
+  const std::pair<int, mx::Dtype> cases[] = {
+      {2560, mx::bfloat16}, {2560, mx::float16}, {5376, mx::bfloat16}};
+  for (const auto& [K, dt] : cases) {
     for (int bits : {4, 8}) {
-      SCOPED_TRACE(mx::dtype_name(dt) + " bits " + std::to_string(bits));
+      SCOPED_TRACE(mx::dtype_name(dt) + " K " + std::to_string(K) + " bits " +
+                   std::to_string(bits));
       array res = mx::multiply(normal({1, K}, dt, seed++), mx::array(4.0f, dt), kCpu);
       array y = mx::multiply(normal({1, K}, dt, seed++), mx::array(30.0f, dt), kCpu);
       array wy = mx::add(normal({K}, mx::float32, seed++), mx::array(1.0f), kCpu);
